@@ -1,0 +1,175 @@
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// An account's permanent id: a random UUID, never derived from the email.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(Uuid);
+
+impl UserId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.as_hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for UserId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// A syntactically valid email address, trimmed and lower-cased: the login identifier.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+impl Email {
+    /// Trims, lower-cases and checks the shape: one `@`, a local part of 1–64 and a domain of
+    /// 1–253 bytes with a dot and no empty label, 254 bytes in all, no white space, control or
+    /// characters that need quoting. Returns `None` for anything else.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let email = raw.trim().to_lowercase();
+        let (local, domain) = email.split_once('@')?;
+        let ok = email.len() <= 254
+            && (1..=64).contains(&local.len())
+            && (1..=253).contains(&domain.len())
+            && domain.contains('.')
+            && domain.split('.').all(|label| !label.is_empty() && !label.starts_with('-'))
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..")
+            && email.chars().all(|c| {
+                !c.is_whitespace()
+                    && !c.is_control()
+                    && !matches!(c, '<' | '>' | '(' | ')' | '[' | ']' | ',' | ';' | ':' | '\\' | '"')
+            })
+            && domain.chars().all(|c| c != '@');
+        ok.then_some(Self(email))
+    }
+
+    /// The normalised address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part before `@`, used as the default display name.
+    pub fn local_part(&self) -> &str {
+        self.0.split('@').next().unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Email::parse(&s).ok_or_else(|| "invalid email address".to_owned())
+    }
+}
+
+impl From<Email> for String {
+    fn from(e: Email) -> Self {
+        e.0
+    }
+}
+
+/// A display name: 1–64 characters after NFC and trimming, no control or invisible formatting
+/// characters. HTML in it is kept as typed and escaped wherever it is shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    /// The longest name, in characters.
+    pub const MAX_CHARS: usize = 64;
+
+    /// Validates and normalises a display name.
+    pub fn parse(raw: &str) -> Result<Self, phaze_sanitize::TextError> {
+        phaze_sanitize::single_line(raw, Self::MAX_CHARS).map(Self)
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DisplayName {
+    type Error = phaze_sanitize::TextError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        DisplayName::parse(&s)
+    }
+}
+
+impl From<DisplayName> for String {
+    fn from(d: DisplayName) -> Self {
+        d.0
+    }
+}
+
+/// A customer account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Permanent id.
+    pub id: UserId,
+    /// Login identifier, unique across accounts.
+    pub email: Email,
+    /// Whether the owner has followed the verification link.
+    pub email_verified: bool,
+    /// PHC string of the argon2id hash.
+    pub password_hash: String,
+    /// Name shown in the portal.
+    pub display_name: DisplayName,
+    /// Operators' flag, set with `phaze-portal admin grant`.
+    pub is_admin: bool,
+    /// Registration time.
+    #[serde(with = "time::serde::timestamp")]
+    pub created_at: OffsetDateTime,
+    /// Last password change (or registration).
+    #[serde(with = "time::serde::timestamp")]
+    pub password_changed_at: OffsetDateTime,
+}
+
+/// Errors of [`AccountStore`] (and [`crate::TokenStore`]).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The email (or token) is taken.
+    #[error("already exists")]
+    Duplicate,
+    /// No such record.
+    #[error("not found")]
+    NotFound,
+    /// The backend failed.
+    #[error("account store unavailable")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Storage for accounts. The email is unique, guaranteed atomically by the store even when several
+/// processes insert at once.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Fails with [`StoreError::Duplicate`] if the email (or id) is taken.
+    async fn insert(&self, account: &Account) -> Result<(), StoreError>;
+    /// Looks an account up by its normalised email.
+    async fn by_email(&self, email: &Email) -> Result<Option<Account>, StoreError>;
+    /// Looks an account up by id.
+    async fn by_id(&self, id: &UserId) -> Result<Option<Account>, StoreError>;
+    /// Replaces an existing account (same id and email); [`StoreError::NotFound`] if it is gone.
+    async fn update(&self, account: &Account) -> Result<(), StoreError>;
+}

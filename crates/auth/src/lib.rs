@@ -1,0 +1,30 @@
+//! Accounts and authentication for Phaze.
+//!
+//! - [`Account`]s are keyed by a random [`UserId`] and found by their normalised [`Email`].
+//! - Passwords are hashed with argon2id ([`Argon2id`], OWASP parameters by default) and re-hashed on
+//!   login when the parameters change; unknown accounts are verified against a dummy hash so both
+//!   paths cost the same ([`AuthService::login`]).
+//! - [`PasswordPolicy`] enforces length and refuses the 30,000 most common breached passwords.
+//! - Email verification tokens are random, stored only as a keyed hash ([`TokenHasher`]), expire and
+//!   are single use ([`TokenStore::consume`]).
+//!
+//! Ports: [`AccountStore`], [`TokenStore`], [`Mailer`], and [`PasswordHasher`] (so the app can run
+//! the CPU-heavy hashing off its async workers).
+//!
+//! **Invariant:** this crate never reads the clock, the network or the filesystem.
+#![warn(missing_docs)]
+
+mod account;
+mod mail;
+mod password;
+mod service;
+mod token;
+
+pub use account::{Account, AccountStore, DisplayName, Email, StoreError, UserId};
+pub use mail::{MailError, Mailer, OutgoingMail};
+pub use password::{
+    Argon2id, HashError, HashParams, PasswordHasher, PasswordPolicy, PasswordRejection,
+    Verification,
+};
+pub use service::{AuthConfig, AuthError, AuthService};
+pub use token::{Token, TokenHash, TokenHasher, TokenPurpose, TokenRecord, TokenStore};

@@ -1,0 +1,32 @@
+use async_trait::async_trait;
+
+use crate::Email;
+
+/// A plain-text message to one recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutgoingMail {
+    /// Recipient.
+    pub to: Email,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub body: String,
+}
+
+/// Sending failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The message could not be built (a bad address or header).
+    #[error("mail could not be built")]
+    Build(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The transport failed.
+    #[error("mail transport failed")]
+    Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Outgoing mail.
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    /// Sends one message.
+    async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError>;
+}

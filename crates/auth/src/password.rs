@@ -1,0 +1,210 @@
+use argon2::password_hash::{PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use async_trait::async_trait;
+use rand::rngs::OsRng;
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use crate::Email;
+
+/// argon2id cost parameters. `Default` is OWASP's first recommendation: m = 19456 KiB, t = 2, p = 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub m_cost: u32,
+    /// Iterations.
+    pub t_cost: u32,
+    /// Lanes.
+    pub p_cost: u32,
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        Self { m_cost: 19_456, t_cost: 2, p_cost: 1 }
+    }
+}
+
+/// Hashing failed (bad parameters, or a worker pool that went away).
+#[derive(Debug, thiserror::Error)]
+#[error("password hashing failed: {0}")]
+pub struct HashError(pub String);
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verification {
+    /// The password matches.
+    pub matches: bool,
+    /// The hash was made with other parameters (or another algorithm) than today's: store a new one.
+    pub needs_rehash: bool,
+}
+
+/// Password hashing as a port, so the app can move the CPU-heavy work off its async workers
+/// (a blocking pool) while tests and embedders call [`Argon2id`] directly.
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    /// A PHC string for `password` with a fresh random salt.
+    async fn hash(&self, password: SecretString) -> Result<String, HashError>;
+    /// Checks `password` against `phc`; with `None` it checks against a dummy hash so that an
+    /// unknown account costs the same as a known one, and never matches.
+    async fn verify(&self, password: SecretString, phc: Option<String>)
+        -> Result<Verification, HashError>;
+}
+
+/// argon2id from RustCrypto, with the configured parameters.
+pub struct Argon2id {
+    argon: Argon2<'static>,
+    params: HashParams,
+    dummy: String,
+}
+
+impl Argon2id {
+    /// Fails if the parameters are outside what argon2 accepts.
+    pub fn new(params: HashParams) -> Result<Self, HashError> {
+        let p = Params::new(params.m_cost, params.t_cost, params.p_cost, None)
+            .map_err(|e| HashError(e.to_string()))?;
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, p);
+        let mut me = Self { argon, params, dummy: String::new() };
+        me.dummy = me.hash_sync("phaze dummy password, never valid")?;
+        Ok(me)
+    }
+
+    /// Hashes on the calling thread (tens of milliseconds at the default parameters).
+    pub fn hash_sync(&self, password: &str) -> Result<String, HashError> {
+        let salt = SaltString::generate(&mut OsRng);
+        self.argon
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| HashError(e.to_string()))
+    }
+
+    /// Verifies on the calling thread. A malformed stored hash is a non-match, after the same work.
+    pub fn verify_sync(&self, password: &str, phc: Option<&str>) -> Verification {
+        let parsed = phc.and_then(|p| PasswordHash::new(p).ok());
+        let Some(parsed) = parsed else {
+            let dummy = PasswordHash::new(&self.dummy);
+            if let Ok(dummy) = dummy {
+                let _ = self.argon.verify_password(password.as_bytes(), &dummy);
+            }
+            return Verification { matches: false, needs_rehash: false };
+        };
+        let matches = self.argon.verify_password(password.as_bytes(), &parsed).is_ok();
+        Verification { matches, needs_rehash: matches && self.is_outdated(&parsed) }
+    }
+
+    fn is_outdated(&self, hash: &PasswordHash<'_>) -> bool {
+        let current = Params::try_from(hash).ok();
+        hash.algorithm != argon2::ARGON2ID_IDENT
+            || hash.version != Some(Version::V0x13.into())
+            || current.is_none_or(|p| {
+                (p.m_cost(), p.t_cost(), p.p_cost())
+                    != (self.params.m_cost, self.params.t_cost, self.params.p_cost)
+            })
+    }
+}
+
+#[async_trait]
+impl PasswordHasher for Argon2id {
+    async fn hash(&self, password: SecretString) -> Result<String, HashError> {
+        self.hash_sync(password.expose_secret())
+    }
+
+    async fn verify(
+        &self,
+        password: SecretString,
+        phc: Option<String>,
+    ) -> Result<Verification, HashError> {
+        Ok(self.verify_sync(password.expose_secret(), phc.as_deref()))
+    }
+}
+
+/// Why a new password was refused; the message is shown to the user as is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordRejection {
+    /// Fewer characters than the minimum.
+    #[error("Use at least {0} characters.")]
+    TooShort(usize),
+    /// More characters than the maximum.
+    #[error("Use at most {0} characters.")]
+    TooLong(usize),
+    /// On the list of common and breached passwords.
+    #[error("This password is too common: it appears in lists of breached passwords.")]
+    Common,
+    /// Contains the account's email address or its local part.
+    #[error("Do not use your email address in your password.")]
+    ContainsEmail,
+}
+
+/// Rules for new passwords: length in characters (any Unicode), not common, not the email.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    /// Minimum length in characters (default 12).
+    pub min_chars: usize,
+    /// Maximum length in characters (default 128), which also caps the work one hash can cost.
+    pub max_chars: usize,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self { min_chars: 12, max_chars: 128 }
+    }
+}
+
+static COMMON_LIST: &str = include_str!("../data/common-passwords.txt");
+
+fn common_passwords() -> &'static HashSet<&'static str> {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| COMMON_LIST.lines().filter(|l| !l.is_empty()).collect())
+}
+
+impl PasswordPolicy {
+    /// How many passwords the shipped common-password list holds.
+    pub fn common_list_len() -> usize {
+        common_passwords().len()
+    }
+
+    /// Checks a new password for the account with `email`.
+    pub fn check(&self, password: &str, email: Option<&Email>) -> Result<(), PasswordRejection> {
+        let chars = password.chars().count();
+        if chars < self.min_chars {
+            return Err(PasswordRejection::TooShort(self.min_chars));
+        }
+        if chars > self.max_chars {
+            return Err(PasswordRejection::TooLong(self.max_chars));
+        }
+        let lower = password.to_lowercase();
+        if is_common(&lower) {
+            return Err(PasswordRejection::Common);
+        }
+        if let Some(email) = email {
+            let local = email.local_part();
+            if lower.contains(email.as_str()) || (local.chars().count() >= 4 && lower.contains(local)) {
+                return Err(PasswordRejection::ContainsEmail);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A common password, or one made of a common password repeated or with digits appended
+/// ("passwordpassword", "qwerty123456789"), which length rules alone let through.
+fn is_common(lower: &str) -> bool {
+    let list = common_passwords();
+    if list.contains(lower) {
+        return true;
+    }
+    let base = lower.trim_end_matches(|c: char| c.is_ascii_digit() || "!.?@#$*_-".contains(c));
+    if base.len() < lower.len() && (base.chars().count() < 4 || list.contains(base)) {
+        return true;
+    }
+    (1..=lower.len() / 2).any(|n| {
+        lower.len() % n == 0
+            && lower.is_char_boundary(n)
+            && lower[..n].repeat(lower.len() / n) == lower
+            && (n < 4 || list.contains(&lower[..n]))
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,69 @@
+use super::*;
+
+fn check(password: &str, expected: Result<(), PasswordRejection>) {
+    let email = Email::parse("ada.lovelace@example.com").unwrap();
+    assert_eq!(PasswordPolicy::default().check(password, Some(&email)), expected, "{password:?}");
+}
+
+#[test]
+fn policy_accepts_long_uncommon_passwords() {
+    check("correct horse battery staple", Ok(()));
+    check("ünïcødé pässwörd ✓", Ok(()));
+    let longest: String = (0..64u32).map(|i| format!("{:02x}", i * 7 % 251)).collect();
+    check(&longest, Ok(()));
+}
+
+#[test]
+fn policy_refuses_short_long_common_and_email() {
+    check("short1!", Err(PasswordRejection::TooShort(12)));
+    // 11 characters but 22 bytes: length counts characters.
+    check("ééééééééééé", Err(PasswordRejection::TooShort(12)));
+    check(&"x".repeat(129), Err(PasswordRejection::TooLong(128)));
+    for common in ["passwordpassword", "PasswordPassword", "password123456", "qwertyuiop2024!", "123456789012", "1qaz2wsx3edc", "aaaaaaaaaaaa", "abcabcabcabc"] {
+        check(common, Err(PasswordRejection::Common));
+    }
+    check("my ada.lovelace@example.com pw", Err(PasswordRejection::ContainsEmail));
+    check("ada.lovelace is great", Err(PasswordRejection::ContainsEmail));
+}
+
+#[test]
+fn common_list_is_shipped() {
+    assert!(PasswordPolicy::common_list_len() >= 10_000);
+}
+
+fn fast() -> Argon2id {
+    Argon2id::new(HashParams { m_cost: 64, t_cost: 1, p_cost: 1 }).unwrap()
+}
+
+#[test]
+fn hash_verifies_and_salts() {
+    let h = fast();
+    let a = h.hash_sync("correct horse battery staple").unwrap();
+    let b = h.hash_sync("correct horse battery staple").unwrap();
+    assert_ne!(a, b, "salted");
+    assert!(a.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+    assert_eq!(h.verify_sync("correct horse battery staple", Some(&a)), Verification { matches: true, needs_rehash: false });
+    assert!(!h.verify_sync("wrong horse battery staple", Some(&a)).matches);
+}
+
+#[test]
+fn unknown_or_malformed_hash_never_matches() {
+    let h = fast();
+    assert!(!h.verify_sync("anything", None).matches);
+    assert!(!h.verify_sync("anything", Some("not a phc string")).matches);
+    assert!(!h.verify_sync("phaze dummy password, never valid", None).matches);
+}
+
+#[test]
+fn changed_parameters_ask_for_rehash() {
+    let old = fast().hash_sync("correct horse battery staple").unwrap();
+    let new = Argon2id::new(HashParams { m_cost: 128, t_cost: 1, p_cost: 1 }).unwrap();
+    assert_eq!(new.verify_sync("correct horse battery staple", Some(&old)), Verification { matches: true, needs_rehash: true });
+    // A wrong password never asks for a rehash, whatever the parameters.
+    assert!(!new.verify_sync("wrong", Some(&old)).needs_rehash);
+}
+
+#[test]
+fn default_parameters_are_owasp() {
+    assert_eq!(HashParams::default(), HashParams { m_cost: 19_456, t_cost: 2, p_cost: 1 });
+}

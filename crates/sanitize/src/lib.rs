@@ -1,0 +1,114 @@
+//! Pure helpers for untrusted text. Phaze never "cleans" input by stripping tags: input is typed and
+//! normalised on the way in (this crate), and escaped on the way out for the context it lands in
+//! (tera's HTML autoescape for pages, [`js_string`] and [`header_value`] for the other contexts).
+//!
+//! **Invariant:** nothing here does I/O or allocates more than a copy of its input.
+#![warn(missing_docs)]
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Why a text field was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    /// Empty after trimming.
+    #[error("must not be empty")]
+    Empty,
+    /// Longer than the field allows, counted in Unicode scalar values after normalisation.
+    #[error("must be at most {max} characters")]
+    TooLong {
+        /// The limit.
+        max: usize,
+    },
+    /// Holds a control, bidirectional-override or other invisible formatting character.
+    #[error("must not contain control characters")]
+    ControlCharacter,
+}
+
+/// Normalises a single-line text field: Unicode NFC, surrounding white space trimmed, then refused if
+/// it is empty, longer than `max_chars` characters, or holds control characters (including CR, LF,
+/// TAB and NUL) or invisible formatting characters that can spoof how text reads (bidi overrides,
+/// zero-width joiners, BOM).
+pub fn single_line(input: &str, max_chars: usize) -> Result<String, TextError> {
+    let text: String = input.nfc().collect();
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(TextError::Empty);
+    }
+    if text.chars().any(is_forbidden) {
+        return Err(TextError::ControlCharacter);
+    }
+    if text.chars().count() > max_chars {
+        return Err(TextError::TooLong { max: max_chars });
+    }
+    Ok(text.to_owned())
+}
+
+/// Control characters (Unicode category Cc) and the format characters that reorder or hide text.
+fn is_forbidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200B}'..='\u{200F}' // zero-width space/joiners, LRM, RLM
+            | '\u{2028}' | '\u{2029}' // line and paragraph separators
+            | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
+            | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
+            | '\u{2066}'..='\u{2069}' // bidi isolates
+            | '\u{FEFF}' // byte order mark
+            | '\u{FFF9}'..='\u{FFFB}') // interlinear annotations
+}
+
+/// Returns `next` when it is a same-origin relative path that is safe to put in a `Location`
+/// header: it starts with one `/`, is not protocol-relative (`//host`, `/\host`), holds no
+/// backslash, white space or control character, and is at most 512 bytes. Anything else is `None`,
+/// and callers fall back to their default page.
+pub fn same_origin_path(next: &str) -> Option<&str> {
+    let rest = next.strip_prefix('/')?;
+    if next.len() > 512 || rest.starts_with('/') {
+        return None;
+    }
+    // Browsers treat `\` as `/` and drop tabs and newlines, so `/\evil.com` and `/\t/evil.com`
+    // become protocol-relative: refuse every such byte rather than reason about each.
+    let clean = next
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'\\');
+    clean.then_some(next)
+}
+
+/// Escapes `s` for the inside of a JavaScript string literal (single or double quoted) that may sit
+/// in an HTML `<script>` element: quotes, backslash, `<`, `>`, `&`, line terminators and every
+/// control character become `\uXXXX` escapes, so the value can neither end the string nor the
+/// element.
+pub fn js_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '"' | '\'' | '\\' | '<' | '>' | '&' | '`' | '\u{2028}' | '\u{2029}' => {
+                push_u_escape(&mut out, c)
+            }
+            c if c.is_control() => push_u_escape(&mut out, c),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn push_u_escape(out: &mut String, c: char) {
+    let mut buf = [0u16; 2];
+    for unit in c.encode_utf16(&mut buf) {
+        out.push_str(&format!("\\u{unit:04x}"));
+    }
+}
+
+/// Makes `s` safe as (part of) an HTTP header value: every byte outside printable ASCII becomes
+/// `_`, so neither CR/LF injection nor non-ASCII can reach a header. Quotes and backslashes are
+/// replaced too, so the result can also sit inside a quoted-string parameter.
+pub fn header_value(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            ' '..='~' if c != '"' && c != '\\' => c,
+            _ => '_',
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::rngs::OsRng;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+const ID_BYTES: usize = 32;
+/// Length of an id once base64url-encoded without padding.
+const ID_CHARS: usize = 43;
+
+/// The secret that identifies a session: 256 bits from the OS CSPRNG, base64url in the cookie.
+///
+/// It is never stored: the store only sees its [`SessionKey`]. `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// A fresh id from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; ID_BYTES];
+        OsRng.fill_bytes(&mut bytes);
+        Self(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Accepts a cookie value only if it has the exact shape of an id this crate generates, so
+    /// arbitrary client input never reaches a store.
+    pub fn parse(value: &str) -> Option<Self> {
+        if value.len() != ID_CHARS {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
+        (bytes.len() == ID_BYTES).then(|| Self(value.to_owned()))
+    }
+
+    /// The value to put in the cookie.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The store key: SHA-256 of the id. A 256-bit random id needs no salt or slow hash.
+    pub fn key(&self) -> SessionKey {
+        SessionKey(Sha256::digest(self.0.as_bytes()).into())
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId(<redacted>)")
+    }
+}
+
+/// What a store is keyed by: the SHA-256 of a [`SessionId`]. Knowing a key does not let anyone
+/// forge the cookie, so keys can appear in file names, Redis keys and the "revoke" URL.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey([u8; 32]);
+
+impl SessionKey {
+    /// The raw digest.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses 64 lower-case hex characters; anything else is `None`.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(out))
+    }
+}
+
+impl From<[u8; 32]> for SessionKey {
+    fn from(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionKey({})", &self.to_hex()[..12])
+    }
+}
+
+impl fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}

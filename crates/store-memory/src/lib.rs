@@ -1,0 +1,210 @@
+//! Every Phaze port over process memory. State dies with the process, so this is for tests,
+//! embedding in another service's tests, and single-process development (`store = "memory"`).
+//!
+//! **Invariant:** each port method takes one lock once, so every operation is atomic.
+//!
+//! ```
+//! use phaze_sessions::SessionStore;
+//! use phaze_store_memory::MemorySessions;
+//! let store: std::sync::Arc<dyn SessionStore> = std::sync::Arc::new(MemorySessions::default());
+//! ```
+
+use async_trait::async_trait;
+use phaze_auth::{
+    Account, AccountStore, Email, MailError, Mailer, OutgoingMail, StoreError as AuthStoreError,
+    TokenHash, TokenPurpose, TokenRecord, TokenStore, UserId,
+};
+use phaze_sessions::{SessionKey, SessionStore, StoreError, StoredSession};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use time::OffsetDateTime;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave these maps half-updated in a way that matters
+    // more than losing the whole store, so recover the guard.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Default)]
+struct SessionTables {
+    by_key: HashMap<SessionKey, StoredSession>,
+    by_user: HashMap<String, HashSet<SessionKey>>,
+}
+
+impl SessionTables {
+    fn remove(&mut self, key: &SessionKey) -> bool {
+        let Some(old) = self.by_key.remove(key) else { return false };
+        if let Some(keys) = self.by_user.get_mut(&old.user_id) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_user.remove(&old.user_id);
+            }
+        }
+        true
+    }
+}
+
+/// [`SessionStore`] in memory, with the per-user index.
+#[derive(Default)]
+pub struct MemorySessions(Mutex<SessionTables>);
+
+#[async_trait]
+impl SessionStore for MemorySessions {
+    async fn insert(&self, s: &StoredSession) -> Result<(), StoreError> {
+        let mut t = lock(&self.0);
+        if t.by_key.contains_key(&s.key) {
+            return Err(StoreError::Duplicate);
+        }
+        t.by_user.entry(s.user_id.clone()).or_default().insert(s.key);
+        t.by_key.insert(s.key, s.clone());
+        Ok(())
+    }
+
+    async fn get(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
+        Ok(lock(&self.0).by_key.get(key).cloned())
+    }
+
+    async fn update(&self, s: &StoredSession) -> Result<bool, StoreError> {
+        let mut t = lock(&self.0);
+        match t.by_key.get_mut(&s.key) {
+            Some(existing) if existing.user_id == s.user_id => {
+                *existing = s.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn remove(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        Ok(lock(&self.0).remove(key))
+    }
+
+    async fn list_user(&self, user_id: &str) -> Result<Vec<StoredSession>, StoreError> {
+        let t = lock(&self.0);
+        let keys = t.by_user.get(user_id).into_iter().flatten();
+        Ok(keys.filter_map(|k| t.by_key.get(k).cloned()).collect())
+    }
+
+    async fn remove_user(
+        &self,
+        user_id: &str,
+        keep: Option<&SessionKey>,
+    ) -> Result<usize, StoreError> {
+        let mut t = lock(&self.0);
+        let doomed: Vec<SessionKey> = t
+            .by_user
+            .get(user_id)
+            .into_iter()
+            .flatten()
+            .filter(|k| Some(*k) != keep)
+            .copied()
+            .collect();
+        Ok(doomed.iter().filter(|k| t.remove(k)).count())
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let mut t = lock(&self.0);
+        let doomed: Vec<SessionKey> =
+            t.by_key.values().filter(|s| s.expires_at <= now).map(|s| s.key).collect();
+        Ok(doomed.iter().filter(|k| t.remove(k)).count())
+    }
+}
+
+#[derive(Default)]
+struct AccountTables {
+    by_id: HashMap<UserId, Account>,
+    by_email: HashMap<Email, UserId>,
+}
+
+/// [`AccountStore`] in memory.
+#[derive(Default)]
+pub struct MemoryAccounts(Mutex<AccountTables>);
+
+#[async_trait]
+impl AccountStore for MemoryAccounts {
+    async fn insert(&self, a: &Account) -> Result<(), AuthStoreError> {
+        let mut t = lock(&self.0);
+        if t.by_email.contains_key(&a.email) || t.by_id.contains_key(&a.id) {
+            return Err(AuthStoreError::Duplicate);
+        }
+        t.by_email.insert(a.email.clone(), a.id);
+        t.by_id.insert(a.id, a.clone());
+        Ok(())
+    }
+
+    async fn by_email(&self, email: &Email) -> Result<Option<Account>, AuthStoreError> {
+        let t = lock(&self.0);
+        Ok(t.by_email.get(email).and_then(|id| t.by_id.get(id)).cloned())
+    }
+
+    async fn by_id(&self, id: &UserId) -> Result<Option<Account>, AuthStoreError> {
+        Ok(lock(&self.0).by_id.get(id).cloned())
+    }
+
+    async fn update(&self, a: &Account) -> Result<(), AuthStoreError> {
+        let mut t = lock(&self.0);
+        match t.by_id.get_mut(&a.id) {
+            Some(existing) if existing.email == a.email => {
+                *existing = a.clone();
+                Ok(())
+            }
+            _ => Err(AuthStoreError::NotFound),
+        }
+    }
+}
+
+/// [`TokenStore`] in memory.
+#[derive(Default)]
+pub struct MemoryTokens(Mutex<HashMap<TokenHash, TokenRecord>>);
+
+#[async_trait]
+impl TokenStore for MemoryTokens {
+    async fn insert(&self, r: &TokenRecord) -> Result<(), AuthStoreError> {
+        let mut t = lock(&self.0);
+        if t.contains_key(&r.hash) {
+            return Err(AuthStoreError::Duplicate);
+        }
+        t.insert(r.hash, r.clone());
+        Ok(())
+    }
+
+    async fn consume(
+        &self,
+        hash: &TokenHash,
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> Result<Option<TokenRecord>, AuthStoreError> {
+        let mut t = lock(&self.0);
+        match t.get(hash) {
+            Some(r) if r.purpose != purpose => Ok(None),
+            Some(_) => Ok(t.remove(hash).filter(|r| r.expires_at > now)),
+            None => Ok(None),
+        }
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, AuthStoreError> {
+        let mut t = lock(&self.0);
+        let before = t.len();
+        t.retain(|_, r| r.expires_at > now);
+        Ok(before - t.len())
+    }
+}
+
+/// [`Mailer`] that keeps every message in memory, for tests that read their mail.
+#[derive(Default)]
+pub struct MemoryMailer(Mutex<Vec<OutgoingMail>>);
+
+impl MemoryMailer {
+    /// Every message sent so far, oldest first.
+    pub fn sent(&self) -> Vec<OutgoingMail> {
+        lock(&self.0).clone()
+    }
+}
+
+#[async_trait]
+impl Mailer for MemoryMailer {
+    async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
+        lock(&self.0).push(mail.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! Contract of [`AccountStore`].
+
+use phaze_auth::{Account, AccountStore, DisplayName, Email, StoreError, UserId};
+use std::sync::Arc;
+
+use crate::t0;
+
+/// A verified account for `email`.
+pub fn account(email: &str) -> Account {
+    Account {
+        id: UserId::generate(),
+        email: Email::parse(email).unwrap(),
+        email_verified: true,
+        password_hash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        display_name: DisplayName::parse("Ada").unwrap(),
+        is_admin: false,
+        created_at: t0(),
+        password_changed_at: t0(),
+    }
+}
+
+/// Runs the whole [`AccountStore`] contract against an adapter.
+#[macro_export]
+macro_rules! account_store_contract {
+    ($make:expr) => {
+        mod account_store_contract {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__contract_tests!(accounts, $make, [
+                insert_then_lookup_by_email_and_id,
+                email_is_unique,
+                lookups_of_unknown_are_none,
+                update_replaces_and_requires_existing,
+                concurrent_registrations_of_one_email_admit_exactly_one,
+                hostile_emails_are_plain_data,
+            ]);
+        }
+    };
+}
+
+pub async fn insert_then_lookup_by_email_and_id(store: Arc<impl AccountStore>) {
+    let a = account("ada@example.com");
+    store.insert(&a).await.unwrap();
+    assert_eq!(store.by_email(&a.email).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.by_id(&a.id).await.unwrap(), Some(a.clone()));
+    let upper = Email::parse("  ADA@Example.COM ").unwrap();
+    assert_eq!(store.by_email(&upper).await.unwrap(), Some(a));
+}
+
+pub async fn email_is_unique(store: Arc<impl AccountStore>) {
+    let a = account("ada@example.com");
+    store.insert(&a).await.unwrap();
+    let b = account("ADA@example.com");
+    assert!(matches!(store.insert(&b).await, Err(StoreError::Duplicate)));
+    assert_eq!(store.by_id(&b.id).await.unwrap(), None, "the loser leaves no record");
+    assert_eq!(store.by_email(&a.email).await.unwrap(), Some(a));
+}
+
+pub async fn lookups_of_unknown_are_none(store: Arc<impl AccountStore>) {
+    assert_eq!(store.by_email(&Email::parse("nobody@example.com").unwrap()).await.unwrap(), None);
+    assert_eq!(store.by_id(&UserId::generate()).await.unwrap(), None);
+}
+
+pub async fn update_replaces_and_requires_existing(store: Arc<impl AccountStore>) {
+    let mut a = account("ada@example.com");
+    assert!(matches!(store.update(&a).await, Err(StoreError::NotFound)));
+    store.insert(&a).await.unwrap();
+    a.display_name = DisplayName::parse("<script>alert(1)</script>").unwrap();
+    a.is_admin = true;
+    store.update(&a).await.unwrap();
+    assert_eq!(store.by_email(&a.email).await.unwrap(), Some(a));
+}
+
+pub async fn concurrent_registrations_of_one_email_admit_exactly_one(
+    store: Arc<impl AccountStore + 'static>,
+) {
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let a = account("race@example.com");
+                store.insert(&a).await.map(|()| a.id)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in futures_util::future::join_all(tasks).await {
+        match t.unwrap() {
+            Ok(id) => winners.push(id),
+            Err(StoreError::Duplicate) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    let found = store.by_email(&Email::parse("race@example.com").unwrap()).await.unwrap().unwrap();
+    assert_eq!(found.id, winners[0]);
+}
+
+pub async fn hostile_emails_are_plain_data(store: Arc<impl AccountStore>) {
+    // Addresses that look like paths, globs or keys of other records stay plain data.
+    for raw in ["../../etc/passwd@example.com", "a*@example.com", "%2e%2e@example.com", "x@..example.com"] {
+        if let Some(email) = Email::parse(raw) {
+            let a = account(email.as_str());
+            store.insert(&a).await.unwrap();
+            assert_eq!(store.by_email(&email).await.unwrap(), Some(a));
+        }
+    }
+    assert_eq!(store.by_email(&Email::parse("passwd@example.com").unwrap()).await.unwrap(), None);
+}

@@ -1,0 +1,37 @@
+//! Contract tests for Phaze's ports. Each rule is one `async fn` taking a store; a macro per port
+//! turns every rule into a `#[tokio::test]` for an adapter:
+//!
+//! ```ignore
+//! phaze_testkit::session_store_contract!((MemorySessions::default(), ()));
+//! ```
+//!
+//! The macro argument is an expression giving `(store, guard)`: the guard (a temporary directory, a
+//! schema) lives as long as the test. An adapter is done when every contract it implements passes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+#![allow(unreachable_pub)] // items are used by the adapters' test binaries through the macros
+
+pub mod accounts;
+pub mod sessions;
+pub mod tokens;
+
+use time::OffsetDateTime;
+
+/// A fixed instant for tests (2026-01-01T00:00:00Z): contracts never read the clock.
+pub fn t0() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap()
+}
+
+/// Generates one `#[tokio::test]` per rule of a contract module.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_tests {
+    ($module:ident, $make:expr, [$($rule:ident),* $(,)?]) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $rule() {
+                let (store, _guard) = $make;
+                $crate::$module::$rule(::std::sync::Arc::new(store)).await;
+            }
+        )*
+    };
+}
