@@ -1,1 +1,11 @@
+//! End-to-end tests: each starts the real portal on a random port and drives it over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+mod accounts;
+mod csrf;
+mod edge;
+mod hostile;
+mod sessions;
+
+/// A password that passes the policy.
+pub const PW: &str = "correct horse battery staple";

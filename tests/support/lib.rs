@@ -1,1 +1,337 @@
-//! placeholder
+//! Test support: start the real portal on a random port and drive it like a browser would.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use actix_web::http::header::HeaderMap;
+use actix_web::http::StatusCode;
+use phaze_portal::clock::ManualClock;
+use phaze_portal::settings::StoreKind;
+use phaze_portal::{Application, Settings};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tempfile::TempDir;
+use time::OffsetDateTime;
+
+/// A running portal.
+pub struct TestPortal {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// The clock the portal reads.
+    pub clock: ManualClock,
+    /// Outbox and data directory live here.
+    pub dir: TempDir,
+    /// The outbox.
+    pub outbox: PathBuf,
+}
+
+/// 2026-01-01T00:00:00Z.
+pub fn start_time() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap()
+}
+
+/// The portal on memory stores with a manual clock.
+pub async fn spawn_portal() -> TestPortal {
+    spawn_portal_with(|_| {}).await
+}
+
+/// The portal with settings adjusted by `tweak` (on top of [`Settings::for_tests`]).
+pub async fn spawn_portal_with(tweak: impl FnOnce(&mut Settings)) -> TestPortal {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::for_tests();
+    settings.mail.outbox_dir = dir.path().join("outbox");
+    settings.store.data_dir = dir.path().join("data");
+    settings.http.workers = 2;
+    tweak(&mut settings);
+    spawn_on(settings, dir).await
+}
+
+/// The portal on the fs store in `data_dir` (for several portals sharing one directory).
+pub async fn spawn_fs_portal(data_dir: &Path) -> TestPortal {
+    let data_dir = data_dir.to_owned();
+    spawn_portal_with(move |s| {
+        s.store.kind = StoreKind::Fs;
+        s.store.data_dir = data_dir.clone();
+        s.mail.outbox_dir = data_dir.join("outbox");
+    })
+    .await
+}
+
+async fn spawn_on(settings: Settings, dir: TempDir) -> TestPortal {
+    let clock = ManualClock::new(start_time());
+    let outbox = settings.outbox_dir();
+    let app = Application::build_with_clock(settings, std::sync::Arc::new(clock.clone()))
+        .expect("portal starts");
+    let base = format!("http://{}", app.local_addr());
+    actix_web::rt::spawn(app.run());
+    TestPortal { base, clock, dir, outbox }
+}
+
+impl TestPortal {
+    /// A new browser with an empty cookie jar.
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.base)
+    }
+
+    /// Moves the portal's clock forward.
+    pub fn advance(&self, by: time::Duration) {
+        self.clock.advance(by);
+    }
+
+    /// Every message in the outbox, as raw RFC 5322 text with soft line breaks undone.
+    pub fn mails(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.outbox) else { return Vec::new() };
+        let mut files: Vec<_> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+        files.iter().map(|p| decode_qp(&std::fs::read_to_string(p).unwrap())).collect()
+    }
+
+    /// The newest mail to `to` that contains `needle`, if any.
+    pub fn mail_to(&self, to: &str, needle: &str) -> Option<String> {
+        self.mails().into_iter().rev().find(|m| {
+            m.lines().any(|l| l.to_ascii_lowercase().starts_with("to:") && l.contains(to))
+                && m.contains(needle)
+        })
+    }
+
+    /// The path of the newest verification link mailed to `to`.
+    pub fn verification_path(&self, to: &str) -> String {
+        let mail = self.mail_to(to, "/verify/").expect("a verification mail");
+        let start = mail.find("/verify/").unwrap();
+        let token: String = mail[start + 8..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        format!("/verify/{token}")
+    }
+
+    /// Registers and verifies `email` with `password`; returns a browser that is logged in.
+    pub async fn user(&self, email: &str, password: &str) -> Browser {
+        let b = self.browser();
+        b.get("/register").await;
+        let r = b
+            .post_form("/register", &[("email", email), ("password", password), ("password_confirm", password)])
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "register {email}: {}", r.body);
+        let r = b.get(&self.verification_path(email)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        b.login(email, password).await;
+        b
+    }
+}
+
+fn decode_qp(raw: &str) -> String {
+    if !raw.to_ascii_lowercase().contains("quoted-printable") {
+        return raw.to_owned();
+    }
+    raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
+}
+
+/// A response, read whole.
+pub struct Resp {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body as text (lossy).
+    pub body: String,
+}
+
+impl Resp {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Every `Set-Cookie` header.
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The `Set-Cookie` header for cookie `name`.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.set_cookies().into_iter().find(|c| c.starts_with(&format!("{name}=")))
+    }
+
+    /// The `Location` header.
+    pub fn location(&self) -> Option<&str> {
+        self.header("location")
+    }
+}
+
+/// A tiny browser: a cookie jar, the last CSRF token seen, no redirect following.
+pub struct Browser {
+    client: awc::Client,
+    base: String,
+    /// Cookies, by name.
+    pub jar: RefCell<BTreeMap<String, String>>,
+    /// The CSRF token of the last page that had one.
+    pub csrf: RefCell<String>,
+    /// Extra headers sent with every request (e.g. `X-Forwarded-Proto`).
+    pub extra: RefCell<Vec<(String, String)>>,
+}
+
+impl Browser {
+    /// A browser for the portal at `base`.
+    pub fn new(base: &str) -> Self {
+        let client = awc::Client::builder()
+            .disable_redirects()
+            .timeout(Duration::from_secs(60))
+            .finish();
+        Self {
+            client,
+            base: base.to_owned(),
+            jar: RefCell::default(),
+            csrf: RefCell::default(),
+            extra: RefCell::default(),
+        }
+    }
+
+    /// The value of a cookie in the jar.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.jar.borrow().get(name).cloned()
+    }
+
+    /// Sets a cookie by hand (an attacker planting one).
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        self.jar.borrow_mut().insert(name.to_owned(), value.to_owned());
+    }
+
+    fn cookie_header(&self) -> String {
+        self.jar.borrow().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    /// Sends `req`, updates the jar and the CSRF token, reads the whole body.
+    pub async fn send(&self, req: awc::ClientRequest, body: Option<(&str, Vec<u8>)>) -> Resp {
+        let mut req = req;
+        let cookies = self.cookie_header();
+        if !cookies.is_empty() {
+            req = req.insert_header(("cookie", cookies));
+        }
+        for (k, v) in self.extra.borrow().iter() {
+            req = req.insert_header((k.as_str(), v.as_str()));
+        }
+        let mut res = match body {
+            Some((ct, bytes)) => req.insert_header(("content-type", ct)).send_body(bytes).await,
+            None => req.send().await,
+        }
+        .expect("request sent");
+        let bytes = res.body().limit(4 << 20).await.expect("body read");
+        let resp = Resp {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        for c in resp.set_cookies() {
+            let first = c.split(';').next().unwrap();
+            let (name, value) = first.split_once('=').unwrap();
+            if c.contains("Max-Age=0") || value.is_empty() {
+                self.jar.borrow_mut().remove(name);
+            } else {
+                self.jar.borrow_mut().insert(name.to_owned(), value.to_owned());
+            }
+        }
+        if let Some(token) = meta_csrf(&resp.body) {
+            *self.csrf.borrow_mut() = token;
+        }
+        resp
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.client.get(format!("{}{path}", self.base)), None).await
+    }
+
+    /// `GET path` with extra headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        self.send(req, None).await
+    }
+
+    /// `POST path` as a form, adding the current CSRF token unless `fields` has one.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Resp {
+        self.post_form_with(path, fields, &[]).await
+    }
+
+    /// [`Browser::post_form`] with extra headers.
+    pub async fn post_form_with(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let csrf = self.csrf.borrow().clone();
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        if !fields.iter().any(|(k, _)| *k == "csrf_token") {
+            all.push(("csrf_token", &csrf));
+        }
+        let body = serde_urlencoded_pairs(&all);
+        self.post_raw(path, "application/x-www-form-urlencoded", body.into_bytes(), headers).await
+    }
+
+    /// `POST path` with any body and headers, exactly as given.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self.client.post(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        self.send(req, Some((content_type, body))).await
+    }
+
+    /// `POST path` with a JSON body and the CSRF token header.
+    pub async fn post_json(&self, path: &str, json: &str) -> Resp {
+        let csrf = self.csrf.borrow().clone();
+        self.post_raw(path, "application/json", json.as_bytes().to_vec(), &[("x-csrf-token", &csrf)])
+            .await
+    }
+
+    /// Loads the login page and logs in; asserts success.
+    pub async fn login(&self, email: &str, password: &str) -> Resp {
+        self.get("/login").await;
+        let r = self.post_form("/login", &[("email", email), ("password", password)]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "login {email}: {}", r.body);
+        r
+    }
+}
+
+fn serde_urlencoded_pairs(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent(k), percent(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The token of `<meta name="csrf-token" content="…">`.
+pub fn meta_csrf(body: &str) -> Option<String> {
+    let i = body.find("name=\"csrf-token\"")?;
+    let rest = &body[i..];
+    let c = rest.find("content=\"")? + 9;
+    let end = rest[c..].find('"')?;
+    let token = &rest[c..c + end];
+    (!token.is_empty()).then(|| token.to_owned())
+}

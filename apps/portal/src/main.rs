@@ -1,1 +1,122 @@
-fn main() {}
+//! `phaze-portal [--config FILE] [serve | migrate | admin grant EMAIL | admin revoke EMAIL]`
+
+use anyhow::Context as _;
+use phaze_portal::settings::{LogFormat, Settings, StoreKind};
+use phaze_portal::state::AppState;
+use phaze_portal::Application;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const USAGE: &str = "usage: phaze-portal [--config FILE] [serve | migrate | admin grant EMAIL | admin revoke EMAIL]";
+
+enum Command {
+    Serve,
+    Migrate,
+    Admin { grant: bool, email: String },
+}
+
+fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, Command), String> {
+    let mut config = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--config" | "-c" => {
+                config = Some(PathBuf::from(it.next().ok_or("--config needs a file")?));
+            }
+            "--help" | "-h" => return Err(USAGE.to_owned()),
+            other => rest.push(other),
+        }
+    }
+    let command = match rest.as_slice() {
+        [] | ["serve"] => Command::Serve,
+        ["migrate"] => Command::Migrate,
+        ["admin", action @ ("grant" | "revoke"), email] => {
+            Command::Admin { grant: *action == "grant", email: (*email).to_owned() }
+        }
+        _ => return Err(USAGE.to_owned()),
+    };
+    Ok((config, command))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (config, command) = match parse_args(&args) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("phaze-portal: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings);
+    let result = actix_web::rt::System::new().block_on(async move {
+        match command {
+            Command::Serve => serve(settings).await,
+            Command::Migrate => migrate(&settings),
+            Command::Admin { grant, email } => admin(settings, grant, &email).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("phaze-portal: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log.filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match settings.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).context("starting the portal")?;
+    tracing::info!(address = %app.local_addr(), "phaze-portal listening");
+    app.run().await.context("serving")
+}
+
+fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    match settings.store.kind {
+        StoreKind::Fs | StoreKind::Memory => {
+            println!("store {:?} keeps one file per record and needs no migration", settings.store.kind);
+            Ok(())
+        }
+    }
+}
+
+/// Grants or revokes the admin flag, and ends the user's sessions: a privilege change takes
+/// effect on the next login, never on a session that predates it.
+async fn admin(settings: Settings, grant: bool, email: &str) -> anyhow::Result<()> {
+    let public_url = settings.public_url(settings.http.port);
+    let state = AppState::build(settings, public_url, Arc::new(phaze_portal::clock::SystemClock))?;
+    let email = phaze_auth::Email::parse(email).context("not an email address")?;
+    let mut account = state
+        .auth
+        .accounts()
+        .by_email(&email)
+        .await?
+        .with_context(|| format!("no account for {email}"))?;
+    account.is_admin = grant;
+    state.auth.accounts().update(&account).await?;
+    let ended = state.sessions.revoke_all(&account.id.to_string(), None).await?;
+    println!(
+        "{email}: admin {}; {ended} session(s) ended",
+        if grant { "granted" } else { "revoked" }
+    );
+    Ok(())
+}

@@ -1,1 +1,116 @@
-//! placeholder
+//! Every Phaze port over a local directory, one file per record: the portal's zero-setup default
+//! store. [`FsSessions`], [`FsAccounts`] and [`FsTokens`] each keep to their own subdirectory, so
+//! they can share one data directory; [`FsOutbox`] writes one `<id>.eml` per message into a
+//! directory a relay can poll.
+//!
+//! ```text
+//! <data>/sessions/records/<session key hex>            one session
+//! <data>/sessions/users/<sha256(user id)>/<key hex>     empty marker: the per-user index
+//! <data>/sessions/locks/<00..ff>.lock                   shard locks
+//! <data>/accounts/records/<sha256(user id)>             one account, JSON
+//! <data>/accounts/emails/<sha256(email)>                the owner's user id
+//! <data>/accounts/locks/<00..ff>.lock                   shard locks
+//! <data>/tokens/<token hash hex>                        one token, JSON
+//! <outbox>/<random hex>.eml                             one RFC 5322 message
+//! ```
+//!
+//! **Invariants:**
+//! - No input ever reaches a path: every file name is the hex of a hash (or of a random id), so a
+//!   lookup opens a fixed number of files and `../x` is only ever hashed.
+//! - A reader never sees half a record: every write goes to a private temporary file in the same
+//!   directory, is synced, and is then renamed (replace) or hard-linked (create-if-absent) into
+//!   place, and the directory is synced ([`atomic`](self) module).
+//! - Several processes may share a data directory. Read-modify-write of a record holds an OS
+//!   advisory lock on one of 256 shard files, never on the record itself and never two at once;
+//!   the kernel drops a dead process's lock, so there are no stale locks. Creation races are
+//!   settled by `link(2)` failing on an existing name, and token consumption by `rename(2)`: only
+//!   one process can move a given file away.
+//! - Reads take no lock. Files are created 0600 and directories 0700 on Unix.
+//! - Library code never panics; I/O errors become the port's `Backend` error.
+//!
+//! ```
+//! use phaze_sessions::SessionStore;
+//! use phaze_store_fs::FsSessions;
+//! let dir = tempfile::tempdir()?;
+//! let store: std::sync::Arc<dyn SessionStore> = std::sync::Arc::new(FsSessions::open(dir.path())?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod accounts;
+mod atomic;
+mod lock;
+mod outbox;
+mod sessions;
+mod tokens;
+
+pub use accounts::FsAccounts;
+pub use outbox::FsOutbox;
+pub use sessions::FsSessions;
+pub use tokens::FsTokens;
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Errors of opening a store.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// A directory could not be created (or exists as something else).
+    #[error("cannot prepare directory {}", path.display())]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sender given to [`FsOutbox::open`] is not a valid mailbox.
+    #[error("invalid sender address")]
+    InvalidFrom(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Creates `path` (and its parents) as private directories, for the `open` functions.
+fn prepare_dir(path: &Path) -> Result<PathBuf, FsError> {
+    atomic::create_dir_private(path)
+        .map(|()| path.to_path_buf())
+        .map_err(|source| FsError::Dir {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// Hex of the SHA-256 of `data`: how any input becomes a file name.
+fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+/// Whether `name` is a record name this crate writes: 64 lower-case hex characters.
+fn is_record_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// An error for a file whose content is not what this crate writes.
+fn corrupt(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("corrupt {what}"))
+}
+
+/// Runs blocking file work off the async workers; a panicked or cancelled task is an I/O error.
+async fn blocking<T, F>(f: F) -> std::io::Result<T>
+where
+    F: FnOnce() -> std::io::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)?
+}

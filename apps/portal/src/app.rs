@@ -1,0 +1,152 @@
+//! The actix-web application: listener, middleware order, routes, and the periodic purge.
+
+use actix_web::dev::Server;
+use actix_web::error::{JsonPayloadError, UrlencodedError};
+use actix_web::middleware::from_fn;
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{App, HttpServer};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::errors::AppError;
+use crate::http::{frame::frame, visitor::visitor};
+use crate::routes::{account, api, health, pages};
+use crate::settings::Settings;
+use crate::state::AppState;
+
+/// A built, bound, not yet running portal.
+pub struct Application {
+    server: Server,
+    addr: SocketAddr,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Binds the listener and wires everything, on the system clock.
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock))
+    }
+
+    /// [`Application::build`] with a given clock (tests move it by hand).
+    pub fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((settings.http.host, settings.http.port))?;
+        let addr = listener.local_addr()?;
+        let public_url = settings.public_url(addr.port());
+        let workers = match settings.http.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let state = web::Data::new(AppState::build(settings, public_url, clock)?);
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            let limit = app_state.settings.http.max_body_bytes;
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(web::PayloadConfig::new(limit))
+                .app_data(web::FormConfig::default().limit(limit).error_handler(form_error))
+                .app_data(web::JsonConfig::default().limit(limit).error_handler(json_error))
+                .configure(routes)
+                .wrap(from_fn(frame))
+        })
+        .workers(workers)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        Ok(Self { server, addr, state })
+    }
+
+    /// Where the portal listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (tests inspect the stores through it).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until the server stops, purging expired sessions and tokens every five minutes.
+    pub async fn run(self) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let purge = actix_web::rt::spawn(async move {
+            let mut tick = actix_web::rt::time::interval(Duration::from_secs(300));
+            loop {
+                tick.tick().await;
+                let now = state.clock.now();
+                let sessions = state.sessions.purge_expired(now).await;
+                let tokens = state.tokens.purge_expired(now).await;
+                match (sessions, tokens) {
+                    (Ok(s), Ok(t)) => tracing::debug!(sessions = s, tokens = t, "purged expired records"),
+                    (s, t) => tracing::warn!(sessions = ?s.err(), tokens = ?t.err(), "purge failed"),
+                }
+            }
+        });
+        let handle = self.server.handle();
+        let stop = actix_web::rt::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("shutting down");
+                handle.stop(true).await;
+            }
+        });
+        let result = self.server.await;
+        purge.abort();
+        stop.abort();
+        result
+    }
+}
+
+/// Every route of this slice. Routes that authenticate by signature (webhooks) will be registered
+/// before the `visitor` scope, which is what exempts them from CSRF and nothing else is.
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(web::resource("/healthz").get(health::healthz))
+        .service(web::resource("/readyz").get(health::readyz))
+        .service(web::resource("/static/app.css").get(health::css))
+        .service(web::resource("/static/app.js").get(health::js))
+        .service(
+            web::scope("")
+                .wrap(from_fn(visitor))
+                .service(web::resource("/").get(pages::index))
+                .service(
+                    web::resource("/register")
+                        .get(pages::register_form)
+                        .post(pages::register),
+                )
+                .service(web::resource("/verify/{token}").get(pages::verify))
+                .service(web::resource("/login").get(pages::login_form).post(pages::login))
+                .service(web::resource("/logout").post(pages::logout))
+                .service(web::resource("/account").get(account::show))
+                .service(web::resource("/account/profile").post(account::profile))
+                .service(web::resource("/account/password").post(account::password))
+                .service(web::resource("/account/sessions").get(account::sessions))
+                .service(web::resource("/account/sessions/revoke-others").post(account::revoke_others))
+                .service(web::resource("/account/sessions/{id}/revoke").post(account::revoke))
+                .service(web::resource("/api/v1/me").get(api::me))
+                .service(web::resource("/api/v1/profile").post(api::profile))
+                .default_service(web::to(not_found)),
+        );
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
+    Err(AppError::NotFound)
+}
+
+fn form_error(err: UrlencodedError, _: &actix_web::HttpRequest) -> actix_web::Error {
+    match err {
+        UrlencodedError::Overflow { .. } => actix_web::error::ErrorPayloadTooLarge(err),
+        UrlencodedError::ContentType => actix_web::error::ErrorUnsupportedMediaType(err),
+        _ => actix_web::error::ErrorBadRequest(err),
+    }
+}
+
+fn json_error(err: JsonPayloadError, _: &actix_web::HttpRequest) -> actix_web::Error {
+    match err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            actix_web::error::ErrorPayloadTooLarge(err)
+        }
+        JsonPayloadError::ContentType => actix_web::error::ErrorUnsupportedMediaType(err),
+        JsonPayloadError::Deserialize(_) => actix_web::error::ErrorUnprocessableEntity(err),
+        _ => actix_web::error::ErrorBadRequest(err),
+    }
+}

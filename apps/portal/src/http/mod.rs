@@ -1,0 +1,8 @@
+//! The HTTP edge: who the client is, the outermost frame (request id, security headers, generic
+//! error pages), and the visitor layer (session, CSRF).
+
+pub mod client;
+pub mod cookies;
+pub mod csrf;
+pub mod frame;
+pub mod visitor;

@@ -1,0 +1,196 @@
+//! The logged-in pages: account, profile, password, sessions.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use phaze_auth::AuthError;
+use phaze_sessions::SessionKey;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::pages::auth_failure;
+use super::{base_context, require_user, see_other};
+use crate::errors::AppError;
+use crate::http::visitor::{Current, SessionCookieSet, Visitor};
+use crate::state::AppState;
+use crate::views::format_time;
+
+type State = web::Data<AppState>;
+type Page = Result<HttpResponse, actix_web::Error>;
+
+fn account_page(
+    state: &AppState,
+    visitor: &Visitor,
+    current: &Current,
+    status: StatusCode,
+    error: Option<(&str, &str)>,
+) -> Result<HttpResponse, AppError> {
+    let a = &current.account;
+    let mut ctx = base_context(visitor);
+    ctx.insert(
+        "account",
+        &serde_json::json!({
+            "email": a.email.as_str(),
+            "display_name": a.display_name.as_str(),
+            "email_verified": a.email_verified,
+            "created_at": format_time(a.created_at),
+        }),
+    );
+    ctx.insert("password_min", &state.settings.auth.password_min);
+    ctx.insert("password_max", &state.settings.auth.password_max);
+    if let Some((field, message)) = error {
+        ctx.insert("error", message);
+        ctx.insert("error_field", field);
+    }
+    state.views.render("account.html", status, &ctx)
+}
+
+/// `GET /account`
+pub async fn show(state: State, visitor: Visitor, req: HttpRequest) -> Page {
+    let current = require_user(&visitor, req.path())?;
+    Ok(account_page(&state, &visitor, current, StatusCode::OK, None)?)
+}
+
+/// `POST /account/profile` fields.
+#[derive(Deserialize)]
+pub struct ProfileForm {
+    display_name: String,
+}
+
+/// `POST /account/profile`
+pub async fn profile(
+    state: State,
+    visitor: Visitor,
+    req: HttpRequest,
+    form: web::Form<ProfileForm>,
+) -> Page {
+    let current = require_user(&visitor, req.path())?;
+    match state.auth.update_display_name(&current.account.id, &form.display_name).await {
+        Ok(_) => Ok(see_other("/account")),
+        Err(AuthError::InvalidDisplayName(why)) => {
+            let message = format!("Display name: {why}.");
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(account_page(&state, &visitor, current, status, Some(("display_name", &message)))?)
+        }
+        Err(e) => Err(auth_failure(e).into()),
+    }
+}
+
+/// `POST /account/password` fields.
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    current_password: SecretString,
+    new_password: SecretString,
+}
+
+/// `POST /account/password`: ends every other session, and gives this one a new id.
+pub async fn password(
+    state: State,
+    visitor: Visitor,
+    req: HttpRequest,
+    form: web::Form<PasswordForm>,
+) -> Page {
+    let current = require_user(&visitor, req.path())?;
+    let form = form.into_inner();
+    let now = state.clock.now();
+    let user = current.account.id;
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    match state.auth.change_password(&user, form.current_password, form.new_password, now).await {
+        Ok(_) => {
+            let ended = state.sessions.revoke_all(&user.to_string(), None).await.map_err(AppError::from)?;
+            let (id, _) = state
+                .sessions
+                .create(&user.to_string(), &visitor.meta(), now)
+                .await
+                .map_err(AppError::from)?;
+            tracing::info!(target: "security", event = "password_changed", user = %user, sessions_ended = ended);
+            let mut res = see_other("/account");
+            res.add_cookie(&visitor.cookies.session(id.expose())).map_err(AppError::internal)?;
+            res.extensions_mut().insert(SessionCookieSet);
+            Ok(res)
+        }
+        Err(AuthError::InvalidCredentials) => Ok(account_page(
+            &state,
+            &visitor,
+            current,
+            status,
+            Some(("current_password", "Your current password is not correct.")),
+        )?),
+        Err(AuthError::WeakPassword(why)) => {
+            let message = why.to_string();
+            Ok(account_page(&state, &visitor, current, status, Some(("new_password", &message)))?)
+        }
+        Err(e) => Err(auth_failure(e).into()),
+    }
+}
+
+#[derive(Serialize)]
+struct SessionRow {
+    handle: String,
+    created_at: String,
+    last_seen: String,
+    ip: String,
+    user_agent: String,
+    current: bool,
+}
+
+/// `GET /account/sessions`
+pub async fn sessions(state: State, visitor: Visitor, req: HttpRequest) -> Page {
+    let current = require_user(&visitor, req.path())?;
+    let now = state.clock.now();
+    let list = state
+        .sessions
+        .list(&current.account.id.to_string(), now)
+        .await
+        .map_err(AppError::from)?;
+    let rows: Vec<SessionRow> = list
+        .into_iter()
+        .map(|s| SessionRow {
+            handle: s.key.to_hex(),
+            created_at: format_time(s.created_at),
+            last_seen: format_time(s.last_seen),
+            ip: s.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            user_agent: s.user_agent,
+            current: s.key == current.session.key,
+        })
+        .collect();
+    let mut ctx = base_context(&visitor);
+    ctx.insert("sessions", &rows);
+    Ok(state.views.render("sessions.html", StatusCode::OK, &ctx)?)
+}
+
+/// `POST /account/sessions/{id}/revoke`: only the user's own sessions; anything else is a 404.
+/// Revoking the current session is a logout.
+pub async fn revoke(
+    state: State,
+    visitor: Visitor,
+    req: HttpRequest,
+    handle: web::Path<String>,
+) -> Page {
+    let current = require_user(&visitor, req.path())?;
+    let key = SessionKey::from_hex(&handle).ok_or(AppError::NotFound)?;
+    let user = current.account.id.to_string();
+    if !state.sessions.revoke(&user, &key).await.map_err(AppError::from)? {
+        return Err(AppError::NotFound.into());
+    }
+    tracing::info!(target: "security", event = "session_revoked", user = %user);
+    if key == current.session.key {
+        let mut res = see_other("/");
+        res.add_cookie(&visitor.cookies.clear_session()).map_err(AppError::internal)?;
+        res.extensions_mut().insert(SessionCookieSet);
+        return Ok(res);
+    }
+    Ok(see_other("/account/sessions"))
+}
+
+/// `POST /account/sessions/revoke-others`
+pub async fn revoke_others(state: State, visitor: Visitor, req: HttpRequest) -> Page {
+    let current = require_user(&visitor, req.path())?;
+    let user = current.account.id.to_string();
+    let ended = state
+        .sessions
+        .revoke_all(&user, Some(&current.session.key))
+        .await
+        .map_err(AppError::from)?;
+    tracing::info!(target: "security", event = "sessions_revoked", user = %user, count = ended);
+    Ok(see_other("/account/sessions"))
+}

@@ -1,0 +1,53 @@
+//! The JSON API under `/api/v1/`: strictly typed bodies (unknown fields, wrong types: 422).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use phaze_auth::{Account, AuthError};
+use serde::Deserialize;
+
+use super::pages::auth_failure;
+use super::require_user;
+use crate::errors::AppError;
+use crate::http::visitor::Visitor;
+use crate::state::AppState;
+
+type State = web::Data<AppState>;
+
+fn me_json(a: &Account) -> serde_json::Value {
+    serde_json::json!({
+        "id": a.id.to_string(),
+        "email": a.email.as_str(),
+        "display_name": a.display_name.as_str(),
+        "two_factor": false,
+        "subscription": { "status": "none", "plan": null, "current_period_end": null },
+    })
+}
+
+/// `GET /api/v1/me`
+pub async fn me(visitor: Visitor, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+    let current = require_user(&visitor, req.path())?;
+    Ok(HttpResponse::Ok().json(me_json(&current.account)))
+}
+
+/// `POST /api/v1/profile` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileBody {
+    display_name: String,
+}
+
+/// `POST /api/v1/profile`
+pub async fn profile(
+    state: State,
+    visitor: Visitor,
+    req: HttpRequest,
+    body: web::Json<ProfileBody>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let current = require_user(&visitor, req.path())?;
+    match state.auth.update_display_name(&current.account.id, &body.display_name).await {
+        Ok(account) => Ok(HttpResponse::Ok().json(me_json(&account))),
+        Err(AuthError::InvalidDisplayName(why)) => {
+            Err(AppError::Unprocessable(why.to_string()).into())
+        }
+        Err(e) => Err(auth_failure(e).into()),
+    }
+}

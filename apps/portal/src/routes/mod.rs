@@ -1,0 +1,71 @@
+//! Route handlers, one module per area of the contract (`../shared/design/http-contract.md`).
+
+pub mod account;
+pub mod api;
+pub mod health;
+pub mod pages;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use std::fmt;
+
+use crate::http::visitor::{Current, Visitor};
+use crate::views::UserView;
+
+/// The template context every page starts from: CSRF token and the user, if any.
+pub fn base_context(visitor: &Visitor) -> tera::Context {
+    let mut ctx = tera::Context::new();
+    ctx.insert("csrf_token", &visitor.csrf_token);
+    if let Some(a) = visitor.account() {
+        ctx.insert(
+            "user",
+            &UserView {
+                email: a.email.as_str(),
+                display_name: a.display_name.as_str(),
+                is_admin: a.is_admin,
+            },
+        );
+    }
+    ctx
+}
+
+/// `303 See Other` to `location`.
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
+}
+
+/// A logged-in visitor, or the response an anonymous one gets: a redirect to the login page for
+/// pages, `401` for the API.
+pub fn require_user<'a>(visitor: &'a Visitor, path: &str) -> Result<&'a Current, NotLoggedIn> {
+    visitor.current.as_ref().ok_or_else(|| NotLoggedIn { next: path.to_owned() })
+}
+
+/// The visitor is anonymous.
+#[derive(Debug)]
+pub struct NotLoggedIn {
+    next: String,
+}
+
+impl fmt::Display for NotLoggedIn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("login required")
+    }
+}
+
+impl ResponseError for NotLoggedIn {
+    fn status_code(&self) -> StatusCode {
+        if self.next.starts_with("/api/") {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::SEE_OTHER
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.next.starts_with("/api/") {
+            return HttpResponse::Unauthorized().finish();
+        }
+        let query = serde_urlencoded::to_string([("next", self.next.as_str())]).unwrap_or_default();
+        see_other(&format!("/login?{query}"))
+    }
+}

@@ -1,0 +1,211 @@
+//! Anonymous pages: landing, registration, verification, login, logout.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use phaze_auth::AuthError;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::{base_context, see_other};
+use crate::errors::AppError;
+use crate::http::visitor::{SessionCookieSet, Visitor};
+use crate::state::AppState;
+
+type State = web::Data<AppState>;
+
+/// `GET /`
+pub async fn index(state: State, visitor: Visitor) -> Result<HttpResponse, AppError> {
+    state.views.render("index.html", StatusCode::OK, &base_context(&visitor))
+}
+
+fn register_page(
+    state: &AppState,
+    visitor: &Visitor,
+    status: StatusCode,
+    email: &str,
+    error: Option<&str>,
+) -> Result<HttpResponse, AppError> {
+    let mut ctx = base_context(visitor);
+    ctx.insert("email", email);
+    ctx.insert("password_min", &state.settings.auth.password_min);
+    ctx.insert("password_max", &state.settings.auth.password_max);
+    if let Some(e) = error {
+        ctx.insert("error", e);
+    }
+    state.views.render("register.html", status, &ctx)
+}
+
+/// `GET /register`
+pub async fn register_form(state: State, visitor: Visitor) -> Result<HttpResponse, AppError> {
+    register_page(&state, &visitor, StatusCode::OK, "", None)
+}
+
+/// `POST /register` fields.
+#[derive(Deserialize)]
+pub struct RegisterForm {
+    email: String,
+    password: SecretString,
+    password_confirm: SecretString,
+}
+
+/// `POST /register`: the same page and status whether or not the address is taken.
+pub async fn register(
+    state: State,
+    visitor: Visitor,
+    form: web::Form<RegisterForm>,
+) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    let email = form.email.trim();
+    let now = state.clock.now();
+    match state.auth.register(email, form.password, &form.password_confirm, now).await {
+        Ok(()) => {
+            let mut ctx = base_context(&visitor);
+            ctx.insert("email", email);
+            state.views.render("register_done.html", StatusCode::OK, &ctx)
+        }
+        Err(e) => {
+            let message = match &e {
+                AuthError::InvalidEmail => "Enter a valid email address.".to_owned(),
+                AuthError::PasswordMismatch => "The two passwords do not match.".to_owned(),
+                AuthError::WeakPassword(why) => why.to_string(),
+                _ => return Err(auth_failure(e)),
+            };
+            register_page(&state, &visitor, StatusCode::UNPROCESSABLE_ENTITY, email, Some(&message))
+        }
+    }
+}
+
+/// `GET /verify/{token}`: one use; unknown or expired tokens get the generic 400.
+pub async fn verify(state: State, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let token = token.into_inner();
+    if token.len() > 128 {
+        return Err(AppError::BadRequest);
+    }
+    match state.auth.verify_email(&token, state.clock.now()).await {
+        Ok(account) => {
+            tracing::info!(target: "security", event = "email_verified", user = %account.id);
+            Ok(see_other("/login"))
+        }
+        Err(AuthError::InvalidToken) => Err(AppError::BadRequest),
+        Err(e) => Err(auth_failure(e)),
+    }
+}
+
+/// `GET /login` query.
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+fn login_page(
+    state: &AppState,
+    visitor: &Visitor,
+    status: StatusCode,
+    email: &str,
+    next: Option<&str>,
+    error: Option<&str>,
+) -> Result<HttpResponse, AppError> {
+    let mut ctx = base_context(visitor);
+    ctx.insert("email", email);
+    if let Some(next) = next.and_then(phaze_sanitize::same_origin_path) {
+        ctx.insert("next", next);
+    }
+    if let Some(e) = error {
+        ctx.insert("error", e);
+    }
+    state.views.render("login.html", status, &ctx)
+}
+
+/// `GET /login`
+pub async fn login_form(
+    state: State,
+    visitor: Visitor,
+    query: web::Query<NextQuery>,
+) -> Result<HttpResponse, AppError> {
+    login_page(&state, &visitor, StatusCode::OK, "", query.next.as_deref(), None)
+}
+
+/// `POST /login` fields. `totp` and `challenge` are accepted for forward compatibility.
+#[derive(Deserialize)]
+pub struct LoginForm {
+    email: String,
+    password: SecretString,
+    next: Option<String>,
+}
+
+/// `POST /login`: one answer, with equal work, for an unknown address and a wrong password; on
+/// success a brand-new session (the old one, if any, is deleted server-side).
+pub async fn login(
+    state: State,
+    visitor: Visitor,
+    query: web::Query<NextQuery>,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    let next = form.next.as_deref().or(query.next.as_deref());
+    let now = state.clock.now();
+    match state.auth.login(&form.email, form.password).await {
+        Ok(account) => {
+            if let Some(old) = &visitor.current {
+                state.sessions.destroy(&old.session.key).await?;
+            }
+            let (id, _) =
+                state.sessions.create(&account.id.to_string(), &visitor.meta(), now).await?;
+            tracing::info!(target: "security", event = "login_success", user = %account.id, client = %visitor.client.ip);
+            let target = next.and_then(phaze_sanitize::same_origin_path).unwrap_or("/account");
+            let mut res = see_other(target);
+            res.add_cookie(&visitor.cookies.session(id.expose())).map_err(AppError::internal)?;
+            res.extensions_mut().insert(SessionCookieSet);
+            Ok(res)
+        }
+        Err(AuthError::InvalidCredentials) => {
+            tracing::info!(target: "security", event = "login_failure", client = %visitor.client.ip);
+            login_page(
+                &state,
+                &visitor,
+                StatusCode::UNAUTHORIZED,
+                form.email.trim(),
+                next,
+                Some("Invalid email or password."),
+            )
+        }
+        Err(AuthError::EmailNotVerified) => {
+            // Only reachable with the right password, so it reveals nothing to a guesser.
+            if let Some(account) = phaze_auth::Email::parse(&form.email) {
+                if let Some(a) = state.auth.accounts().by_email(&account).await? {
+                    state.auth.send_verification(&a, now).await.map_err(auth_failure)?;
+                }
+            }
+            login_page(
+                &state,
+                &visitor,
+                StatusCode::FORBIDDEN,
+                form.email.trim(),
+                next,
+                Some("Please confirm your email address first: we have sent you a new link."),
+            )
+        }
+        Err(e) => Err(auth_failure(e)),
+    }
+}
+
+/// `POST /logout`: the server-side session is deleted and the cookie expired.
+pub async fn logout(state: State, visitor: Visitor) -> Result<HttpResponse, AppError> {
+    if let Some(current) = &visitor.current {
+        state.sessions.destroy(&current.session.key).await?;
+        tracing::info!(target: "security", event = "logout", user = %current.account.id);
+    }
+    let mut res = see_other("/");
+    res.add_cookie(&visitor.cookies.clear_session()).map_err(AppError::internal)?;
+    res.extensions_mut().insert(SessionCookieSet);
+    Ok(res)
+}
+
+/// Maps the errors no page handles itself: stores down → 503, the rest → 500.
+pub fn auth_failure(e: AuthError) -> AppError {
+    match e {
+        AuthError::Store(s) => AppError::unavailable(s),
+        AuthError::AccountGone => AppError::NotFound,
+        other => AppError::internal(other),
+    }
+}

@@ -1,0 +1,373 @@
+//! Typed configuration: built-in defaults, then an optional TOML file (`--config`), then
+//! `PHAZE__…` environment variables (`__` between nested keys). Validated once at start-up: a bad
+//! value stops the process with one line naming the key.
+
+use ipnet::IpNet;
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything the portal can be told.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Listener, public URL, proxies, limits.
+    pub http: HttpSettings,
+    /// Where accounts, tokens and sessions live.
+    pub store: StoreSettings,
+    /// Outgoing mail.
+    pub mail: MailSettings,
+    /// Session lifetimes.
+    pub session: SessionSettings,
+    /// Passwords and verification.
+    pub auth: AuthSettings,
+    /// Keys; generated into the data directory when not given.
+    pub secrets: SecretSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[http]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address to listen on.
+    pub host: IpAddr,
+    /// Port to listen on; 0 lets the OS pick (tests).
+    pub port: u16,
+    /// The portal's public origin, used in mailed links and accepted as `Origin`. Empty: derived
+    /// from the listener (`http://host:port`).
+    pub public_url: String,
+    /// Proxies whose `X-Forwarded-For`/`Forwarded`/`X-Forwarded-Proto` are believed, as CIDRs.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+/// `[store]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `fs` (the embedded default) or `memory` (state dies with the process).
+    pub kind: StoreKind,
+    /// Data directory of the `fs` store, and home of generated secrets.
+    pub data_dir: PathBuf,
+}
+
+/// Which adapters back the ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One file per record under `store.data_dir`.
+    Fs,
+    /// Process memory.
+    Memory,
+}
+
+/// `[mail]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSettings {
+    /// Outbox directory, one `<id>.eml` per message. Empty: `<data_dir>/outbox`.
+    pub outbox_dir: PathBuf,
+    /// `From:` of every message.
+    pub from: String,
+}
+
+/// `[session]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// Absolute lifetime in seconds (8 h).
+    pub absolute_secs: u32,
+    /// Idle timeout in seconds (30 min).
+    pub idle_secs: u32,
+    /// Rotate the id after this many seconds (15 min).
+    pub rotate_secs: u32,
+    /// Seconds an id rotated away keeps working, for requests in flight (10).
+    pub grace_secs: u32,
+    /// Write `last_seen` back at most this often, in seconds (60).
+    pub touch_secs: u32,
+    /// Bind sessions to the client's network.
+    pub ip_binding: bool,
+    /// Network prefix for IPv4 binding (24).
+    pub ip_v4_prefix: u8,
+    /// Network prefix for IPv6 binding (64).
+    pub ip_v6_prefix: u8,
+}
+
+/// `[auth]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Shortest password, in characters (12).
+    pub password_min: usize,
+    /// Longest password, in characters (128).
+    pub password_max: usize,
+    /// argon2id memory in KiB (19456).
+    pub argon2_m_kib: u32,
+    /// argon2id iterations (2).
+    pub argon2_t: u32,
+    /// argon2id lanes (1).
+    pub argon2_p: u32,
+    /// Password hashes computed at once; 0 means one per core. Each takes `argon2_m_kib` of memory.
+    pub hash_concurrency: usize,
+    /// Lifetime of an email verification link, in seconds (24 h).
+    pub verification_ttl_secs: u32,
+}
+
+/// `[secrets]`: base64 of 32 random bytes each (`openssl rand -base64 32`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretSettings {
+    /// Session sealing keys; the first seals, all open. Empty: generated in `dir`.
+    pub session_keys: Vec<SecretString>,
+    /// Key of the CSRF token MAC. Empty: generated in `dir`.
+    pub csrf_key: Option<SecretString>,
+    /// Pepper of the token hashes. Empty: generated in `dir`.
+    pub token_pepper: Option<SecretString>,
+    /// Where generated keys are kept (mode 0600). Empty: `<data_dir>/secrets`.
+    pub dir: PathBuf,
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `info,phaze_portal=debug`; `RUST_LOG` wins if set.
+    pub filter: String,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http: HttpSettings::default(),
+            store: StoreSettings::default(),
+            mail: MailSettings::default(),
+            session: SessionSettings::default(),
+            auth: AuthSettings::default(),
+            secrets: SecretSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8080,
+            public_url: String::new(),
+            trusted_proxies: Vec::new(),
+            max_body_bytes: 16 * 1024,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self { kind: StoreKind::Fs, data_dir: PathBuf::from("./var") }
+    }
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self { outbox_dir: PathBuf::new(), from: "Phaze <no-reply@phaze.localhost>".into() }
+    }
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            absolute_secs: 8 * 3600,
+            idle_secs: 30 * 60,
+            rotate_secs: 15 * 60,
+            grace_secs: 10,
+            touch_secs: 60,
+            ip_binding: false,
+            ip_v4_prefix: 24,
+            ip_v6_prefix: 64,
+        }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            password_min: 12,
+            password_max: 128,
+            argon2_m_kib: 19_456,
+            argon2_t: 2,
+            argon2_p: 1,
+            hash_concurrency: 0,
+            verification_ttl_secs: 24 * 3600,
+        }
+    }
+}
+
+impl Default for SecretSettings {
+    fn default() -> Self {
+        Self { session_keys: Vec::new(), csrf_key: None, token_pepper: None, dir: PathBuf::new() }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, filter: "info".into() }
+    }
+}
+
+/// A configuration problem, phrased for one line on stderr.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Defaults < `file` (TOML, if given) < `PHAZE__…` environment variables; then validated.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, vars)
+    }
+
+    /// [`Settings::load`] with the environment given explicitly (tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: config::Map<String, String> =
+            vars.into_iter().filter(|(k, _)| k.starts_with("PHAZE__")).collect();
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        let env = config::Environment::with_prefix("PHAZE")
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("http.trusted_proxies")
+            .with_list_parse_key("secrets.session_keys")
+            .try_parsing(true)
+            .source(Some(env));
+        let settings: Settings = builder
+            .add_source(env)
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Settings for tests: memory stores, port 0, cheap argon2id, keys generated in memory.
+    pub fn for_tests() -> Self {
+        let mut s = Self::default();
+        s.http.port = 0;
+        s.store.kind = StoreKind::Memory;
+        s.auth.argon2_m_kib = 64;
+        s.auth.argon2_t = 1;
+        s
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        let s = &self.session;
+        if s.absolute_secs == 0 || s.idle_secs == 0 || s.rotate_secs == 0 {
+            return fail("session", "absolute_secs, idle_secs and rotate_secs must be above 0");
+        }
+        if s.grace_secs > 120 {
+            return fail("session.grace_secs", "must be at most 120");
+        }
+        if s.ip_v4_prefix > 32 {
+            return fail("session.ip_v4_prefix", "must be at most 32");
+        }
+        if s.ip_v6_prefix > 128 {
+            return fail("session.ip_v6_prefix", "must be at most 128");
+        }
+        let a = &self.auth;
+        if a.password_min < 8 {
+            return fail("auth.password_min", "must be at least 8");
+        }
+        if a.password_max < a.password_min || a.password_max > 1024 {
+            return fail("auth.password_max", "must be between auth.password_min and 1024");
+        }
+        if argon2_params_invalid(a) {
+            return fail("auth.argon2_m_kib", "argon2 parameters out of range (m >= 8 * p, t >= 1, p >= 1)");
+        }
+        if self.http.max_body_bytes < 1024 || self.http.max_body_bytes > 16 * 1024 * 1024 {
+            return fail("http.max_body_bytes", "must be between 1024 and 16777216");
+        }
+        if !self.http.public_url.is_empty()
+            && !(self.http.public_url.starts_with("http://")
+                || self.http.public_url.starts_with("https://"))
+        {
+            return fail("http.public_url", "must start with http:// or https://");
+        }
+        if !is_mailbox(&self.mail.from) {
+            return fail("mail.from", "must be an address like `Phaze <no-reply@example.com>`");
+        }
+        Ok(())
+    }
+
+    /// The public origin: `http.public_url` without a trailing slash, or derived from the listener.
+    pub fn public_url(&self, bound_port: u16) -> String {
+        if self.http.public_url.is_empty() {
+            match self.http.host {
+                IpAddr::V6(ip) => format!("http://[{ip}]:{bound_port}"),
+                IpAddr::V4(ip) => format!("http://{ip}:{bound_port}"),
+            }
+        } else {
+            self.http.public_url.trim_end_matches('/').to_owned()
+        }
+    }
+
+    /// The data directory's `outbox` unless `mail.outbox_dir` is set.
+    pub fn outbox_dir(&self) -> PathBuf {
+        if self.mail.outbox_dir.as_os_str().is_empty() {
+            self.store.data_dir.join("outbox")
+        } else {
+            self.mail.outbox_dir.clone()
+        }
+    }
+
+    /// The data directory's `secrets` unless `secrets.dir` is set.
+    pub fn secrets_dir(&self) -> PathBuf {
+        if self.secrets.dir.as_os_str().is_empty() {
+            self.store.data_dir.join("secrets")
+        } else {
+            self.secrets.dir.clone()
+        }
+    }
+}
+
+fn argon2_params_invalid(a: &AuthSettings) -> bool {
+    a.argon2_p == 0 || a.argon2_t == 0 || a.argon2_m_kib < 8 * a.argon2_p
+}
+
+/// `Name <local@domain>` or `local@domain`: a typo in `mail.from` stops the process at start-up
+/// instead of failing every mail.
+fn is_mailbox(s: &str) -> bool {
+    let addr = match (s.rfind('<'), s.strip_suffix('>')) {
+        (Some(i), Some(rest)) => rest.get(i + 1..).unwrap_or_default(),
+        (None, None) => s.trim(),
+        _ => return false,
+    };
+    phaze_auth::Email::parse(addr).is_some() && !s.contains(['\r', '\n'])
+}
+
+#[cfg(test)]
+mod tests;

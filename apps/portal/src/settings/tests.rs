@@ -1,0 +1,68 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn defaults_are_the_embedded_default() {
+    let s = Settings::load_from(None, env(&[])).unwrap();
+    assert_eq!(s.http.port, 8080);
+    assert_eq!(s.http.host.to_string(), "127.0.0.1");
+    assert_eq!(s.store.kind, StoreKind::Fs);
+    assert_eq!(s.store.data_dir, PathBuf::from("./var"));
+    assert_eq!(s.outbox_dir(), PathBuf::from("./var/outbox"));
+    assert_eq!(s.session.idle_secs, 1800);
+    assert_eq!(s.auth.argon2_m_kib, 19_456);
+}
+
+#[test]
+fn file_then_environment_override() {
+    let dir = std::env::temp_dir().join(format!("phaze-settings-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("phaze.toml");
+    std::fs::write(&file, "[http]\nport = 9000\npublic_url = \"https://portal.example\"\n[session]\nidle_secs = 600\n").unwrap();
+    let s = Settings::load_from(
+        Some(&file),
+        env(&[
+            ("PHAZE__HTTP__PORT", "9100"),
+            ("PHAZE__HTTP__TRUSTED_PROXIES", "10.0.0.0/8,2001:db8::/32"),
+            ("PHAZE__STORE__KIND", "memory"),
+            ("OTHER", "ignored"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.http.port, 9100, "env wins over the file");
+    assert_eq!(s.session.idle_secs, 600, "file wins over defaults");
+    assert_eq!(s.http.trusted_proxies.len(), 2);
+    assert_eq!(s.store.kind, StoreKind::Memory);
+    assert_eq!(s.public_url(9100), "https://portal.example");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("PHAZE__HTTP__PORT", "eighty")], "http.port"),
+        (&[("PHAZE__HTTP__PORT", "70000")], "http.port"),
+        (&[("PHAZE__HTTP__TRUSTED_PROXIES", "10.0.0.0/99")], "http.trusted_proxies"),
+        (&[("PHAZE__STORE__KIND", "mongodb")], "store.kind"),
+        (&[("PHAZE__SESSION__IP_V6_PREFIX", "129")], "session.ip_v6_prefix"),
+        (&[("PHAZE__AUTH__PASSWORD_MIN", "4")], "auth.password_min"),
+        (&[("PHAZE__HTTP__PUBLIC_URL", "javascript:alert(1)")], "http.public_url"),
+        (&[("PHAZE__MAIL__FROM", "not an address")], "mail.from"),
+        (&[("PHAZE__HTTP__NO_SUCH_KEY", "1")], "no_such_key"),
+    ];
+    for (vars, key) in cases {
+        let err = Settings::load_from(None, env(vars)).unwrap_err().to_string();
+        assert!(err.contains(key), "{vars:?}: {err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+}
+
+#[test]
+fn secrets_never_print() {
+    let s = Settings::load_from(None, env(&[("PHAZE__SECRETS__CSRF_KEY", "c2VjcmV0LWNzcmYta2V5LXZhbHVlLTMyLWJ5dGVzISE=")])).unwrap();
+    let printed = format!("{s:?}");
+    assert!(!printed.contains("c2VjcmV0"), "{printed}");
+}

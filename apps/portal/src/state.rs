@@ -1,0 +1,135 @@
+//! Wiring: the adapters chosen by configuration behind the domain services, built once at start-up
+//! and shared by every worker.
+
+use phaze_auth::{
+    AccountStore, Argon2id, AuthConfig, AuthService, HashParams, Mailer, PasswordPolicy,
+    TokenHasher, TokenStore,
+};
+use phaze_sessions::{IpBinding, Sealer, SealingKey, SessionManager, SessionPolicy, SessionStore};
+use phaze_store_fs::{FsAccounts, FsOutbox, FsSessions, FsTokens};
+use phaze_store_memory::{MemoryAccounts, MemorySessions, MemoryTokens};
+use secrecy::ExposeSecret;
+use std::path::PathBuf;
+use std::sync::Arc;
+use time::Duration;
+
+use crate::clock::Clock;
+use crate::hashing::OffloadedHasher;
+use crate::http::client::TrustedProxies;
+use crate::http::csrf::Csrf;
+use crate::secrets;
+use crate::settings::{Settings, StoreKind};
+use crate::views::Views;
+
+/// Everything a request handler can reach.
+pub struct AppState {
+    /// The configuration in force.
+    pub settings: Settings,
+    /// Public base URL, no trailing slash.
+    pub public_url: String,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Account use cases.
+    pub auth: AuthService,
+    /// Sessions.
+    pub sessions: SessionManager,
+    /// CSRF tokens.
+    pub csrf: Csrf,
+    /// Trusted-proxy rules.
+    pub proxies: TrustedProxies,
+    /// Templates.
+    pub views: Views,
+    /// Directories whose presence `/readyz` checks (the fs store's).
+    pub ready_dirs: Vec<PathBuf>,
+    /// Token store, for the periodic purge.
+    pub tokens: Arc<dyn TokenStore>,
+}
+
+impl AppState {
+    /// Builds the state; `public_url` is final (the listener is bound first).
+    pub fn build(
+        settings: Settings,
+        public_url: String,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let keys = secrets::load(&settings)?;
+        let (sessions, accounts, tokens, ready_dirs): (
+            Arc<dyn SessionStore>,
+            Arc<dyn AccountStore>,
+            Arc<dyn TokenStore>,
+            Vec<PathBuf>,
+        ) = match settings.store.kind {
+            StoreKind::Memory => (
+                Arc::new(MemorySessions::default()),
+                Arc::new(MemoryAccounts::default()),
+                Arc::new(MemoryTokens::default()),
+                Vec::new(),
+            ),
+            StoreKind::Fs => {
+                let dir = &settings.store.data_dir;
+                let dirs = ["sessions", "accounts", "tokens"].map(|d| dir.join(d));
+                (
+                    Arc::new(FsSessions::open(&dirs[0])?),
+                    Arc::new(FsAccounts::open(&dirs[1])?),
+                    Arc::new(FsTokens::open(&dirs[2])?),
+                    dirs.to_vec(),
+                )
+            }
+        };
+        let mailer: Arc<dyn Mailer> =
+            Arc::new(FsOutbox::open(settings.outbox_dir(), &settings.mail.from)?);
+
+        let a = &settings.auth;
+        let argon = Argon2id::new(HashParams {
+            m_cost: a.argon2_m_kib,
+            t_cost: a.argon2_t,
+            p_cost: a.argon2_p,
+        })?;
+        let concurrency = match a.hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let auth = AuthService::new(
+            accounts,
+            tokens.clone(),
+            mailer,
+            Arc::new(OffloadedHasher::new(argon, concurrency)),
+            TokenHasher::new(keys.token_pepper),
+            AuthConfig {
+                policy: PasswordPolicy { min_chars: a.password_min, max_chars: a.password_max },
+                verification_ttl: Duration::seconds(a.verification_ttl_secs.into()),
+                public_url: public_url.clone(),
+            },
+        );
+
+        let s = &settings.session;
+        let sealer = Sealer::new(
+            keys.session.iter().map(|k| SealingKey::new(k.expose_secret())).collect(),
+        )?;
+        let policy = SessionPolicy {
+            absolute: Duration::seconds(s.absolute_secs.into()),
+            idle: Duration::seconds(s.idle_secs.into()),
+            rotate_after: Duration::seconds(s.rotate_secs.into()),
+            grace: Duration::seconds(s.grace_secs.into()),
+            touch_interval: Duration::seconds(s.touch_secs.into()),
+            ip_binding: if s.ip_binding {
+                IpBinding::Network { v4_prefix: s.ip_v4_prefix, v6_prefix: s.ip_v6_prefix }
+            } else {
+                IpBinding::Off
+            },
+        };
+
+        Ok(Self {
+            proxies: TrustedProxies::new(settings.http.trusted_proxies.clone()),
+            csrf: Csrf::new(keys.csrf),
+            sessions: SessionManager::new(sessions, sealer, policy),
+            views: Views::new()?,
+            auth,
+            clock,
+            public_url,
+            ready_dirs,
+            tokens,
+            settings,
+        })
+    }
+}

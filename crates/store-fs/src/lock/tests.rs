@@ -1,0 +1,35 @@
+use super::*;
+use std::sync::mpsc;
+use std::time::Duration;
+
+#[test]
+fn names_map_to_at_most_256_shard_files() {
+    let locks = ShardLocks::new(Path::new("/l"));
+    assert_eq!(locks.path_for("ab12"), Path::new("/l/ab.lock"));
+    assert_eq!(locks.path_for("ab"), Path::new("/l/ab.lock"));
+    // Only hex names are ever passed; anything else still stays inside the directory.
+    assert_eq!(locks.path_for("../x"), Path::new("/l/00.lock"));
+    assert_eq!(locks.path_for(""), Path::new("/l/00.lock"));
+}
+
+#[test]
+fn a_shard_excludes_other_threads_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let locks = std::sync::Arc::new(ShardLocks::new(dir.path()));
+    let held = locks.lock("ab01").unwrap();
+    let (tx, rx) = mpsc::channel();
+    let other = locks.clone();
+    let waiter = std::thread::spawn(move || {
+        let _g = other.lock("ab02").unwrap();
+        tx.send(()).unwrap();
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "same shard must wait"
+    );
+    // A different shard is free meanwhile.
+    drop(locks.lock("cd01").unwrap());
+    drop(held);
+    rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    waiter.join().unwrap();
+}

@@ -1,0 +1,88 @@
+//! [`Mailer`] that drops each message as an `.eml` file into a directory for a relay to pick up.
+
+use async_trait::async_trait;
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::{Address, Message};
+use phaze_auth::{MailError, Mailer, OutgoingMail};
+use rand::RngCore;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::{atomic, blocking, hex, prepare_dir, FsError};
+
+/// [`Mailer`] writing one RFC 5322 message per file, `<dir>/<32 random hex digits>.eml`.
+///
+/// Messages are built with lettre, which encodes every header value (so a subject cannot add a
+/// header) and picks a transfer encoding for the UTF-8 plain-text body. A file appears complete
+/// or not at all: it is written under a dot-name ending in `.tmp` and linked to its `.eml` name
+/// when done, so a relay polling for `*.eml` never reads half a message.
+#[derive(Clone, Debug)]
+pub struct FsOutbox {
+    dir: Arc<PathBuf>,
+    from: Mailbox,
+}
+
+impl FsOutbox {
+    /// Opens the outbox `dir` itself (created 0700 on Unix if needed), sending as `from`, e.g.
+    /// `Phaze <no-reply@example.com>`.
+    pub fn open(dir: impl AsRef<Path>, from: &str) -> Result<Self, FsError> {
+        let from: Mailbox = from
+            .parse()
+            .map_err(|e| FsError::InvalidFrom(Box::new(e)))?;
+        Ok(Self {
+            dir: Arc::new(prepare_dir(dir.as_ref())?),
+            from,
+        })
+    }
+
+    fn build(&self, mail: &OutgoingMail, id: &str) -> Result<Vec<u8>, MailError> {
+        let to: Address = mail
+            .to
+            .as_str()
+            .parse()
+            .map_err(|e| MailError::Build(Box::new(e)))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(Mailbox::new(None, to))
+            .subject(one_line(&mail.subject))
+            .message_id(Some(format!("<{id}@{}>", self.from.email.domain())))
+            .header(ContentType::TEXT_PLAIN)
+            .body(mail.body.clone())
+            .map_err(|e| MailError::Build(Box::new(e)))?;
+        Ok(message.formatted())
+    }
+}
+
+/// The subject as one line: control characters (CR and LF among them) become spaces. lettre
+/// would encode them anyway; a subject is never meant to hold them.
+fn one_line(subject: &str) -> String {
+    subject
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[async_trait]
+impl Mailer for FsOutbox {
+    async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
+        let mut id = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut id);
+        let id = hex(&id);
+        let bytes = self.build(mail, &id)?;
+        let dir = self.dir.clone();
+        let written = blocking(move || {
+            if atomic::create(&dir, &format!("{id}.eml"), &bytes)? {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "outbox message id taken",
+                ))
+            }
+        })
+        .await;
+        written.map_err(|e| MailError::Transport(Box::new(e)))
+    }
+}

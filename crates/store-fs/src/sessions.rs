@@ -1,0 +1,373 @@
+//! [`SessionStore`] over a directory: one file per session, a directory of empty markers per user.
+
+use async_trait::async_trait;
+use phaze_sessions::{SessionKey, SessionStore, StoreError, StoredSession};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+use time::OffsetDateTime;
+
+use crate::lock::ShardLocks;
+use crate::{atomic, blocking, corrupt, is_record_name, prepare_dir, sha256_hex, FsError};
+
+/// [`SessionStore`] in `<dir>/sessions`. Records are named by the [`SessionKey`]'s hex; the
+/// per-user index is `users/<sha256(user id)>/` holding one empty file per session key, so listing
+/// or revoking a user's sessions never scans other users' records.
+///
+/// Several processes may open the same directory.
+#[derive(Clone, Debug)]
+pub struct FsSessions {
+    dirs: Arc<Dirs>,
+}
+
+impl FsSessions {
+    /// Opens the store in `dir/sessions`, creating its directories (0700 on Unix) if needed.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, FsError> {
+        let root = dir.as_ref().join("sessions");
+        let records = prepare_dir(&root.join("records"))?;
+        let users = prepare_dir(&root.join("users"))?;
+        let locks = ShardLocks::new(&prepare_dir(&root.join("locks"))?);
+        Ok(Self {
+            dirs: Arc::new(Dirs {
+                records,
+                users,
+                locks,
+            }),
+        })
+    }
+}
+
+fn backend(e: io::Error) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+#[async_trait]
+impl SessionStore for FsSessions {
+    async fn insert(&self, session: &StoredSession) -> Result<(), StoreError> {
+        let (dirs, session) = (self.dirs.clone(), session.clone());
+        match blocking(move || dirs.insert(&session)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StoreError::Duplicate),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn get(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
+        // One small read, and atomic renames make it consistent without a lock.
+        self.dirs.read_record(&key.to_hex()).map_err(backend)
+    }
+
+    async fn update(&self, session: &StoredSession) -> Result<bool, StoreError> {
+        let (dirs, session) = (self.dirs.clone(), session.clone());
+        blocking(move || dirs.update(&session))
+            .await
+            .map_err(backend)
+    }
+
+    async fn remove(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let (dirs, name) = (self.dirs.clone(), key.to_hex());
+        blocking(move || dirs.remove(&name)).await.map_err(backend)
+    }
+
+    async fn list_user(&self, user_id: &str) -> Result<Vec<StoredSession>, StoreError> {
+        let (dirs, user_id) = (self.dirs.clone(), user_id.to_owned());
+        blocking(move || dirs.list_user(&user_id))
+            .await
+            .map_err(backend)
+    }
+
+    async fn remove_user(
+        &self,
+        user_id: &str,
+        keep: Option<&SessionKey>,
+    ) -> Result<usize, StoreError> {
+        let (dirs, user_id, keep) = (
+            self.dirs.clone(),
+            user_id.to_owned(),
+            keep.map(|k| k.to_hex()),
+        );
+        blocking(move || dirs.remove_user(&user_id, keep.as_deref()))
+            .await
+            .map_err(backend)
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let dirs = self.dirs.clone();
+        blocking(move || dirs.purge_expired(now))
+            .await
+            .map_err(backend)
+    }
+}
+
+#[derive(Debug)]
+struct Dirs {
+    records: PathBuf,
+    users: PathBuf,
+    locks: ShardLocks,
+}
+
+/// What is on disk under a record name, for the operations that delete records: a record that
+/// cannot be decoded can never be served, so those delete it rather than fail forever.
+enum Slot {
+    Missing,
+    Corrupt,
+    Present(StoredSession),
+}
+
+impl Dirs {
+    fn user_dir(&self, user_id: &str) -> PathBuf {
+        self.users.join(sha256_hex(user_id.as_bytes()))
+    }
+
+    /// The record called `name`; an error if it exists but is not a record with that key.
+    fn read_record(&self, name: &str) -> io::Result<Option<StoredSession>> {
+        let Some(bytes) = atomic::read(&self.records.join(name))? else {
+            return Ok(None);
+        };
+        let session = decode(&bytes)?;
+        if session.key.to_hex() != name {
+            return Err(corrupt("session record (key does not match its name)"));
+        }
+        Ok(Some(session))
+    }
+
+    fn slot(&self, name: &str) -> io::Result<Slot> {
+        match self.read_record(name) {
+            Ok(Some(session)) => Ok(Slot::Present(session)),
+            Ok(None) => Ok(Slot::Missing),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(Slot::Corrupt),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn insert(&self, session: &StoredSession) -> io::Result<bool> {
+        let name = session.key.to_hex();
+        let bytes = encode(session)?;
+        let _guard = self.locks.lock(&name)?;
+        if fs::exists(self.records.join(&name))? {
+            return Ok(false);
+        }
+        // The marker goes first: a crash in between leaves a marker without a record, which
+        // `list_user` skips and cleans, never a record that "log out everywhere" cannot find.
+        self.add_marker(&self.user_dir(&session.user_id), &name)?;
+        // Under the lock the name is free, but linking (not renaming) keeps "never overwrite"
+        // true even against a writer that ignores the locks.
+        atomic::create(&self.records, &name, &bytes)
+    }
+
+    fn add_marker(&self, user_dir: &Path, name: &str) -> io::Result<()> {
+        for _ in 0..4 {
+            let fresh = !fs::exists(user_dir)?;
+            atomic::create_dir_private(user_dir)?;
+            let marker = atomic::private_options()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(user_dir.join(name));
+            match marker {
+                Ok(_) => {
+                    atomic::sync_dir(user_dir)?;
+                    return if fresh {
+                        atomic::sync_dir(&self.users)
+                    } else {
+                        Ok(())
+                    };
+                }
+                // `purge_expired` removed the then-empty user directory in between: make it again.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "user index directory keeps vanishing",
+        ))
+    }
+
+    fn update(&self, session: &StoredSession) -> io::Result<bool> {
+        let name = session.key.to_hex();
+        let bytes = encode(session)?;
+        // Existence is checked under the same lock `remove` takes, so an update racing a revoke
+        // either lands before it (and is then removed) or finds nothing and writes nothing.
+        let _guard = self.locks.lock(&name)?;
+        match self.read_record(&name)? {
+            Some(old) if old.user_id == session.user_id => {
+                atomic::replace(&self.records, &name, &bytes)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn remove(&self, name: &str) -> io::Result<bool> {
+        let _guard = self.locks.lock(name)?;
+        let removed = self.remove_locked(name)?;
+        if removed {
+            atomic::sync_dir(&self.records)?;
+        }
+        Ok(removed)
+    }
+
+    /// Deletes the record `name` and its marker, without syncing the directory; the caller holds
+    /// the shard lock.
+    fn remove_locked(&self, name: &str) -> io::Result<bool> {
+        let user = match self.slot(name)? {
+            Slot::Missing => return Ok(false),
+            Slot::Corrupt => None,
+            Slot::Present(old) => Some(old.user_id),
+        };
+        if !atomic::remove_unsynced(&self.records, name)? {
+            return Ok(false);
+        }
+        if let Some(user) = user {
+            atomic::remove_unsynced(&self.user_dir(&user), name)?;
+        }
+        Ok(true)
+    }
+
+    fn list_user(&self, user_id: &str) -> io::Result<Vec<StoredSession>> {
+        let user_dir = self.user_dir(user_id);
+        let mut out = Vec::new();
+        for name in atomic::names(&user_dir)? {
+            if !is_record_name(&name) {
+                continue;
+            }
+            match self.read_record(&name)? {
+                Some(s) if s.user_id == user_id => out.push(s),
+                _ => {
+                    // A marker without a record of this user. An insert writes the marker before
+                    // the record while holding the shard lock, so decide under that lock.
+                    let _guard = self.locks.lock(&name)?;
+                    match self.read_record(&name)? {
+                        Some(s) if s.user_id == user_id => out.push(s),
+                        _ => {
+                            atomic::remove_unsynced(&user_dir, &name)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove_user(&self, user_id: &str, keep: Option<&str>) -> io::Result<usize> {
+        let user_dir = self.user_dir(user_id);
+        let mut removed = 0;
+        for name in atomic::names(&user_dir)? {
+            if !is_record_name(&name) || keep == Some(name.as_str()) {
+                continue;
+            }
+            let _guard = self.locks.lock(&name)?;
+            match self.slot(&name)? {
+                Slot::Present(s) if s.user_id == user_id => {
+                    if self.remove_locked(&name)? {
+                        removed += 1;
+                    }
+                }
+                // The marker is in this user's directory, so a record nobody can read was theirs.
+                Slot::Corrupt => {
+                    if atomic::remove_unsynced(&self.records, &name)? {
+                        removed += 1;
+                    }
+                    atomic::remove_unsynced(&user_dir, &name)?;
+                }
+                Slot::Missing | Slot::Present(_) => {
+                    atomic::remove_unsynced(&user_dir, &name)?;
+                }
+            }
+        }
+        // "Log out everywhere" must survive a crash, so the deletions are made durable together.
+        if removed > 0 {
+            atomic::sync_dir(&self.records)?;
+        }
+        Ok(removed)
+    }
+
+    fn purge_expired(&self, now: OffsetDateTime) -> io::Result<usize> {
+        let mut purged = 0;
+        for name in atomic::names(&self.records)? {
+            if !is_record_name(&name) {
+                continue;
+            }
+            let dead = |slot: &Slot| match slot {
+                Slot::Missing => false,
+                Slot::Corrupt => true,
+                Slot::Present(s) => s.expires_at <= now,
+            };
+            // Judge without the lock first, so a purge does not lock every shard for live records.
+            if !dead(&self.slot(&name)?) {
+                continue;
+            }
+            let _guard = self.locks.lock(&name)?;
+            if dead(&self.slot(&name)?) && self.remove_locked(&name)? {
+                purged += 1;
+            }
+        }
+        if purged > 0 {
+            atomic::sync_dir(&self.records)?;
+        }
+        atomic::sweep_stale(&self.records, SystemTime::from(now));
+        // Drop empty user directories; `remove_dir` refuses non-empty ones, and `add_marker`
+        // recreates a directory removed under its feet.
+        for name in atomic::names(&self.users)? {
+            if is_record_name(&name) {
+                let _ = fs::remove_dir(self.users.join(name));
+            }
+        }
+        Ok(purged)
+    }
+}
+
+/// Format tag and version of a session record.
+const MAGIC: &[u8; 4] = b"PZS1";
+
+/// Encodes a record: magic, superseded flag (1 byte), `expires_at` as Unix nanoseconds (i128 LE),
+/// key (32), user id length (u32 LE) and bytes, then the sealed data to the end.
+fn encode(s: &StoredSession) -> io::Result<Vec<u8>> {
+    let user = s.user_id.as_bytes();
+    let user_len =
+        u32::try_from(user.len()).map_err(|_| io::Error::other("session user id too long"))?;
+    let mut out = Vec::with_capacity(MAGIC.len() + 1 + 16 + 32 + 4 + user.len() + s.sealed.len());
+    out.extend_from_slice(MAGIC);
+    out.push(u8::from(s.superseded));
+    out.extend_from_slice(&s.expires_at.unix_timestamp_nanos().to_le_bytes());
+    out.extend_from_slice(s.key.as_bytes());
+    out.extend_from_slice(&user_len.to_le_bytes());
+    out.extend_from_slice(user);
+    out.extend_from_slice(&s.sealed);
+    Ok(out)
+}
+
+fn decode(bytes: &[u8]) -> io::Result<StoredSession> {
+    let bad = || corrupt("session record");
+    let rest = bytes.strip_prefix(MAGIC).ok_or_else(bad)?;
+    let (&flag, rest) = rest.split_first().ok_or_else(bad)?;
+    let superseded = match flag {
+        0 => false,
+        1 => true,
+        _ => return Err(bad()),
+    };
+    let (nanos, rest) = rest.split_first_chunk::<16>().ok_or_else(bad)?;
+    let expires_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from_le_bytes(*nanos))
+        .map_err(|_| bad())?;
+    let (key, rest) = rest.split_first_chunk::<32>().ok_or_else(bad)?;
+    let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+    let len = usize::try_from(u32::from_le_bytes(*len)).map_err(|_| bad())?;
+    if rest.len() < len {
+        return Err(bad());
+    }
+    let (user, sealed) = rest.split_at(len);
+    let user_id = String::from_utf8(user.to_vec()).map_err(|_| bad())?;
+    Ok(StoredSession {
+        key: SessionKey::from(*key),
+        user_id,
+        expires_at,
+        superseded,
+        sealed: sealed.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,311 @@
+//! The on-disk layout, crash leftovers and corrupt files.
+
+use phaze_auth::{AccountStore, StoreError as AuthError, TokenStore};
+use phaze_sessions::{SessionStore, StoreError};
+use phaze_store_fs::{FsAccounts, FsSessions, FsTokens};
+use phaze_testkit::accounts::account;
+use phaze_testkit::sessions::record;
+use phaze_testkit::t0;
+use phaze_testkit::tokens::token;
+use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use time::{Duration, OffsetDateTime};
+
+use crate::support::{files, sha256_hex};
+
+#[tokio::test]
+async fn every_record_is_one_file_named_by_a_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sessions, accounts, tokens) = (
+        FsSessions::open(dir.path()).unwrap(),
+        FsAccounts::open(dir.path()).unwrap(),
+        FsTokens::open(dir.path()).unwrap(),
+    );
+    let s = record(1, "user-1");
+    let a = account("ada@example.com");
+    let t = token(3);
+    sessions.insert(&s).await.unwrap();
+    accounts.insert(&a).await.unwrap();
+    tokens.insert(&t).await.unwrap();
+
+    let key = s.key.to_hex();
+    let id_name = sha256_hex(a.id.to_string().as_bytes());
+    let email_name = sha256_hex(b"ada@example.com");
+    let mut expected = vec![
+        format!("accounts/emails/{email_name}"),
+        format!("accounts/records/{id_name}"),
+        format!("sessions/locks/{}.lock", &key[..2]),
+        format!("sessions/records/{key}"),
+        format!("sessions/users/{}/{key}", sha256_hex(b"user-1")),
+        format!("tokens/{}", t.hash.to_hex()),
+    ];
+    expected.sort();
+    assert_eq!(
+        files(dir.path()),
+        expected,
+        "no temporary file, no table file, nothing else"
+    );
+    // The index holds the owner's id; the marker is empty; the account is plain JSON.
+    let index = fs::read_to_string(dir.path().join("accounts/emails").join(&email_name)).unwrap();
+    assert_eq!(index, a.id.to_string());
+    let marker = dir
+        .path()
+        .join("sessions/users")
+        .join(sha256_hex(b"user-1"))
+        .join(&key);
+    assert_eq!(fs::metadata(marker).unwrap().len(), 0);
+    let json = fs::read(dir.path().join("accounts/records").join(&id_name)).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<phaze_auth::Account>(&json).unwrap(),
+        a
+    );
+
+    // Consuming leaves no claimed copy behind; purging and removing leave no records.
+    assert!(tokens
+        .consume(&t.hash, t.purpose, t0())
+        .await
+        .unwrap()
+        .is_some());
+    assert!(sessions.remove(&s.key).await.unwrap());
+    let left = files(dir.path());
+    assert!(
+        left.iter()
+            .all(|f| f.starts_with("accounts/") || f.ends_with(".lock")),
+        "{left:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_never_see_half_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FsSessions::open(dir.path()).unwrap());
+    let mut s = record(1, "alice");
+    s.sealed = vec![0; 256 * 1024];
+    store.insert(&s).await.unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (store, done, key) = (store.clone(), done.clone(), s.key);
+            tokio::spawn(async move {
+                let mut reads = 0u32;
+                while !done.load(Ordering::Relaxed) {
+                    let got = store
+                        .get(&key)
+                        .await
+                        .unwrap()
+                        .expect("never missing mid-update");
+                    let first = got.sealed[0];
+                    assert_eq!(got.sealed.len(), 256 * 1024 + usize::from(first));
+                    assert!(got.sealed.iter().all(|&b| b == first), "a torn record");
+                    reads += 1;
+                    tokio::task::yield_now().await;
+                }
+                reads
+            })
+        })
+        .collect();
+    for n in 1..=60u8 {
+        // Sizes differ too, so a reader of a half-written file would see a wrong length.
+        s.sealed = vec![n; 256 * 1024 + usize::from(n)];
+        assert!(store.update(&s).await.unwrap());
+    }
+    done.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.await.unwrap() > 0);
+    }
+}
+
+#[tokio::test]
+async fn a_marker_without_its_record_is_skipped_and_cleaned() {
+    // What a process that crashed between writing the marker and the record leaves behind.
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsSessions::open(dir.path()).unwrap();
+    let live = record(1, "alice");
+    store.insert(&live).await.unwrap();
+    let user_dir = dir.path().join("sessions/users").join(sha256_hex(b"alice"));
+    let dangling = user_dir.join(record(2, "alice").key.to_hex());
+    fs::write(&dangling, b"").unwrap();
+    assert_eq!(store.list_user("alice").await.unwrap(), vec![live.clone()]);
+    assert!(!dangling.exists(), "list_user removes the dangling marker");
+    fs::write(&dangling, b"").unwrap();
+    assert_eq!(
+        store.remove_user("alice", Some(&live.key)).await.unwrap(),
+        0
+    );
+    assert!(
+        !dangling.exists(),
+        "remove_user removes it too, counting only records"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_record_is_an_error_until_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsSessions::open(dir.path()).unwrap();
+    let s = record(1, "alice");
+    store.insert(&s).await.unwrap();
+    let path = dir.path().join("sessions/records").join(s.key.to_hex());
+    fs::write(&path, b"PZS1 not really").unwrap();
+    // Fail closed: "store broken" must not read as "no session".
+    assert!(matches!(
+        store.get(&s.key).await,
+        Err(StoreError::Backend(_))
+    ));
+    // A record whose content names another key is refused the same way.
+    let other = record(2, "alice");
+    store.insert(&other).await.unwrap();
+    fs::copy(
+        dir.path().join("sessions/records").join(other.key.to_hex()),
+        &path,
+    )
+    .unwrap();
+    assert!(matches!(
+        store.get(&s.key).await,
+        Err(StoreError::Backend(_))
+    ));
+    fs::write(&path, b"garbage").unwrap();
+    assert_eq!(
+        store.purge_expired(t0()).await.unwrap(),
+        1,
+        "an unreadable record is dead"
+    );
+    assert_eq!(store.get(&s.key).await.unwrap(), None);
+    assert_eq!(store.get(&other.key).await.unwrap(), Some(other));
+}
+
+#[tokio::test]
+async fn purge_sweeps_old_temporary_files_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsSessions::open(dir.path()).unwrap();
+    let tokens = FsTokens::open(dir.path()).unwrap();
+    let records = dir.path().join("sessions/records");
+    let half_written = records.join(".0123456789abcdef0123456789abcdef.tmp");
+    fs::write(&half_written, b"PZS1\x00").unwrap();
+    let claimed = dir
+        .path()
+        .join("tokens/.0123456789abcdef0123456789abcdef.claim");
+    fs::write(&claimed, b"{").unwrap();
+    // Leftovers are invisible to readers.
+    assert!(store.list_user("alice").await.unwrap().is_empty());
+    let written = OffsetDateTime::from(fs::metadata(&half_written).unwrap().modified().unwrap());
+    assert_eq!(store.purge_expired(written).await.unwrap(), 0);
+    assert!(
+        half_written.exists(),
+        "a fresh temporary file may be a write in progress"
+    );
+    assert_eq!(
+        store
+            .purge_expired(written + Duration::hours(2))
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        !half_written.exists(),
+        "an hour-old one is a crash leftover"
+    );
+    assert_eq!(
+        tokens
+            .purge_expired(written + Duration::hours(2))
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(!claimed.exists());
+}
+
+#[tokio::test]
+async fn account_update_cannot_move_the_email() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsAccounts::open(dir.path()).unwrap();
+    let a = account("ada@example.com");
+    store.insert(&a).await.unwrap();
+    let mut moved = a.clone();
+    moved.email = phaze_auth::Email::parse("eve@example.com").unwrap();
+    assert!(matches!(
+        store.update(&moved).await,
+        Err(AuthError::NotFound)
+    ));
+    assert_eq!(store.by_id(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.by_email(&moved.email).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn hand_edited_email_index_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsAccounts::open(dir.path()).unwrap();
+    let (a, b) = (account("ada@example.com"), account("bob@example.com"));
+    store.insert(&a).await.unwrap();
+    store.insert(&b).await.unwrap();
+    // Point ada's index entry at bob: logging in as ada must never yield bob's account.
+    let entry = dir
+        .path()
+        .join("accounts/emails")
+        .join(sha256_hex(b"ada@example.com"));
+    fs::write(&entry, b.id.to_string()).unwrap();
+    assert!(matches!(
+        store.by_email(&a.email).await,
+        Err(AuthError::Backend(_))
+    ));
+    fs::write(&entry, b"not a uuid").unwrap();
+    assert!(matches!(
+        store.by_email(&a.email).await,
+        Err(AuthError::Backend(_))
+    ));
+}
+
+#[tokio::test]
+async fn open_refuses_a_file_where_a_directory_belongs() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("tokens"), b"").unwrap();
+    assert!(matches!(
+        FsTokens::open(dir.path()),
+        Err(phaze_store_fs::FsError::Dir { .. })
+    ));
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn files_are_0600_and_directories_0700() {
+    use phaze_auth::{Email, Mailer, OutgoingMail};
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let sessions = FsSessions::open(&data).unwrap();
+    sessions.insert(&record(1, "alice")).await.unwrap();
+    FsAccounts::open(&data)
+        .unwrap()
+        .insert(&account("ada@example.com"))
+        .await
+        .unwrap();
+    FsTokens::open(&data)
+        .unwrap()
+        .insert(&token(1))
+        .await
+        .unwrap();
+    let mail = OutgoingMail {
+        to: Email::parse("ada@example.com").unwrap(),
+        subject: "Hi".into(),
+        body: "Hello".into(),
+    };
+    let outbox =
+        phaze_store_fs::FsOutbox::open(data.join("outbox"), "no-reply@example.com").unwrap();
+    outbox.send(&mail).await.unwrap();
+    let mut seen = (0, 0);
+    for path in std::iter::once(data.clone()).chain(crate::support::walk(&data)) {
+        let meta = fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{}", path.display());
+            seen.0 += 1;
+        } else {
+            assert_eq!(mode, 0o600, "{}", path.display());
+            seen.1 += 1;
+        }
+    }
+    // data, sessions/{,records,users,users/x,locks}, accounts/{,records,emails,locks}, tokens, outbox
+    assert_eq!(seen.0, 12);
+    // session, marker, lock, account, email index, token, message
+    assert_eq!(seen.1, 7);
+}

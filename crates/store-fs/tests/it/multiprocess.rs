@@ -1,0 +1,289 @@
+//! Several processes on one data directory. The test binary re-runs itself: each child executes
+//! only [`child_process_entry`], told by environment variables what to do, and reports through a
+//! result file.
+
+use phaze_auth::{AccountStore, Email, StoreError as AuthError, TokenStore};
+use phaze_sessions::{SessionStore, StoreError};
+use phaze_store_fs::{FsAccounts, FsSessions, FsTokens};
+use phaze_testkit::accounts::account;
+use phaze_testkit::sessions::record;
+use phaze_testkit::t0;
+use phaze_testkit::tokens::token;
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
+
+/// The child's test name, as the harness knows it (module path without the crate).
+const CHILD_TEST: &str = "multiprocess::child_process_entry";
+/// The directory a child works in: barrier and result files, and the data directory `data/`.
+const ENV_DIR: &str = "PHAZE_STORE_FS_CHILD_DIR";
+/// What the child does: `register`, `consume`, `insert_session` or `hold_lock`.
+const ENV_ROLE: &str = "PHAZE_STORE_FS_CHILD_ROLE";
+/// The child's number, naming its `ready-<n>` and `result-<n>` files.
+const ENV_INDEX: &str = "PHAZE_STORE_FS_CHILD_INDEX";
+/// How many processes race.
+const RACERS: usize = 8;
+/// The session whose shard the `hold_lock` child locks: key byte 0x3c, so shard `3c`.
+const LOCKED_SESSION: u8 = 0x3c;
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Entry point of the child processes the tests below start. Without the environment variables
+/// (a normal test run) it does nothing.
+#[test]
+fn child_process_entry() {
+    let (Ok(dir), Ok(role), Ok(index)) =
+        (env::var(ENV_DIR), env::var(ENV_ROLE), env::var(ENV_INDEX))
+    else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let data = dir.join("data");
+    let rt = runtime();
+    let outcome = match role.as_str() {
+        "register" => {
+            let store = FsAccounts::open(&data).unwrap();
+            let a = account("race@example.com");
+            wait_for_go(&dir, &index);
+            match rt.block_on(store.insert(&a)) {
+                Ok(()) => format!("won {}", a.id),
+                Err(AuthError::Duplicate) => "duplicate".to_owned(),
+                Err(e) => format!("error {e:?}"),
+            }
+        }
+        "consume" => {
+            let store = FsTokens::open(&data).unwrap();
+            let t = token(5);
+            wait_for_go(&dir, &index);
+            match rt.block_on(store.consume(&t.hash, t.purpose, t0())) {
+                Ok(Some(got)) if got.hash == t.hash => "got".to_owned(),
+                Ok(Some(other)) => format!("error wrong token {other:?}"),
+                Ok(None) => "none".to_owned(),
+                Err(e) => format!("error {e:?}"),
+            }
+        }
+        "insert_session" => {
+            let store = FsSessions::open(&data).unwrap();
+            let mut s = record(1, "alice");
+            s.sealed = index.as_bytes().to_vec();
+            wait_for_go(&dir, &index);
+            match rt.block_on(store.insert(&s)) {
+                Ok(()) => "won".to_owned(),
+                Err(StoreError::Duplicate) => "duplicate".to_owned(),
+                Err(e) => format!("error {e:?}"),
+            }
+        }
+        "hold_lock" => {
+            // The store's lock protocol, from outside: the shard file of the record's key.
+            let key = record(LOCKED_SESSION, "alice").key.to_hex();
+            let path = data
+                .join("sessions/locks")
+                .join(format!("{}.lock", &key[..2]));
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .unwrap();
+            file.lock().unwrap();
+            fs::write(dir.join(format!("ready-{index}")), b"").unwrap();
+            // Hold the lock until the parent kills this process.
+            std::thread::sleep(Duration::from_secs(120));
+            "not killed".to_owned()
+        }
+        other => panic!("unknown role {other}"),
+    };
+    fs::write(dir.join(format!("result-{index}")), outcome).unwrap();
+}
+
+/// Says this child is ready, then waits for the parent's `go` file, so all children act at once.
+fn wait_for_go(dir: &Path, index: &str) {
+    fs::write(dir.join(format!("ready-{index}")), b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dir.join("go").exists() {
+        assert!(Instant::now() < deadline, "no go signal");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Children that are killed if the test fails before it waits for them.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(dir: &Path, role: &str, count: usize) -> Children {
+    let exe = env::current_exe().unwrap();
+    Children(
+        (0..count)
+            .map(|i| {
+                Command::new(&exe)
+                    .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+                    .env(ENV_DIR, dir)
+                    .env(ENV_ROLE, role)
+                    .env(ENV_INDEX, i.to_string())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    )
+}
+
+/// Waits until every child has written `ready-<n>`, failing fast if one died.
+fn wait_ready(dir: &Path, children: &mut Children) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..children.0.len() {
+        while !dir.join(format!("ready-{i}")).exists() {
+            assert!(Instant::now() < deadline, "child {i} never got ready");
+            if let Some(status) = children.0[i].try_wait().unwrap() {
+                panic!("child {i} exited early: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Starts `RACERS` children in `role`, releases them together, and returns their reports.
+fn race(dir: &Path, role: &str) -> Vec<String> {
+    let mut children = spawn(dir, role, RACERS);
+    wait_ready(dir, &mut children);
+    fs::write(dir.join("go"), b"").unwrap();
+    let mut results = Vec::new();
+    for (i, child) in std::mem::take(&mut children.0).into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child {i} failed: {stderr}");
+        let result = fs::read_to_string(dir.join(format!("result-{i}"))).unwrap_or_else(|e| {
+            panic!("child {i} wrote no result ({e}); did it run {CHILD_TEST}?")
+        });
+        assert!(!result.starts_with("error"), "child {i}: {result}");
+        results.push(result);
+    }
+    results
+}
+
+#[test]
+fn processes_registering_one_email_admit_exactly_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = FsAccounts::open(&data).unwrap();
+    let results = race(dir.path(), "register");
+    let winners: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r.strip_prefix("won "))
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    assert_eq!(
+        results.iter().filter(|r| *r == "duplicate").count(),
+        RACERS - 1
+    );
+    let email = Email::parse("race@example.com").unwrap();
+    let found = runtime().block_on(store.by_email(&email)).unwrap().unwrap();
+    assert_eq!(found.id.to_string(), winners[0]);
+    // Every loser removed the record it wrote before trying the email.
+    assert_eq!(
+        fs::read_dir(data.join("accounts/records")).unwrap().count(),
+        1
+    );
+    assert_eq!(
+        fs::read_dir(data.join("accounts/emails")).unwrap().count(),
+        1
+    );
+}
+
+#[test]
+fn processes_consuming_one_token_admit_exactly_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = FsTokens::open(&data).unwrap();
+    runtime().block_on(store.insert(&token(5))).unwrap();
+    let results = race(dir.path(), "consume");
+    assert_eq!(
+        results.iter().filter(|r| *r == "got").count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(results.iter().filter(|r| *r == "none").count(), RACERS - 1);
+    assert_eq!(
+        fs::read_dir(data.join("tokens")).unwrap().count(),
+        0,
+        "no claimed copy is left"
+    );
+}
+
+#[test]
+fn processes_inserting_one_session_key_admit_exactly_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = FsSessions::open(&data).unwrap();
+    let results = race(dir.path(), "insert_session");
+    let winners: Vec<usize> = (0..RACERS).filter(|&i| results[i] == "won").collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    let rt = runtime();
+    let stored = rt
+        .block_on(store.get(&record(1, "alice").key))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.sealed,
+        winners[0].to_string().into_bytes(),
+        "the winner's record, whole"
+    );
+    assert_eq!(rt.block_on(store.list_user("alice")).unwrap(), vec![stored]);
+}
+
+#[test]
+fn a_killed_lock_holder_does_not_block_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsSessions::open(dir.path().join("data")).unwrap();
+    let s = record(LOCKED_SESSION, "alice");
+    let rt = runtime();
+    rt.block_on(store.insert(&s)).unwrap();
+    let mut children = spawn(dir.path(), "hold_lock", 1);
+    wait_ready(dir.path(), &mut children);
+    let mut updated = s.clone();
+    updated.sealed = vec![1; 8];
+    rt.block_on(async {
+        let writer = store.clone();
+        let mut update = tokio::spawn(async move { writer.update(&updated).await });
+        // The child's lock is the one the store takes: the update waits for it.
+        let waited = tokio::time::timeout(Duration::from_millis(300), &mut update).await;
+        assert!(
+            waited.is_err(),
+            "the update must wait while another process holds the shard"
+        );
+        // SIGKILL on Unix: the process gets no chance to unlock; the kernel releases its lock.
+        children.0[0].kill().unwrap();
+        children.0[0].wait().unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(1), update).await;
+        assert!(done
+            .expect("the update finished within a second of the kill")
+            .unwrap()
+            .unwrap());
+    });
+    assert_eq!(
+        rt.block_on(store.get(&s.key)).unwrap().unwrap().sealed,
+        vec![1; 8]
+    );
+    assert!(
+        !dir.path().join("result-0").exists(),
+        "the child was killed, not finished"
+    );
+}
