@@ -12,13 +12,36 @@ async fn registration_does_not_reveal_existing_accounts() {
     p.user("taken@example.com", PW).await;
     let b = p.browser();
     b.get("/register").await;
-    let taken = b.post_form("/register", &[("email", "taken@example.com"), ("password", PW), ("password_confirm", PW)]).await;
-    let fresh = b.post_form("/register", &[("email", "fresh@example.com"), ("password", PW), ("password_confirm", PW)]).await;
+    let taken = b
+        .post_form(
+            "/register",
+            &[
+                ("email", "taken@example.com"),
+                ("password", PW),
+                ("password_confirm", PW),
+            ],
+        )
+        .await;
+    let fresh = b
+        .post_form(
+            "/register",
+            &[
+                ("email", "fresh@example.com"),
+                ("password", PW),
+                ("password_confirm", PW),
+            ],
+        )
+        .await;
     assert_eq!(taken.status, StatusCode::OK);
     assert_eq!(fresh.status, StatusCode::OK);
-    assert_eq!(taken.body.replace("taken@", "X@"), fresh.body.replace("fresh@", "X@"));
+    assert_eq!(
+        taken.body.replace("taken@", "X@"),
+        fresh.body.replace("fresh@", "X@")
+    );
     // The owner of the taken address hears about it; the new address gets its link.
-    assert!(p.mail_to("taken@example.com", "already have an account").is_some());
+    assert!(p
+        .mail_to("taken@example.com", "already have an account")
+        .is_some());
     assert!(p.mail_to("fresh@example.com", "/verify/").is_some());
     // Still one account for the taken address: its password is unchanged.
     p.browser().login("taken@example.com", PW).await;
@@ -33,9 +56,17 @@ async fn login_failures_are_identical_for_unknown_and_known_accounts() {
     let mut timings = [Vec::new(), Vec::new()];
     let mut bodies = Vec::new();
     for round in 0..6 {
-        for (i, email) in ["known@example.com", "unknown@example.com"].iter().enumerate() {
+        for (i, email) in ["known@example.com", "unknown@example.com"]
+            .iter()
+            .enumerate()
+        {
             let start = Instant::now();
-            let r = b.post_form("/login", &[("email", email), ("password", "wrong password here")]).await;
+            let r = b
+                .post_form(
+                    "/login",
+                    &[("email", email), ("password", "wrong password here")],
+                )
+                .await;
             timings[i].push(start.elapsed());
             assert_eq!(r.status, StatusCode::UNAUTHORIZED);
             assert!(r.body.contains("Invalid email or password."));
@@ -53,7 +84,10 @@ async fn login_failures_are_identical_for_unknown_and_known_accounts() {
     };
     let (known, unknown) = (median(&mut timings[0]), median(&mut timings[1]));
     let ratio = known.as_secs_f64() / unknown.as_secs_f64();
-    assert!((0.33..3.0).contains(&ratio), "known {known:?} vs unknown {unknown:?}");
+    assert!(
+        (0.33..3.0).contains(&ratio),
+        "known {known:?} vs unknown {unknown:?}"
+    );
 }
 
 #[actix_web::test]
@@ -61,9 +95,19 @@ async fn unverified_accounts_cannot_log_in_until_verified() {
     let p = spawn_portal().await;
     let b = p.browser();
     b.get("/register").await;
-    b.post_form("/register", &[("email", "new@example.com"), ("password", PW), ("password_confirm", PW)]).await;
+    b.post_form(
+        "/register",
+        &[
+            ("email", "new@example.com"),
+            ("password", PW),
+            ("password_confirm", PW),
+        ],
+    )
+    .await;
     b.get("/login").await;
-    let r = b.post_form("/login", &[("email", "new@example.com"), ("password", PW)]).await;
+    let r = b
+        .post_form("/login", &[("email", "new@example.com"), ("password", PW)])
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.body.contains("confirm your email"));
     assert!(b.cookie("phaze_session").is_none());
@@ -74,7 +118,11 @@ async fn unverified_accounts_cannot_log_in_until_verified() {
     // Single use.
     let again = b.get(&link).await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
-    for bad in ["/verify/nonsense", "/verify/%00%00", &format!("/verify/{}", "A".repeat(500))] {
+    for bad in [
+        "/verify/nonsense",
+        "/verify/%00%00",
+        &format!("/verify/{}", "A".repeat(500)),
+    ] {
         assert_eq!(b.get(bad).await.status, StatusCode::BAD_REQUEST, "{bad}");
     }
     b.login("new@example.com", PW).await;
@@ -85,7 +133,15 @@ async fn verification_links_expire() {
     let p = spawn_portal().await;
     let b = p.browser();
     b.get("/register").await;
-    b.post_form("/register", &[("email", "late@example.com"), ("password", PW), ("password_confirm", PW)]).await;
+    b.post_form(
+        "/register",
+        &[
+            ("email", "late@example.com"),
+            ("password", PW),
+            ("password_confirm", PW),
+        ],
+    )
+    .await;
     p.advance(time::Duration::hours(24) + time::Duration::seconds(1));
     let r = b.get(&p.verification_path("late@example.com")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -102,11 +158,29 @@ async fn weak_or_mismatched_passwords_are_refused_with_a_reason() {
         (PW, "something else entirely", "do not match"),
     ];
     for (pw, confirm, why) in cases {
-        let r = b.post_form("/register", &[("email", "weak@example.com"), ("password", pw), ("password_confirm", confirm)]).await;
+        let r = b
+            .post_form(
+                "/register",
+                &[
+                    ("email", "weak@example.com"),
+                    ("password", pw),
+                    ("password_confirm", confirm),
+                ],
+            )
+            .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{pw}");
         assert!(r.body.contains(why), "{why}: {}", r.body);
     }
-    let r = b.post_form("/register", &[("email", "not-an-email"), ("password", PW), ("password_confirm", PW)]).await;
+    let r = b
+        .post_form(
+            "/register",
+            &[
+                ("email", "not-an-email"),
+                ("password", PW),
+                ("password_confirm", PW),
+            ],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(p.mails().is_empty(), "nothing was registered");
 }
@@ -126,7 +200,16 @@ async fn next_redirects_stay_on_the_site() {
     for (next, expected) in cases {
         let b = p.browser();
         b.get("/login").await;
-        let r = b.post_form("/login", &[("email", "next@example.com"), ("password", PW), ("next", next)]).await;
+        let r = b
+            .post_form(
+                "/login",
+                &[
+                    ("email", "next@example.com"),
+                    ("password", PW),
+                    ("next", next),
+                ],
+            )
+            .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER);
         assert_eq!(r.location(), Some(expected), "next={next}");
         assert!(r.header("set-cookie").is_some());
@@ -151,19 +234,30 @@ async fn display_names_with_markup_come_back_escaped() {
         "{{ csrf_token }}",
     ] {
         b.get("/account").await;
-        let r = b.post_form("/account/profile", &[("display_name", payload)]).await;
+        let r = b
+            .post_form("/account/profile", &[("display_name", payload)])
+            .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{payload}");
         for path in ["/account", "/account/sessions", "/"] {
             let page = b.get(path).await;
-            assert!(!page.body.contains(payload) || !payload.contains(['<', '"', '\'']), "{path}: raw {payload}");
+            assert!(
+                !page.body.contains(payload) || !payload.contains(['<', '"', '\'']),
+                "{path}: raw {payload}"
+            );
             assert!(!page.body.contains("<script>alert"), "{path}");
             assert!(!page.body.contains("<img src=x"), "{path}");
         }
         let me: serde_json::Value = serde_json::from_str(&b.get("/api/v1/me").await.body).unwrap();
-        assert_eq!(me["display_name"], payload, "kept as typed, escaped on output");
+        assert_eq!(
+            me["display_name"], payload,
+            "kept as typed, escaped on output"
+        );
     }
     let page = b.get("/account").await;
-    assert!(page.body.contains("{{ csrf_token }}"), "template syntax in data is not evaluated");
+    assert!(
+        page.body.contains("{{ csrf_token }}"),
+        "template syntax in data is not evaluated"
+    );
 }
 
 #[actix_web::test]
@@ -172,7 +266,10 @@ async fn api_me_reports_the_account() {
     let anon = p.browser();
     let r = anon.get("/api/v1/me").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(r.header("content-type").unwrap().starts_with("application/json"));
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert!(v["error"].is_string());
     let b = p.user("me@example.com", PW).await;
@@ -195,21 +292,39 @@ async fn emails_are_case_and_space_insensitive() {
 #[actix_web::test]
 async fn two_portals_on_one_data_directory_register_an_email_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (spawn_fs_portal(dir.path()).await, spawn_fs_portal(dir.path()).await);
-    let browsers: Vec<_> = (0..8).map(|i| if i % 2 == 0 { a.browser() } else { b.browser() }).collect();
+    let (a, b) = (
+        spawn_fs_portal(dir.path()).await,
+        spawn_fs_portal(dir.path()).await,
+    );
+    let browsers: Vec<_> = (0..8)
+        .map(|i| if i % 2 == 0 { a.browser() } else { b.browser() })
+        .collect();
     for br in &browsers {
         br.get("/register").await;
     }
     let passwords: Vec<String> = (0..8).map(|i| format!("{PW} number {i}")).collect();
-    let results = futures_util::future::join_all(browsers.iter().zip(&passwords).map(|(br, pw)| async move {
-        br.post_form("/register", &[("email", "race@example.com"), ("password", pw), ("password_confirm", pw)])
+    let results = futures_util::future::join_all(browsers.iter().zip(&passwords).map(
+        |(br, pw)| async move {
+            br.post_form(
+                "/register",
+                &[
+                    ("email", "race@example.com"),
+                    ("password", pw),
+                    ("password_confirm", pw),
+                ],
+            )
             .await
-    }))
+        },
+    ))
     .await;
     assert!(results.iter().all(|r| r.status == StatusCode::OK));
     let links = a.mails().iter().filter(|m| m.contains("/verify/")).count();
     assert_eq!(links, 1, "exactly one account was created");
-    let notices = a.mails().iter().filter(|m| m.contains("already have an account")).count();
+    let notices = a
+        .mails()
+        .iter()
+        .filter(|m| m.contains("already have an account"))
+        .count();
     assert_eq!(notices, 7);
     // Both portals see the one account.
     let link = a.verification_path("race@example.com");
@@ -219,7 +334,9 @@ async fn two_portals_on_one_data_directory_register_an_email_once() {
     for pw in &passwords {
         let br = b.browser();
         br.get("/login").await;
-        let r = br.post_form("/login", &[("email", "race@example.com"), ("password", pw)]).await;
+        let r = br
+            .post_form("/login", &[("email", "race@example.com"), ("password", pw)])
+            .await;
         accepted += usize::from(r.status == StatusCode::SEE_OTHER);
     }
     assert_eq!(accepted, 1);

@@ -6,15 +6,28 @@ use phaze_e2e::{spawn_portal, Resp};
 use crate::PW;
 
 fn assert_security_headers(r: &Resp, what: &str) {
-    let csp = r.header("content-security-policy").unwrap_or_else(|| panic!("{what}: CSP"));
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{what}: {csp}");
+    let csp = r
+        .header("content-security-policy")
+        .unwrap_or_else(|| panic!("{what}: CSP"));
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{what}: {csp}"
+    );
     assert!(csp.contains("frame-ancestors 'none'"), "{what}");
     assert!(csp.contains("script-src 'self'"), "{what}");
-    assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{what}");
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
     assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
     assert!(r.header("referrer-policy").is_some(), "{what}");
     assert!(r.header("permissions-policy").is_some(), "{what}");
-    assert_eq!(r.header("cross-origin-opener-policy"), Some("same-origin"), "{what}");
+    assert_eq!(
+        r.header("cross-origin-opener-policy"),
+        Some("same-origin"),
+        "{what}"
+    );
     assert!(r.header("server").is_none(), "{what}: no Server banner");
     assert!(r.header("x-powered-by").is_none(), "{what}");
 }
@@ -23,14 +36,30 @@ fn assert_security_headers(r: &Resp, what: &str) {
 async fn every_response_carries_the_security_headers() {
     let p = spawn_portal().await;
     let b = p.user("headers@example.com", PW).await;
-    for path in ["/", "/login", "/register", "/account", "/account/sessions", "/api/v1/me", "/healthz", "/readyz", "/static/app.css", "/nope"] {
+    for path in [
+        "/",
+        "/login",
+        "/register",
+        "/account",
+        "/account/sessions",
+        "/api/v1/me",
+        "/healthz",
+        "/readyz",
+        "/static/app.css",
+        "/nope",
+    ] {
         let r = b.get(path).await;
         assert_security_headers(&r, path);
         if !path.starts_with("/static/") {
             assert_eq!(r.header("cache-control"), Some("no-store"), "{path}");
         }
     }
-    let r = b.post_form("/account/profile", &[("display_name", "x"), ("csrf_token", "bad")]).await;
+    let r = b
+        .post_form(
+            "/account/profile",
+            &[("display_name", "x"), ("csrf_token", "bad")],
+        )
+        .await;
     assert_security_headers(&r, "403");
 }
 
@@ -44,7 +73,10 @@ async fn errors_render_generic_pages() {
     assert!(r.body.contains("Not found"));
     let r = b.get("/api/v1/nothing").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert!(r.header("content-type").unwrap().starts_with("application/json"));
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
     let r = b.get("/logout").await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert!(r.body.contains("Method not allowed"));
@@ -56,7 +88,10 @@ async fn health_and_readiness() {
     let b = p.browser();
     let r = b.get("/healthz").await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "ok"));
-    assert!(r.header("set-cookie").is_none(), "no session work on health checks");
+    assert!(
+        r.header("set-cookie").is_none(),
+        "no session work on health checks"
+    );
     assert_eq!(b.get("/readyz").await.status, StatusCode::OK);
 }
 
@@ -69,7 +104,10 @@ async fn readiness_fails_when_the_data_directory_goes() {
     std::fs::remove_dir_all(dir.path().join("sessions")).unwrap();
     let r = b.get("/readyz").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(!r.body.contains(dir.path().to_str().unwrap()), "no path in the page");
+    assert!(
+        !r.body.contains(dir.path().to_str().unwrap()),
+        "no path in the page"
+    );
 }
 
 #[actix_web::test]

@@ -8,8 +8,22 @@ use crate::PW;
 
 fn assert_generic(r: &Resp, status: StatusCode, what: &str) {
     assert_eq!(r.status, status, "{what}: {}", r.body);
-    for leak in ["serde", "actix", "panicked", "src/", ".rs", "Error {", "at line", "expected", "invalid type"] {
-        assert!(!r.body.contains(leak), "{what}: body leaks {leak:?}: {}", r.body);
+    for leak in [
+        "serde",
+        "actix",
+        "panicked",
+        "src/",
+        ".rs",
+        "Error {",
+        "at line",
+        "expected",
+        "invalid type",
+    ] {
+        assert!(
+            !r.body.contains(leak),
+            "{what}: body leaks {leak:?}: {}",
+            r.body
+        );
     }
 }
 
@@ -27,34 +41,63 @@ async fn hostile_form_input_gets_a_generic_4xx_and_changes_nothing() {
     let before = name(&b).await;
 
     let huge = format!("csrf_token={token}&display_name={}", "A".repeat(100_000));
-    let r = b.post_raw("/account/profile", "application/x-www-form-urlencoded", huge.into_bytes(), &[]).await;
+    let r = b
+        .post_raw(
+            "/account/profile",
+            "application/x-www-form-urlencoded",
+            huge.into_bytes(),
+            &[],
+        )
+        .await;
     assert_generic(&r, StatusCode::PAYLOAD_TOO_LARGE, "oversize form");
 
     let mut invalid_utf8 = format!("csrf_token={token}&display_name=").into_bytes();
     invalid_utf8.extend_from_slice(&[0xff, 0xfe, 0xc3]);
-    let r = b.post_raw("/account/profile", "application/x-www-form-urlencoded", invalid_utf8, &[]).await;
+    let r = b
+        .post_raw(
+            "/account/profile",
+            "application/x-www-form-urlencoded",
+            invalid_utf8,
+            &[],
+        )
+        .await;
     assert!(r.status.is_client_error(), "invalid utf-8: {}", r.status);
     assert_generic(&r, r.status, "invalid utf-8");
 
-    let r = b.post_form("/account/profile", &[("display_name", "evil\0name")]).await;
+    let r = b
+        .post_form("/account/profile", &[("display_name", "evil\0name")])
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "NUL byte");
-    let r = b.post_form("/account/profile", &[("display_name", "bidi\u{202e}txt")]).await;
+    let r = b
+        .post_form("/account/profile", &[("display_name", "bidi\u{202e}txt")])
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "bidi override");
-    let r = b.post_form("/account/profile", &[("display_name", &"x".repeat(65))]).await;
+    let r = b
+        .post_form("/account/profile", &[("display_name", &"x".repeat(65))])
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "65 characters");
-    let r = b.post_form("/account/profile", &[("display_name", "   ")]).await;
+    let r = b
+        .post_form("/account/profile", &[("display_name", "   ")])
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "blank");
     let r = b.post_form("/account/profile", &[("nickname", "x")]).await;
     assert_generic(&r, StatusCode::BAD_REQUEST, "missing field");
     let r = b
-        .post_raw("/account/profile", "text/plain", format!("csrf_token={token}&display_name=x").into_bytes(), &[("x-csrf-token", &token)])
+        .post_raw(
+            "/account/profile",
+            "text/plain",
+            format!("csrf_token={token}&display_name=x").into_bytes(),
+            &[("x-csrf-token", &token)],
+        )
         .await;
     assert!(r.status.is_client_error());
     assert_generic(&r, r.status, "wrong content type");
 
     assert_eq!(name(&b).await, before, "nothing changed");
     // 64 characters of any script is fine.
-    let r = b.post_form("/account/profile", &[("display_name", &"é".repeat(64))]).await;
+    let r = b
+        .post_form("/account/profile", &[("display_name", &"é".repeat(64))])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
 }
 
@@ -69,10 +112,16 @@ async fn hostile_json_gets_422_and_changes_nothing() {
         (r#"{"display_name": 42}"#, "number for a string"),
         (r#"{"display_name": ["a"]}"#, "array for a string"),
         (r#"{"display_name": null}"#, "null"),
-        (r#"{"display_name": "ok", "is_admin": true}"#, "unknown field"),
+        (
+            r#"{"display_name": "ok", "is_admin": true}"#,
+            "unknown field",
+        ),
         (r#"["display_name", "x"]"#, "array body"),
         (r#"{}"#, "missing field"),
-        (r#"{"display_name": "a\u0000b"}"#, "NUL in a valid JSON string"),
+        (
+            r#"{"display_name": "a\u0000b"}"#,
+            "NUL in a valid JSON string",
+        ),
         (r#"{"display_name": ""}"#, "empty"),
     ];
     for (json, what) in cases {
@@ -99,16 +148,34 @@ async fn hostile_registration_input_registers_nothing() {
     b.get("/register").await;
     let long_pw = "x".repeat(129);
     let cases: Vec<Vec<(&str, &str)>> = vec![
-        vec![("email", "a@b.c\0d"), ("password", PW), ("password_confirm", PW)],
-        vec![("email", "<script>@example.com"), ("password", PW), ("password_confirm", PW)],
-        vec![("email", "a@example.com\r\nBcc: victim@example.com"), ("password", PW), ("password_confirm", PW)],
-        vec![("email", "x@example.com"), ("password", &long_pw), ("password_confirm", &long_pw)],
+        vec![
+            ("email", "a@b.c\0d"),
+            ("password", PW),
+            ("password_confirm", PW),
+        ],
+        vec![
+            ("email", "<script>@example.com"),
+            ("password", PW),
+            ("password_confirm", PW),
+        ],
+        vec![
+            ("email", "a@example.com\r\nBcc: victim@example.com"),
+            ("password", PW),
+            ("password_confirm", PW),
+        ],
+        vec![
+            ("email", "x@example.com"),
+            ("password", &long_pw),
+            ("password_confirm", &long_pw),
+        ],
     ];
     for fields in cases {
         let r = b.post_form("/register", &fields).await;
         assert_generic(&r, StatusCode::UNPROCESSABLE_ENTITY, &format!("{fields:?}"));
     }
-    let r = b.post_form("/register", &[("email", "only@example.com")]).await;
+    let r = b
+        .post_form("/register", &[("email", "only@example.com")])
+        .await;
     assert_generic(&r, StatusCode::BAD_REQUEST, "missing fields");
     assert!(p.mails().is_empty(), "no mail, no account");
 }

@@ -22,7 +22,10 @@ async fn login_regenerates_the_session_id() {
     assert_ne!(first, second);
     let attacker = p.browser();
     attacker.set_cookie("phaze_session", &first);
-    assert!(is_login_redirect(&attacker.get("/account").await), "pre-login id is dead");
+    assert!(
+        is_login_redirect(&attacker.get("/account").await),
+        "pre-login id is dead"
+    );
     assert_eq!(victim.get("/account").await.status, StatusCode::OK);
 
     // A planted id that never existed is not adopted either.
@@ -52,19 +55,33 @@ async fn session_cookie_flags_over_plain_http() {
 
 #[actix_web::test]
 async fn https_via_trusted_proxy_gets_host_prefixed_secure_cookies() {
-    let p = spawn_portal_with(|s| s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let p =
+        spawn_portal_with(|s| s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
     let b = p.browser();
-    b.extra.borrow_mut().push(("x-forwarded-proto".into(), "https".into()));
-    b.extra.borrow_mut().push(("x-forwarded-for".into(), "198.51.100.20".into()));
+    b.extra
+        .borrow_mut()
+        .push(("x-forwarded-proto".into(), "https".into()));
+    b.extra
+        .borrow_mut()
+        .push(("x-forwarded-for".into(), "198.51.100.20".into()));
     let plain = p.user("proxied@example.com", PW).await; // registers over plain HTTP
     drop(plain);
     let page = b.get("/login").await;
     assert!(page.header("strict-transport-security").is_some());
-    let csrf = page.set_cookie("__Host-phaze_csrf").expect("prefixed csrf cookie");
+    let csrf = page
+        .set_cookie("__Host-phaze_csrf")
+        .expect("prefixed csrf cookie");
     assert!(csrf.contains("Secure"));
-    let r = b.post_form("/login", &[("email", "proxied@example.com"), ("password", PW)]).await;
+    let r = b
+        .post_form(
+            "/login",
+            &[("email", "proxied@example.com"), ("password", PW)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let c = r.set_cookie("__Host-phaze_session").expect("prefixed session cookie");
+    let c = r
+        .set_cookie("__Host-phaze_session")
+        .expect("prefixed session cookie");
     for flag in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(c.contains(flag), "{flag} in {c}");
     }
@@ -75,7 +92,10 @@ async fn https_via_trusted_proxy_gets_host_prefixed_secure_cookies() {
     assert!(list.body.contains("198.51.100.20"), "{}", list.body);
     // Over HTTPS, a cookie under the plain name (planted over HTTP) is not read at all.
     let planted = p.browser();
-    planted.extra.borrow_mut().push(("x-forwarded-proto".into(), "https".into()));
+    planted
+        .extra
+        .borrow_mut()
+        .push(("x-forwarded-proto".into(), "https".into()));
     planted.set_cookie("phaze_session", &b.cookie("__Host-phaze_session").unwrap());
     assert!(is_login_redirect(&planted.get("/account").await));
 }
@@ -84,7 +104,12 @@ async fn https_via_trusted_proxy_gets_host_prefixed_secure_cookies() {
 async fn forwarded_proto_from_an_untrusted_peer_is_ignored() {
     let p = spawn_portal().await;
     let b = p.browser();
-    let r = b.get_with("/login", &[("x-forwarded-proto", "https"), ("forwarded", "proto=https")]).await;
+    let r = b
+        .get_with(
+            "/login",
+            &[("x-forwarded-proto", "https"), ("forwarded", "proto=https")],
+        )
+        .await;
     assert!(r.header("strict-transport-security").is_none());
     assert!(r.set_cookie("phaze_csrf").is_some());
     assert!(r.set_cookie("__Host-phaze_csrf").is_none());
@@ -114,20 +139,42 @@ async fn password_change_ends_every_other_session() {
     let old_a = a.cookie("phaze_session").unwrap();
     a.get("/account").await;
     let new_pw = "a completely different passphrase";
-    let r = a.post_form("/account/password", &[("current_password", PW), ("new_password", new_pw)]).await;
+    let r = a
+        .post_form(
+            "/account/password",
+            &[("current_password", PW), ("new_password", new_pw)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    assert_ne!(a.cookie("phaze_session").unwrap(), old_a, "this session got a new id");
+    assert_ne!(
+        a.cookie("phaze_session").unwrap(),
+        old_a,
+        "this session got a new id"
+    );
     assert_eq!(a.get("/account").await.status, StatusCode::OK);
-    assert!(is_login_redirect(&b.get("/account").await), "the other session is over");
+    assert!(
+        is_login_redirect(&b.get("/account").await),
+        "the other session is over"
+    );
     let stale = p.browser();
     stale.set_cookie("phaze_session", &old_a);
     assert!(is_login_redirect(&stale.get("/account").await));
     // The owner was told.
-    assert!(p.mail_to("change@example.com", "password of your Phaze account was changed").is_some());
+    assert!(p
+        .mail_to(
+            "change@example.com",
+            "password of your Phaze account was changed"
+        )
+        .is_some());
     // The new password works, the old one does not.
     let c = p.browser();
     c.get("/login").await;
-    let r = c.post_form("/login", &[("email", "change@example.com"), ("password", PW)]).await;
+    let r = c
+        .post_form(
+            "/login",
+            &[("email", "change@example.com"), ("password", PW)],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     c.login("change@example.com", new_pw).await;
 }
@@ -138,11 +185,22 @@ async fn wrong_current_password_changes_nothing() {
     let a = p.user("keep@example.com", PW).await;
     a.get("/account").await;
     let r = a
-        .post_form("/account/password", &[("current_password", "not my password at all"), ("new_password", "another fine passphrase")])
+        .post_form(
+            "/account/password",
+            &[
+                ("current_password", "not my password at all"),
+                ("new_password", "another fine passphrase"),
+            ],
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("current password is not correct"));
-    let r = a.post_form("/account/password", &[("current_password", PW), ("new_password", "password1234")]).await;
+    let r = a
+        .post_form(
+            "/account/password",
+            &[("current_password", PW), ("new_password", "password1234")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("too common"), "{}", r.body);
     p.browser().login("keep@example.com", PW).await;
@@ -153,9 +211,17 @@ async fn idle_timeout_ends_the_session() {
     let p = spawn_portal().await;
     let b = p.user("idle@example.com", PW).await;
     p.advance(Duration::minutes(29));
-    assert_eq!(b.get("/account").await.status, StatusCode::OK, "29 min idle is fine");
+    assert_eq!(
+        b.get("/account").await.status,
+        StatusCode::OK,
+        "29 min idle is fine"
+    );
     p.advance(Duration::minutes(29));
-    assert_eq!(b.get("/account").await.status, StatusCode::OK, "activity reset the idle timer");
+    assert_eq!(
+        b.get("/account").await.status,
+        StatusCode::OK,
+        "activity reset the idle timer"
+    );
     p.advance(Duration::minutes(31));
     let r = b.get("/account").await;
     assert!(is_login_redirect(&r), "31 min idle ends it");
@@ -195,7 +261,11 @@ async fn rotation_issues_a_new_id_with_a_short_grace() {
     let late = p.browser();
     late.set_cookie("phaze_session", &old);
     assert!(is_login_redirect(&late.get("/account").await));
-    assert_eq!(b.get("/account").await.status, StatusCode::OK, "the new id lives on");
+    assert_eq!(
+        b.get("/account").await.status,
+        StatusCode::OK,
+        "the new id lives on"
+    );
 }
 
 #[actix_web::test]
@@ -209,24 +279,42 @@ async fn sessions_can_be_listed_and_revoked() {
     let list = a.get("/account/sessions").await;
     assert_eq!(list.status, StatusCode::OK);
     let handles = revoke_handles(&list.body);
-    assert_eq!(handles.len(), 2, "two other sessions have a revoke button: {}", list.body);
+    assert_eq!(
+        handles.len(),
+        2,
+        "two other sessions have a revoke button: {}",
+        list.body
+    );
 
     // Someone else's session handle is a 404 and changes nothing.
     let eve = p.user("eve@example.com", PW).await;
     eve.get("/account").await;
-    let r = eve.post_form(&format!("/account/sessions/{}/revoke", handles[0]), &[]).await;
+    let r = eve
+        .post_form(&format!("/account/sessions/{}/revoke", handles[0]), &[])
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     for bad in ["zz", "../../etc", &"0".repeat(64)] {
-        let r = eve.post_form(&format!("/account/sessions/{bad}/revoke"), &[]).await;
+        let r = eve
+            .post_form(&format!("/account/sessions/{bad}/revoke"), &[])
+            .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{bad}");
     }
     assert_eq!(b.get("/account").await.status, StatusCode::OK);
     assert_eq!(c.get("/account").await.status, StatusCode::OK);
 
-    let r = a.post_form(&format!("/account/sessions/{}/revoke", handles[0]), &[]).await;
+    let r = a
+        .post_form(&format!("/account/sessions/{}/revoke", handles[0]), &[])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    let alive = [b.get("/account").await.status, c.get("/account").await.status];
-    assert_eq!(alive.iter().filter(|s| **s == StatusCode::OK).count(), 1, "exactly one revoked");
+    let alive = [
+        b.get("/account").await.status,
+        c.get("/account").await.status,
+    ];
+    assert_eq!(
+        alive.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "exactly one revoked"
+    );
 
     a.get("/account/sessions").await;
     let r = a.post_form("/account/sessions/revoke-others", &[]).await;
@@ -234,7 +322,10 @@ async fn sessions_can_be_listed_and_revoked() {
     assert!(is_login_redirect(&b.get("/account").await));
     assert!(is_login_redirect(&c.get("/account").await));
     assert_eq!(a.get("/account").await.status, StatusCode::OK);
-    assert_eq!(revoke_handles(&a.get("/account/sessions").await.body).len(), 0);
+    assert_eq!(
+        revoke_handles(&a.get("/account/sessions").await.body).len(),
+        0
+    );
 }
 
 fn revoke_handles(body: &str) -> Vec<String> {

@@ -64,7 +64,12 @@ async fn spawn_on(settings: Settings, dir: TempDir) -> TestPortal {
         .expect("portal starts");
     let base = format!("http://{}", app.local_addr());
     actix_web::rt::spawn(app.run());
-    TestPortal { base, clock, dir, outbox }
+    TestPortal {
+        base,
+        clock,
+        dir,
+        outbox,
+    }
 }
 
 impl TestPortal {
@@ -80,19 +85,25 @@ impl TestPortal {
 
     /// Every message in the outbox, as raw RFC 5322 text with soft line breaks undone.
     pub fn mails(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.outbox) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(&self.outbox) else {
+            return Vec::new();
+        };
         let mut files: Vec<_> = entries
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "eml"))
             .collect();
         files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
-        files.iter().map(|p| decode_qp(&std::fs::read_to_string(p).unwrap())).collect()
+        files
+            .iter()
+            .map(|p| decode_qp(&std::fs::read_to_string(p).unwrap()))
+            .collect()
     }
 
     /// The newest mail to `to` that contains `needle`, if any.
     pub fn mail_to(&self, to: &str, needle: &str) -> Option<String> {
         self.mails().into_iter().rev().find(|m| {
-            m.lines().any(|l| l.to_ascii_lowercase().starts_with("to:") && l.contains(to))
+            m.lines()
+                .any(|l| l.to_ascii_lowercase().starts_with("to:") && l.contains(to))
                 && m.contains(needle)
         })
     }
@@ -113,7 +124,14 @@ impl TestPortal {
         let b = self.browser();
         b.get("/register").await;
         let r = b
-            .post_form("/register", &[("email", email), ("password", password), ("password_confirm", password)])
+            .post_form(
+                "/register",
+                &[
+                    ("email", email),
+                    ("password", password),
+                    ("password_confirm", password),
+                ],
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "register {email}: {}", r.body);
         let r = b.get(&self.verification_path(email)).await;
@@ -127,7 +145,9 @@ fn decode_qp(raw: &str) -> String {
     if !raw.to_ascii_lowercase().contains("quoted-printable") {
         return raw.to_owned();
     }
-    raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
+    raw.replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=")
 }
 
 /// A response, read whole.
@@ -156,7 +176,9 @@ impl Resp {
 
     /// The `Set-Cookie` header for cookie `name`.
     pub fn set_cookie(&self, name: &str) -> Option<String> {
-        self.set_cookies().into_iter().find(|c| c.starts_with(&format!("{name}=")))
+        self.set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
     }
 
     /// The `Location` header.
@@ -200,11 +222,18 @@ impl Browser {
 
     /// Sets a cookie by hand (an attacker planting one).
     pub fn set_cookie(&self, name: &str, value: &str) {
-        self.jar.borrow_mut().insert(name.to_owned(), value.to_owned());
+        self.jar
+            .borrow_mut()
+            .insert(name.to_owned(), value.to_owned());
     }
 
     fn cookie_header(&self) -> String {
-        self.jar.borrow().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+        self.jar
+            .borrow()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// Sends `req`, updates the jar and the CSRF token, reads the whole body.
@@ -218,7 +247,11 @@ impl Browser {
             req = req.insert_header((k.as_str(), v.as_str()));
         }
         let mut res = match body {
-            Some((ct, bytes)) => req.insert_header(("content-type", ct)).send_body(bytes).await,
+            Some((ct, bytes)) => {
+                req.insert_header(("content-type", ct))
+                    .send_body(bytes)
+                    .await
+            }
             None => req.send().await,
         }
         .expect("request sent");
@@ -234,7 +267,9 @@ impl Browser {
             if c.contains("Max-Age=0") || value.is_empty() {
                 self.jar.borrow_mut().remove(name);
             } else {
-                self.jar.borrow_mut().insert(name.to_owned(), value.to_owned());
+                self.jar
+                    .borrow_mut()
+                    .insert(name.to_owned(), value.to_owned());
             }
         }
         if let Some(token) = meta_csrf(&resp.body) {
@@ -245,7 +280,8 @@ impl Browser {
 
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Resp {
-        self.send(self.client.get(format!("{}{path}", self.base)), None).await
+        self.send(self.client.get(format!("{}{path}", self.base)), None)
+            .await
     }
 
     /// `GET path` with extra headers.
@@ -275,7 +311,13 @@ impl Browser {
             all.push(("csrf_token", &csrf));
         }
         let body = serde_urlencoded_pairs(&all);
-        self.post_raw(path, "application/x-www-form-urlencoded", body.into_bytes(), headers).await
+        self.post_raw(
+            path,
+            "application/x-www-form-urlencoded",
+            body.into_bytes(),
+            headers,
+        )
+        .await
     }
 
     /// `POST path` with any body and headers, exactly as given.
@@ -296,14 +338,21 @@ impl Browser {
     /// `POST path` with a JSON body and the CSRF token header.
     pub async fn post_json(&self, path: &str, json: &str) -> Resp {
         let csrf = self.csrf.borrow().clone();
-        self.post_raw(path, "application/json", json.as_bytes().to_vec(), &[("x-csrf-token", &csrf)])
-            .await
+        self.post_raw(
+            path,
+            "application/json",
+            json.as_bytes().to_vec(),
+            &[("x-csrf-token", &csrf)],
+        )
+        .await
     }
 
     /// Loads the login page and logs in; asserts success.
     pub async fn login(&self, email: &str, password: &str) -> Resp {
         self.get("/login").await;
-        let r = self.post_form("/login", &[("email", email), ("password", password)]).await;
+        let r = self
+            .post_form("/login", &[("email", email), ("password", password)])
+            .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "login {email}: {}", r.body);
         r
     }
@@ -320,7 +369,9 @@ fn serde_urlencoded_pairs(pairs: &[(&str, &str)]) -> String {
 fn percent(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

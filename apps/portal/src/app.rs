@@ -45,8 +45,16 @@ impl Application {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(web::PayloadConfig::new(limit))
-                .app_data(web::FormConfig::default().limit(limit).error_handler(form_error))
-                .app_data(web::JsonConfig::default().limit(limit).error_handler(json_error))
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(limit)
+                        .error_handler(form_error),
+                )
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(limit)
+                        .error_handler(json_error),
+                )
                 .configure(routes)
                 .wrap(from_fn(frame))
         })
@@ -54,7 +62,11 @@ impl Application {
         .disable_signals()
         .listen(listener)?
         .run();
-        Ok(Self { server, addr, state })
+        Ok(Self {
+            server,
+            addr,
+            state,
+        })
     }
 
     /// Where the portal listens.
@@ -78,8 +90,12 @@ impl Application {
                 let sessions = state.sessions.purge_expired(now).await;
                 let tokens = state.tokens.purge_expired(now).await;
                 match (sessions, tokens) {
-                    (Ok(s), Ok(t)) => tracing::debug!(sessions = s, tokens = t, "purged expired records"),
-                    (s, t) => tracing::warn!(sessions = ?s.err(), tokens = ?t.err(), "purge failed"),
+                    (Ok(s), Ok(t)) => {
+                        tracing::debug!(sessions = s, tokens = t, "purged expired records")
+                    }
+                    (s, t) => {
+                        tracing::warn!(sessions = ?s.err(), tokens = ?t.err(), "purge failed")
+                    }
                 }
             }
         });
@@ -114,13 +130,19 @@ pub fn routes(cfg: &mut ServiceConfig) {
                         .post(pages::register),
                 )
                 .service(web::resource("/verify/{token}").get(pages::verify))
-                .service(web::resource("/login").get(pages::login_form).post(pages::login))
+                .service(
+                    web::resource("/login")
+                        .get(pages::login_form)
+                        .post(pages::login),
+                )
                 .service(web::resource("/logout").post(pages::logout))
                 .service(web::resource("/account").get(account::show))
                 .service(web::resource("/account/profile").post(account::profile))
                 .service(web::resource("/account/password").post(account::password))
                 .service(web::resource("/account/sessions").get(account::sessions))
-                .service(web::resource("/account/sessions/revoke-others").post(account::revoke_others))
+                .service(
+                    web::resource("/account/sessions/revoke-others").post(account::revoke_others),
+                )
                 .service(web::resource("/account/sessions/{id}/revoke").post(account::revoke))
                 .service(web::resource("/api/v1/me").get(api::me))
                 .service(web::resource("/api/v1/profile").post(api::profile))

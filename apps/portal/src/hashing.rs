@@ -17,23 +17,33 @@ pub struct OffloadedHasher {
 impl OffloadedHasher {
     /// At most `concurrency` hashes at once.
     pub fn new(inner: Argon2id, concurrency: usize) -> Self {
-        Self { inner: Arc::new(inner), permits: Semaphore::new(concurrency.max(1)) }
+        Self {
+            inner: Arc::new(inner),
+            permits: Semaphore::new(concurrency.max(1)),
+        }
     }
 
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Argon2id) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError(e.to_string()))?;
         let inner = self.inner.clone();
-        actix_web::web::block(move || work(&inner)).await.map_err(|e| HashError(e.to_string()))
+        actix_web::web::block(move || work(&inner))
+            .await
+            .map_err(|e| HashError(e.to_string()))
     }
 }
 
 #[async_trait]
 impl PasswordHasher for OffloadedHasher {
     async fn hash(&self, password: SecretString) -> Result<String, HashError> {
-        self.run(move |h| h.hash_sync(password.expose_secret())).await?
+        self.run(move |h| h.hash_sync(password.expose_secret()))
+            .await?
     }
 
     async fn verify(
@@ -41,6 +51,7 @@ impl PasswordHasher for OffloadedHasher {
         password: SecretString,
         phc: Option<String>,
     ) -> Result<Verification, HashError> {
-        self.run(move |h| h.verify_sync(password.expose_secret(), phc.as_deref())).await
+        self.run(move |h| h.verify_sync(password.expose_secret(), phc.as_deref()))
+            .await
     }
 }

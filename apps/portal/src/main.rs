@@ -32,9 +32,10 @@ fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, Command), String> {
     let command = match rest.as_slice() {
         [] | ["serve"] => Command::Serve,
         ["migrate"] => Command::Migrate,
-        ["admin", action @ ("grant" | "revoke"), email] => {
-            Command::Admin { grant: *action == "grant", email: (*email).to_owned() }
-        }
+        ["admin", action @ ("grant" | "revoke"), email] => Command::Admin {
+            grant: *action == "grant",
+            email: (*email).to_owned(),
+        },
         _ => return Err(USAGE.to_owned()),
     };
     Ok((config, command))
@@ -93,7 +94,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 fn migrate(settings: &Settings) -> anyhow::Result<()> {
     match settings.store.kind {
         StoreKind::Fs | StoreKind::Memory => {
-            println!("store {:?} keeps one file per record and needs no migration", settings.store.kind);
+            println!(
+                "store {:?} keeps one file per record and needs no migration",
+                settings.store.kind
+            );
             Ok(())
         }
     }
@@ -103,7 +107,11 @@ fn migrate(settings: &Settings) -> anyhow::Result<()> {
 /// effect on the next login, never on a session that predates it.
 async fn admin(settings: Settings, grant: bool, email: &str) -> anyhow::Result<()> {
     let public_url = settings.public_url(settings.http.port);
-    let state = AppState::build(settings, public_url, Arc::new(phaze_portal::clock::SystemClock))?;
+    let state = AppState::build(
+        settings,
+        public_url,
+        Arc::new(phaze_portal::clock::SystemClock),
+    )?;
     let email = phaze_auth::Email::parse(email).context("not an email address")?;
     let mut account = state
         .auth
@@ -113,7 +121,10 @@ async fn admin(settings: Settings, grant: bool, email: &str) -> anyhow::Result<(
         .with_context(|| format!("no account for {email}"))?;
     account.is_admin = grant;
     state.auth.accounts().update(&account).await?;
-    let ended = state.sessions.revoke_all(&account.id.to_string(), None).await?;
+    let ended = state
+        .sessions
+        .revoke_all(&account.id.to_string(), None)
+        .await?;
     println!(
         "{email}: admin {}; {ended} session(s) ended",
         if grant { "granted" } else { "revoked" }

@@ -38,14 +38,16 @@ pub fn load(settings: &Settings) -> Result<Keys, ConfigError> {
     let s = &settings.secrets;
     let dir = settings.secrets_dir();
     let ephemeral = settings.store.kind == StoreKind::Memory && s.dir.as_os_str().is_empty();
-    let obtain = |configured: Option<&SecretString>, key: &str, file: &str| -> Result<Key, ConfigError> {
-        match configured {
-            Some(value) => decode(value, key),
-            None if ephemeral => Ok(random_key()),
-            None => load_or_generate(&dir, file)
-                .map_err(|e| ConfigError(format!("secrets.dir: {} ({e})", dir.join(file).display()))),
-        }
-    };
+    let obtain =
+        |configured: Option<&SecretString>, key: &str, file: &str| -> Result<Key, ConfigError> {
+            match configured {
+                Some(value) => decode(value, key),
+                None if ephemeral => Ok(random_key()),
+                None => load_or_generate(&dir, file).map_err(|e| {
+                    ConfigError(format!("secrets.dir: {} ({e})", dir.join(file).display()))
+                }),
+            }
+        };
     let session = if s.session_keys.is_empty() {
         vec![obtain(None, "secrets.session_keys", "session_key")?]
     } else {
@@ -57,7 +59,11 @@ pub fn load(settings: &Settings) -> Result<Keys, ConfigError> {
     Ok(Keys {
         session,
         csrf: obtain(s.csrf_key.as_ref(), "secrets.csrf_key", "csrf_key")?,
-        token_pepper: obtain(s.token_pepper.as_ref(), "secrets.token_pepper", "token_pepper")?,
+        token_pepper: obtain(
+            s.token_pepper.as_ref(),
+            "secrets.token_pepper",
+            "token_pepper",
+        )?,
     })
 }
 
@@ -98,7 +104,9 @@ fn load_or_generate(dir: &Path, name: &str) -> io::Result<Key> {
     match linked {
         Ok(()) => Ok(key),
         // Another process won the race: use its key.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => parse_file(&fs::read_to_string(&path)?),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            parse_file(&fs::read_to_string(&path)?)
+        }
         Err(e) => Err(e),
     }
 }
@@ -111,7 +119,10 @@ fn parse_file(text: &str) -> io::Result<Key> {
 #[cfg(unix)]
 fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 #[cfg(not(unix))]
@@ -122,12 +133,19 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
 #[cfg(unix)]
 fn private_file(path: &Path) -> io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
 }
 
 #[cfg(not(unix))]
 fn private_file(path: &Path) -> io::Result<fs::File> {
-    fs::OpenOptions::new().write(true).create_new(true).open(path)
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
 }
 
 #[cfg(test)]
@@ -154,7 +172,10 @@ mod tests {
     #[test]
     fn configured_keys_must_be_32_bytes() {
         let short = SecretString::from(STANDARD.encode([1u8; 16]));
-        assert!(decode(&short, "secrets.csrf_key").unwrap_err().to_string().contains("secrets.csrf_key"));
+        assert!(decode(&short, "secrets.csrf_key")
+            .unwrap_err()
+            .to_string()
+            .contains("secrets.csrf_key"));
         assert!(decode(&SecretString::from("%%%".to_owned()), "k").is_err());
         let ok = SecretString::from(STANDARD.encode([1u8; 32]));
         assert_eq!(decode(&ok, "k").unwrap().expose_secret(), &[1u8; 32]);
@@ -162,13 +183,19 @@ mod tests {
 
     #[test]
     fn keys_debug_is_redacted() {
-        let keys = Keys { session: vec![random_key()], csrf: random_key(), token_pepper: random_key() };
+        let keys = Keys {
+            session: vec![random_key()],
+            csrf: random_key(),
+            token_pepper: random_key(),
+        };
         assert_eq!(format!("{keys:?}"), "Keys(1 session keys, <redacted>)");
     }
 
     fn tempfile_dir() -> std::path::PathBuf {
         let mut bytes = [0u8; 8];
         OsRng.fill_bytes(&mut bytes);
-        std::env::temp_dir().join(format!("phaze-secrets-{}", u64::from_le_bytes(bytes))).join("nested")
+        std::env::temp_dir()
+            .join(format!("phaze-secrets-{}", u64::from_le_bytes(bytes)))
+            .join("nested")
     }
 }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// Everything the portal can be told.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Listener, public URL, proxies, limits.
@@ -120,7 +120,7 @@ pub struct AuthSettings {
 }
 
 /// `[secrets]`: base64 of 32 random bytes each (`openssl rand -base64 32`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecretSettings {
     /// Session sealing keys; the first seals, all open. Empty: generated in `dir`.
@@ -153,20 +153,6 @@ pub enum LogFormat {
     Json,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            http: HttpSettings::default(),
-            store: StoreSettings::default(),
-            mail: MailSettings::default(),
-            session: SessionSettings::default(),
-            auth: AuthSettings::default(),
-            secrets: SecretSettings::default(),
-            log: LogSettings::default(),
-        }
-    }
-}
-
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
@@ -182,13 +168,19 @@ impl Default for HttpSettings {
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        Self { kind: StoreKind::Fs, data_dir: PathBuf::from("./var") }
+        Self {
+            kind: StoreKind::Fs,
+            data_dir: PathBuf::from("./var"),
+        }
     }
 }
 
 impl Default for MailSettings {
     fn default() -> Self {
-        Self { outbox_dir: PathBuf::new(), from: "Phaze <no-reply@phaze.localhost>".into() }
+        Self {
+            outbox_dir: PathBuf::new(),
+            from: "Phaze <no-reply@phaze.localhost>".into(),
+        }
     }
 }
 
@@ -221,15 +213,12 @@ impl Default for AuthSettings {
     }
 }
 
-impl Default for SecretSettings {
-    fn default() -> Self {
-        Self { session_keys: Vec::new(), csrf_key: None, token_pepper: None, dir: PathBuf::new() }
-    }
-}
-
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { format: LogFormat::Text, filter: "info".into() }
+        Self {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
     }
 }
 
@@ -250,8 +239,10 @@ impl Settings {
         file: Option<&Path>,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: config::Map<String, String> =
-            vars.into_iter().filter(|(k, _)| k.starts_with("PHAZE__")).collect();
+        let env: config::Map<String, String> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("PHAZE__"))
+            .collect();
         let mut builder = config::Config::builder();
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
@@ -287,7 +278,10 @@ impl Settings {
         let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
         let s = &self.session;
         if s.absolute_secs == 0 || s.idle_secs == 0 || s.rotate_secs == 0 {
-            return fail("session", "absolute_secs, idle_secs and rotate_secs must be above 0");
+            return fail(
+                "session",
+                "absolute_secs, idle_secs and rotate_secs must be above 0",
+            );
         }
         if s.grace_secs > 120 {
             return fail("session.grace_secs", "must be at most 120");
@@ -303,22 +297,29 @@ impl Settings {
             return fail("auth.password_min", "must be at least 8");
         }
         if a.password_max < a.password_min || a.password_max > 1024 {
-            return fail("auth.password_max", "must be between auth.password_min and 1024");
+            return fail(
+                "auth.password_max",
+                "must be between auth.password_min and 1024",
+            );
         }
         if argon2_params_invalid(a) {
-            return fail("auth.argon2_m_kib", "argon2 parameters out of range (m >= 8 * p, t >= 1, p >= 1)");
+            return fail(
+                "auth.argon2_m_kib",
+                "argon2 parameters out of range (m >= 8 * p, t >= 1, p >= 1)",
+            );
         }
         if self.http.max_body_bytes < 1024 || self.http.max_body_bytes > 16 * 1024 * 1024 {
             return fail("http.max_body_bytes", "must be between 1024 and 16777216");
         }
-        if !self.http.public_url.is_empty()
-            && !(self.http.public_url.starts_with("http://")
-                || self.http.public_url.starts_with("https://"))
-        {
+        let url = &self.http.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return fail("http.public_url", "must start with http:// or https://");
         }
         if !is_mailbox(&self.mail.from) {
-            return fail("mail.from", "must be an address like `Phaze <no-reply@example.com>`");
+            return fail(
+                "mail.from",
+                "must be an address like `Phaze <no-reply@example.com>`",
+            );
         }
         Ok(())
     }

@@ -21,6 +21,14 @@ use crate::secrets;
 use crate::settings::{Settings, StoreKind};
 use crate::views::Views;
 
+/// The adapters behind the ports, and the directories `/readyz` checks.
+type Stores = (
+    Arc<dyn SessionStore>,
+    Arc<dyn AccountStore>,
+    Arc<dyn TokenStore>,
+    Vec<PathBuf>,
+);
+
 /// Everything a request handler can reach.
 pub struct AppState {
     /// The configuration in force.
@@ -53,12 +61,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let keys = secrets::load(&settings)?;
-        let (sessions, accounts, tokens, ready_dirs): (
-            Arc<dyn SessionStore>,
-            Arc<dyn AccountStore>,
-            Arc<dyn TokenStore>,
-            Vec<PathBuf>,
-        ) = match settings.store.kind {
+        let (sessions, accounts, tokens, ready_dirs): Stores = match settings.store.kind {
             StoreKind::Memory => (
                 Arc::new(MemorySessions::default()),
                 Arc::new(MemoryAccounts::default()),
@@ -96,7 +99,10 @@ impl AppState {
             Arc::new(OffloadedHasher::new(argon, concurrency)),
             TokenHasher::new(keys.token_pepper),
             AuthConfig {
-                policy: PasswordPolicy { min_chars: a.password_min, max_chars: a.password_max },
+                policy: PasswordPolicy {
+                    min_chars: a.password_min,
+                    max_chars: a.password_max,
+                },
                 verification_ttl: Duration::seconds(a.verification_ttl_secs.into()),
                 public_url: public_url.clone(),
             },
@@ -104,7 +110,10 @@ impl AppState {
 
         let s = &settings.session;
         let sealer = Sealer::new(
-            keys.session.iter().map(|k| SealingKey::new(k.expose_secret())).collect(),
+            keys.session
+                .iter()
+                .map(|k| SealingKey::new(k.expose_secret()))
+                .collect(),
         )?;
         let policy = SessionPolicy {
             absolute: Duration::seconds(s.absolute_secs.into()),
@@ -113,7 +122,10 @@ impl AppState {
             grace: Duration::seconds(s.grace_secs.into()),
             touch_interval: Duration::seconds(s.touch_secs.into()),
             ip_binding: if s.ip_binding {
-                IpBinding::Network { v4_prefix: s.ip_v4_prefix, v6_prefix: s.ip_v6_prefix }
+                IpBinding::Network {
+                    v4_prefix: s.ip_v4_prefix,
+                    v6_prefix: s.ip_v6_prefix,
+                }
             } else {
                 IpBinding::Off
             },

@@ -82,5 +82,7 @@ pub const APP_JS: &str = include_str!("../static/app.js");
 /// Formats an instant for pages: `2026-01-31 14:05 UTC`.
 pub fn format_time(t: time::OffsetDateTime) -> String {
     let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    t.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_default()
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .unwrap_or_default()
 }

@@ -46,14 +46,19 @@ impl Email {
             && (1..=64).contains(&local.len())
             && (1..=253).contains(&domain.len())
             && domain.contains('.')
-            && domain.split('.').all(|label| !label.is_empty() && !label.starts_with('-'))
+            && domain
+                .split('.')
+                .all(|label| !label.is_empty() && !label.starts_with('-'))
             && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..")
             && email.chars().all(|c| {
                 !c.is_whitespace()
                     && !c.is_control()
-                    && !matches!(c, '<' | '>' | '(' | ')' | '[' | ']' | ',' | ';' | ':' | '\\' | '"')
+                    && !matches!(
+                        c,
+                        '<' | '>' | '(' | ')' | '[' | ']' | ',' | ';' | ':' | '\\' | '"'
+                    )
             })
             && domain.chars().all(|c| c != '@');
         ok.then_some(Self(email))

@@ -22,7 +22,11 @@ pub struct HashParams {
 
 impl Default for HashParams {
     fn default() -> Self {
-        Self { m_cost: 19_456, t_cost: 2, p_cost: 1 }
+        Self {
+            m_cost: 19_456,
+            t_cost: 2,
+            p_cost: 1,
+        }
     }
 }
 
@@ -48,8 +52,11 @@ pub trait PasswordHasher: Send + Sync {
     async fn hash(&self, password: SecretString) -> Result<String, HashError>;
     /// Checks `password` against `phc`; with `None` it checks against a dummy hash so that an
     /// unknown account costs the same as a known one, and never matches.
-    async fn verify(&self, password: SecretString, phc: Option<String>)
-        -> Result<Verification, HashError>;
+    async fn verify(
+        &self,
+        password: SecretString,
+        phc: Option<String>,
+    ) -> Result<Verification, HashError>;
 }
 
 /// argon2id from RustCrypto, with the configured parameters.
@@ -65,7 +72,11 @@ impl Argon2id {
         let p = Params::new(params.m_cost, params.t_cost, params.p_cost, None)
             .map_err(|e| HashError(e.to_string()))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, p);
-        let mut me = Self { argon, params, dummy: String::new() };
+        let mut me = Self {
+            argon,
+            params,
+            dummy: String::new(),
+        };
         me.dummy = me.hash_sync("phaze dummy password, never valid")?;
         Ok(me)
     }
@@ -87,10 +98,19 @@ impl Argon2id {
             if let Ok(dummy) = dummy {
                 let _ = self.argon.verify_password(password.as_bytes(), &dummy);
             }
-            return Verification { matches: false, needs_rehash: false };
+            return Verification {
+                matches: false,
+                needs_rehash: false,
+            };
         };
-        let matches = self.argon.verify_password(password.as_bytes(), &parsed).is_ok();
-        Verification { matches, needs_rehash: matches && self.is_outdated(&parsed) }
+        let matches = self
+            .argon
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        Verification {
+            matches,
+            needs_rehash: matches && self.is_outdated(&parsed),
+        }
     }
 
     fn is_outdated(&self, hash: &PasswordHash<'_>) -> bool {
@@ -147,7 +167,10 @@ pub struct PasswordPolicy {
 
 impl Default for PasswordPolicy {
     fn default() -> Self {
-        Self { min_chars: 12, max_chars: 128 }
+        Self {
+            min_chars: 12,
+            max_chars: 128,
+        }
     }
 }
 
@@ -179,7 +202,9 @@ impl PasswordPolicy {
         }
         if let Some(email) = email {
             let local = email.local_part();
-            if lower.contains(email.as_str()) || (local.chars().count() >= 4 && lower.contains(local)) {
+            if lower.contains(email.as_str())
+                || (local.chars().count() >= 4 && lower.contains(local))
+            {
                 return Err(PasswordRejection::ContainsEmail);
             }
         }
@@ -199,7 +224,7 @@ fn is_common(lower: &str) -> bool {
         return true;
     }
     (1..=lower.len() / 2).any(|n| {
-        lower.len() % n == 0
+        lower.len().is_multiple_of(n)
             && lower.is_char_boundary(n)
             && lower[..n].repeat(lower.len() / n) == lower
             && (n < 4 || list.contains(&lower[..n]))

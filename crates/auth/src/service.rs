@@ -85,7 +85,14 @@ impl AuthService {
         token_hasher: TokenHasher,
         config: AuthConfig,
     ) -> Self {
-        Self { accounts, tokens, mailer, hasher, token_hasher, config }
+        Self {
+            accounts,
+            tokens,
+            mailer,
+            hasher,
+            token_hasher,
+            config,
+        }
     }
 
     /// The account store, for the portal's read-only lookups.
@@ -113,13 +120,15 @@ impl AuthService {
         if password.expose_secret() != confirm.expose_secret() {
             return Err(AuthError::PasswordMismatch);
         }
-        self.config.policy.check(password.expose_secret(), Some(&email))?;
+        self.config
+            .policy
+            .check(password.expose_secret(), Some(&email))?;
         let password_hash = self.hasher.hash(password).await?;
         if self.accounts.by_email(&email).await?.is_some() {
             return self.notify_existing(&email).await;
         }
-        let display_name = DisplayName::parse(email.local_part())
-            .or_else(|_| DisplayName::parse("Customer"))?;
+        let display_name =
+            DisplayName::parse(email.local_part()).or_else(|_| DisplayName::parse("Customer"))?;
         let account = Account {
             id: UserId::generate(),
             email: email.clone(),
@@ -156,7 +165,9 @@ impl AuthService {
     ) -> Result<(), AuthError> {
         let token = Token::generate();
         let record = TokenRecord {
-            hash: self.token_hasher.hash(TokenPurpose::EmailVerification, token.expose()),
+            hash: self
+                .token_hasher
+                .hash(TokenPurpose::EmailVerification, token.expose()),
             purpose: TokenPurpose::EmailVerification,
             user_id: account.id,
             expires_at: now + self.config.verification_ttl,
@@ -169,19 +180,29 @@ impl AuthService {
             url = self.config.public_url,
             token = token.expose(),
         );
-        self.mail(&account.email, "Confirm your email address", body).await
+        self.mail(&account.email, "Confirm your email address", body)
+            .await
     }
 
     /// Consumes a verification token and marks the address verified.
-    pub async fn verify_email(&self, token: &str, now: OffsetDateTime) -> Result<Account, AuthError> {
-        let hash = self.token_hasher.hash(TokenPurpose::EmailVerification, token);
+    pub async fn verify_email(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<Account, AuthError> {
+        let hash = self
+            .token_hasher
+            .hash(TokenPurpose::EmailVerification, token);
         let record = self
             .tokens
             .consume(&hash, TokenPurpose::EmailVerification, now)
             .await?
             .ok_or(AuthError::InvalidToken)?;
-        let mut account =
-            self.accounts.by_id(&record.user_id).await?.ok_or(AuthError::InvalidToken)?;
+        let mut account = self
+            .accounts
+            .by_id(&record.user_id)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
         if !account.email_verified {
             account.email_verified = true;
             self.accounts.update(&account).await?;
@@ -192,11 +213,7 @@ impl AuthService {
     /// Checks credentials. Unknown address, malformed address and wrong password all return
     /// [`AuthError::InvalidCredentials`] after the same argon2id work. On success the hash is
     /// upgraded if the parameters changed.
-    pub async fn login(
-        &self,
-        email: &str,
-        password: SecretString,
-    ) -> Result<Account, AuthError> {
+    pub async fn login(&self, email: &str, password: SecretString) -> Result<Account, AuthError> {
         let account = match Email::parse(email) {
             Some(email) => self.accounts.by_email(&email).await?,
             None => None,
@@ -231,12 +248,21 @@ impl AuthService {
         now: OffsetDateTime,
     ) -> Result<Account, AuthError> {
         use secrecy::ExposeSecret;
-        let mut account = self.accounts.by_id(user).await?.ok_or(AuthError::AccountGone)?;
-        let verdict = self.hasher.verify(current, Some(account.password_hash.clone())).await?;
+        let mut account = self
+            .accounts
+            .by_id(user)
+            .await?
+            .ok_or(AuthError::AccountGone)?;
+        let verdict = self
+            .hasher
+            .verify(current, Some(account.password_hash.clone()))
+            .await?;
         if !verdict.matches {
             return Err(AuthError::InvalidCredentials);
         }
-        self.config.policy.check(new.expose_secret(), Some(&account.email))?;
+        self.config
+            .policy
+            .check(new.expose_secret(), Some(&account.email))?;
         account.password_hash = self.hasher.hash(new).await?;
         account.password_changed_at = now;
         self.accounts.update(&account).await?;
@@ -245,7 +271,8 @@ impl AuthService {
              If this was not you, reset your password at {url}/password/forgot and contact support.\n",
             url = self.config.public_url
         );
-        self.mail(&account.email, "Your password was changed", body).await?;
+        self.mail(&account.email, "Your password was changed", body)
+            .await?;
         Ok(account)
     }
 
@@ -256,7 +283,11 @@ impl AuthService {
         name: &str,
     ) -> Result<Account, AuthError> {
         let name = DisplayName::parse(name)?;
-        let mut account = self.accounts.by_id(user).await?.ok_or(AuthError::AccountGone)?;
+        let mut account = self
+            .accounts
+            .by_id(user)
+            .await?
+            .ok_or(AuthError::AccountGone)?;
         if account.display_name != name {
             account.display_name = name;
             self.accounts.update(&account).await?;
@@ -265,7 +296,11 @@ impl AuthService {
     }
 
     async fn mail(&self, to: &Email, subject: &str, body: String) -> Result<(), AuthError> {
-        let mail = OutgoingMail { to: to.clone(), subject: subject.to_owned(), body };
+        let mail = OutgoingMail {
+            to: to.clone(),
+            subject: subject.to_owned(),
+            body,
+        };
         Ok(self.mailer.send(&mail).await?)
     }
 }

@@ -67,9 +67,7 @@ pub fn same_origin_path(next: &str) -> Option<&str> {
     }
     // Browsers treat `\` as `/` and drop tabs and newlines, so `/\evil.com` and `/\t/evil.com`
     // become protocol-relative: refuse every such byte rather than reason about each.
-    let clean = next
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'\\');
+    let clean = next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
     clean.then_some(next)
 }
 

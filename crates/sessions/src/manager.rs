@@ -56,16 +56,27 @@ pub enum IpBinding {
 
 impl IpBinding {
     fn allows(self, bound: Option<IpAddr>, now: Option<IpAddr>) -> bool {
-        let IpBinding::Network { v4_prefix, v6_prefix } = self else {
+        let IpBinding::Network {
+            v4_prefix,
+            v6_prefix,
+        } = self
+        else {
             return true;
         };
-        match (bound.map(|ip| ip.to_canonical()), now.map(|ip| ip.to_canonical())) {
+        match (
+            bound.map(|ip| ip.to_canonical()),
+            now.map(|ip| ip.to_canonical()),
+        ) {
             (Some(IpAddr::V4(a)), Some(IpAddr::V4(b))) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(v4_prefix.min(32))).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(v4_prefix.min(32)))
+                    .unwrap_or(0);
                 u32::from(a) & mask == u32::from(b) & mask
             }
             (Some(IpAddr::V6(a)), Some(IpAddr::V6(b))) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(v6_prefix.min(128))).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(v6_prefix.min(128)))
+                    .unwrap_or(0);
                 u128::from(a) & mask == u128::from(b) & mask
             }
             (None, None) => true,
@@ -159,7 +170,11 @@ pub struct SessionManager {
 impl SessionManager {
     /// A manager over `store`, sealing with `sealer`, enforcing `policy`.
     pub fn new(store: Arc<dyn SessionStore>, sealer: Sealer, policy: SessionPolicy) -> Self {
-        Self { store, sealer, policy }
+        Self {
+            store,
+            sealer,
+            policy,
+        }
     }
 
     /// The policy in force.
@@ -195,7 +210,10 @@ impl SessionManager {
         let mut attempts = 0;
         loop {
             let id = SessionId::generate();
-            let session = Session { key: id.key(), data: data.clone() };
+            let session = Session {
+                key: id.key(),
+                data: data.clone(),
+            };
             match self.store.insert(&self.to_stored(&session, false)).await {
                 Ok(()) => return Ok((id, session)),
                 Err(StoreError::Duplicate) if attempts < 2 => attempts += 1,
@@ -216,13 +234,19 @@ impl SessionManager {
         let Some(stored) = self.store.get(&key).await? else {
             return Ok(None);
         };
-        let Some(data) = self.open(&stored).filter(|d| self.is_live(&stored, d, meta, now)) else {
+        let Some(data) = self
+            .open(&stored)
+            .filter(|d| self.is_live(&stored, d, meta, now))
+        else {
             self.store.remove(&key).await?;
             return Ok(None);
         };
         let session = Session { key, data };
         if stored.superseded {
-            return Ok(Some(Loaded { session, rotated_to: None }));
+            return Ok(Some(Loaded {
+                session,
+                rotated_to: None,
+            }));
         }
         if now - session.data.rotated_at >= self.policy.rotate_after {
             return self.rotate(stored, session, now).await;
@@ -233,9 +257,15 @@ impl SessionManager {
             if !self.store.update(&self.to_stored(&touched, false)).await? {
                 return Ok(None);
             }
-            return Ok(Some(Loaded { session: touched, rotated_to: None }));
+            return Ok(Some(Loaded {
+                session: touched,
+                rotated_to: None,
+            }));
         }
-        Ok(Some(Loaded { session, rotated_to: None }))
+        Ok(Some(Loaded {
+            session,
+            rotated_to: None,
+        }))
     }
 
     fn is_live(
@@ -272,7 +302,10 @@ impl SessionManager {
             self.store.remove(&new_session.key).await?;
             return Ok(None);
         }
-        Ok(Some(Loaded { session: new_session, rotated_to: Some(new_id) }))
+        Ok(Some(Loaded {
+            session: new_session,
+            rotated_to: Some(new_id),
+        }))
     }
 
     /// Deletes the session behind `id` (logout). Unknown ids are fine.
@@ -282,7 +315,11 @@ impl SessionManager {
     }
 
     /// The user's live sessions, most recently active first.
-    pub async fn list(&self, user_id: &str, now: OffsetDateTime) -> Result<Vec<SessionInfo>, Error> {
+    pub async fn list(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionInfo>, Error> {
         let mut out: Vec<SessionInfo> = self
             .store
             .list_user(user_id)
@@ -294,7 +331,7 @@ impl SessionManager {
                 let live = s.expires_at > now
                     && data.created_at + self.policy.absolute > now
                     && data.last_seen + self.policy.idle > now;
-                live.then(|| SessionInfo {
+                live.then_some(SessionInfo {
                     key: s.key,
                     created_at: data.created_at,
                     last_seen: data.last_seen,
@@ -316,7 +353,11 @@ impl SessionManager {
     }
 
     /// Revokes every session of `user_id` except `keep` (log out everywhere else, or everywhere).
-    pub async fn revoke_all(&self, user_id: &str, keep: Option<&SessionKey>) -> Result<usize, Error> {
+    pub async fn revoke_all(
+        &self,
+        user_id: &str,
+        keep: Option<&SessionKey>,
+    ) -> Result<usize, Error> {
         Ok(self.store.remove_user(user_id, keep).await?)
     }
 
@@ -351,7 +392,10 @@ mod tests {
 
     #[test]
     fn ip_binding_compares_networks() {
-        let b = IpBinding::Network { v4_prefix: 24, v6_prefix: 64 };
+        let b = IpBinding::Network {
+            v4_prefix: 24,
+            v6_prefix: 64,
+        };
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
         assert!(b.allows(ip("192.0.2.1"), ip("192.0.2.200")));
         assert!(!b.allows(ip("192.0.2.1"), ip("192.0.3.1")));
@@ -361,9 +405,15 @@ mod tests {
         assert!(!b.allows(ip("192.0.2.1"), ip("2001:db8::1")));
         assert!(!b.allows(ip("192.0.2.1"), None));
         assert!(IpBinding::Off.allows(ip("192.0.2.1"), ip("2001:db8::1")));
-        let exact = IpBinding::Network { v4_prefix: 32, v6_prefix: 128 };
+        let exact = IpBinding::Network {
+            v4_prefix: 32,
+            v6_prefix: 128,
+        };
         assert!(!exact.allows(ip("192.0.2.1"), ip("192.0.2.2")));
-        let any = IpBinding::Network { v4_prefix: 0, v6_prefix: 0 };
+        let any = IpBinding::Network {
+            v4_prefix: 0,
+            v6_prefix: 0,
+        };
         assert!(any.allows(ip("192.0.2.1"), ip("198.51.100.2")));
     }
 }

@@ -28,7 +28,10 @@ impl SealingKey {
             .finalize();
         let mut id = [0u8; KEY_ID_LEN];
         id.copy_from_slice(&digest[..KEY_ID_LEN]);
-        Self { cipher: XChaCha20Poly1305::new(material.into()), id }
+        Self {
+            cipher: XChaCha20Poly1305::new(material.into()),
+            id,
+        }
     }
 }
 
@@ -74,7 +77,10 @@ impl Sealer {
         let sealing = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
         OsRng.fill_bytes(&mut nonce);
-        let payload = Payload { msg: plaintext, aad: key.as_bytes() };
+        let payload = Payload {
+            msg: plaintext,
+            aad: key.as_bytes(),
+        };
         // XChaCha20-Poly1305 encryption only fails for messages beyond 256 GiB.
         let ciphertext = sealing
             .cipher
@@ -99,7 +105,10 @@ impl Sealer {
             .iter()
             .filter(|k| k.id == key_id)
             .find_map(|k| {
-                let payload = Payload { msg: ciphertext, aad: key.as_bytes() };
+                let payload = Payload {
+                    msg: ciphertext,
+                    aad: key.as_bytes(),
+                };
                 k.cipher.decrypt(XNonce::from_slice(nonce), payload).ok()
             })
             .ok_or(SealError::Open)

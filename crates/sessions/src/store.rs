@@ -46,8 +46,11 @@ pub trait SessionStore: Send + Sync {
     /// Every record of a user, expired or not, in no particular order.
     async fn list_user(&self, user_id: &str) -> Result<Vec<StoredSession>, StoreError>;
     /// Deletes every record of a user except `keep`; returns how many went.
-    async fn remove_user(&self, user_id: &str, keep: Option<&SessionKey>)
-        -> Result<usize, StoreError>;
+    async fn remove_user(
+        &self,
+        user_id: &str,
+        keep: Option<&SessionKey>,
+    ) -> Result<usize, StoreError>;
     /// Deletes records whose `expires_at` is at or before `now`; returns how many went.
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, StoreError>;
 }

@@ -33,7 +33,9 @@ struct SessionTables {
 
 impl SessionTables {
     fn remove(&mut self, key: &SessionKey) -> bool {
-        let Some(old) = self.by_key.remove(key) else { return false };
+        let Some(old) = self.by_key.remove(key) else {
+            return false;
+        };
         if let Some(keys) = self.by_user.get_mut(&old.user_id) {
             keys.remove(key);
             if keys.is_empty() {
@@ -55,7 +57,10 @@ impl SessionStore for MemorySessions {
         if t.by_key.contains_key(&s.key) {
             return Err(StoreError::Duplicate);
         }
-        t.by_user.entry(s.user_id.clone()).or_default().insert(s.key);
+        t.by_user
+            .entry(s.user_id.clone())
+            .or_default()
+            .insert(s.key);
         t.by_key.insert(s.key, s.clone());
         Ok(())
     }
@@ -104,8 +109,12 @@ impl SessionStore for MemorySessions {
 
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
         let mut t = lock(&self.0);
-        let doomed: Vec<SessionKey> =
-            t.by_key.values().filter(|s| s.expires_at <= now).map(|s| s.key).collect();
+        let doomed: Vec<SessionKey> = t
+            .by_key
+            .values()
+            .filter(|s| s.expires_at <= now)
+            .map(|s| s.key)
+            .collect();
         Ok(doomed.iter().filter(|k| t.remove(k)).count())
     }
 }
@@ -134,7 +143,10 @@ impl AccountStore for MemoryAccounts {
 
     async fn by_email(&self, email: &Email) -> Result<Option<Account>, AuthStoreError> {
         let t = lock(&self.0);
-        Ok(t.by_email.get(email).and_then(|id| t.by_id.get(id)).cloned())
+        Ok(t.by_email
+            .get(email)
+            .and_then(|id| t.by_id.get(id))
+            .cloned())
     }
 
     async fn by_id(&self, id: &UserId) -> Result<Option<Account>, AuthStoreError> {

@@ -26,14 +26,18 @@ macro_rules! account_store_contract {
         mod account_store_contract {
             #[allow(unused_imports)]
             use super::*;
-            $crate::__contract_tests!(accounts, $make, [
-                insert_then_lookup_by_email_and_id,
-                email_is_unique,
-                lookups_of_unknown_are_none,
-                update_replaces_and_requires_existing,
-                concurrent_registrations_of_one_email_admit_exactly_one,
-                hostile_emails_are_plain_data,
-            ]);
+            $crate::__contract_tests!(
+                accounts,
+                $make,
+                [
+                    insert_then_lookup_by_email_and_id,
+                    email_is_unique,
+                    lookups_of_unknown_are_none,
+                    update_replaces_and_requires_existing,
+                    concurrent_registrations_of_one_email_admit_exactly_one,
+                    hostile_emails_are_plain_data,
+                ]
+            );
         }
     };
 }
@@ -52,12 +56,22 @@ pub async fn email_is_unique(store: Arc<impl AccountStore>) {
     store.insert(&a).await.unwrap();
     let b = account("ADA@example.com");
     assert!(matches!(store.insert(&b).await, Err(StoreError::Duplicate)));
-    assert_eq!(store.by_id(&b.id).await.unwrap(), None, "the loser leaves no record");
+    assert_eq!(
+        store.by_id(&b.id).await.unwrap(),
+        None,
+        "the loser leaves no record"
+    );
     assert_eq!(store.by_email(&a.email).await.unwrap(), Some(a));
 }
 
 pub async fn lookups_of_unknown_are_none(store: Arc<impl AccountStore>) {
-    assert_eq!(store.by_email(&Email::parse("nobody@example.com").unwrap()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .by_email(&Email::parse("nobody@example.com").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(store.by_id(&UserId::generate()).await.unwrap(), None);
 }
 
@@ -92,18 +106,33 @@ pub async fn concurrent_registrations_of_one_email_admit_exactly_one(
         }
     }
     assert_eq!(winners.len(), 1);
-    let found = store.by_email(&Email::parse("race@example.com").unwrap()).await.unwrap().unwrap();
+    let found = store
+        .by_email(&Email::parse("race@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.id, winners[0]);
 }
 
 pub async fn hostile_emails_are_plain_data(store: Arc<impl AccountStore>) {
     // Addresses that look like paths, globs or keys of other records stay plain data.
-    for raw in ["../../etc/passwd@example.com", "a*@example.com", "%2e%2e@example.com", "x@..example.com"] {
+    for raw in [
+        "../../etc/passwd@example.com",
+        "a*@example.com",
+        "%2e%2e@example.com",
+        "x@..example.com",
+    ] {
         if let Some(email) = Email::parse(raw) {
             let a = account(email.as_str());
             store.insert(&a).await.unwrap();
             assert_eq!(store.by_email(&email).await.unwrap(), Some(a));
         }
     }
-    assert_eq!(store.by_email(&Email::parse("passwd@example.com").unwrap()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .by_email(&Email::parse("passwd@example.com").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
 }

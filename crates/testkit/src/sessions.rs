@@ -27,18 +27,22 @@ macro_rules! session_store_contract {
         mod session_store_contract {
             #[allow(unused_imports)]
             use super::*;
-            $crate::__contract_tests!(sessions, $make, [
-                insert_then_get_round_trips,
-                duplicate_insert_is_rejected,
-                get_of_unknown_key_is_none,
-                update_replaces_existing_only,
-                remove_reports_existence,
-                list_user_returns_only_that_users_sessions,
-                remove_user_keeps_the_named_session,
-                purge_removes_only_expired,
-                concurrent_inserts_of_one_key_admit_exactly_one,
-                update_racing_remove_never_resurrects,
-            ]);
+            $crate::__contract_tests!(
+                sessions,
+                $make,
+                [
+                    insert_then_get_round_trips,
+                    duplicate_insert_is_rejected,
+                    get_of_unknown_key_is_none,
+                    update_replaces_existing_only,
+                    remove_reports_existence,
+                    list_user_returns_only_that_users_sessions,
+                    remove_user_keeps_the_named_session,
+                    purge_removes_only_expired,
+                    concurrent_inserts_of_one_key_admit_exactly_one,
+                    update_racing_remove_never_resurrects,
+                ]
+            );
         }
     };
 }
@@ -54,8 +58,15 @@ pub async fn duplicate_insert_is_rejected(store: Arc<impl SessionStore>) {
     store.insert(&s).await.unwrap();
     let mut other = record(1, "u2");
     other.sealed = vec![9; 10];
-    assert!(matches!(store.insert(&other).await, Err(StoreError::Duplicate)));
-    assert_eq!(store.get(&s.key).await.unwrap(), Some(s), "the first record is untouched");
+    assert!(matches!(
+        store.insert(&other).await,
+        Err(StoreError::Duplicate)
+    ));
+    assert_eq!(
+        store.get(&s.key).await.unwrap(),
+        Some(s),
+        "the first record is untouched"
+    );
 }
 
 pub async fn get_of_unknown_key_is_none(store: Arc<impl SessionStore>) {
@@ -64,7 +75,10 @@ pub async fn get_of_unknown_key_is_none(store: Arc<impl SessionStore>) {
 
 pub async fn update_replaces_existing_only(store: Arc<impl SessionStore>) {
     let mut s = record(1, "u1");
-    assert!(!store.update(&s).await.unwrap(), "update of a missing record writes nothing");
+    assert!(
+        !store.update(&s).await.unwrap(),
+        "update of a missing record writes nothing"
+    );
     assert_eq!(store.get(&s.key).await.unwrap(), None);
     store.insert(&s).await.unwrap();
     s.sealed = vec![42; 100];
@@ -81,22 +95,36 @@ pub async fn remove_reports_existence(store: Arc<impl SessionStore>) {
     assert!(store.remove(&s.key).await.unwrap());
     assert!(!store.remove(&s.key).await.unwrap());
     assert_eq!(store.get(&s.key).await.unwrap(), None);
-    assert!(store.list_user("u1").await.unwrap().is_empty(), "the index forgets it too");
+    assert!(
+        store.list_user("u1").await.unwrap().is_empty(),
+        "the index forgets it too"
+    );
 }
 
 pub async fn list_user_returns_only_that_users_sessions(store: Arc<impl SessionStore>) {
     for (n, user) in [(1, "alice"), (2, "alice"), (3, "bob"), (4, "alice")] {
         store.insert(&record(n, user)).await.unwrap();
     }
-    let mut alice: Vec<u8> =
-        store.list_user("alice").await.unwrap().iter().map(|s| s.key.as_bytes()[0]).collect();
+    let mut alice: Vec<u8> = store
+        .list_user("alice")
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.key.as_bytes()[0])
+        .collect();
     alice.sort();
     assert_eq!(alice, vec![1, 2, 4]);
-    assert_eq!(store.list_user("bob").await.unwrap(), vec![record(3, "bob")]);
+    assert_eq!(
+        store.list_user("bob").await.unwrap(),
+        vec![record(3, "bob")]
+    );
     assert!(store.list_user("carol").await.unwrap().is_empty());
     // User ids are data, never paths or patterns.
     for hostile in ["../alice", "alice/..", "*", "alice\0", "", "%2e%2e"] {
-        assert!(store.list_user(hostile).await.unwrap().is_empty(), "{hostile:?}");
+        assert!(
+            store.list_user(hostile).await.unwrap().is_empty(),
+            "{hostile:?}"
+        );
     }
 }
 
@@ -106,11 +134,18 @@ pub async fn remove_user_keeps_the_named_session(store: Arc<impl SessionStore>) 
     }
     let keep = record(2, "alice").key;
     assert_eq!(store.remove_user("alice", Some(&keep)).await.unwrap(), 2);
-    assert_eq!(store.list_user("alice").await.unwrap(), vec![record(2, "alice")]);
+    assert_eq!(
+        store.list_user("alice").await.unwrap(),
+        vec![record(2, "alice")]
+    );
     assert!(store.get(&record(1, "alice").key).await.unwrap().is_none());
     assert_eq!(store.remove_user("alice", None).await.unwrap(), 1);
     assert!(store.list_user("alice").await.unwrap().is_empty());
-    assert_eq!(store.list_user("bob").await.unwrap().len(), 1, "other users untouched");
+    assert_eq!(
+        store.list_user("bob").await.unwrap().len(),
+        1,
+        "other users untouched"
+    );
 }
 
 pub async fn purge_removes_only_expired(store: Arc<impl SessionStore>) {
@@ -124,7 +159,9 @@ pub async fn purge_removes_only_expired(store: Arc<impl SessionStore>) {
     assert_eq!(store.list_user("alice").await.unwrap(), vec![fresh]);
 }
 
-pub async fn concurrent_inserts_of_one_key_admit_exactly_one(store: Arc<impl SessionStore + 'static>) {
+pub async fn concurrent_inserts_of_one_key_admit_exactly_one(
+    store: Arc<impl SessionStore + 'static>,
+) {
     let tasks: Vec<_> = (0..16u8)
         .map(|i| {
             let store = store.clone();
@@ -157,7 +194,11 @@ pub async fn update_racing_remove_never_resurrects(store: Arc<impl SessionStore 
         let rm = tokio::spawn(async move { b.remove(&s.key).await.unwrap() });
         let _ = up.await.unwrap();
         assert!(rm.await.unwrap());
-        assert_eq!(store.get(&record(round, "alice").key).await.unwrap(), None, "round {round}");
+        assert_eq!(
+            store.get(&record(round, "alice").key).await.unwrap(),
+            None,
+            "round {round}"
+        );
     }
     assert!(store.list_user("alice").await.unwrap().is_empty());
 }

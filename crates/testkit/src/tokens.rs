@@ -23,14 +23,18 @@ macro_rules! token_store_contract {
         mod token_store_contract {
             #[allow(unused_imports)]
             use super::*;
-            $crate::__contract_tests!(tokens, $make, [
-                consume_is_single_use,
-                duplicate_insert_is_rejected,
-                wrong_purpose_does_not_consume,
-                expired_token_is_refused_and_gone,
-                concurrent_consumes_admit_exactly_one,
-                purge_removes_only_expired,
-            ]);
+            $crate::__contract_tests!(
+                tokens,
+                $make,
+                [
+                    consume_is_single_use,
+                    duplicate_insert_is_rejected,
+                    wrong_purpose_does_not_consume,
+                    expired_token_is_refused_and_gone,
+                    concurrent_consumes_admit_exactly_one,
+                    purge_removes_only_expired,
+                ]
+            );
         }
     };
 }
@@ -39,28 +43,59 @@ pub async fn consume_is_single_use(store: Arc<impl TokenStore>) {
     let r = token(1);
     store.insert(&r).await.unwrap();
     let now = t0();
-    assert_eq!(store.consume(&r.hash, r.purpose, now).await.unwrap(), Some(r.clone()));
+    assert_eq!(
+        store.consume(&r.hash, r.purpose, now).await.unwrap(),
+        Some(r.clone())
+    );
     assert_eq!(store.consume(&r.hash, r.purpose, now).await.unwrap(), None);
-    assert_eq!(store.consume(&TokenHash([9; 32]), r.purpose, now).await.unwrap(), None);
+    assert_eq!(
+        store
+            .consume(&TokenHash([9; 32]), r.purpose, now)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 pub async fn duplicate_insert_is_rejected(store: Arc<impl TokenStore>) {
     store.insert(&token(1)).await.unwrap();
-    assert!(matches!(store.insert(&token(1)).await, Err(StoreError::Duplicate)));
+    assert!(matches!(
+        store.insert(&token(1)).await,
+        Err(StoreError::Duplicate)
+    ));
 }
 
 pub async fn wrong_purpose_does_not_consume(store: Arc<impl TokenStore>) {
     let r = token(1);
     store.insert(&r).await.unwrap();
-    assert_eq!(store.consume(&r.hash, TokenPurpose::PasswordReset, t0()).await.unwrap(), None);
-    assert_eq!(store.consume(&r.hash, r.purpose, t0()).await.unwrap(), Some(r));
+    assert_eq!(
+        store
+            .consume(&r.hash, TokenPurpose::PasswordReset, t0())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.consume(&r.hash, r.purpose, t0()).await.unwrap(),
+        Some(r)
+    );
 }
 
 pub async fn expired_token_is_refused_and_gone(store: Arc<impl TokenStore>) {
     let r = token(1);
     store.insert(&r).await.unwrap();
-    assert_eq!(store.consume(&r.hash, r.purpose, r.expires_at).await.unwrap(), None);
-    assert_eq!(store.consume(&r.hash, r.purpose, t0()).await.unwrap(), None, "gone after");
+    assert_eq!(
+        store
+            .consume(&r.hash, r.purpose, r.expires_at)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.consume(&r.hash, r.purpose, t0()).await.unwrap(),
+        None,
+        "gone after"
+    );
 }
 
 pub async fn concurrent_consumes_admit_exactly_one(store: Arc<impl TokenStore + 'static>) {
@@ -90,5 +125,11 @@ pub async fn purge_removes_only_expired(store: Arc<impl TokenStore>) {
     store.insert(&old).await.unwrap();
     store.insert(&fresh).await.unwrap();
     assert_eq!(store.purge_expired(t0()).await.unwrap(), 1);
-    assert_eq!(store.consume(&fresh.hash, fresh.purpose, t0()).await.unwrap(), Some(fresh));
+    assert_eq!(
+        store
+            .consume(&fresh.hash, fresh.purpose, t0())
+            .await
+            .unwrap(),
+        Some(fresh)
+    );
 }

@@ -38,7 +38,10 @@ impl TrustedProxies {
     pub fn client(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> ClientInfo {
         let peer_ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip().to_canonical());
         if !self.trusts(peer_ip) {
-            return ClientInfo { ip: peer_ip, https: false };
+            return ClientInfo {
+                ip: peer_ip,
+                https: false,
+            };
         }
         let hops = forwarded_for(headers);
         let mut client = peer_ip;
@@ -54,15 +57,20 @@ impl TrustedProxies {
                 None => break,
             }
         }
-        ClientInfo { ip: client, https: forwarded_https(headers) }
+        ClientInfo {
+            ip: client,
+            https: forwarded_https(headers),
+        }
     }
 }
 
 /// The hops of `Forwarded` if present, else of `X-Forwarded-For`, left to right; `None` for a hop
 /// that is not an IP address (`unknown`, an obfuscated name, garbage).
 fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<&str> =
-        headers.get_all("forwarded").filter_map(|v| v.to_str().ok()).collect();
+    let forwarded: Vec<&str> = headers
+        .get_all("forwarded")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
     if !forwarded.is_empty() {
         return forwarded
             .iter()
@@ -111,9 +119,13 @@ fn forwarded_https(headers: &HeaderMap) -> bool {
         return proto.eq_ignore_ascii_case("https");
     }
     last_value("forwarded").is_some_and(|element| {
-        element.split(';').filter_map(|p| p.split_once('=')).any(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("proto") && v.trim().trim_matches('"').eq_ignore_ascii_case("https")
-        })
+        element
+            .split(';')
+            .filter_map(|p| p.split_once('='))
+            .any(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("proto")
+                    && v.trim().trim_matches('"').eq_ignore_ascii_case("https")
+            })
     })
 }
 
@@ -125,58 +137,160 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
 
     fn proxies() -> TrustedProxies {
-        TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()])
+        TrustedProxies::new(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "fd00::/8".parse().unwrap(),
+        ])
     }
 
     fn check(peer: &str, pairs: &[(&str, &str)], ip: &str, https: bool) {
         let peer = SocketAddr::new(peer.parse::<IpAddr>().unwrap(), 5000);
         let got = proxies().client(Some(peer), &headers(pairs));
-        assert_eq!(got, ClientInfo { ip: ip.parse().unwrap(), https }, "{peer} {pairs:?}");
+        assert_eq!(
+            got,
+            ClientInfo {
+                ip: ip.parse().unwrap(),
+                https
+            },
+            "{peer} {pairs:?}"
+        );
     }
 
     #[test]
     fn untrusted_peer_headers_are_ignored() {
-        check("203.0.113.9", &[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https")], "203.0.113.9", false);
-        check("203.0.113.9", &[("forwarded", "for=1.2.3.4;proto=https")], "203.0.113.9", false);
+        check(
+            "203.0.113.9",
+            &[
+                ("x-forwarded-for", "1.2.3.4"),
+                ("x-forwarded-proto", "https"),
+            ],
+            "203.0.113.9",
+            false,
+        );
+        check(
+            "203.0.113.9",
+            &[("forwarded", "for=1.2.3.4;proto=https")],
+            "203.0.113.9",
+            false,
+        );
     }
 
     #[test]
     fn trusted_proxy_walks_from_the_right() {
-        check("10.0.0.1", &[("x-forwarded-for", "198.51.100.7")], "198.51.100.7", false);
+        check(
+            "10.0.0.1",
+            &[("x-forwarded-for", "198.51.100.7")],
+            "198.51.100.7",
+            false,
+        );
         // The client wrote "6.6.6.6" itself; the proxy appended the real address.
-        check("10.0.0.1", &[("x-forwarded-for", "6.6.6.6, 198.51.100.7")], "198.51.100.7", false);
+        check(
+            "10.0.0.1",
+            &[("x-forwarded-for", "6.6.6.6, 198.51.100.7")],
+            "198.51.100.7",
+            false,
+        );
         // Two trusted hops before the client.
-        check("10.0.0.1", &[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.1.1.1")], "198.51.100.7", false);
-        check("10.0.0.1", &[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "198.51.100.7")], "198.51.100.7", false);
-        check("10.0.0.1", &[("x-forwarded-proto", "https"), ("x-forwarded-for", "198.51.100.7")], "198.51.100.7", true);
+        check(
+            "10.0.0.1",
+            &[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.1.1.1")],
+            "198.51.100.7",
+            false,
+        );
+        check(
+            "10.0.0.1",
+            &[
+                ("x-forwarded-for", "6.6.6.6"),
+                ("x-forwarded-for", "198.51.100.7"),
+            ],
+            "198.51.100.7",
+            false,
+        );
+        check(
+            "10.0.0.1",
+            &[
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-for", "198.51.100.7"),
+            ],
+            "198.51.100.7",
+            true,
+        );
     }
 
     #[test]
     fn rfc7239_forwarded_is_understood() {
-        check("10.0.0.1", &[("forwarded", "for=6.6.6.6, for=198.51.100.7;proto=https")], "198.51.100.7", true);
-        check("10.0.0.1", &[("forwarded", "for=\"[2001:db8::7]:4711\";proto=http")], "2001:db8::7", false);
-        check("10.0.0.1", &[("forwarded", "For=192.0.2.60;Proto=HTTPS;by=203.0.113.43")], "192.0.2.60", true);
+        check(
+            "10.0.0.1",
+            &[("forwarded", "for=6.6.6.6, for=198.51.100.7;proto=https")],
+            "198.51.100.7",
+            true,
+        );
+        check(
+            "10.0.0.1",
+            &[("forwarded", "for=\"[2001:db8::7]:4711\";proto=http")],
+            "2001:db8::7",
+            false,
+        );
+        check(
+            "10.0.0.1",
+            &[("forwarded", "For=192.0.2.60;Proto=HTTPS;by=203.0.113.43")],
+            "192.0.2.60",
+            true,
+        );
     }
 
     #[test]
     fn malformed_headers_fall_back_to_nearest_trusted() {
-        check("10.0.0.1", &[("x-forwarded-for", "garbage")], "10.0.0.1", false);
-        check("10.0.0.1", &[("x-forwarded-for", "198.51.100.7, garbage, 10.0.0.2")], "10.0.0.2", false);
+        check(
+            "10.0.0.1",
+            &[("x-forwarded-for", "garbage")],
+            "10.0.0.1",
+            false,
+        );
+        check(
+            "10.0.0.1",
+            &[("x-forwarded-for", "198.51.100.7, garbage, 10.0.0.2")],
+            "10.0.0.2",
+            false,
+        );
         check("10.0.0.1", &[("x-forwarded-for", "")], "10.0.0.1", false);
-        check("10.0.0.1", &[("forwarded", "for=unknown")], "10.0.0.1", false);
+        check(
+            "10.0.0.1",
+            &[("forwarded", "for=unknown")],
+            "10.0.0.1",
+            false,
+        );
         check("10.0.0.1", &[("forwarded", ";;==,,")], "10.0.0.1", false);
-        check("10.0.0.1", &[("x-forwarded-proto", "https, http")], "10.0.0.1", false);
+        check(
+            "10.0.0.1",
+            &[("x-forwarded-proto", "https, http")],
+            "10.0.0.1",
+            false,
+        );
     }
 
     #[test]
     fn ipv4_mapped_addresses_are_canonical() {
-        check("::ffff:10.0.0.1", &[("x-forwarded-for", "::ffff:198.51.100.7")], "198.51.100.7", false);
-        check("fd00::1", &[("x-forwarded-for", "2001:db8::1")], "2001:db8::1", false);
+        check(
+            "::ffff:10.0.0.1",
+            &[("x-forwarded-for", "::ffff:198.51.100.7")],
+            "198.51.100.7",
+            false,
+        );
+        check(
+            "fd00::1",
+            &[("x-forwarded-for", "2001:db8::1")],
+            "2001:db8::1",
+            false,
+        );
     }
 }

@@ -18,9 +18,17 @@ impl CookieNames {
     /// The names for a request that is (`true`) or is not HTTPS.
     pub fn new(https: bool) -> Self {
         if https {
-            Self { session: "__Host-phaze_session", csrf: "__Host-phaze_csrf", https }
+            Self {
+                session: "__Host-phaze_session",
+                csrf: "__Host-phaze_csrf",
+                https,
+            }
         } else {
-            Self { session: "phaze_session", csrf: "phaze_csrf", https }
+            Self {
+                session: "phaze_session",
+                csrf: "phaze_csrf",
+                https,
+            }
         }
     }
 

@@ -58,7 +58,8 @@ impl Csrf {
     /// Whether `provided` is the token for `binding`, in constant time.
     pub fn verify(&self, binding: &Binding<'_>, provided: &str) -> bool {
         let expected = self.token(binding);
-        expected.len() == provided.len() && bool::from(expected.as_bytes().ct_eq(provided.as_bytes()))
+        expected.len() == provided.len()
+            && bool::from(expected.as_bytes().ct_eq(provided.as_bytes()))
     }
 }
 
@@ -91,7 +92,10 @@ mod tests {
         assert!(c.verify(&Binding::Anonymous(&anon), &t));
         assert!(!c.verify(&Binding::Anonymous(&new_anonymous_value()), &t));
         assert!(!c.verify(&Binding::Session(&[0; 32]), &t));
-        assert!(!csrf(2).verify(&Binding::Anonymous(&anon), &t), "another key");
+        assert!(
+            !csrf(2).verify(&Binding::Anonymous(&anon), &t),
+            "another key"
+        );
         assert!(!c.verify(&Binding::Anonymous(&anon), ""));
         assert!(!c.verify(&Binding::Anonymous(&anon), &t[..t.len() - 1]));
         let s = c.token(&Binding::Session(&[7; 32]));
@@ -102,7 +106,12 @@ mod tests {
     #[test]
     fn anonymous_values_are_checked() {
         assert!(valid_anonymous_value(&new_anonymous_value()));
-        for bad in ["", "abc", &"a".repeat(44), "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"] {
+        for bad in [
+            "",
+            "abc",
+            &"a".repeat(44),
+            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
+        ] {
             assert!(!valid_anonymous_value(bad), "{bad}");
         }
     }

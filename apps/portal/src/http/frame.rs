@@ -56,14 +56,21 @@ pub async fn frame(
     );
     // Inner layers answer their own failures with responses (see `visitor`), so an `Err` here
     // is actix's own and is rendered by actix.
-    let mut res = next.call(req).instrument(span.clone()).await?.map_into_boxed_body();
+    let mut res = next
+        .call(req)
+        .instrument(span.clone())
+        .await?
+        .map_into_boxed_body();
     let status = res.status();
     let _enter = span.enter();
     if status.is_server_error() {
         let detail = res
             .response()
             .error()
-            .map(|e| e.as_error::<AppError>().map_or_else(|| e.to_string(), |app| chain(app)))
+            .map(|e| {
+                e.as_error::<AppError>()
+                    .map_or_else(|| e.to_string(), |app| chain(app))
+            })
             .unwrap_or_default();
         tracing::error!(status = status.as_u16(), error = %detail, "request failed");
     } else if status.is_client_error() {
@@ -92,10 +99,19 @@ fn security_headers(h: &mut header::HeaderMap, client: ClientInfo, is_static: bo
         HeaderName::from_static("permissions-policy"),
         "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()",
     );
-    set(HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
-    set(HeaderName::from_static("cross-origin-resource-policy"), "same-origin");
+    set(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    set(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        "same-origin",
+    );
     if client.https {
-        set(header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains");
+        set(
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=63072000; includeSubDomains",
+        );
     }
     if is_static {
         set(header::CACHE_CONTROL, "public, max-age=3600");
@@ -129,15 +145,20 @@ fn generic_error(
         if show_id {
             ctx.insert("request_id", &request_id.0);
         }
-        let body = state.views.render_string("error.html", &ctx).unwrap_or_else(|_| {
-            format!("{} {title}\n", status.as_u16())
-        });
-        HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)
+        let body = state
+            .views
+            .render_string("error.html", &ctx)
+            .unwrap_or_else(|_| format!("{} {title}\n", status.as_u16()));
+        HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(body)
     };
     // Keep what the protocol needs (Allow, Retry-After, cookies being cleared), drop the rest.
     for (name, value) in res.headers() {
-        if matches!(name.as_str(), "allow" | "retry-after" | "set-cookie" | "www-authenticate")
-            || name.as_str().starts_with("ratelimit")
+        if matches!(
+            name.as_str(),
+            "allow" | "retry-after" | "set-cookie" | "www-authenticate"
+        ) || name.as_str().starts_with("ratelimit")
         {
             new.headers_mut().append(name.clone(), value.clone());
         }

@@ -56,7 +56,10 @@ impl Visitor {
 
     /// Session metadata for a session created by this request.
     pub fn meta(&self) -> ClientMeta {
-        ClientMeta { ip: Some(self.client.ip), user_agent: self.user_agent.clone() }
+        ClientMeta {
+            ip: Some(self.client.ip),
+            user_agent: self.user_agent.clone(),
+        }
     }
 }
 
@@ -66,7 +69,12 @@ impl FromRequest for Visitor {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         // Absent only if a route was mounted outside the visitor layer by mistake.
-        ready(req.extensions().get::<Visitor>().cloned().ok_or(AppError::BadRequest))
+        ready(
+            req.extensions()
+                .get::<Visitor>()
+                .cloned()
+                .ok_or(AppError::BadRequest),
+        )
     }
 }
 
@@ -98,7 +106,12 @@ pub async fn visitor(
     if let Some(v) = &prepared.new_anon {
         set.push(cookies.csrf(v));
     }
-    if res.response().extensions().get::<SessionCookieSet>().is_none() {
+    if res
+        .response()
+        .extensions()
+        .get::<SessionCookieSet>()
+        .is_none()
+    {
         if let Some(id) = &prepared.rotated {
             set.push(cookies.session(id.expose()));
         } else if prepared.clear_session {
@@ -118,10 +131,14 @@ async fn prepare(req: &mut ServiceRequest) -> Result<Prepared, actix_web::Error>
         .app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| AppError::Internal("application state missing".into()))?;
-    let client = req.extensions().get::<ClientInfo>().copied().unwrap_or(ClientInfo {
-        ip: std::net::IpAddr::from([0, 0, 0, 0]),
-        https: false,
-    });
+    let client = req
+        .extensions()
+        .get::<ClientInfo>()
+        .copied()
+        .unwrap_or(ClientInfo {
+            ip: std::net::IpAddr::from([0, 0, 0, 0]),
+            https: false,
+        });
     let cookies = CookieNames::new(client.https);
     let user_agent = req
         .headers()
@@ -131,7 +148,10 @@ async fn prepare(req: &mut ServiceRequest) -> Result<Prepared, actix_web::Error>
         .chars()
         .take(256)
         .collect::<String>();
-    let meta = ClientMeta { ip: Some(client.ip), user_agent: user_agent.clone() };
+    let meta = ClientMeta {
+        ip: Some(client.ip),
+        user_agent: user_agent.clone(),
+    };
     let now = state.clock.now();
 
     // The session, fail closed: a store error is a 503, never "anonymous".
@@ -140,18 +160,32 @@ async fn prepare(req: &mut ServiceRequest) -> Result<Prepared, actix_web::Error>
     let mut clear_session = false;
     if let Some(cookie) = req.cookie(cookies.session) {
         match SessionId::parse(cookie.value()) {
-            Some(id) => match state.sessions.load(&id, &meta, now).await.map_err(AppError::from)? {
+            Some(id) => match state
+                .sessions
+                .load(&id, &meta, now)
+                .await
+                .map_err(AppError::from)?
+            {
                 Some(loaded) => {
                     let id = loaded.rotated_to.clone().unwrap_or(id);
                     rotated = loaded.rotated_to;
                     let user: Option<UserId> = loaded.session.data.user_id.parse().ok();
                     let account = match user {
-                        Some(u) => state.auth.accounts().by_id(&u).await.map_err(AppError::from)?,
+                        Some(u) => state
+                            .auth
+                            .accounts()
+                            .by_id(&u)
+                            .await
+                            .map_err(AppError::from)?,
                         None => None,
                     };
                     match account {
                         Some(account) => {
-                            current = Some(Current { id, session: loaded.session, account })
+                            current = Some(Current {
+                                id,
+                                session: loaded.session,
+                                account,
+                            })
                         }
                         None => {
                             // The account is gone: so is the session.
@@ -174,7 +208,9 @@ async fn prepare(req: &mut ServiceRequest) -> Result<Prepared, actix_web::Error>
     // The CSRF binding: the session's secret, or the anonymous cookie (new if absent or bad).
     let mut new_anon = None;
     let csrf_token = match &current {
-        Some(c) => state.csrf.token(&Binding::Session(&c.session.data.csrf_secret)),
+        Some(c) => state
+            .csrf
+            .token(&Binding::Session(&c.session.data.csrf_secret)),
         None => {
             let value = req
                 .cookie(cookies.csrf)
@@ -204,25 +240,49 @@ async fn prepare(req: &mut ServiceRequest) -> Result<Prepared, actix_web::Error>
         }
     }
 
-    req.extensions_mut().insert(Visitor { client, cookies, current, csrf_token, user_agent });
-    Ok(Prepared { cookies, new_anon, rotated, clear_session })
+    req.extensions_mut().insert(Visitor {
+        client,
+        cookies,
+        current,
+        csrf_token,
+        user_agent,
+    });
+    Ok(Prepared {
+        cookies,
+        new_anon,
+        rotated,
+        clear_session,
+    })
 }
 
 fn is_unsafe(method: &Method) -> bool {
-    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+    !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
 }
 
 /// Refuses requests the browser marks as cross-site, and any `Origin` but the portal's own (the
 /// configured public URL, or the origin the request itself was addressed to).
-fn check_origin(req: &ServiceRequest, state: &AppState, client: ClientInfo) -> Result<(), AppError> {
+fn check_origin(
+    req: &ServiceRequest,
+    state: &AppState,
+    client: ClientInfo,
+) -> Result<(), AppError> {
     let headers = req.headers();
-    if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
         tracing::warn!(target: "security", event = "csrf_cross_site", client = %client.ip, path = %req.path());
         return Err(AppError::Forbidden("cross-site request"));
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("null");
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
         let scheme = if client.https { "https" } else { "http" };
         let own = format!("{scheme}://{host}");
         if origin != state.public_url && origin != own {
@@ -305,7 +365,10 @@ mod tests {
 
     #[test]
     fn form_values_are_found() {
-        assert_eq!(form_urlencoded_value(b"x=1&csrf_token=abc%2B", "csrf_token").as_deref(), Some("abc+"));
+        assert_eq!(
+            form_urlencoded_value(b"x=1&csrf_token=abc%2B", "csrf_token").as_deref(),
+            Some("abc+")
+        );
         assert_eq!(form_urlencoded_value(b"x=1", "csrf_token"), None);
     }
 }

@@ -47,7 +47,13 @@ fn account_page(
 /// `GET /account`
 pub async fn show(state: State, visitor: Visitor, req: HttpRequest) -> Page {
     let current = require_user(&visitor, req.path())?;
-    Ok(account_page(&state, &visitor, current, StatusCode::OK, None)?)
+    Ok(account_page(
+        &state,
+        &visitor,
+        current,
+        StatusCode::OK,
+        None,
+    )?)
 }
 
 /// `POST /account/profile` fields.
@@ -64,12 +70,22 @@ pub async fn profile(
     form: web::Form<ProfileForm>,
 ) -> Page {
     let current = require_user(&visitor, req.path())?;
-    match state.auth.update_display_name(&current.account.id, &form.display_name).await {
+    match state
+        .auth
+        .update_display_name(&current.account.id, &form.display_name)
+        .await
+    {
         Ok(_) => Ok(see_other("/account")),
         Err(AuthError::InvalidDisplayName(why)) => {
             let message = format!("Display name: {why}.");
             let status = StatusCode::UNPROCESSABLE_ENTITY;
-            Ok(account_page(&state, &visitor, current, status, Some(("display_name", &message)))?)
+            Ok(account_page(
+                &state,
+                &visitor,
+                current,
+                status,
+                Some(("display_name", &message)),
+            )?)
         }
         Err(e) => Err(auth_failure(e).into()),
     }
@@ -94,9 +110,17 @@ pub async fn password(
     let now = state.clock.now();
     let user = current.account.id;
     let status = StatusCode::UNPROCESSABLE_ENTITY;
-    match state.auth.change_password(&user, form.current_password, form.new_password, now).await {
+    match state
+        .auth
+        .change_password(&user, form.current_password, form.new_password, now)
+        .await
+    {
         Ok(_) => {
-            let ended = state.sessions.revoke_all(&user.to_string(), None).await.map_err(AppError::from)?;
+            let ended = state
+                .sessions
+                .revoke_all(&user.to_string(), None)
+                .await
+                .map_err(AppError::from)?;
             let (id, _) = state
                 .sessions
                 .create(&user.to_string(), &visitor.meta(), now)
@@ -104,7 +128,8 @@ pub async fn password(
                 .map_err(AppError::from)?;
             tracing::info!(target: "security", event = "password_changed", user = %user, sessions_ended = ended);
             let mut res = see_other("/account");
-            res.add_cookie(&visitor.cookies.session(id.expose())).map_err(AppError::internal)?;
+            res.add_cookie(&visitor.cookies.session(id.expose()))
+                .map_err(AppError::internal)?;
             res.extensions_mut().insert(SessionCookieSet);
             Ok(res)
         }
@@ -117,7 +142,13 @@ pub async fn password(
         )?),
         Err(AuthError::WeakPassword(why)) => {
             let message = why.to_string();
-            Ok(account_page(&state, &visitor, current, status, Some(("new_password", &message)))?)
+            Ok(account_page(
+                &state,
+                &visitor,
+                current,
+                status,
+                Some(("new_password", &message)),
+            )?)
         }
         Err(e) => Err(auth_failure(e).into()),
     }
@@ -169,13 +200,19 @@ pub async fn revoke(
     let current = require_user(&visitor, req.path())?;
     let key = SessionKey::from_hex(&handle).ok_or(AppError::NotFound)?;
     let user = current.account.id.to_string();
-    if !state.sessions.revoke(&user, &key).await.map_err(AppError::from)? {
+    if !state
+        .sessions
+        .revoke(&user, &key)
+        .await
+        .map_err(AppError::from)?
+    {
         return Err(AppError::NotFound.into());
     }
     tracing::info!(target: "security", event = "session_revoked", user = %user);
     if key == current.session.key {
         let mut res = see_other("/");
-        res.add_cookie(&visitor.cookies.clear_session()).map_err(AppError::internal)?;
+        res.add_cookie(&visitor.cookies.clear_session())
+            .map_err(AppError::internal)?;
         res.extensions_mut().insert(SessionCookieSet);
         return Ok(res);
     }

@@ -43,7 +43,11 @@ pub async fn profile(
     body: web::Json<ProfileBody>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let current = require_user(&visitor, req.path())?;
-    match state.auth.update_display_name(&current.account.id, &body.display_name).await {
+    match state
+        .auth
+        .update_display_name(&current.account.id, &body.display_name)
+        .await
+    {
         Ok(account) => Ok(HttpResponse::Ok().json(me_json(&account))),
         Err(AuthError::InvalidDisplayName(why)) => {
             Err(AppError::Unprocessable(why.to_string()).into())

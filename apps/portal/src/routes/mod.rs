@@ -31,13 +31,17 @@ pub fn base_context(visitor: &Visitor) -> tera::Context {
 
 /// `303 See Other` to `location`.
 pub fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
 }
 
 /// A logged-in visitor, or the response an anonymous one gets: a redirect to the login page for
 /// pages, `401` for the API.
 pub fn require_user<'a>(visitor: &'a Visitor, path: &str) -> Result<&'a Current, NotLoggedIn> {
-    visitor.current.as_ref().ok_or_else(|| NotLoggedIn { next: path.to_owned() })
+    visitor.current.as_ref().ok_or_else(|| NotLoggedIn {
+        next: path.to_owned(),
+    })
 }
 
 /// The visitor is anonymous.

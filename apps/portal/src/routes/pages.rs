@@ -15,7 +15,9 @@ type State = web::Data<AppState>;
 
 /// `GET /`
 pub async fn index(state: State, visitor: Visitor) -> Result<HttpResponse, AppError> {
-    state.views.render("index.html", StatusCode::OK, &base_context(&visitor))
+    state
+        .views
+        .render("index.html", StatusCode::OK, &base_context(&visitor))
 }
 
 fn register_page(
@@ -57,11 +59,17 @@ pub async fn register(
     let form = form.into_inner();
     let email = form.email.trim();
     let now = state.clock.now();
-    match state.auth.register(email, form.password, &form.password_confirm, now).await {
+    match state
+        .auth
+        .register(email, form.password, &form.password_confirm, now)
+        .await
+    {
         Ok(()) => {
             let mut ctx = base_context(&visitor);
             ctx.insert("email", email);
-            state.views.render("register_done.html", StatusCode::OK, &ctx)
+            state
+                .views
+                .render("register_done.html", StatusCode::OK, &ctx)
         }
         Err(e) => {
             let message = match &e {
@@ -70,7 +78,13 @@ pub async fn register(
                 AuthError::WeakPassword(why) => why.to_string(),
                 _ => return Err(auth_failure(e)),
             };
-            register_page(&state, &visitor, StatusCode::UNPROCESSABLE_ENTITY, email, Some(&message))
+            register_page(
+                &state,
+                &visitor,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                email,
+                Some(&message),
+            )
         }
     }
 }
@@ -122,7 +136,14 @@ pub async fn login_form(
     visitor: Visitor,
     query: web::Query<NextQuery>,
 ) -> Result<HttpResponse, AppError> {
-    login_page(&state, &visitor, StatusCode::OK, "", query.next.as_deref(), None)
+    login_page(
+        &state,
+        &visitor,
+        StatusCode::OK,
+        "",
+        query.next.as_deref(),
+        None,
+    )
 }
 
 /// `POST /login` fields. `totp` and `challenge` are accepted for forward compatibility.
@@ -149,12 +170,17 @@ pub async fn login(
             if let Some(old) = &visitor.current {
                 state.sessions.destroy(&old.session.key).await?;
             }
-            let (id, _) =
-                state.sessions.create(&account.id.to_string(), &visitor.meta(), now).await?;
+            let (id, _) = state
+                .sessions
+                .create(&account.id.to_string(), &visitor.meta(), now)
+                .await?;
             tracing::info!(target: "security", event = "login_success", user = %account.id, client = %visitor.client.ip);
-            let target = next.and_then(phaze_sanitize::same_origin_path).unwrap_or("/account");
+            let target = next
+                .and_then(phaze_sanitize::same_origin_path)
+                .unwrap_or("/account");
             let mut res = see_other(target);
-            res.add_cookie(&visitor.cookies.session(id.expose())).map_err(AppError::internal)?;
+            res.add_cookie(&visitor.cookies.session(id.expose()))
+                .map_err(AppError::internal)?;
             res.extensions_mut().insert(SessionCookieSet);
             Ok(res)
         }
@@ -173,7 +199,11 @@ pub async fn login(
             // Only reachable with the right password, so it reveals nothing to a guesser.
             if let Some(account) = phaze_auth::Email::parse(&form.email) {
                 if let Some(a) = state.auth.accounts().by_email(&account).await? {
-                    state.auth.send_verification(&a, now).await.map_err(auth_failure)?;
+                    state
+                        .auth
+                        .send_verification(&a, now)
+                        .await
+                        .map_err(auth_failure)?;
                 }
             }
             login_page(
@@ -196,7 +226,8 @@ pub async fn logout(state: State, visitor: Visitor) -> Result<HttpResponse, AppE
         tracing::info!(target: "security", event = "logout", user = %current.account.id);
     }
     let mut res = see_other("/");
-    res.add_cookie(&visitor.cookies.clear_session()).map_err(AppError::internal)?;
+    res.add_cookie(&visitor.cookies.clear_session())
+        .map_err(AppError::internal)?;
     res.extensions_mut().insert(SessionCookieSet);
     Ok(res)
 }

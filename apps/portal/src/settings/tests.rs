@@ -1,7 +1,10 @@
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -45,16 +48,27 @@ fn bad_values_name_their_key() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("PHAZE__HTTP__PORT", "eighty")], "http.port"),
         (&[("PHAZE__HTTP__PORT", "70000")], "http.port"),
-        (&[("PHAZE__HTTP__TRUSTED_PROXIES", "10.0.0.0/99")], "http.trusted_proxies"),
+        (
+            &[("PHAZE__HTTP__TRUSTED_PROXIES", "10.0.0.0/99")],
+            "http.trusted_proxies",
+        ),
         (&[("PHAZE__STORE__KIND", "mongodb")], "store.kind"),
-        (&[("PHAZE__SESSION__IP_V6_PREFIX", "129")], "session.ip_v6_prefix"),
+        (
+            &[("PHAZE__SESSION__IP_V6_PREFIX", "129")],
+            "session.ip_v6_prefix",
+        ),
         (&[("PHAZE__AUTH__PASSWORD_MIN", "4")], "auth.password_min"),
-        (&[("PHAZE__HTTP__PUBLIC_URL", "javascript:alert(1)")], "http.public_url"),
+        (
+            &[("PHAZE__HTTP__PUBLIC_URL", "javascript:alert(1)")],
+            "http.public_url",
+        ),
         (&[("PHAZE__MAIL__FROM", "not an address")], "mail.from"),
         (&[("PHAZE__HTTP__NO_SUCH_KEY", "1")], "no_such_key"),
     ];
     for (vars, key) in cases {
-        let err = Settings::load_from(None, env(vars)).unwrap_err().to_string();
+        let err = Settings::load_from(None, env(vars))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(key), "{vars:?}: {err}");
         assert!(!err.contains('\n'), "one line: {err}");
     }
@@ -62,7 +76,14 @@ fn bad_values_name_their_key() {
 
 #[test]
 fn secrets_never_print() {
-    let s = Settings::load_from(None, env(&[("PHAZE__SECRETS__CSRF_KEY", "c2VjcmV0LWNzcmYta2V5LXZhbHVlLTMyLWJ5dGVzISE=")])).unwrap();
+    let s = Settings::load_from(
+        None,
+        env(&[(
+            "PHAZE__SECRETS__CSRF_KEY",
+            "c2VjcmV0LWNzcmYta2V5LXZhbHVlLTMyLWJ5dGVzISE=",
+        )]),
+    )
+    .unwrap();
     let printed = format!("{s:?}");
     assert!(!printed.contains("c2VjcmV0"), "{printed}");
 }

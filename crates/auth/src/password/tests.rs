@@ -2,7 +2,11 @@ use super::*;
 
 fn check(password: &str, expected: Result<(), PasswordRejection>) {
     let email = Email::parse("ada.lovelace@example.com").unwrap();
-    assert_eq!(PasswordPolicy::default().check(password, Some(&email)), expected, "{password:?}");
+    assert_eq!(
+        PasswordPolicy::default().check(password, Some(&email)),
+        expected,
+        "{password:?}"
+    );
 }
 
 #[test]
@@ -19,11 +23,26 @@ fn policy_refuses_short_long_common_and_email() {
     // 11 characters but 22 bytes: length counts characters.
     check("ééééééééééé", Err(PasswordRejection::TooShort(12)));
     check(&"x".repeat(129), Err(PasswordRejection::TooLong(128)));
-    for common in ["passwordpassword", "PasswordPassword", "password123456", "qwertyuiop2024!", "123456789012", "1qaz2wsx3edc", "aaaaaaaaaaaa", "abcabcabcabc"] {
+    for common in [
+        "passwordpassword",
+        "PasswordPassword",
+        "password123456",
+        "qwertyuiop2024!",
+        "123456789012",
+        "1qaz2wsx3edc",
+        "aaaaaaaaaaaa",
+        "abcabcabcabc",
+    ] {
         check(common, Err(PasswordRejection::Common));
     }
-    check("my ada.lovelace@example.com pw", Err(PasswordRejection::ContainsEmail));
-    check("ada.lovelace is great", Err(PasswordRejection::ContainsEmail));
+    check(
+        "my ada.lovelace@example.com pw",
+        Err(PasswordRejection::ContainsEmail),
+    );
+    check(
+        "ada.lovelace is great",
+        Err(PasswordRejection::ContainsEmail),
+    );
 }
 
 #[test]
@@ -32,7 +51,12 @@ fn common_list_is_shipped() {
 }
 
 fn fast() -> Argon2id {
-    Argon2id::new(HashParams { m_cost: 64, t_cost: 1, p_cost: 1 }).unwrap()
+    Argon2id::new(HashParams {
+        m_cost: 64,
+        t_cost: 1,
+        p_cost: 1,
+    })
+    .unwrap()
 }
 
 #[test]
@@ -42,8 +66,17 @@ fn hash_verifies_and_salts() {
     let b = h.hash_sync("correct horse battery staple").unwrap();
     assert_ne!(a, b, "salted");
     assert!(a.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
-    assert_eq!(h.verify_sync("correct horse battery staple", Some(&a)), Verification { matches: true, needs_rehash: false });
-    assert!(!h.verify_sync("wrong horse battery staple", Some(&a)).matches);
+    assert_eq!(
+        h.verify_sync("correct horse battery staple", Some(&a)),
+        Verification {
+            matches: true,
+            needs_rehash: false
+        }
+    );
+    assert!(
+        !h.verify_sync("wrong horse battery staple", Some(&a))
+            .matches
+    );
 }
 
 #[test]
@@ -51,19 +84,40 @@ fn unknown_or_malformed_hash_never_matches() {
     let h = fast();
     assert!(!h.verify_sync("anything", None).matches);
     assert!(!h.verify_sync("anything", Some("not a phc string")).matches);
-    assert!(!h.verify_sync("phaze dummy password, never valid", None).matches);
+    assert!(
+        !h.verify_sync("phaze dummy password, never valid", None)
+            .matches
+    );
 }
 
 #[test]
 fn changed_parameters_ask_for_rehash() {
     let old = fast().hash_sync("correct horse battery staple").unwrap();
-    let new = Argon2id::new(HashParams { m_cost: 128, t_cost: 1, p_cost: 1 }).unwrap();
-    assert_eq!(new.verify_sync("correct horse battery staple", Some(&old)), Verification { matches: true, needs_rehash: true });
+    let new = Argon2id::new(HashParams {
+        m_cost: 128,
+        t_cost: 1,
+        p_cost: 1,
+    })
+    .unwrap();
+    assert_eq!(
+        new.verify_sync("correct horse battery staple", Some(&old)),
+        Verification {
+            matches: true,
+            needs_rehash: true
+        }
+    );
     // A wrong password never asks for a rehash, whatever the parameters.
     assert!(!new.verify_sync("wrong", Some(&old)).needs_rehash);
 }
 
 #[test]
 fn default_parameters_are_owasp() {
-    assert_eq!(HashParams::default(), HashParams { m_cost: 19_456, t_cost: 2, p_cost: 1 });
+    assert_eq!(
+        HashParams::default(),
+        HashParams {
+            m_cost: 19_456,
+            t_cost: 2,
+            p_cost: 1
+        }
+    );
 }

@@ -14,7 +14,10 @@ fn t0() -> OffsetDateTime {
 }
 
 fn meta(ip: &str) -> ClientMeta {
-    ClientMeta { ip: Some(ip.parse().unwrap()), user_agent: "Mozilla/5.0 test".into() }
+    ClientMeta {
+        ip: Some(ip.parse().unwrap()),
+        user_agent: "Mozilla/5.0 test".into(),
+    }
 }
 
 fn sealer(keys: &[u8]) -> Sealer {
@@ -23,7 +26,10 @@ fn sealer(keys: &[u8]) -> Sealer {
 
 fn manager(policy: SessionPolicy) -> (SessionManager, Arc<MemorySessions>) {
     let store = Arc::new(MemorySessions::default());
-    (SessionManager::new(store.clone(), sealer(&[1]), policy), store)
+    (
+        SessionManager::new(store.clone(), sealer(&[1]), policy),
+        store,
+    )
 }
 
 #[tokio::test]
@@ -31,11 +37,20 @@ async fn ids_are_long_random_and_stored_only_as_hashes() {
     let (m, store) = manager(SessionPolicy::default());
     let (id, s) = m.create("user-1", &meta("192.0.2.1"), t0()).await.unwrap();
     assert_eq!(id.expose().len(), 43, "256 bits, base64url");
-    assert_ne!(id, m.create("user-1", &meta("192.0.2.1"), t0()).await.unwrap().0);
+    assert_ne!(
+        id,
+        m.create("user-1", &meta("192.0.2.1"), t0())
+            .await
+            .unwrap()
+            .0
+    );
     assert_eq!(s.key, id.key());
     let stored = store.get(&id.key()).await.unwrap().unwrap();
     let dump = format!("{stored:?}{}", String::from_utf8_lossy(&stored.sealed));
-    assert!(!dump.contains(id.expose()), "the id itself is nowhere in the store");
+    assert!(
+        !dump.contains(id.expose()),
+        "the id itself is nowhere in the store"
+    );
     assert!(!dump.contains("Mozilla"), "session data is sealed");
     assert!(!dump.contains("192.0.2.1"), "session data is sealed");
     assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
@@ -45,7 +60,13 @@ async fn ids_are_long_random_and_stored_only_as_hashes() {
 
 #[tokio::test]
 async fn malformed_cookie_values_are_refused_before_the_store() {
-    for bad in ["", "short", &"A".repeat(44), &"!".repeat(43), "../../../../etc/passwd"] {
+    for bad in [
+        "",
+        "short",
+        &"A".repeat(44),
+        &"!".repeat(43),
+        "../../../../etc/passwd",
+    ] {
         assert!(SessionId::parse(bad).is_none(), "{bad}");
     }
     assert!(SessionId::parse(SessionId::generate().expose()).is_some());
@@ -57,21 +78,48 @@ async fn idle_timeout_and_absolute_lifetime() {
     let (id, _) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
     let at = |mins: i64| t0() + Duration::minutes(mins);
     // The request at 29 min moved the idle deadline to 59 (and rotated the id: follow it).
-    let loaded = m.load(&id, &meta("192.0.2.1"), at(29)).await.unwrap().unwrap();
+    let loaded = m
+        .load(&id, &meta("192.0.2.1"), at(29))
+        .await
+        .unwrap()
+        .unwrap();
     let id = loaded.rotated_to.unwrap_or(id);
-    assert!(m.load(&id, &meta("192.0.2.1"), at(58)).await.unwrap().is_some());
-    assert!(m.load(&id, &meta("192.0.2.1"), at(58 + 31)).await.unwrap().is_none(), "idle");
-    assert!(store.get(&id.key()).await.unwrap().is_none(), "deleted, not just refused");
+    assert!(m
+        .load(&id, &meta("192.0.2.1"), at(58))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(
+        m.load(&id, &meta("192.0.2.1"), at(58 + 31))
+            .await
+            .unwrap()
+            .is_none(),
+        "idle"
+    );
+    assert!(
+        store.get(&id.key()).await.unwrap().is_none(),
+        "deleted, not just refused"
+    );
 
     let (mut id, _) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
     let mut now = t0();
     while now < t0() + Duration::hours(8) - Duration::minutes(20) {
         now += Duration::minutes(20);
-        let loaded = m.load(&id, &meta("192.0.2.1"), now).await.unwrap().expect("active session lives");
+        let loaded = m
+            .load(&id, &meta("192.0.2.1"), now)
+            .await
+            .unwrap()
+            .expect("active session lives");
         id = loaded.rotated_to.unwrap_or(id);
     }
     let after = t0() + Duration::hours(8) + Duration::seconds(1);
-    assert!(m.load(&id, &meta("192.0.2.1"), after).await.unwrap().is_none(), "absolute");
+    assert!(
+        m.load(&id, &meta("192.0.2.1"), after)
+            .await
+            .unwrap()
+            .is_none(),
+        "absolute"
+    );
 }
 
 #[tokio::test]
@@ -79,16 +127,35 @@ async fn rotation_keeps_the_session_and_gives_the_old_id_a_short_grace() {
     let (m, _) = manager(SessionPolicy::default());
     let (old, created) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
     let now = t0() + Duration::minutes(15);
-    let loaded = m.load(&old, &meta("192.0.2.1"), now).await.unwrap().unwrap();
+    let loaded = m
+        .load(&old, &meta("192.0.2.1"), now)
+        .await
+        .unwrap()
+        .unwrap();
     let new = loaded.rotated_to.expect("rotated at 15 min");
     assert_ne!(new, old);
-    assert_eq!(loaded.session.data.created_at, created.data.created_at, "absolute clock kept");
+    assert_eq!(
+        loaded.session.data.created_at, created.data.created_at,
+        "absolute clock kept"
+    );
     assert_eq!(loaded.session.data.csrf_secret, created.data.csrf_secret);
     // In flight: the old id still loads, without rotating again.
-    let grace = m.load(&old, &meta("192.0.2.1"), now + Duration::seconds(9)).await.unwrap().unwrap();
+    let grace = m
+        .load(&old, &meta("192.0.2.1"), now + Duration::seconds(9))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(grace.rotated_to.is_none());
-    assert!(m.load(&old, &meta("192.0.2.1"), now + Duration::seconds(10)).await.unwrap().is_none());
-    assert!(m.load(&new, &meta("192.0.2.1"), now + Duration::seconds(10)).await.unwrap().is_some());
+    assert!(m
+        .load(&old, &meta("192.0.2.1"), now + Duration::seconds(10))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(m
+        .load(&new, &meta("192.0.2.1"), now + Duration::seconds(10))
+        .await
+        .unwrap()
+        .is_some());
     // The rotated-away record is not listed as a session of its own.
     assert_eq!(m.list("u", now).await.unwrap().len(), 1);
 }
@@ -99,19 +166,48 @@ async fn revoked_sessions_stay_dead() {
     let (a, sa) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
     let (b, _) = m.create("u", &meta("192.0.2.2"), t0()).await.unwrap();
     let (c, _) = m.create("other", &meta("192.0.2.3"), t0()).await.unwrap();
-    assert!(!m.revoke("other", &a.key()).await.unwrap(), "only the owner revokes");
-    assert!(m.load(&a, &meta("192.0.2.1"), t0()).await.unwrap().is_some());
+    assert!(
+        !m.revoke("other", &a.key()).await.unwrap(),
+        "only the owner revokes"
+    );
+    assert!(m
+        .load(&a, &meta("192.0.2.1"), t0())
+        .await
+        .unwrap()
+        .is_some());
     assert_eq!(m.revoke_all("u", Some(&sa.key)).await.unwrap(), 1);
-    assert!(m.load(&b, &meta("192.0.2.2"), t0()).await.unwrap().is_none());
-    assert!(m.load(&a, &meta("192.0.2.1"), t0()).await.unwrap().is_some());
+    assert!(m
+        .load(&b, &meta("192.0.2.2"), t0())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(m
+        .load(&a, &meta("192.0.2.1"), t0())
+        .await
+        .unwrap()
+        .is_some());
     assert!(m.revoke("u", &a.key()).await.unwrap());
-    assert!(m.load(&a, &meta("192.0.2.1"), t0()).await.unwrap().is_none());
-    assert!(m.load(&c, &meta("192.0.2.3"), t0()).await.unwrap().is_some(), "others untouched");
+    assert!(m
+        .load(&a, &meta("192.0.2.1"), t0())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        m.load(&c, &meta("192.0.2.3"), t0())
+            .await
+            .unwrap()
+            .is_some(),
+        "others untouched"
+    );
     // A late touch or rotation of a revoked session does not bring it back.
     let (d, _) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
     m.revoke_all("u", None).await.unwrap();
     let later = t0() + Duration::minutes(20);
-    assert!(m.load(&d, &meta("192.0.2.1"), later).await.unwrap().is_none());
+    assert!(m
+        .load(&d, &meta("192.0.2.1"), later)
+        .await
+        .unwrap()
+        .is_none());
     assert!(m.list("u", later).await.unwrap().is_empty());
 }
 
@@ -119,28 +215,67 @@ async fn revoked_sessions_stay_dead() {
 async fn listing_shows_metadata_newest_first() {
     let (m, _) = manager(SessionPolicy::default());
     m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
-    m.create("u", &meta("2001:db8::1"), t0() + Duration::minutes(1)).await.unwrap();
+    m.create("u", &meta("2001:db8::1"), t0() + Duration::minutes(1))
+        .await
+        .unwrap();
     let list = m.list("u", t0() + Duration::minutes(2)).await.unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list[0].ip, Some("2001:db8::1".parse().unwrap()));
     assert_eq!(list[1].user_agent, "Mozilla/5.0 test");
-    assert!(m.list("u", t0() + Duration::hours(9)).await.unwrap().is_empty(), "expired hidden");
+    assert!(
+        m.list("u", t0() + Duration::hours(9))
+            .await
+            .unwrap()
+            .is_empty(),
+        "expired hidden"
+    );
 }
 
 #[tokio::test]
 async fn ip_binding_refuses_other_networks() {
     let policy = SessionPolicy {
-        ip_binding: IpBinding::Network { v4_prefix: 24, v6_prefix: 64 },
+        ip_binding: IpBinding::Network {
+            v4_prefix: 24,
+            v6_prefix: 64,
+        },
         ..SessionPolicy::default()
     };
     let (m, _) = manager(policy);
     let (id, _) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
-    assert!(m.load(&id, &meta("192.0.2.99"), t0()).await.unwrap().is_some(), "same /24");
-    assert!(m.load(&id, &meta("198.51.100.1"), t0()).await.unwrap().is_none(), "other network");
-    assert!(m.load(&id, &meta("192.0.2.1"), t0()).await.unwrap().is_none(), "and it is gone");
+    assert!(
+        m.load(&id, &meta("192.0.2.99"), t0())
+            .await
+            .unwrap()
+            .is_some(),
+        "same /24"
+    );
+    assert!(
+        m.load(&id, &meta("198.51.100.1"), t0())
+            .await
+            .unwrap()
+            .is_none(),
+        "other network"
+    );
+    assert!(
+        m.load(&id, &meta("192.0.2.1"), t0())
+            .await
+            .unwrap()
+            .is_none(),
+        "and it is gone"
+    );
     let (id6, _) = m.create("u", &meta("2001:db8:1:2::1"), t0()).await.unwrap();
-    assert!(m.load(&id6, &meta("2001:db8:1:2:abcd::7"), t0()).await.unwrap().is_some(), "same /64");
-    assert!(m.load(&id6, &meta("2001:db8:1:3::1"), t0()).await.unwrap().is_none());
+    assert!(
+        m.load(&id6, &meta("2001:db8:1:2:abcd::7"), t0())
+            .await
+            .unwrap()
+            .is_some(),
+        "same /64"
+    );
+    assert!(m
+        .load(&id6, &meta("2001:db8:1:3::1"), t0())
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -155,13 +290,21 @@ async fn tampered_or_moved_records_do_not_open() {
     grafted.user_id = "alice".into();
     store.remove(&b.key()).await.unwrap();
     store.insert(&grafted).await.unwrap();
-    assert!(m.load(&b, &meta("192.0.2.2"), t0()).await.unwrap().is_none());
+    assert!(m
+        .load(&b, &meta("192.0.2.2"), t0())
+        .await
+        .unwrap()
+        .is_none());
     // A flipped bit.
     let mut flipped = store.get(&a.key()).await.unwrap().unwrap();
     let last = flipped.sealed.len() - 1;
     flipped.sealed[last] ^= 1;
     store.update(&flipped).await.unwrap();
-    assert!(m.load(&a, &meta("192.0.2.1"), t0()).await.unwrap().is_none());
+    assert!(m
+        .load(&a, &meta("192.0.2.1"), t0())
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -171,12 +314,24 @@ async fn sealing_keys_rotate_without_logging_anyone_out() {
     let (id, _) = old.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
     // New key first, old key kept: existing sessions open, new ones seal under the new key.
     let both = SessionManager::new(store.clone(), sealer(&[2, 1]), SessionPolicy::default());
-    assert!(both.load(&id, &meta("192.0.2.1"), t0()).await.unwrap().is_some());
+    assert!(both
+        .load(&id, &meta("192.0.2.1"), t0())
+        .await
+        .unwrap()
+        .is_some());
     let (fresh, _) = both.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
     // Old key dropped: sessions sealed under it are gone, the new ones live.
     let new_only = SessionManager::new(store, sealer(&[2]), SessionPolicy::default());
-    assert!(new_only.load(&fresh, &meta("192.0.2.1"), t0()).await.unwrap().is_some());
-    assert!(new_only.load(&id, &meta("192.0.2.1"), t0()).await.unwrap().is_none());
+    assert!(new_only
+        .load(&fresh, &meta("192.0.2.1"), t0())
+        .await
+        .unwrap()
+        .is_some());
+    assert!(new_only
+        .load(&id, &meta("192.0.2.1"), t0())
+        .await
+        .unwrap()
+        .is_none());
     assert!(Sealer::new(Vec::new()).is_err());
 }
 
@@ -184,7 +339,13 @@ async fn sealing_keys_rotate_without_logging_anyone_out() {
 async fn purge_removes_expired_records() {
     let (m, store) = manager(SessionPolicy::default());
     let (id, _) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
-    assert_eq!(m.purge_expired(t0() + Duration::minutes(29)).await.unwrap(), 0);
-    assert_eq!(m.purge_expired(t0() + Duration::minutes(31)).await.unwrap(), 1);
+    assert_eq!(
+        m.purge_expired(t0() + Duration::minutes(29)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        m.purge_expired(t0() + Duration::minutes(31)).await.unwrap(),
+        1
+    );
     assert!(store.get(&id.key()).await.unwrap().is_none());
 }
