@@ -69,13 +69,15 @@ impl AppState {
                 Vec::new(),
             ),
             StoreKind::Fs => {
+                // Each adapter keeps to its own subdirectory of the data directory.
                 let dir = &settings.store.data_dir;
-                let dirs = ["sessions", "accounts", "tokens"].map(|d| dir.join(d));
                 (
-                    Arc::new(FsSessions::open(&dirs[0])?),
-                    Arc::new(FsAccounts::open(&dirs[1])?),
-                    Arc::new(FsTokens::open(&dirs[2])?),
-                    dirs.to_vec(),
+                    Arc::new(FsSessions::open(dir)?),
+                    Arc::new(FsAccounts::open(dir)?),
+                    Arc::new(FsTokens::open(dir)?),
+                    ["sessions", "accounts", "tokens"]
+                        .map(|d| dir.join(d))
+                        .to_vec(),
                 )
             }
         };

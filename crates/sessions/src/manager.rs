@@ -214,7 +214,7 @@ impl SessionManager {
                 key: id.key(),
                 data: data.clone(),
             };
-            match self.store.insert(&self.to_stored(&session, false)).await {
+            match self.store.insert(&self.to_stored(&session)?).await {
                 Ok(()) => return Ok((id, session)),
                 Err(StoreError::Duplicate) if attempts < 2 => attempts += 1,
                 Err(e) => return Err(e.into()),
@@ -254,7 +254,7 @@ impl SessionManager {
         if now - session.data.last_seen >= self.policy.touch_interval {
             let mut touched = session;
             touched.data.last_seen = now;
-            if !self.store.update(&self.to_stored(&touched, false)).await? {
+            if !self.store.update(&self.to_stored(&touched)?).await? {
                 return Ok(None);
             }
             return Ok(Some(Loaded {
@@ -371,18 +371,18 @@ impl SessionManager {
         serde_json::from_slice(&plain).ok()
     }
 
-    fn to_stored(&self, session: &Session, superseded: bool) -> StoredSession {
+    fn to_stored(&self, session: &Session) -> Result<StoredSession, Error> {
         let data = &session.data;
-        // Serialising a struct of plain fields into a Vec cannot fail.
-        let plain = serde_json::to_vec(data).unwrap_or_default();
-        StoredSession {
+        let plain =
+            serde_json::to_vec(data).map_err(|e| Error::Store(StoreError::Backend(Box::new(e))))?;
+        Ok(StoredSession {
             key: session.key,
             user_id: data.user_id.clone(),
             expires_at: (data.created_at + self.policy.absolute)
                 .min(data.last_seen + self.policy.idle),
-            superseded,
+            superseded: false,
             sealed: self.sealer.seal(&session.key, &plain),
-        }
+        })
     }
 }
 

@@ -38,8 +38,9 @@ pub trait SessionStore: Send + Sync {
     async fn insert(&self, session: &StoredSession) -> Result<(), StoreError>;
     /// The record, expired or not: the manager judges expiry.
     async fn get(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError>;
-    /// Replaces an existing record. Returns `false`, and writes nothing, if the record is gone: a
-    /// request finishing after a revoke must never bring the session back.
+    /// Replaces an existing record of the same user. Returns `false`, and writes nothing, if the
+    /// record is gone or belongs to another user: a request finishing after a revoke must never
+    /// bring the session back.
     async fn update(&self, session: &StoredSession) -> Result<bool, StoreError>;
     /// Deletes one record; `false` if it did not exist.
     async fn remove(&self, key: &SessionKey) -> Result<bool, StoreError>;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::lock::ShardLocks;
-use crate::{atomic, blocking, corrupt, prepare_dir, sha256_hex, FsError};
+use crate::{atomic, auth_backend, blocking, corrupt, prepare_dir, sha256_hex, FsError};
 
 /// [`AccountStore`] in `<dir>/accounts`: `records/<sha256(user id)>` holds the account as JSON and
 /// `emails/<sha256(normalised email)>` holds the owner's id.
@@ -36,10 +36,6 @@ impl FsAccounts {
     }
 }
 
-fn backend(e: io::Error) -> StoreError {
-    StoreError::Backend(Box::new(e))
-}
-
 #[async_trait]
 impl AccountStore for FsAccounts {
     async fn insert(&self, account: &Account) -> Result<(), StoreError> {
@@ -47,16 +43,16 @@ impl AccountStore for FsAccounts {
         match blocking(move || dirs.insert(&account)).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(StoreError::Duplicate),
-            Err(e) => Err(backend(e)),
+            Err(e) => Err(auth_backend(e)),
         }
     }
 
     async fn by_email(&self, email: &Email) -> Result<Option<Account>, StoreError> {
-        self.dirs.by_email(email).map_err(backend)
+        self.dirs.by_email(email).map_err(auth_backend)
     }
 
     async fn by_id(&self, id: &UserId) -> Result<Option<Account>, StoreError> {
-        self.dirs.by_id(id).map_err(backend)
+        self.dirs.by_id(id).map_err(auth_backend)
     }
 
     async fn update(&self, account: &Account) -> Result<(), StoreError> {
@@ -64,7 +60,7 @@ impl AccountStore for FsAccounts {
         match blocking(move || dirs.update(&account)).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(StoreError::NotFound),
-            Err(e) => Err(backend(e)),
+            Err(e) => Err(auth_backend(e)),
         }
     }
 }

@@ -19,13 +19,15 @@
 //!   lookup opens a fixed number of files and `../x` is only ever hashed.
 //! - A reader never sees half a record: every write goes to a private temporary file in the same
 //!   directory, is synced, and is then renamed (replace) or hard-linked (create-if-absent) into
-//!   place, and the directory is synced ([`atomic`](self) module).
+//!   place, and the directory is synced (one helper module, `atomic`, does all of it).
 //! - Several processes may share a data directory. Read-modify-write of a record holds an OS
 //!   advisory lock on one of 256 shard files, never on the record itself and never two at once;
 //!   the kernel drops a dead process's lock, so there are no stale locks. Creation races are
 //!   settled by `link(2)` failing on an existing name, and token consumption by `rename(2)`: only
 //!   one process can move a given file away.
 //! - Reads take no lock. Files are created 0600 and directories 0700 on Unix.
+//! - The directory must be on a local filesystem: advisory locks and `link(2)` are unreliable or
+//!   missing on some network and FAT filesystems.
 //! - Library code never panics; I/O errors become the port's `Backend` error.
 //!
 //! ```
@@ -102,6 +104,11 @@ fn is_record_name(name: &str) -> bool {
 /// An error for a file whose content is not what this crate writes.
 fn corrupt(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, format!("corrupt {what}"))
+}
+
+/// The `Backend` error of the auth ports, which [`FsAccounts`] and [`FsTokens`] share.
+fn auth_backend(e: std::io::Error) -> phaze_auth::StoreError {
+    phaze_auth::StoreError::Backend(Box::new(e))
 }
 
 /// Runs blocking file work off the async workers; a panicked or cancelled task is an I/O error.

@@ -203,28 +203,25 @@ impl Dirs {
 
     fn remove(&self, name: &str) -> io::Result<bool> {
         let _guard = self.locks.lock(name)?;
-        let removed = self.remove_locked(name)?;
+        let removed = match self.slot(name)? {
+            Slot::Missing => false,
+            Slot::Corrupt => self.delete_locked(name, None)?,
+            Slot::Present(old) => self.delete_locked(name, Some(&old.user_id))?,
+        };
         if removed {
             atomic::sync_dir(&self.records)?;
         }
         Ok(removed)
     }
 
-    /// Deletes the record `name` and its marker, without syncing the directory; the caller holds
-    /// the shard lock.
-    fn remove_locked(&self, name: &str) -> io::Result<bool> {
-        let user = match self.slot(name)? {
-            Slot::Missing => return Ok(false),
-            Slot::Corrupt => None,
-            Slot::Present(old) => Some(old.user_id),
-        };
-        if !atomic::remove_unsynced(&self.records, name)? {
-            return Ok(false);
+    /// Deletes the record `name` and, given its owner, the owner's marker, without syncing the
+    /// records directory; the caller holds the shard lock. Whether the record existed.
+    fn delete_locked(&self, name: &str, owner: Option<&str>) -> io::Result<bool> {
+        let removed = atomic::remove_unsynced(&self.records, name)?;
+        if let Some(owner) = owner {
+            atomic::remove_unsynced(&self.user_dir(owner), name)?;
         }
-        if let Some(user) = user {
-            atomic::remove_unsynced(&self.user_dir(&user), name)?;
-        }
-        Ok(true)
+        Ok(removed)
     }
 
     fn list_user(&self, user_id: &str) -> io::Result<Vec<StoredSession>> {
@@ -261,19 +258,17 @@ impl Dirs {
             }
             let _guard = self.locks.lock(&name)?;
             match self.slot(&name)? {
-                Slot::Present(s) if s.user_id == user_id => {
-                    if self.remove_locked(&name)? {
-                        removed += 1;
-                    }
-                }
-                // The marker is in this user's directory, so a record nobody can read was theirs.
-                Slot::Corrupt => {
-                    if atomic::remove_unsynced(&self.records, &name)? {
-                        removed += 1;
-                    }
+                Slot::Present(s) if s.user_id != user_id => {
                     atomic::remove_unsynced(&user_dir, &name)?;
                 }
-                Slot::Missing | Slot::Present(_) => {
+                // This user's record, or one nobody can read whose marker is in this user's
+                // directory: theirs either way.
+                Slot::Present(_) | Slot::Corrupt => {
+                    if self.delete_locked(&name, Some(user_id))? {
+                        removed += 1;
+                    }
+                }
+                Slot::Missing => {
                     atomic::remove_unsynced(&user_dir, &name)?;
                 }
             }
@@ -301,7 +296,15 @@ impl Dirs {
                 continue;
             }
             let _guard = self.locks.lock(&name)?;
-            if dead(&self.slot(&name)?) && self.remove_locked(&name)? {
+            let slot = self.slot(&name)?;
+            if !dead(&slot) {
+                continue;
+            }
+            let owner = match &slot {
+                Slot::Present(s) => Some(s.user_id.as_str()),
+                Slot::Missing | Slot::Corrupt => None,
+            };
+            if self.delete_locked(&name, owner)? {
                 purged += 1;
             }
         }

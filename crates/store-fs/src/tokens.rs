@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use time::OffsetDateTime;
 
-use crate::{atomic, blocking, corrupt, is_record_name, prepare_dir, FsError};
+use crate::{atomic, auth_backend, blocking, corrupt, is_record_name, prepare_dir, FsError};
 
 /// [`TokenStore`] in `<dir>/tokens`, one file per token named by its [`TokenHash`]'s hex.
 ///
@@ -29,10 +29,6 @@ impl FsTokens {
     }
 }
 
-fn backend(e: io::Error) -> StoreError {
-    StoreError::Backend(Box::new(e))
-}
-
 #[async_trait]
 impl TokenStore for FsTokens {
     async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
@@ -40,7 +36,7 @@ impl TokenStore for FsTokens {
         match blocking(move || insert(&dir, &record)).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(StoreError::Duplicate),
-            Err(e) => Err(backend(e)),
+            Err(e) => Err(auth_backend(e)),
         }
     }
 
@@ -53,14 +49,14 @@ impl TokenStore for FsTokens {
         let (dir, hash) = (self.dir.clone(), *hash);
         blocking(move || consume(&dir, &hash, purpose, now))
             .await
-            .map_err(backend)
+            .map_err(auth_backend)
     }
 
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
         let dir = self.dir.clone();
         blocking(move || purge_expired(&dir, now))
             .await
-            .map_err(backend)
+            .map_err(auth_backend)
     }
 }
 

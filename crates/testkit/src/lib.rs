@@ -1,7 +1,7 @@
 //! Contract tests for Phaze's ports. Each rule is one `async fn` taking a store; a macro per port
 //! turns every rule into a `#[tokio::test]` for an adapter:
 //!
-//! ```ignore
+//! ```text
 //! phaze_testkit::session_store_contract!((MemorySessions::default(), ()));
 //! ```
 //!

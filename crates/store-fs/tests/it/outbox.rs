@@ -172,3 +172,21 @@ fn an_invalid_sender_is_refused_at_open() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_portals_default_sender_works() {
+    // `mail.from` defaults to this in the portal's settings; a refusal would stop it starting.
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FsOutbox::open(dir.path(), "Phaze <no-reply@localhost>").unwrap();
+    let mail = OutgoingMail {
+        to: Email::parse("ada@example.com").unwrap(),
+        subject: "Hi".into(),
+        body: "Hello".into(),
+    };
+    outbox.send(&mail).await.unwrap();
+    let (id, message) = only_message(dir.path());
+    let (fields, _) = parse(&message);
+    let field = |name: &str| fields.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    assert_eq!(field("from"), "Phaze <no-reply@localhost>");
+    assert_eq!(field("message-id"), format!("<{id}@localhost>"));
+}
