@@ -121,3 +121,58 @@ fn default_parameters_are_owasp() {
         }
     );
 }
+
+#[test]
+fn hashes_interoperate_with_the_reference_implementation() {
+    use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, SaltString};
+    let ours = Argon2id::new(HashParams {
+        m_cost: 256,
+        t_cost: 2,
+        p_cost: 1,
+    })
+    .unwrap();
+    let reference = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(256, 2, 1, None).unwrap(),
+    );
+    // Our hash verifies with the crate's own verifier...
+    let phc = ours.hash_sync("correct horse battery staple").unwrap();
+    let parsed = argon2::PasswordHash::new(&phc).unwrap();
+    assert!(reference
+        .verify_password(b"correct horse battery staple", &parsed)
+        .is_ok());
+    assert!(reference.verify_password(b"wrong", &parsed).is_err());
+    // ...and the crate's hashes (other parameters too) verify with ours.
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let theirs = reference
+        .hash_password("pässwörd ünïcode".as_bytes(), &salt)
+        .unwrap()
+        .to_string();
+    assert!(ours.verify_sync("pässwörd ünïcode", Some(&theirs)).matches);
+    let argon2i = argon2::Argon2::new(
+        argon2::Algorithm::Argon2i,
+        argon2::Version::V0x13,
+        argon2::Params::new(128, 3, 1, None).unwrap(),
+    );
+    let old = argon2i.hash_password(b"legacy", &salt).unwrap().to_string();
+    assert_eq!(
+        ours.verify_sync("legacy", Some(&old)),
+        Verification {
+            matches: true,
+            needs_rehash: true
+        }
+    );
+}
+
+#[test]
+fn memory_buffers_are_reused_and_bounded() {
+    let h = fast();
+    for _ in 0..20 {
+        h.hash_sync("correct horse battery staple").unwrap();
+    }
+    assert!(
+        h.spare.lock().unwrap().len() <= 1,
+        "one sequential caller keeps one buffer"
+    );
+}
