@@ -53,7 +53,7 @@ pub struct TokenHash(pub [u8; 32]);
 impl TokenHash {
     /// Lower-case hex.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 }
 

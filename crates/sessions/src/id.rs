@@ -63,7 +63,7 @@ impl SessionKey {
 
     /// Lower-case hex, 64 characters.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 
     /// Parses 64 lower-case hex characters; anything else is `None`.
@@ -72,9 +72,7 @@ impl SessionKey {
             return None;
         }
         let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
+        hex::decode_to_slice(hex, &mut out).ok()?;
         Some(Self(out))
     }
 }

@@ -6,6 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::cache::StampCache;
 use crate::lock::ShardLocks;
 use crate::{atomic, auth_backend, blocking, corrupt, prepare_dir, sha256_hex, FsError};
 
@@ -31,6 +32,7 @@ impl FsAccounts {
                 records,
                 emails,
                 locks,
+                cache: StampCache::new(),
             }),
         })
     }
@@ -70,6 +72,7 @@ struct Dirs {
     records: PathBuf,
     emails: PathBuf,
     locks: ShardLocks,
+    cache: StampCache<Account>,
 }
 
 fn record_name(id: &UserId) -> String {
@@ -82,15 +85,15 @@ fn email_name(email: &Email) -> String {
 
 impl Dirs {
     fn by_id(&self, id: &UserId) -> io::Result<Option<Account>> {
-        let Some(bytes) = atomic::read(&self.records.join(record_name(id)))? else {
-            return Ok(None);
-        };
-        let account: Account =
-            serde_json::from_slice(&bytes).map_err(|_| corrupt("account record"))?;
-        if account.id != *id {
-            return Err(corrupt("account record (id does not match its name)"));
-        }
-        Ok(Some(account))
+        self.cache
+            .read(&self.records.join(record_name(id)), |bytes| {
+                let account: Account =
+                    serde_json::from_slice(bytes).map_err(|_| corrupt("account record"))?;
+                if account.id != *id {
+                    return Err(corrupt("account record (id does not match its name)"));
+                }
+                Ok(account)
+            })
     }
 
     fn by_email(&self, email: &Email) -> io::Result<Option<Account>> {

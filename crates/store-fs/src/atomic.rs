@@ -14,8 +14,6 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::hex;
-
 /// Suffix of files being written.
 const TEMP_SUFFIX: &str = ".tmp";
 /// Suffix of token files claimed by a consumer (see `tokens`).
@@ -28,7 +26,7 @@ const STALE_AFTER: Duration = Duration::from_secs(3600);
 pub(crate) fn private_name(suffix: &str) -> String {
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);
-    format!(".{}{suffix}", hex(&bytes))
+    format!(".{}{suffix}", hex::encode(bytes))
 }
 
 /// Creates `path` and any missing parents with mode 0700 (on Unix); fine if it exists.

@@ -26,6 +26,9 @@
 //!   settled by `link(2)` failing on an existing name, and token consumption by `rename(2)`: only
 //!   one process can move a given file away.
 //! - Reads take no lock. Files are created 0600 and directories 0700 on Unix.
+//! - Hot reads (`get` of a session, `by_id` of an account) are served from a cache that is checked
+//!   against the file's inode and times on every read (`cache`), so it is never stale, even across
+//!   processes.
 //! - The directory must be on a local filesystem: advisory locks and `link(2)` are unreliable or
 //!   missing on some network and FAT filesystems.
 //! - Library code never panics; I/O errors become the port's `Backend` error.
@@ -40,6 +43,7 @@
 
 mod accounts;
 mod atomic;
+mod cache;
 mod lock;
 mod outbox;
 mod sessions;
@@ -80,20 +84,9 @@ fn prepare_dir(path: &Path) -> Result<PathBuf, FsError> {
         })
 }
 
-/// Lower-case hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
 /// Hex of the SHA-256 of `data`: how any input becomes a file name.
 fn sha256_hex(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
+    hex::encode(Sha256::digest(data))
 }
 
 /// Whether `name` is a record name this crate writes: 64 lower-case hex characters.

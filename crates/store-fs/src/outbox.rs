@@ -10,7 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::{atomic, blocking, hex, prepare_dir, FsError};
+use crate::{atomic, blocking, prepare_dir, FsError};
 
 /// [`Mailer`] writing one RFC 5322 message per file, `<dir>/<32 random hex digits>.eml`.
 ///
@@ -69,7 +69,7 @@ impl Mailer for FsOutbox {
     async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
         let mut id = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut id);
-        let id = hex(&id);
+        let id = hex::encode(id);
         let bytes = self.build(mail, &id)?;
         let dir = self.dir.clone();
         let written = blocking(move || {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use time::OffsetDateTime;
 
+use crate::cache::StampCache;
 use crate::lock::ShardLocks;
 use crate::{atomic, blocking, corrupt, is_record_name, prepare_dir, sha256_hex, FsError};
 
@@ -34,6 +35,7 @@ impl FsSessions {
                 records,
                 users,
                 locks,
+                cache: StampCache::new(),
             }),
         })
     }
@@ -106,6 +108,7 @@ struct Dirs {
     records: PathBuf,
     users: PathBuf,
     locks: ShardLocks,
+    cache: StampCache<StoredSession>,
 }
 
 /// What is on disk under a record name, for the operations that delete records: a record that
@@ -123,14 +126,13 @@ impl Dirs {
 
     /// The record called `name`; an error if it exists but is not a record with that key.
     fn read_record(&self, name: &str) -> io::Result<Option<StoredSession>> {
-        let Some(bytes) = atomic::read(&self.records.join(name))? else {
-            return Ok(None);
-        };
-        let session = decode(&bytes)?;
-        if session.key.to_hex() != name {
-            return Err(corrupt("session record (key does not match its name)"));
-        }
-        Ok(Some(session))
+        self.cache.read(&self.records.join(name), |bytes| {
+            let session = decode(bytes)?;
+            if session.key.to_hex() != name {
+                return Err(corrupt("session record (key does not match its name)"));
+            }
+            Ok(session)
+        })
     }
 
     fn slot(&self, name: &str) -> io::Result<Slot> {
