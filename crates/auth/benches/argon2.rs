@@ -9,7 +9,9 @@ fn argon2(c: &mut Criterion) {
     group.sample_size(20);
     let hasher = Argon2id::new(HashParams::default()).unwrap();
     let phc = hasher.hash_sync("correct horse battery staple").unwrap();
-    group.bench_function("hash", |b| b.iter(|| hasher.hash_sync("correct horse battery staple").unwrap()));
+    group.bench_function("hash", |b| {
+        b.iter(|| hasher.hash_sync("correct horse battery staple").unwrap())
+    });
     group.bench_function("verify", |b| {
         b.iter(|| hasher.verify_sync("correct horse battery staple", Some(&phc)))
     });
@@ -21,7 +23,11 @@ fn argon2(c: &mut Criterion) {
     let parsed = argon2::PasswordHash::new(&phc).unwrap();
     group.bench_function("verify_reference_fresh_allocation", |b| {
         use argon2::PasswordVerifier as _;
-        b.iter(|| reference.verify_password(b"correct horse battery staple", &parsed).is_ok())
+        b.iter(|| {
+            reference
+                .verify_password(b"correct horse battery staple", &parsed)
+                .is_ok()
+        })
     });
     group.finish();
 }
