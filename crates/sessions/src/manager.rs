@@ -1,8 +1,9 @@
 use rand::rngs::OsRng;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use time::{Duration, OffsetDateTime};
 
 use crate::{Sealer, SessionId, SessionKey, SessionStore, StoreError, StoredSession};
@@ -165,7 +166,18 @@ pub struct SessionManager {
     store: Arc<dyn SessionStore>,
     sealer: Sealer,
     policy: SessionPolicy,
+    opened: Arc<Mutex<HashMap<SessionKey, Opened>>>,
 }
+
+/// A sealed blob and what it opened to. The same ciphertext under the same key always opens to
+/// the same plaintext, so an unchanged record need not be decrypted and parsed on every request.
+struct Opened {
+    sealed: Vec<u8>,
+    data: SessionData,
+}
+
+/// Opened sessions remembered before the memo starts over: a bound on memory.
+const OPENED_CAPACITY: usize = 8192;
 
 impl SessionManager {
     /// A manager over `store`, sealing with `sealer`, enforcing `policy`.
@@ -174,6 +186,7 @@ impl SessionManager {
             store,
             sealer,
             policy,
+            opened: Arc::default(),
         }
     }
 
@@ -310,6 +323,7 @@ impl SessionManager {
 
     /// Deletes the session behind `id` (logout). Unknown ids are fine.
     pub async fn destroy(&self, key: &SessionKey) -> Result<(), Error> {
+        self.memo().remove(key);
         self.store.remove(key).await?;
         Ok(())
     }
@@ -367,8 +381,31 @@ impl SessionManager {
     }
 
     fn open(&self, stored: &StoredSession) -> Option<SessionData> {
+        if let Some(hit) = self
+            .memo()
+            .get(&stored.key)
+            .filter(|o| o.sealed == stored.sealed)
+        {
+            return Some(hit.data.clone());
+        }
         let plain = self.sealer.open(&stored.key, &stored.sealed).ok()?;
-        serde_json::from_slice(&plain).ok()
+        let data: SessionData = serde_json::from_slice(&plain).ok()?;
+        let mut memo = self.memo();
+        if memo.len() >= OPENED_CAPACITY {
+            memo.clear();
+        }
+        memo.insert(
+            stored.key,
+            Opened {
+                sealed: stored.sealed.clone(),
+                data: data.clone(),
+            },
+        );
+        Some(data)
+    }
+
+    fn memo(&self) -> MutexGuard<'_, HashMap<SessionKey, Opened>> {
+        self.opened.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn to_stored(&self, session: &Session) -> Result<StoredSession, Error> {
