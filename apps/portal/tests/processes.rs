@@ -1,0 +1,201 @@
+//! The real binary, several processes, one data directory: what holds across processes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PW: &str = "correct horse battery staple";
+
+/// A `phaze-portal serve` process, killed on drop.
+struct Portal {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start(data: &Path) -> Portal {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_phaze-portal"))
+        .env("PHAZE__HTTP__PORT", port.to_string())
+        .env("PHAZE__STORE__DATA_DIR", data)
+        .env("PHAZE__AUTH__ARGON2_M_KIB", "64")
+        .env("PHAZE__AUTH__ARGON2_T", "1")
+        .env("PHAZE__LOG__FILTER", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the portal binary starts");
+    let portal = Portal {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = awc::Client::default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(res) = client.get(format!("{}/healthz", portal.base)).send().await {
+            if res.status().is_success() {
+                return portal;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "portal on port {port} did not come up"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Loads `/register` (for the CSRF cookie and token), then posts the form.
+async fn register(base: &str, email: &str, password: &str) -> u16 {
+    let client = awc::Client::builder().disable_redirects().finish();
+    let mut page = client.get(format!("{base}/register")).send().await.unwrap();
+    let cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("phaze_csrf="))
+        .unwrap();
+    let body = String::from_utf8(page.body().await.unwrap().to_vec()).unwrap();
+    let start = body.find("name=\"csrf-token\" content=\"").unwrap() + 27;
+    let token = &body[start..start + body[start..].find('"').unwrap()];
+    let form = [
+        ("email", email),
+        ("password", password),
+        ("password_confirm", password),
+        ("csrf_token", token),
+    ];
+    let res = client
+        .post(format!("{base}/register"))
+        .insert_header(("cookie", cookie))
+        .send_form(&form)
+        .await
+        .unwrap();
+    res.status().as_u16()
+}
+
+fn mails(outbox: &Path) -> Vec<String> {
+    std::fs::read_dir(outbox)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .map(|p| std::fs::read_to_string(p).unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[actix_web::test]
+async fn two_processes_on_one_data_directory_register_an_email_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (start(dir.path()).await, start(dir.path()).await);
+    // Both processes started on an empty directory: they must agree on one set of keys.
+    let statuses = futures_util::future::join_all((0..8).map(|i| {
+        let base = if i % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
+        async move { register(&base, "race@example.com", &format!("{PW} {i}")).await }
+    }))
+    .await;
+    assert_eq!(
+        statuses,
+        vec![200; 8],
+        "identical answers whatever happened"
+    );
+    let all = mails(&dir.path().join("outbox"));
+    assert_eq!(
+        all.iter().filter(|m| m.contains("/verify/")).count(),
+        1,
+        "one account"
+    );
+    assert_eq!(
+        all.iter()
+            .filter(|m| m.contains("already have an account"))
+            .count(),
+        7
+    );
+    let accounts = std::fs::read_dir(dir.path().join("accounts/records"))
+        .unwrap()
+        .count();
+    assert_eq!(accounts, 1);
+    let keys: Vec<String> = ["session_key", "csrf_key", "token_pepper"]
+        .iter()
+        .map(|k| std::fs::read_to_string(dir.path().join("secrets").join(k)).unwrap())
+        .collect();
+    assert!(
+        keys.iter().all(|k| k.trim().len() == 44),
+        "three generated keys"
+    );
+}
+
+#[actix_web::test]
+async fn a_bad_configuration_stops_the_process_with_one_line_naming_the_key() {
+    let out = Command::new(env!("CARGO_BIN_EXE_phaze-portal"))
+        .env("PHAZE__HTTP__PORT", "not-a-port")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("http.port"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_phaze-portal"))
+        .arg("frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().starts_with("usage:"));
+}
+
+#[actix_web::test]
+async fn admin_grant_and_revoke_change_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let p = start(dir.path()).await;
+        assert_eq!(register(&p.base, "op@example.com", PW).await, 200);
+    }
+    let admin = |action: &str, email: &str| {
+        Command::new(env!("CARGO_BIN_EXE_phaze-portal"))
+            .args(["admin", action, email])
+            .env("PHAZE__STORE__DATA_DIR", dir.path())
+            .env("PHAZE__LOG__FILTER", "warn")
+            .output()
+            .unwrap()
+    };
+    let record = || {
+        let entry = std::fs::read_dir(dir.path().join("accounts/records"))
+            .unwrap()
+            .next()
+            .unwrap();
+        std::fs::read_to_string(entry.unwrap().path()).unwrap()
+    };
+    let out = admin("grant", "OP@example.com");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(record().contains("\"is_admin\":true"));
+    let out = admin("revoke", "op@example.com");
+    assert!(out.status.success());
+    assert!(record().contains("\"is_admin\":false"));
+    let out = admin("grant", "nobody@example.com");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no account"));
+}
