@@ -3,7 +3,7 @@
 
 use phaze_auth::{
     AccountStore, Argon2id, AuthConfig, AuthError, AuthService, Email, HashParams, PasswordPolicy,
-    PasswordRejection, TokenHasher,
+    PasswordRejection, TokenHasher, UserId,
 };
 use phaze_store_memory::{MemoryAccounts, MemoryMailer, MemoryTokens};
 use secrecy::{SecretBox, SecretString};
@@ -73,7 +73,8 @@ impl Kit {
             .to_owned()
     }
 
-    async fn verified(&self, email: &str) {
+    /// Registers and verifies `email`; returns the account's id.
+    async fn verified(&self, email: &str) -> UserId {
         self.auth
             .register(email, pw(PW), &pw(PW), t0())
             .await
@@ -81,7 +82,8 @@ impl Kit {
         self.auth
             .verify_email(&self.token_for(email), t0())
             .await
-            .unwrap();
+            .unwrap()
+            .id
     }
 }
 
@@ -239,14 +241,7 @@ async fn login_upgrades_outdated_hashes() {
 #[tokio::test]
 async fn password_change_checks_the_current_one_and_notifies() {
     let k = kit();
-    k.verified("ada@example.com").await;
-    let id = k
-        .accounts
-        .by_email(&Email::parse("ada@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = k.verified("ada@example.com").await;
     assert!(matches!(
         k.auth
             .change_password(&id, pw("wrong"), pw("a brand new passphrase"), t0())
@@ -280,14 +275,7 @@ async fn password_change_checks_the_current_one_and_notifies() {
 #[tokio::test]
 async fn display_names_are_validated() {
     let k = kit();
-    k.verified("ada@example.com").await;
-    let id = k
-        .accounts
-        .by_email(&Email::parse("ada@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = k.verified("ada@example.com").await;
     for bad in ["", "   ", "a\u{0}b", "line\nbreak", &"x".repeat(65)] {
         assert!(
             matches!(
