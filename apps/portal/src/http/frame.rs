@@ -13,7 +13,7 @@ use rand::RngCore;
 use tracing::Instrument;
 
 use crate::errors::{chain, AppError};
-use crate::http::client::ClientInfo;
+use crate::http::client::{ActixHeaders, ClientInfo};
 use crate::state::AppState;
 use crate::views::Rendered;
 
@@ -40,7 +40,10 @@ pub async fn frame(
         return Ok(req.into_response(HttpResponse::InternalServerError().finish()));
     };
     let request_id = RequestId::new();
-    let client = state.proxies.client(req.peer_addr(), req.headers());
+    let client = state.proxies.client(
+        req.peer_addr().map(|p| p.ip()),
+        &ActixHeaders(req.headers()),
+    );
     req.extensions_mut().insert(client);
     req.extensions_mut().insert(request_id.clone());
     let is_api = req.path().starts_with("/api/");
