@@ -1,10 +1,20 @@
-//! Rate limiting and brute-force defence for Phaze. This first part decides who the client is:
-//! [`TrustedProxies::client`] and the network a limit is keyed by ([`client_network`]).
-//! Policies, keys and the atomic `RateLimitStore` port follow (issue 3).
+//! Rate limiting and brute-force defence for Phaze.
 //!
-//! **Invariant:** no I/O and no HTTP framework: headers come in through the [`Headers`] trait.
+//! - [`TrustedProxies::client`] decides who the client is; [`client_network`] groups clients by
+//!   network (IPv4 /32, IPv6 /64 by default) so rotating addresses buys no new budget.
+//! - A [`Window`] is a policy as data: at most `limit` events in any `period` (a sliding log, not
+//!   fixed buckets, so no burst at a bucket edge). [`decide`] is the whole algorithm, written once;
+//!   every adapter runs it inside one atomic operation of its backend.
+//! - [`LimitKey`]s are keyed hashes of what is limited (a network, a normalised email), so a store
+//!   holds no address and no email.
+//! - Port: [`RateLimitStore`], one atomic check-and-record per decision. "Load, check, save" in
+//!   two calls is what the reviewed design did and what let 10 of 10 parallel attempts through.
+//!
+//! **Invariant:** no I/O, no clock (time comes in as `now`), no HTTP framework.
 #![warn(missing_docs)]
 
 mod client;
+mod limit;
 
 pub use client::{client_network, ClientInfo, Headers, TrustedProxies};
+pub use limit::{decide, Decision, KeyHasher, LimitKey, RateLimitStore, StoreError, Window};

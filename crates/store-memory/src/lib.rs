@@ -9,6 +9,10 @@
 //! let store: std::sync::Arc<dyn SessionStore> = std::sync::Arc::new(MemorySessions::default());
 //! ```
 
+mod ratelimit;
+
+pub use ratelimit::MemoryRateLimits;
+
 use async_trait::async_trait;
 use phaze_auth::{
     Account, AccountStore, Email, MailError, Mailer, OutgoingMail, StoreError as AuthStoreError,

@@ -11,6 +11,7 @@
 #![allow(unreachable_pub)] // items are used by the adapters' test binaries through the macros
 
 pub mod accounts;
+pub mod ratelimit;
 pub mod sessions;
 pub mod tokens;
 

@@ -1,0 +1,169 @@
+use async_trait::async_trait;
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretBox};
+use sha2::Sha256;
+use std::fmt;
+use time::{Duration, OffsetDateTime};
+
+/// At most `limit` events in any period of length `period` (a sliding window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Events allowed per period.
+    pub limit: u32,
+    /// The period.
+    pub period: Duration,
+}
+
+impl Window {
+    /// `limit` events per `period`.
+    pub const fn new(limit: u32, period: Duration) -> Self {
+        Self { limit, period }
+    }
+}
+
+/// The outcome of one decision: what a response needs (`RateLimit-*` and `Retry-After`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the event may happen (and, for a hit, was recorded).
+    pub allowed: bool,
+    /// The window's limit.
+    pub limit: u32,
+    /// Events left in the window after this one.
+    pub remaining: u32,
+    /// Until the oldest recorded event leaves the window (zero when none is recorded).
+    pub reset_after: Duration,
+}
+
+impl Decision {
+    /// When a denied client may try again: the time until a slot frees. `None` when allowed.
+    pub fn retry_after(&self) -> Option<Duration> {
+        (!self.allowed).then_some(self.reset_after)
+    }
+}
+
+/// The sliding-log algorithm, the same in every adapter: `log` holds the instants (Unix
+/// nanoseconds) of recorded events. Events that left the window are dropped; if fewer than
+/// `limit` remain the event is allowed and, when `record`, appended. A denied event is never
+/// recorded, so the log never holds more than `limit` instants and a flood costs nothing to store.
+/// Instants after `now` (another process's clock running ahead) still count: a slow clock must
+/// never erase what others recorded.
+pub fn decide(log: &mut Vec<i64>, window: Window, now: OffsetDateTime, record: bool) -> Decision {
+    let now_ns = unix_nanos(now);
+    let period_ns = i64::try_from(window.period.whole_nanoseconds()).unwrap_or(i64::MAX);
+    let start = now_ns.saturating_sub(period_ns);
+    log.retain(|t| *t > start);
+    let allowed = (log.len() as u64) < u64::from(window.limit);
+    if allowed && record {
+        log.push(now_ns);
+    }
+    let used = u32::try_from(log.len()).unwrap_or(u32::MAX);
+    let reset_after = log
+        .iter()
+        .min()
+        .map(|oldest| Duration::nanoseconds((oldest.saturating_add(period_ns) - now_ns).max(0)))
+        .unwrap_or(Duration::ZERO);
+    Decision {
+        allowed,
+        limit: window.limit,
+        remaining: window.limit.saturating_sub(used),
+        reset_after,
+    }
+}
+
+fn unix_nanos(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+/// What a limit is counted against: 32 bytes of HMAC-SHA256 over the limit's class and subject,
+/// under a server secret. A store (or a dump of it) sees neither addresses nor emails, and keys
+/// have one fixed, path-safe shape.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LimitKey([u8; 32]);
+
+impl LimitKey {
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hex, 64 characters: a file name or a Redis key suffix.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl From<[u8; 32]> for LimitKey {
+    fn from(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Debug for LimitKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LimitKey({}…)", &self.to_hex()[..12])
+    }
+}
+
+/// Derives [`LimitKey`]s under a secret.
+pub struct KeyHasher {
+    secret: SecretBox<[u8; 32]>,
+}
+
+impl KeyHasher {
+    /// Keys under `secret`.
+    pub fn new(secret: SecretBox<[u8; 32]>) -> Self {
+        Self { secret }
+    }
+
+    /// The key of `subject` (a network's text form, a normalised email) for the limit `class`
+    /// (e.g. `login/client`). Class and subject are length-prefixed, so no two pairs collide.
+    pub fn key(&self, class: &str, subject: &str) -> LimitKey {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.secret.expose_secret())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        for part in [class, subject] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        LimitKey(mac.finalize().into_bytes().into())
+    }
+}
+
+impl fmt::Debug for KeyHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyHasher(<redacted>)")
+    }
+}
+
+/// Errors of a [`RateLimitStore`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed; callers fail closed (503), never "allow because the limiter is down".
+    #[error("rate limit store unavailable")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Storage for sliding logs. Each method is ONE atomic operation of the backend (a mutex, a file
+/// lock around one key's file, one Lua script): of N simultaneous hits against a limit L, exactly
+/// L are allowed, across every process sharing the store.
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    /// Runs [`decide`] with `record = true` on the key's log, atomically.
+    async fn hit(
+        &self,
+        key: &LimitKey,
+        window: Window,
+        now: OffsetDateTime,
+    ) -> Result<Decision, StoreError>;
+    /// Runs [`decide`] with `record = false`: would a hit be allowed? Records nothing.
+    async fn peek(
+        &self,
+        key: &LimitKey,
+        window: Window,
+        now: OffsetDateTime,
+    ) -> Result<Decision, StoreError>;
+    /// Forgets the key's log (e.g. failures after a successful login).
+    async fn reset(&self, key: &LimitKey) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests;
