@@ -42,30 +42,42 @@ impl Decision {
 }
 
 /// The sliding-log algorithm, the same in every adapter: `log` holds the instants (Unix
-/// nanoseconds) of recorded events. Events that left the window are dropped; if fewer than
-/// `limit` remain the event is allowed and, when `record`, appended. A denied event is never
-/// recorded, so the log never holds more than `limit` instants and a flood costs nothing to store.
-/// Instants after `now` (another process's clock running ahead) still count: a slow clock must
-/// never erase what others recorded.
+/// nanoseconds) of recorded events. If fewer than `limit` of them are inside the window the event
+/// is allowed and, when `record`, appended; a hit also drops the instants that left the window.
+/// A denied event is never recorded, so the log never holds more than `limit` instants and a flood
+/// costs nothing to store. Instants after `now` (another process's clock running ahead) still
+/// count: a slow clock must never erase what others recorded.
+///
+/// A peek (`record = false`) changes nothing, so a log may be read with a shorter window or a
+/// smaller limit ("3 failures in the hour" over a "10 per hour" log). Hits on one key must always
+/// use the same period: a hit prunes by its own period.
 pub fn decide(log: &mut Vec<i64>, window: Window, now: OffsetDateTime, record: bool) -> Decision {
     let now_ns = unix_nanos(now);
     let period_ns = i64::try_from(window.period.whole_nanoseconds()).unwrap_or(i64::MAX);
     let start = now_ns.saturating_sub(period_ns);
-    log.retain(|t| *t > start);
-    let allowed = (log.len() as u64) < u64::from(window.limit);
+    if record {
+        log.retain(|t| *t > start);
+    }
+    let live = || log.iter().filter(|t| **t > start);
+    let count = live().count() as u64;
+    let oldest = live().min().copied();
+    let allowed = count < u64::from(window.limit);
+    let mut used = count;
+    let mut oldest = oldest;
     if allowed && record {
         log.push(now_ns);
+        used += 1;
+        oldest = Some(oldest.map_or(now_ns, |o| o.min(now_ns)));
     }
-    let used = u32::try_from(log.len()).unwrap_or(u32::MAX);
-    let reset_after = log
-        .iter()
-        .min()
-        .map(|oldest| Duration::nanoseconds((oldest.saturating_add(period_ns) - now_ns).max(0)))
+    let reset_after = oldest
+        .map(|o| Duration::nanoseconds((o.saturating_add(period_ns) - now_ns).max(0)))
         .unwrap_or(Duration::ZERO);
     Decision {
         allowed,
         limit: window.limit,
-        remaining: window.limit.saturating_sub(used),
+        remaining: window
+            .limit
+            .saturating_sub(u32::try_from(used).unwrap_or(u32::MAX)),
         reset_after,
     }
 }

@@ -1,7 +1,7 @@
 //! Every Phaze port over a local directory, one file per record: the portal's zero-setup default
-//! store. [`FsSessions`], [`FsAccounts`] and [`FsTokens`] each keep to their own subdirectory, so
-//! they can share one data directory; [`FsOutbox`] writes one `<id>.eml` per message into a
-//! directory a relay can poll.
+//! store. [`FsSessions`], [`FsAccounts`], [`FsTokens`] and [`FsRateLimits`] each keep to their own
+//! subdirectory, so they can share one data directory; [`FsOutbox`] writes one `<id>.eml` per
+//! message into a directory a relay can poll.
 //!
 //! ```text
 //! <data>/sessions/records/<session key hex>            one session
@@ -11,21 +11,29 @@
 //! <data>/accounts/emails/<sha256(email)>                the owner's user id
 //! <data>/accounts/locks/<00..ff>.lock                   shard locks
 //! <data>/tokens/<token hash hex>                        one token, JSON
+//! <data>/ratelimits/<limit key hex>                     one key's sliding log, binary, locked
+//!                                                       and rewritten in place (`ratelimit`)
 //! <outbox>/<random hex>.eml                             one RFC 5322 message
 //! ```
 //!
 //! **Invariants:**
 //! - No input ever reaches a path: every file name is the hex of a hash (or of a random id), so a
 //!   lookup opens a fixed number of files and `../x` is only ever hashed.
-//! - A reader never sees half a record: every write goes to a private temporary file in the same
-//!   directory, is synced, and is then renamed (replace) or hard-linked (create-if-absent) into
-//!   place, and the directory is synced (one helper module, `atomic`, does all of it).
+//! - A reader never sees half a record: every write (rate-limit logs aside, see below) goes to a
+//!   private temporary file in the same directory, is synced, and is then renamed (replace) or
+//!   hard-linked (create-if-absent) into place, and the directory is synced (one helper module,
+//!   `atomic`, does all of it).
 //! - Several processes may share a data directory. Read-modify-write of a record holds an OS
 //!   advisory lock on one of 256 shard files, never on the record itself and never two at once;
 //!   the kernel drops a dead process's lock, so there are no stale locks. Creation races are
 //!   settled by `link(2)` failing on an existing name, and token consumption by `rename(2)`: only
 //!   one process can move a given file away.
-//! - Reads take no lock. Files are created 0600 and directories 0700 on Unix.
+//! - Rate-limit logs are the exception to both rules above: a decision locks the key's own file
+//!   (one lock per key, no shards) and rewrites it in place; a checksum makes a torn write fail
+//!   closed, and nothing is synced, since limits need exactness between live processes, not
+//!   durability across a machine crash.
+//! - Reads take no lock (a rate-limit `peek` aside, which takes the key's shared lock). Files are
+//!   created 0600 and directories 0700 on Unix.
 //! - Hot reads (`get` of a session, `by_id` of an account) are served from a cache that is checked
 //!   against the file's inode and times on every read (`cache`), so it is never stale, even across
 //!   processes.
@@ -46,11 +54,13 @@ mod atomic;
 mod cache;
 mod lock;
 mod outbox;
+mod ratelimit;
 mod sessions;
 mod tokens;
 
 pub use accounts::FsAccounts;
 pub use outbox::FsOutbox;
+pub use ratelimit::FsRateLimits;
 pub use sessions::FsSessions;
 pub use tokens::FsTokens;
 

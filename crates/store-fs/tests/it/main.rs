@@ -7,6 +7,7 @@ mod hostile;
 mod layout;
 mod multiprocess;
 mod outbox;
+mod ratelimit;
 mod support;
 
 phaze_testkit::session_store_contract!({
@@ -20,4 +21,8 @@ phaze_testkit::account_store_contract!({
 phaze_testkit::token_store_contract!({
     let d = tempfile::tempdir().unwrap();
     (phaze_store_fs::FsTokens::open(d.path()).unwrap(), d)
+});
+phaze_testkit::rate_limit_store_contract!({
+    let d = tempfile::tempdir().unwrap();
+    (phaze_store_fs::FsRateLimits::open(d.path()).unwrap(), d)
 });

@@ -3,9 +3,11 @@
 //! result file.
 
 use phaze_auth::{AccountStore, Email, StoreError as AuthError, TokenStore};
+use phaze_ratelimit::{RateLimitStore, Window};
 use phaze_sessions::{SessionStore, StoreError};
-use phaze_store_fs::{FsAccounts, FsSessions, FsTokens};
+use phaze_store_fs::{FsAccounts, FsRateLimits, FsSessions, FsTokens};
 use phaze_testkit::accounts::account;
+use phaze_testkit::ratelimit::key;
 use phaze_testkit::sessions::record;
 use phaze_testkit::t0;
 use phaze_testkit::tokens::token;
@@ -20,14 +22,22 @@ use tokio::runtime::Runtime;
 const CHILD_TEST: &str = "multiprocess::child_process_entry";
 /// The directory a child works in: barrier and result files, and the data directory `data/`.
 const ENV_DIR: &str = "PHAZE_STORE_FS_CHILD_DIR";
-/// What the child does: `register`, `consume`, `insert_session` or `hold_lock`.
+/// What the child does: `register`, `consume`, `insert_session`, `hold_lock`, `rate_limit_hit`
+/// or `hold_rate_limit_lock`.
 const ENV_ROLE: &str = "PHAZE_STORE_FS_CHILD_ROLE";
+/// The limit a `rate_limit_hit` child decides against.
+const ENV_LIMIT: &str = "PHAZE_STORE_FS_CHILD_LIMIT";
 /// The child's number, naming its `ready-<n>` and `result-<n>` files.
 const ENV_INDEX: &str = "PHAZE_STORE_FS_CHILD_INDEX";
 /// How many processes race.
 const RACERS: usize = 8;
 /// The session whose shard the `hold_lock` child locks: key byte 0x3c, so shard `3c`.
 const LOCKED_SESSION: u8 = 0x3c;
+/// The rate-limit key every `rate_limit_hit` child hits, and whose file `hold_rate_limit_lock`
+/// locks.
+const RACED_LIMIT_KEY: u8 = 0x77;
+/// Hits each `rate_limit_hit` child makes.
+const HITS_PER_CHILD: usize = 3;
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -100,6 +110,37 @@ fn child_process_entry() {
             std::thread::sleep(Duration::from_secs(120));
             "not killed".to_owned()
         }
+        "rate_limit_hit" => {
+            let store = FsRateLimits::open(&data).unwrap();
+            let limit: u32 = env::var(ENV_LIMIT).unwrap().parse().unwrap();
+            let window = Window::new(limit, time::Duration::minutes(15));
+            wait_for_go(&dir, &index);
+            let hits: Result<Vec<bool>, _> = (0..HITS_PER_CHILD)
+                .map(|_| {
+                    rt.block_on(store.hit(&key(RACED_LIMIT_KEY), window, t0()))
+                        .map(|d| d.allowed)
+                })
+                .collect();
+            match hits {
+                Ok(hits) => format!("allowed {}", hits.iter().filter(|a| **a).count()),
+                Err(e) => format!("error {e:?}"),
+            }
+        }
+        "hold_rate_limit_lock" => {
+            // The store's lock protocol, from outside: the key's own file.
+            let path = data.join("ratelimits").join(key(RACED_LIMIT_KEY).to_hex());
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .unwrap();
+            file.lock().unwrap();
+            fs::write(dir.join(format!("ready-{index}")), b"").unwrap();
+            std::thread::sleep(Duration::from_secs(120));
+            "not killed".to_owned()
+        }
         other => panic!("unknown role {other}"),
     };
     fs::write(dir.join(format!("result-{index}")), outcome).unwrap();
@@ -128,6 +169,11 @@ impl Drop for Children {
 }
 
 fn spawn(dir: &Path, role: &str, count: usize) -> Children {
+    spawn_with(dir, role, count, &[])
+}
+
+/// [`spawn`], with extra environment variables.
+fn spawn_with(dir: &Path, role: &str, count: usize, vars: &[(&str, String)]) -> Children {
     let exe = env::current_exe().unwrap();
     Children(
         (0..count)
@@ -137,6 +183,7 @@ fn spawn(dir: &Path, role: &str, count: usize) -> Children {
                     .env(ENV_DIR, dir)
                     .env(ENV_ROLE, role)
                     .env(ENV_INDEX, i.to_string())
+                    .envs(vars.iter().map(|(k, v)| (k, v)))
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped())
                     .spawn()
@@ -162,7 +209,12 @@ fn wait_ready(dir: &Path, children: &mut Children) {
 
 /// Starts `RACERS` children in `role`, releases them together, and returns their reports.
 fn race(dir: &Path, role: &str) -> Vec<String> {
-    let mut children = spawn(dir, role, RACERS);
+    race_with(dir, role, RACERS, &[])
+}
+
+/// [`race`] with `count` children and extra environment variables.
+fn race_with(dir: &Path, role: &str, count: usize, vars: &[(&str, String)]) -> Vec<String> {
+    let mut children = spawn_with(dir, role, count, vars);
     wait_ready(dir, &mut children);
     fs::write(dir.join("go"), b"").unwrap();
     let mut results = Vec::new();
@@ -282,6 +334,80 @@ fn a_killed_lock_holder_does_not_block_others() {
         rt.block_on(store.get(&s.key)).unwrap().unwrap().sealed,
         vec![1; 8]
     );
+    assert!(
+        !dir.path().join("result-0").exists(),
+        "the child was killed, not finished"
+    );
+}
+
+#[test]
+fn processes_hitting_one_key_admit_exactly_the_limit() {
+    for (processes, limit) in [(8usize, 5u32), (8, 1), (6, 3), (4, 12), (3, 20)] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = FsRateLimits::open(&data).unwrap();
+        let results = race_with(
+            dir.path(),
+            "rate_limit_hit",
+            processes,
+            &[(ENV_LIMIT, limit.to_string())],
+        );
+        let allowed: usize = results
+            .iter()
+            .map(|r| {
+                r.strip_prefix("allowed ")
+                    .unwrap()
+                    .parse::<usize>()
+                    .unwrap()
+            })
+            .sum();
+        let attempts = processes * HITS_PER_CHILD;
+        assert_eq!(
+            allowed,
+            attempts.min(limit as usize),
+            "N={processes} L={limit}: {results:?}"
+        );
+        // The file holds exactly the allowed hits: a peek agrees.
+        let window = Window::new(limit, time::Duration::minutes(15));
+        let d = runtime()
+            .block_on(store.peek(&key(RACED_LIMIT_KEY), window, t0()))
+            .unwrap();
+        assert_eq!(
+            d.remaining as usize,
+            limit as usize - allowed.min(limit as usize)
+        );
+    }
+}
+
+#[test]
+fn a_killed_rate_limit_lock_holder_does_not_block_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsRateLimits::open(dir.path().join("data")).unwrap();
+    let window = Window::new(5, time::Duration::minutes(15));
+    let mut children = spawn(dir.path(), "hold_rate_limit_lock", 1);
+    wait_ready(dir.path(), &mut children);
+    let rt = runtime();
+    rt.block_on(async {
+        let hitter = store.clone();
+        let mut hit =
+            tokio::spawn(async move { hitter.hit(&key(RACED_LIMIT_KEY), window, t0()).await });
+        // The child's lock is the one the store takes: the hit waits for it.
+        let waited = tokio::time::timeout(Duration::from_millis(300), &mut hit).await;
+        assert!(
+            waited.is_err(),
+            "the hit must wait while another process holds the key's file"
+        );
+        // SIGKILL on Unix: the process gets no chance to unlock; the kernel releases its lock.
+        children.0[0].kill().unwrap();
+        children.0[0].wait().unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(1), hit).await;
+        let d = done
+            .expect("the hit finished within a second of the kill")
+            .unwrap()
+            .unwrap();
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 4);
+    });
     assert!(
         !dir.path().join("result-0").exists(),
         "the child was killed, not finished"

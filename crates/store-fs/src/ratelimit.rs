@@ -1,0 +1,396 @@
+//! [`RateLimitStore`] over a directory: one small file per key, and each decision one
+//! read-modify-write of that file under an OS advisory lock on the file itself.
+//!
+//! Unlike the other adapters, a key's file is locked and rewritten in place (no temporary file,
+//! no rename): the lock lives on the record's own inode, so no shard lock is needed and keys never
+//! contend with each other. What that costs, and how it is paid:
+//!
+//! - **Torn writes.** A process killed mid-write may leave part of the new record over part of
+//!   the old one. Every record carries a checksum of its header and instants, so a torn (or
+//!   truncated, or foreign) file fails the check and the decision fails closed with `Backend`; it
+//!   is never read as an empty log. `reset` discards such a file. The new record is written over
+//!   the old one from offset 0 *before* the file is cut to length, so the only states a crash can
+//!   leave are the old record, the new one (possibly followed by stale bytes, which the record's
+//!   own length excludes), or a torn one that the checksum rejects. An empty file is an empty log:
+//!   it is what `open(create)` makes, and emptying a log is one `ftruncate`, which cannot tear.
+//! - **Deletion.** A waiter may hold a handle to a file that the lock holder deletes (`reset`,
+//!   `purge_idle`). After taking the lock, every operation checks that its inode is still linked
+//!   (`nlink > 0`, one `fstat`) and otherwise reopens the path, so nobody decides on a deleted
+//!   file. Only a lock holder deletes, and nothing renames these files, so a linked inode is the
+//!   one the name points to. Without Unix link counts (Windows) files are emptied, not deleted.
+//! - **Durability.** Nothing is synced: rate-limit state need not survive a machine crash (losing
+//!   it forgives some recent failures), but it must be exact between live processes, which the
+//!   page cache shared by all processes already guarantees.
+//!
+//! File format, little-endian, [`HEADER`] + 8·count + [`CHECK`] bytes:
+//!
+//! ```text
+//! 0   8  magic "PHZRL\0\0" + format version 1
+//! 8   8  expiry: i64 Unix ns after which the log is empty under every window it was hit with
+//! 16  4  count: u32
+//! 20  8n the instants, i64 Unix ns, oldest first
+//! ..  8  the first 8 bytes of SHA-256 of everything before
+//! ```
+
+use async_trait::async_trait;
+use phaze_ratelimit::{decide, Decision, LimitKey, RateLimitStore, StoreError, Window};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+use crate::{atomic, blocking, corrupt, is_record_name, prepare_dir, FsError};
+
+/// Magic prefix: the format's name and, in the last byte, its version.
+const MAGIC: [u8; 8] = *b"PHZRL\0\0\x01";
+/// Magic, expiry, count.
+const HEADER: usize = 8 + 8 + 4;
+/// Length of the checksum that ends a record.
+const CHECK: usize = 8;
+/// How often an operation reopens a key's file that was deleted while it waited for the lock.
+/// Each retry means another process deleted the file, which takes a `reset` or a purge, so this
+/// bound is only ever reached by a bug.
+const REOPEN_RETRIES: usize = 64;
+
+/// [`RateLimitStore`] in `<dir>/ratelimits`, one file per [`LimitKey`], named by its hex.
+///
+/// Each `hit`, `peek` and `reset` is one atomic operation across every process sharing the
+/// directory (an exclusive `File::lock` on the key's file; `peek` takes a shared one), and keys
+/// never share a lock. Idle files stay until [`FsRateLimits::purge_idle`] deletes them; run it
+/// now and then (e.g. every few minutes).
+#[derive(Clone, Debug)]
+pub struct FsRateLimits {
+    dir: Arc<PathBuf>,
+}
+
+/// A key's file, decoded.
+#[derive(Debug, PartialEq, Eq)]
+struct Log {
+    /// After this instant (Unix ns) the log is empty under every window it was hit with.
+    expiry: i64,
+    instants: Vec<i64>,
+}
+
+impl Log {
+    /// What an absent or empty file holds.
+    const EMPTY: Self = Self {
+        expiry: i64::MIN,
+        instants: Vec::new(),
+    };
+}
+
+impl FsRateLimits {
+    /// Opens the store in `dir/ratelimits`, creating it (0700 on Unix) if needed.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, FsError> {
+        Ok(Self {
+            dir: Arc::new(prepare_dir(&dir.as_ref().join("ratelimits"))?),
+        })
+    }
+
+    /// The decision, synchronously on the calling thread: [`decide`] on the key's log under the
+    /// key's file lock, recording the event if `record` and it is allowed. Blocks while another
+    /// thread or process decides on the same key; the port's methods run this on tokio's blocking
+    /// pool.
+    pub fn decide(
+        &self,
+        key: &LimitKey,
+        window: Window,
+        now: OffsetDateTime,
+        record: bool,
+    ) -> Result<Decision, StoreError> {
+        let path = self.dir.join(key.to_hex());
+        if record {
+            hit(&path, window, now)
+        } else {
+            peek(&path, window, now)
+        }
+        .map_err(backend)
+    }
+
+    /// Deletes the files of keys whose log is empty at `now` under every window they were hit
+    /// with (and empty files); returns how many. Files being decided on right now are skipped,
+    /// and so are corrupt ones, which only `reset` clears: deleting one would forgive its key.
+    pub async fn purge_idle(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let dir = self.dir.clone();
+        blocking(move || purge_idle(&dir, now))
+            .await
+            .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for FsRateLimits {
+    async fn hit(
+        &self,
+        key: &LimitKey,
+        window: Window,
+        now: OffsetDateTime,
+    ) -> Result<Decision, StoreError> {
+        let path = self.dir.join(key.to_hex());
+        blocking(move || hit(&path, window, now))
+            .await
+            .map_err(backend)
+    }
+
+    async fn peek(
+        &self,
+        key: &LimitKey,
+        window: Window,
+        now: OffsetDateTime,
+    ) -> Result<Decision, StoreError> {
+        let path = self.dir.join(key.to_hex());
+        blocking(move || peek(&path, window, now))
+            .await
+            .map_err(backend)
+    }
+
+    async fn reset(&self, key: &LimitKey) -> Result<(), StoreError> {
+        let path = self.dir.join(key.to_hex());
+        blocking(move || reset(&path)).await.map_err(backend)
+    }
+}
+
+fn backend(e: io::Error) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+fn unix_nanos(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+fn period_nanos(window: Window) -> i64 {
+    i64::try_from(window.period.whole_nanoseconds()).unwrap_or(i64::MAX)
+}
+
+/// How a key's file is opened and locked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Read-write, created if absent, exclusive lock: `hit`.
+    Create,
+    /// Read-write, exclusive lock; absent is `None`: `reset`.
+    Write,
+    /// Read-only, shared lock; absent is `None`: `peek`.
+    Read,
+}
+
+/// Opens `path` and blocks until its lock is held, reopening if the locked inode was deleted
+/// meanwhile. The lock is released when the file is closed.
+fn open_locked(path: &Path, access: Access) -> io::Result<Option<File>> {
+    for _ in 0..REOPEN_RETRIES {
+        let opened = match access {
+            Access::Create => atomic::private_options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path),
+            Access::Write => OpenOptions::new().read(true).write(true).open(path),
+            Access::Read => File::open(path),
+        };
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && access != Access::Create => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        if access == Access::Read {
+            file.lock_shared()?;
+        } else {
+            file.lock()?;
+        }
+        if !unlinked(&file)? {
+            return Ok(Some(file));
+        }
+    }
+    Err(io::Error::other(
+        "rate limit file deleted under every lock attempt",
+    ))
+}
+
+/// Whether the open file's name was deleted (by a lock holder, before this handle got the lock).
+#[cfg(unix)]
+fn unlinked(file: &File) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(file.metadata()?.nlink() == 0)
+}
+
+/// Files are never deleted where link counts are unavailable (see [`discard`]).
+#[cfg(not(unix))]
+fn unlinked(_file: &File) -> io::Result<bool> {
+    Ok(false)
+}
+
+/// Forgets a key whose file `file` (at `path`) is locked by the caller: deletes it on Unix, where
+/// waiters notice the deletion; elsewhere empties it, which is the same log.
+fn discard(file: &File, path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let _ = file;
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        file.set_len(0)
+    }
+}
+
+fn read_log(mut file: &File) -> io::Result<Log> {
+    let mut bytes = Vec::with_capacity(256);
+    file.read_to_end(&mut bytes)?;
+    decode(&bytes)
+}
+
+fn checksum(body: &[u8]) -> [u8; CHECK] {
+    let digest = Sha256::digest(body);
+    let mut out = [0u8; CHECK];
+    out.copy_from_slice(&digest[..CHECK]);
+    out
+}
+
+fn encode(log: &Log) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + 8 * log.instants.len() + CHECK);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&log.expiry.to_le_bytes());
+    // `decide` keeps at most `limit` (a u32) instants.
+    let count = u32::try_from(log.instants.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&count.to_le_bytes());
+    for t in &log.instants {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    let check = checksum(&out);
+    out.extend_from_slice(&check);
+    out
+}
+
+/// The log in `bytes`: empty for an empty file, an `InvalidData` error for anything that is not a
+/// whole record. Bytes after the record are what a shorter rewrite left before the file was cut
+/// to length, and are ignored.
+fn decode(bytes: &[u8]) -> io::Result<Log> {
+    if bytes.is_empty() {
+        return Ok(Log::EMPTY);
+    }
+    let field = |at: usize| -> io::Result<[u8; 8]> {
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| corrupt("rate limit file (too short)"))
+    };
+    if field(0)? != MAGIC {
+        return Err(corrupt("rate limit file (bad magic or version)"));
+    }
+    let expiry = i64::from_le_bytes(field(8)?);
+    let count = bytes
+        .get(16..HEADER)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| corrupt("rate limit file (too short)"))?;
+    let body_len = usize::try_from(count)
+        .ok()
+        .and_then(|n| n.checked_mul(8))
+        .and_then(|n| n.checked_add(HEADER))
+        .filter(|n| n.saturating_add(CHECK) <= bytes.len())
+        .ok_or_else(|| corrupt("rate limit file (truncated)"))?;
+    if field(body_len)? != checksum(&bytes[..body_len]) {
+        return Err(corrupt("rate limit file (checksum)"));
+    }
+    let instants = bytes[HEADER..body_len]
+        .chunks_exact(8)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            i64::from_le_bytes(b)
+        })
+        .collect();
+    Ok(Log { expiry, instants })
+}
+
+/// Replaces the content of the locked `file` with `log`, in place (see the module docs for why a
+/// crash cannot make this read as a different valid log).
+fn write_log(mut file: &File, log: &Log) -> io::Result<()> {
+    if log.instants.is_empty() {
+        return file.set_len(0);
+    }
+    let bytes = encode(log);
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&bytes)?;
+    file.set_len(bytes.len() as u64)
+}
+
+fn hit(path: &Path, window: Window, now: OffsetDateTime) -> io::Result<Decision> {
+    let file = open_locked(path, Access::Create)?
+        .ok_or_else(|| io::Error::other("created rate limit file missing"))?;
+    let mut log = read_log(&file)?;
+    let before = log.instants.len();
+    let decision = decide(&mut log.instants, window, now, true);
+    let expiry = match log.instants.iter().max() {
+        Some(newest) => log.expiry.max(newest.saturating_add(period_nanos(window))),
+        None => i64::MIN,
+    };
+    // A denied hit that dropped nothing and extended nothing leaves the file as it is.
+    if decision.allowed || log.instants.len() != before || expiry != log.expiry {
+        log.expiry = expiry;
+        write_log(&file, &log)?;
+    }
+    Ok(decision)
+}
+
+fn peek(path: &Path, window: Window, now: OffsetDateTime) -> io::Result<Decision> {
+    let mut log = match open_locked(path, Access::Read)? {
+        Some(file) => read_log(&file)?,
+        None => Log::EMPTY,
+    };
+    Ok(decide(&mut log.instants, window, now, false))
+}
+
+fn reset(path: &Path) -> io::Result<()> {
+    match open_locked(path, Access::Write)? {
+        Some(file) => discard(&file, path),
+        None => Ok(()),
+    }
+}
+
+fn purge_idle(dir: &Path, now: OffsetDateTime) -> io::Result<usize> {
+    let now_ns = unix_nanos(now);
+    let mut purged = 0;
+    for name in atomic::names(dir)? {
+        if !is_record_name(&name) {
+            continue;
+        }
+        let path = dir.join(&name);
+        let file = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        // A key being decided on is not idle: skip it rather than wait.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => continue,
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+        if unlinked(&file)? {
+            continue;
+        }
+        // Re-checked under the lock: a hit may have landed since the directory was listed.
+        let idle = match read_log(&file) {
+            Ok(log) => log.instants.is_empty() || log.expiry <= now_ns,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => false,
+            Err(e) => return Err(e),
+        };
+        if idle {
+            discard(&file, &path)?;
+            purged += 1;
+        }
+    }
+    Ok(purged)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,193 @@
+//! What only the filesystem rate-limit store has to prove: a damaged file fails closed, idle
+//! files are purged, and keys never become anything but 64-hex file names.
+
+use phaze_ratelimit::{LimitKey, RateLimitStore, StoreError, Window};
+use phaze_store_fs::FsRateLimits;
+use phaze_testkit::ratelimit::key;
+use phaze_testkit::t0;
+use std::fs;
+use std::path::{Path, PathBuf};
+use time::Duration;
+
+use crate::support::{files, is_hex, walk};
+
+const FIVE_PER_15_MIN: Window = Window::new(5, Duration::minutes(15));
+
+fn file_of(data: &Path, k: &LimitKey) -> PathBuf {
+    data.join("ratelimits").join(k.to_hex())
+}
+
+async fn assert_fails_closed(store: &FsRateLimits, k: &LimitKey, what: &str) {
+    assert!(
+        matches!(
+            store.hit(k, FIVE_PER_15_MIN, t0()).await,
+            Err(StoreError::Backend(_))
+        ),
+        "hit on a {what} file"
+    );
+    assert!(
+        matches!(
+            store.peek(k, FIVE_PER_15_MIN, t0()).await,
+            Err(StoreError::Backend(_))
+        ),
+        "peek on a {what} file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_or_truncated_file_fails_closed_until_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsRateLimits::open(dir.path()).unwrap();
+    let k = key(1);
+    for _ in 0..5 {
+        assert!(store.hit(&k, FIVE_PER_15_MIN, t0()).await.unwrap().allowed);
+    }
+    let path = file_of(dir.path(), &k);
+    let whole = fs::read(&path).unwrap();
+
+    // Cut short anywhere (a torn write): never an empty log, which would forgive five failures.
+    for len in [1, 8, 19, 20, whole.len() / 2, whole.len() - 1] {
+        fs::write(&path, &whole[..len]).unwrap();
+        assert_fails_closed(&store, &k, &format!("{len}-byte")).await;
+    }
+    // One flipped bit in an instant.
+    let mut flipped = whole.clone();
+    flipped[24] ^= 0x10;
+    fs::write(&path, &flipped).unwrap();
+    assert_fails_closed(&store, &k, "bit-flipped").await;
+    // Not ours at all.
+    fs::write(&path, b"{\"log\": []}").unwrap();
+    assert_fails_closed(&store, &k, "foreign").await;
+
+    // A purge leaves it (deleting it would forgive the key too); a reset clears it.
+    assert_eq!(store.purge_idle(t0() + Duration::days(1)).await.unwrap(), 0);
+    assert!(path.exists());
+    store.reset(&k).await.unwrap();
+    let d = store.hit(&k, FIVE_PER_15_MIN, t0()).await.unwrap();
+    assert!(d.allowed);
+    assert_eq!(d.remaining, 4);
+
+    // The intact record, restored, is read as the five hits it holds.
+    fs::write(&path, &whole).unwrap();
+    assert!(!store.hit(&k, FIVE_PER_15_MIN, t0()).await.unwrap().allowed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_deletes_exactly_the_idle_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsRateLimits::open(dir.path()).unwrap();
+    let hour = Window::new(5, Duration::hours(1));
+    // key 1: hit at t0 with 15 min; key 2: at t0 with 15 min, then at +10 min with one hour;
+    // key 3: at +20 min with 15 min; key 4: reset after its hit (no file left).
+    store.hit(&key(1), FIVE_PER_15_MIN, t0()).await.unwrap();
+    store.hit(&key(2), FIVE_PER_15_MIN, t0()).await.unwrap();
+    store
+        .hit(&key(2), hour, t0() + Duration::minutes(10))
+        .await
+        .unwrap();
+    store
+        .hit(&key(3), FIVE_PER_15_MIN, t0() + Duration::minutes(20))
+        .await
+        .unwrap();
+    store.hit(&key(4), FIVE_PER_15_MIN, t0()).await.unwrap();
+    store.reset(&key(4)).await.unwrap();
+    let names = |d: &Path| -> Vec<String> {
+        let mut n: Vec<String> = fs::read_dir(d.join("ratelimits"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        n.sort();
+        n
+    };
+    let mut all = vec![key(1).to_hex(), key(2).to_hex(), key(3).to_hex()];
+    all.sort();
+    assert_eq!(names(dir.path()), all);
+
+    // Just before key 1's expiry nothing goes; at it, key 1 goes.
+    let at = |m: i64| t0() + Duration::minutes(m);
+    assert_eq!(
+        store
+            .purge_idle(at(15) - Duration::nanoseconds(1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.purge_idle(at(15)).await.unwrap(), 1);
+    // Key 3 (newest +20 min, 15 min window) expires at 35 min; key 2's hour window keeps it to 70.
+    assert_eq!(store.purge_idle(at(35)).await.unwrap(), 1);
+    assert_eq!(names(dir.path()), vec![key(2).to_hex()]);
+    assert_eq!(store.purge_idle(at(69)).await.unwrap(), 0);
+    // Still counted: the purge re-checks under the lock and keeps the log whole.
+    assert_eq!(
+        store.peek(&key(2), hour, at(69)).await.unwrap().remaining,
+        4
+    );
+    assert_eq!(store.purge_idle(at(70)).await.unwrap(), 1);
+    assert!(names(dir.path()).is_empty());
+
+    // A purged key starts afresh; an empty leftover file (a crash after create) is purged too.
+    assert_eq!(
+        store
+            .hit(&key(1), FIVE_PER_15_MIN, at(80))
+            .await
+            .unwrap()
+            .remaining,
+        4
+    );
+    fs::write(file_of(dir.path(), &key(9)), b"").unwrap();
+    assert_eq!(store.purge_idle(at(81)).await.unwrap(), 1);
+    assert_eq!(names(dir.path()), vec![key(1).to_hex()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_that_spell_paths_stay_64_hex_names_inside_the_data_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let store = FsRateLimits::open(&data).unwrap();
+    let mut raw: Vec<[u8; 32]> = [
+        "../../../../../../etc/passwd",
+        "/etc/passwd",
+        "..\\..\\x",
+        "C:\\Windows\\win.ini",
+        "x\0y",
+        ".lock",
+        "00.lock",
+    ]
+    .iter()
+    .map(|s| {
+        let mut k = [0u8; 32];
+        k[..s.len()].copy_from_slice(s.as_bytes());
+        k
+    })
+    .collect();
+    raw.extend([[b'.'; 32], [b'/'; 32], [0; 32], [0xff; 32]]);
+    for bytes in &raw {
+        let k = LimitKey::from(*bytes);
+        assert!(store.hit(&k, FIVE_PER_15_MIN, t0()).await.unwrap().allowed);
+        assert_eq!(
+            store
+                .peek(&k, FIVE_PER_15_MIN, t0())
+                .await
+                .unwrap()
+                .remaining,
+            4
+        );
+    }
+    for path in walk(root.path()) {
+        assert!(path.starts_with(&data), "{}", path.display());
+    }
+    let created = files(&data);
+    assert_eq!(created.len(), raw.len());
+    for f in &created {
+        let name = f.strip_prefix("ratelimits/").unwrap();
+        assert!(is_hex(name, 64), "{f}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in &created {
+            let mode = fs::metadata(data.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+    }
+}
