@@ -5,6 +5,7 @@ mod accounts;
 mod csrf;
 mod edge;
 mod hostile;
+mod limits;
 mod sessions;
 
 /// A password that passes the policy.

@@ -2,6 +2,7 @@
 //! ([`crate::http::frame`]) renders every error status as the generic page or JSON, with the
 //! request id, and logs the source chain. Nothing internal ever reaches a client.
 
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
@@ -22,6 +23,9 @@ pub enum AppError {
     /// Well-formed but invalid input (JSON API).
     #[error("unprocessable: {0}")]
     Unprocessable(String),
+    /// Over a rate limit: 429 with `Retry-After` and `RateLimit-*`.
+    #[error("rate limited")]
+    TooManyRequests(phaze_ratelimit::Decision),
     /// A store the request needs is unreachable: fail closed.
     #[error("service unavailable")]
     Unavailable(#[source] Source),
@@ -67,6 +71,7 @@ impl ResponseError for AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -74,7 +79,23 @@ impl ResponseError for AppError {
 
     fn error_response(&self) -> HttpResponse {
         // The body is filled in by the frame middleware, which knows the request id.
-        HttpResponse::new(self.status_code())
+        let mut res = HttpResponse::new(self.status_code());
+        if let AppError::TooManyRequests(d) = self {
+            // Whole seconds, rounded up: a client that waits this long gets through.
+            let secs = |t: time::Duration| (t.whole_milliseconds().max(0) as u64).div_ceil(1000);
+            let h = res.headers_mut();
+            let mut set = |name: &'static str, value: u64| {
+                h.insert(HeaderName::from_static(name), HeaderValue::from(value));
+            };
+            set(
+                "retry-after",
+                secs(d.retry_after().unwrap_or(d.reset_after)).max(1),
+            );
+            set("ratelimit-limit", u64::from(d.limit));
+            set("ratelimit-remaining", u64::from(d.remaining));
+            set("ratelimit-reset", secs(d.reset_after));
+        }
+        res
     }
 }
 

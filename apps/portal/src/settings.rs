@@ -22,6 +22,8 @@ pub struct Settings {
     pub session: SessionSettings,
     /// Passwords and verification.
     pub auth: AuthSettings,
+    /// Request budgets.
+    pub ratelimit: RateLimitSettings,
     /// Keys; generated into the data directory when not given.
     pub secrets: SecretSettings,
     /// Logging.
@@ -117,6 +119,43 @@ pub struct AuthSettings {
     pub hash_concurrency: usize,
     /// Lifetime of an email verification link, in seconds (24 h).
     pub verification_ttl_secs: u32,
+}
+
+/// `[ratelimit]`: budgets per client network (sliding windows).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    /// IPv4 clients are grouped by this prefix (32).
+    pub client_v4_prefix: u8,
+    /// IPv6 clients are grouped by this prefix (64).
+    pub client_v6_prefix: u8,
+    /// Login attempts per client network per `login_period_secs` (5).
+    pub login_per_client: u32,
+    /// (900)
+    pub login_period_secs: u32,
+    /// Registrations per client network per `register_period_secs` (10).
+    pub register_per_client: u32,
+    /// (3600)
+    pub register_period_secs: u32,
+    /// Any POST per client network per `post_period_secs` (120).
+    pub post_per_client: u32,
+    /// (60)
+    pub post_period_secs: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            client_v4_prefix: 32,
+            client_v6_prefix: 64,
+            login_per_client: 5,
+            login_period_secs: 900,
+            register_per_client: 10,
+            register_period_secs: 3600,
+            post_per_client: 120,
+            post_period_secs: 60,
+        }
+    }
 }
 
 /// `[secrets]`: base64 of 32 random bytes each (`openssl rand -base64 32`).
@@ -271,6 +310,10 @@ impl Settings {
         s.store.kind = StoreKind::Memory;
         s.auth.argon2_m_kib = 64;
         s.auth.argon2_t = 1;
+        // Tests drive many logins from 127.0.0.1; the limiter's own tests restore the defaults.
+        s.ratelimit.login_per_client = 10_000;
+        s.ratelimit.register_per_client = 10_000;
+        s.ratelimit.post_per_client = 10_000;
         s
     }
 
@@ -291,6 +334,16 @@ impl Settings {
         }
         if s.ip_v6_prefix > 128 {
             return fail("session.ip_v6_prefix", "must be at most 128");
+        }
+        let r = &self.ratelimit;
+        if r.client_v4_prefix > 32 || r.client_v4_prefix < 8 {
+            return fail("ratelimit.client_v4_prefix", "must be between 8 and 32");
+        }
+        if r.client_v6_prefix > 128 || r.client_v6_prefix < 32 {
+            return fail("ratelimit.client_v6_prefix", "must be between 32 and 128");
+        }
+        if r.login_period_secs == 0 || r.register_period_secs == 0 || r.post_period_secs == 0 {
+            return fail("ratelimit", "periods must be above 0");
         }
         let a = &self.auth;
         if a.password_min < 8 {

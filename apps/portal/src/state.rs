@@ -1,14 +1,17 @@
 //! Wiring: the adapters chosen by configuration behind the domain services, built once at start-up
 //! and shared by every worker.
 
+use hmac::{Hmac, Mac};
 use phaze_auth::{
     AccountStore, Argon2id, AuthConfig, AuthService, HashParams, Mailer, PasswordPolicy,
     TokenHasher, TokenStore,
 };
+use phaze_ratelimit::{KeyHasher, RateLimitStore};
 use phaze_sessions::{IpBinding, Sealer, SealingKey, SessionManager, SessionPolicy, SessionStore};
-use phaze_store_fs::{FsAccounts, FsOutbox, FsSessions, FsTokens};
-use phaze_store_memory::{MemoryAccounts, MemorySessions, MemoryTokens};
-use secrecy::ExposeSecret;
+use phaze_store_fs::{FsAccounts, FsOutbox, FsRateLimits, FsSessions, FsTokens};
+use phaze_store_memory::{MemoryAccounts, MemoryRateLimits, MemorySessions, MemoryTokens};
+use secrecy::{ExposeSecret, SecretBox};
+use sha2::Sha256;
 use std::path::PathBuf;
 use std::sync::Arc;
 use time::Duration;
@@ -17,6 +20,7 @@ use crate::clock::Clock;
 use crate::hashing::OffloadedHasher;
 use crate::http::client::TrustedProxies;
 use crate::http::csrf::Csrf;
+use crate::http::limits::Limits;
 use crate::secrets;
 use crate::settings::{Settings, StoreKind};
 use crate::views::Views;
@@ -26,6 +30,7 @@ type Stores = (
     Arc<dyn SessionStore>,
     Arc<dyn AccountStore>,
     Arc<dyn TokenStore>,
+    Arc<dyn RateLimitStore>,
     Vec<PathBuf>,
 );
 
@@ -51,6 +56,8 @@ pub struct AppState {
     pub ready_dirs: Vec<PathBuf>,
     /// Token store, for the periodic purge.
     pub tokens: Arc<dyn TokenStore>,
+    /// Request budgets.
+    pub limits: Limits,
 }
 
 impl AppState {
@@ -61,28 +68,39 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let keys = secrets::load(&settings)?;
-        let (sessions, accounts, tokens, ready_dirs): Stores = match settings.store.kind {
-            StoreKind::Memory => (
-                Arc::new(MemorySessions::default()),
-                Arc::new(MemoryAccounts::default()),
-                Arc::new(MemoryTokens::default()),
-                Vec::new(),
-            ),
-            StoreKind::Fs => {
-                // Each adapter keeps to its own subdirectory of the data directory.
-                let dir = &settings.store.data_dir;
-                (
-                    Arc::new(FsSessions::open(dir)?),
-                    Arc::new(FsAccounts::open(dir)?),
-                    Arc::new(FsTokens::open(dir)?),
-                    ["sessions", "accounts", "tokens"]
-                        .map(|d| dir.join(d))
-                        .to_vec(),
-                )
-            }
-        };
+        let (sessions, accounts, tokens, rate_limits, ready_dirs): Stores =
+            match settings.store.kind {
+                StoreKind::Memory => (
+                    Arc::new(MemorySessions::default()),
+                    Arc::new(MemoryAccounts::default()),
+                    Arc::new(MemoryTokens::default()),
+                    Arc::new(MemoryRateLimits::default()),
+                    Vec::new(),
+                ),
+                StoreKind::Fs => {
+                    // Each adapter keeps to its own subdirectory of the data directory.
+                    let dir = &settings.store.data_dir;
+                    (
+                        Arc::new(FsSessions::open(dir)?),
+                        Arc::new(FsAccounts::open(dir)?),
+                        Arc::new(FsTokens::open(dir)?),
+                        Arc::new(FsRateLimits::open(dir)?),
+                        ["sessions", "accounts", "tokens", "ratelimits"]
+                            .map(|d| dir.join(d))
+                            .to_vec(),
+                    )
+                }
+            };
         let mailer: Arc<dyn Mailer> =
             Arc::new(FsOutbox::open(settings.outbox_dir(), &settings.mail.from)?);
+
+        // Rate-limit keys get their own secret, derived from the token pepper, so one generated
+        // file serves both without either revealing the other.
+        let limit_keys = KeyHasher::new(SecretBox::new(Box::new(derive(
+            &keys.token_pepper,
+            b"phaze/ratelimit-keys",
+        ))));
+        let limits = Limits::new(rate_limits, limit_keys, settings.ratelimit.clone());
 
         let a = &settings.auth;
         let argon = Argon2id::new(HashParams {
@@ -143,7 +161,16 @@ impl AppState {
             public_url,
             ready_dirs,
             tokens,
+            limits,
             settings,
         })
     }
+}
+
+/// A sub-key of `master` for `purpose` (HMAC-SHA256 as a PRF).
+fn derive(master: &crate::secrets::Key, purpose: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(master.expose_secret())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(purpose);
+    mac.finalize().into_bytes().into()
 }

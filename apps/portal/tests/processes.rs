@@ -199,3 +199,47 @@ async fn admin_grant_and_revoke_change_the_flag() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no account"));
 }
+
+/// The CSRF cookie and token of a fresh anonymous visit to `path`.
+async fn anonymous_token(base: &str, path: &str) -> (String, String) {
+    let client = awc::Client::default();
+    let mut page = client.get(format!("{base}{path}")).send().await.unwrap();
+    let cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("phaze_csrf="))
+        .unwrap();
+    let body = String::from_utf8(page.body().await.unwrap().to_vec()).unwrap();
+    let start = body.find("name=\"csrf-token\" content=\"").unwrap() + 27;
+    (
+        cookie,
+        body[start..start + body[start..].find('"').unwrap()].to_owned(),
+    )
+}
+
+#[actix_web::test]
+async fn two_processes_on_one_data_directory_share_the_login_budget_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (start(dir.path()).await, start(dir.path()).await);
+    assert_eq!(register(&a.base, "victim@example.com", PW).await, 200);
+    // Both processes share the generated CSRF key, so one anonymous visit serves both.
+    let (cookie, token) = anonymous_token(&a.base, "/login").await;
+    let client = awc::Client::builder().disable_redirects().finish();
+    let statuses = futures_util::future::join_all((0..12).map(|i| {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let form = [
+            ("email", "victim@example.com"),
+            ("password", "not the password"),
+            ("csrf_token", token.as_str()),
+        ];
+        let req = client
+            .post(format!("{base}/login"))
+            .insert_header(("cookie", cookie.clone()));
+        async move { req.send_form(&form).await.unwrap().status().as_u16() }
+    }))
+    .await;
+    let judged = statuses.iter().filter(|s| **s == 401).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((judged, limited), (5, 7), "{statuses:?}");
+}

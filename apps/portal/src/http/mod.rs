@@ -5,4 +5,5 @@ pub mod client;
 pub mod cookies;
 pub mod csrf;
 pub mod frame;
+pub mod limits;
 pub mod visitor;

@@ -20,6 +20,7 @@ use crate::errors::AppError;
 use crate::http::client::ClientInfo;
 use crate::http::cookies::CookieNames;
 use crate::http::csrf::{self, Binding};
+use crate::http::limits::Budget;
 use crate::state::AppState;
 
 /// The session behind this request, if any.
@@ -238,6 +239,7 @@ async fn prepare(req: &mut ServiceRequest) -> Result<Prepared, actix_web::Error>
             tracing::warn!(target: "security", event = "csrf_failure", client = %client.ip, path = %req.path());
             return Err(AppError::Forbidden("csrf token missing or invalid").into());
         }
+        state.limits.spend(Budget::Post, client.ip, now).await?;
     }
 
     req.extensions_mut().insert(Visitor {

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::{base_context, see_other};
 use crate::errors::AppError;
+use crate::http::limits::Budget;
 use crate::http::visitor::{SessionCookieSet, Visitor};
 use crate::state::AppState;
 
@@ -59,6 +60,10 @@ pub async fn register(
     let form = form.into_inner();
     let email = form.email.trim();
     let now = state.clock.now();
+    state
+        .limits
+        .spend(Budget::Register, visitor.client.ip, now)
+        .await?;
     match state
         .auth
         .register(email, form.password, &form.password_confirm, now)
@@ -165,6 +170,11 @@ pub async fn login(
     let form = form.into_inner();
     let next = form.next.as_deref().or(query.next.as_deref());
     let now = state.clock.now();
+    // Counted before any work: of N parallel attempts, exactly the budget is judged.
+    state
+        .limits
+        .spend(Budget::Login, visitor.client.ip, now)
+        .await?;
     match state.auth.login(&form.email, form.password).await {
         Ok(account) => {
             if let Some(old) = &visitor.current {

@@ -1,0 +1,146 @@
+//! Rate limits end to end: exact under parallel load, keyed by the real client network.
+
+use actix_web::http::StatusCode;
+use phaze_e2e::{spawn_portal_with, Browser, Resp, TestPortal};
+use phaze_portal::settings::RateLimitSettings;
+
+use crate::PW;
+
+async fn limited_portal(trust_local_proxy: bool) -> TestPortal {
+    spawn_portal_with(move |s| {
+        s.ratelimit = RateLimitSettings::default();
+        if trust_local_proxy {
+            s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        }
+    })
+    .await
+}
+
+/// Registers and verifies an account without logging in (a login would spend budget).
+async fn account(p: &TestPortal, email: &str) {
+    let b = p.browser();
+    b.get("/register").await;
+    let r = b
+        .post_form(
+            "/register",
+            &[("email", email), ("password", PW), ("password_confirm", PW)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        b.get(&p.verification_path(email)).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+async fn wrong_login(b: &Browser, headers: &[(&str, &str)]) -> Resp {
+    b.post_form_with(
+        "/login",
+        &[
+            ("email", "victim@example.com"),
+            ("password", "not the password"),
+        ],
+        headers,
+    )
+    .await
+}
+
+fn assert_limited(r: &Resp) {
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+    assert_eq!(r.header("ratelimit-limit"), Some("5"));
+    assert_eq!(r.header("ratelimit-remaining"), Some("0"));
+    assert!(r.header("ratelimit-reset").is_some());
+    assert!(r.body.contains("Too many requests"));
+}
+
+#[actix_web::test]
+async fn forty_parallel_wrong_logins_from_one_client_judge_exactly_five() {
+    let p = limited_portal(false).await;
+    account(&p, "victim@example.com").await;
+    let b = p.browser();
+    b.get("/login").await;
+    let results = futures_util::future::join_all((0..40).map(|_| wrong_login(&b, &[]))).await;
+    let judged = results
+        .iter()
+        .filter(|r| r.status == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited: Vec<&Resp> = results
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!((judged, limited.len()), (5, 35));
+    limited.iter().for_each(|r| assert_limited(r));
+    // The right password does not get through either while the budget is spent.
+    let r = b
+        .post_form(
+            "/login",
+            &[("email", "victim@example.com"), ("password", PW)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(b.cookie("phaze_session").is_none());
+    // A window later the client may try again.
+    p.advance(time::Duration::minutes(15));
+    b.login("victim@example.com", PW).await;
+}
+
+#[actix_web::test]
+async fn spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
+    let p = limited_portal(false).await;
+    account(&p, "victim@example.com").await;
+    let b = p.browser();
+    b.get("/login").await;
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let spoof = format!("198.51.100.{i}");
+        let r = wrong_login(
+            &b,
+            &[
+                ("x-forwarded-for", &spoof),
+                ("forwarded", &format!("for={spoof}")),
+            ],
+        )
+        .await;
+        statuses.push(r.status.as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429, 429]);
+}
+
+#[actix_web::test]
+async fn behind_a_trusted_proxy_clients_are_their_networks() {
+    let p = limited_portal(true).await;
+    account(&p, "victim@example.com").await;
+    let b = p.browser();
+    b.get("/login").await;
+    let from = |client: &str| vec![("x-forwarded-for".to_owned(), format!("6.6.6.6, {client}"))];
+    async fn tries(b: &Browser, headers: Vec<(String, String)>, n: usize) -> Vec<u16> {
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(wrong_login(b, &h).await.status.as_u16());
+        }
+        out
+    }
+    // Two IPv4 clients: separate budgets; the spoofed left-most hop is ignored.
+    assert_eq!(
+        tries(&b, from("198.51.100.1"), 6).await,
+        [401, 401, 401, 401, 401, 429]
+    );
+    assert_eq!(tries(&b, from("198.51.100.2"), 1).await, [401]);
+    // Two addresses in one IPv6 /64 share a budget; the next /64 has its own.
+    assert_eq!(tries(&b, from("2001:db8:1:2::1"), 3).await, [401, 401, 401]);
+    assert_eq!(
+        tries(&b, from("2001:db8:1:2:ffff:ffff:ffff:fffe"), 3).await,
+        [401, 401, 429]
+    );
+    assert_eq!(tries(&b, from("2001:db8:1:3::1"), 1).await, [401]);
+}
