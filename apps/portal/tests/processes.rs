@@ -62,22 +62,13 @@ async fn start(data: &Path) -> Portal {
 
 /// Loads `/register` (for the CSRF cookie and token), then posts the form.
 async fn register(base: &str, email: &str, password: &str) -> u16 {
+    let (cookie, token) = anonymous_token(base, "/register").await;
     let client = awc::Client::builder().disable_redirects().finish();
-    let mut page = client.get(format!("{base}/register")).send().await.unwrap();
-    let cookie = page
-        .headers()
-        .get_all("set-cookie")
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|c| c.starts_with("phaze_csrf="))
-        .unwrap();
-    let body = String::from_utf8(page.body().await.unwrap().to_vec()).unwrap();
-    let start = body.find("name=\"csrf-token\" content=\"").unwrap() + 27;
-    let token = &body[start..start + body[start..].find('"').unwrap()];
     let form = [
         ("email", email),
         ("password", password),
         ("password_confirm", password),
-        ("csrf_token", token),
+        ("csrf_token", token.as_str()),
     ];
     let res = client
         .post(format!("{base}/register"))
