@@ -144,3 +144,72 @@ async fn behind_a_trusted_proxy_clients_are_their_networks() {
     );
     assert_eq!(tries(&b, from("2001:db8:1:3::1"), 1).await, [401]);
 }
+
+#[actix_web::test]
+async fn verification_password_change_and_profile_api_have_budgets() {
+    let p = limited_portal(false).await;
+    account(&p, "victim@example.com").await;
+    // Guessing verification tokens: 20 per hour per client network (the account's own
+    // verification above, from the same address, was the first).
+    let guesser = p.browser();
+    for i in 0..19 {
+        assert_eq!(
+            guesser.get(&format!("/verify/guess{i}")).await.status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+    let r = guesser.get("/verify/guess20").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.header("retry-after").is_some());
+
+    let b = p.browser();
+    b.login("victim@example.com", PW).await;
+    b.get("/account").await;
+    // Password change: 5 attempts per account per 15 minutes, right or wrong.
+    for _ in 0..5 {
+        let r = b
+            .post_form(
+                "/account/password",
+                &[
+                    ("current_password", "a wrong guess here"),
+                    ("new_password", "another fine passphrase"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let r = b
+        .post_form(
+            "/account/password",
+            &[
+                ("current_password", PW),
+                ("new_password", "another fine passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // Profile API: 30 calls per account per minute; the 31st is a JSON 429 with the headers.
+    for i in 0..30 {
+        let r = b
+            .post_json(
+                "/api/v1/profile",
+                &format!(r#"{{"display_name":"Name {i}"}}"#),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{i}");
+    }
+    let r = b
+        .post_json("/api/v1/profile", r#"{"display_name":"One too many"}"#)
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    assert_eq!(r.header("ratelimit-limit"), Some("30"));
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert!(v["error"].is_string());
+    // The budgets are the account's: the display name kept the last allowed value.
+    let me: serde_json::Value = serde_json::from_str(&b.get("/api/v1/me").await.body).unwrap();
+    assert_eq!(me["display_name"], "Name 29");
+}

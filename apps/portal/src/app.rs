@@ -89,13 +89,17 @@ impl Application {
                 let now = state.clock.now();
                 let sessions = state.sessions.purge_expired(now).await;
                 let tokens = state.tokens.purge_expired(now).await;
-                match (sessions, tokens) {
-                    (Ok(s), Ok(t)) => {
-                        tracing::debug!(sessions = s, tokens = t, "purged expired records")
+                let limits = state.limits.purge_idle(now).await;
+                match (sessions, tokens, limits) {
+                    (Ok(s), Ok(t), Ok(l)) => {
+                        tracing::debug!(sessions = s, tokens = t, rate_limits = l, "purged")
                     }
-                    (s, t) => {
-                        tracing::warn!(sessions = ?s.err(), tokens = ?t.err(), "purge failed")
-                    }
+                    (s, t, l) => tracing::warn!(
+                        sessions = ?s.err(),
+                        tokens = ?t.err(),
+                        rate_limits = ?l.err(),
+                        "purge failed"
+                    ),
                 }
             }
         });

@@ -141,6 +141,18 @@ pub struct RateLimitSettings {
     pub post_per_client: u32,
     /// (60)
     pub post_period_secs: u32,
+    /// Verification link visits per client network per `verify_period_secs` (20).
+    pub verify_per_client: u32,
+    /// (3600)
+    pub verify_period_secs: u32,
+    /// Password change attempts per account per `password_change_period_secs` (5).
+    pub password_change_per_account: u32,
+    /// (900)
+    pub password_change_period_secs: u32,
+    /// Profile API calls per account per `profile_api_period_secs` (30).
+    pub profile_api_per_account: u32,
+    /// (60)
+    pub profile_api_period_secs: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -154,6 +166,12 @@ impl Default for RateLimitSettings {
             register_period_secs: 3600,
             post_per_client: 120,
             post_period_secs: 60,
+            verify_per_client: 20,
+            verify_period_secs: 3600,
+            password_change_per_account: 5,
+            password_change_period_secs: 900,
+            profile_api_per_account: 30,
+            profile_api_period_secs: 60,
         }
     }
 }
@@ -314,6 +332,9 @@ impl Settings {
         s.ratelimit.login_per_client = 10_000;
         s.ratelimit.register_per_client = 10_000;
         s.ratelimit.post_per_client = 10_000;
+        s.ratelimit.verify_per_client = 10_000;
+        s.ratelimit.password_change_per_account = 10_000;
+        s.ratelimit.profile_api_per_account = 10_000;
         s
     }
 
@@ -342,7 +363,15 @@ impl Settings {
         if r.client_v6_prefix > 128 || r.client_v6_prefix < 32 {
             return fail("ratelimit.client_v6_prefix", "must be between 32 and 128");
         }
-        if r.login_period_secs == 0 || r.register_period_secs == 0 || r.post_period_secs == 0 {
+        let periods = [
+            r.login_period_secs,
+            r.register_period_secs,
+            r.post_period_secs,
+            r.verify_period_secs,
+            r.password_change_period_secs,
+            r.profile_api_period_secs,
+        ];
+        if periods.contains(&0) {
             return fail("ratelimit", "periods must be above 0");
         }
         let a = &self.auth;

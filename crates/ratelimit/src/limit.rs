@@ -175,6 +175,12 @@ pub trait RateLimitStore: Send + Sync {
     ) -> Result<Decision, StoreError>;
     /// Forgets the key's log (e.g. failures after a successful login).
     async fn reset(&self, key: &LimitKey) -> Result<(), StoreError>;
+    /// Deletes logs that no window can see any more; returns how many. Stores that expire keys
+    /// by themselves (memory sweeps, Redis TTLs) keep the default, which does nothing.
+    async fn purge_idle(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let _ = now;
+        Ok(0)
+    }
 }
 
 #[cfg(test)]

@@ -108,16 +108,6 @@ impl FsRateLimits {
         }
         .map_err(backend)
     }
-
-    /// Deletes the files of keys whose log is empty at `now` under every window they were hit
-    /// with (and empty files); returns how many. Files being decided on right now are skipped,
-    /// and so are corrupt ones, which only `reset` clears: deleting one would forgive its key.
-    pub async fn purge_idle(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
-        let dir = self.dir.clone();
-        blocking(move || purge_idle(&dir, now))
-            .await
-            .map_err(backend)
-    }
 }
 
 #[async_trait]
@@ -142,6 +132,16 @@ impl RateLimitStore for FsRateLimits {
     ) -> Result<Decision, StoreError> {
         let path = self.dir.join(key.to_hex());
         blocking(move || peek(&path, window, now))
+            .await
+            .map_err(backend)
+    }
+
+    /// Deletes the files of keys whose log is empty at `now` under every window they were hit
+    /// with (and empty files). Files being decided on right now are skipped, and so are corrupt
+    /// ones, which only `reset` clears: deleting one would forgive its key.
+    async fn purge_idle(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let dir = self.dir.clone();
+        blocking(move || purge_idle(&dir, now))
             .await
             .map_err(backend)
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::pages::auth_failure;
 use super::{base_context, require_user, see_other};
 use crate::errors::AppError;
+use crate::http::limits::Budget;
 use crate::http::visitor::{Current, SessionCookieSet, Visitor};
 use crate::state::AppState;
 use crate::views::format_time;
@@ -109,6 +110,10 @@ pub async fn password(
     let form = form.into_inner();
     let now = state.clock.now();
     let user = current.account.id;
+    state
+        .limits
+        .spend_for_account(Budget::PasswordChange, &user, now)
+        .await?;
     let status = StatusCode::UNPROCESSABLE_ENTITY;
     match state
         .auth

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::pages::auth_failure;
 use super::require_user;
 use crate::errors::AppError;
+use crate::http::limits::Budget;
 use crate::http::visitor::Visitor;
 use crate::state::AppState;
 
@@ -43,6 +44,11 @@ pub async fn profile(
     body: web::Json<ProfileBody>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let current = require_user(&visitor, req.path())?;
+    let now = state.clock.now();
+    state
+        .limits
+        .spend_for_account(Budget::ProfileApi, &current.account.id, now)
+        .await?;
     match state
         .auth
         .update_display_name(&current.account.id, &body.display_name)

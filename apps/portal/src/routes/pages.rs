@@ -95,7 +95,15 @@ pub async fn register(
 }
 
 /// `GET /verify/{token}`: one use; unknown or expired tokens get the generic 400.
-pub async fn verify(state: State, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn verify(
+    state: State,
+    visitor: Visitor,
+    token: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    state
+        .limits
+        .spend(Budget::Verify, visitor.client.ip, state.clock.now())
+        .await?;
     let token = token.into_inner();
     if token.len() > 128 {
         return Err(AppError::BadRequest);
