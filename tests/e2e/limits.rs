@@ -85,9 +85,25 @@ async fn forty_parallel_wrong_logins_from_one_client_judge_exactly_five() {
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(b.cookie("phaze_session").is_none());
-    // A window later the client may try again.
+    // A window later the client may try again; the five failures still ask for a challenge.
     p.advance(time::Duration::minutes(15));
-    b.login("victim@example.com", PW).await;
+    let r = b
+        .post_form(
+            "/login",
+            &[("email", "victim@example.com"), ("password", PW)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let answer = solved(&r);
+    let f = [
+        ("email", "victim@example.com"),
+        ("password", PW),
+        ("challenge", answer.as_str()),
+    ];
+    assert_eq!(
+        b.post_form("/login", &f).await.status,
+        StatusCode::SEE_OTHER
+    );
 }
 
 #[actix_web::test]
@@ -212,4 +228,118 @@ async fn verification_password_change_and_profile_api_have_budgets() {
     // The budgets are the account's: the display name kept the last allowed value.
     let me: serde_json::Value = serde_json::from_str(&b.get("/api/v1/me").await.body).unwrap();
     assert_eq!(me["display_name"], "Name 29");
+}
+
+fn challenge_of(r: &Resp) -> Option<String> {
+    let start = r.body.find("data-challenge=\"")? + 16;
+    Some(r.body[start..start + r.body[start..].find('"')?].to_owned())
+}
+
+fn solved(r: &Resp) -> String {
+    let token = challenge_of(r).expect("a challenge in the page");
+    let start = r.body.find("data-challenge-bits=\"").unwrap() + 21;
+    let difficulty = r.body[start..start + r.body[start..].find('"').unwrap()]
+        .parse()
+        .unwrap();
+    phaze_ratelimit::solve(&phaze_ratelimit::Challenge { token, difficulty })
+}
+
+#[actix_web::test]
+async fn a_challenge_is_required_after_three_failures_and_accepted_once_solved() {
+    let p = phaze_e2e::spawn_portal().await; // client budgets out of the way; challenge after 3
+    account(&p, "victim@example.com").await;
+    let b = p.browser();
+    b.get("/login").await;
+    for _ in 0..2 {
+        let r = wrong_login(&b, &[]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(challenge_of(&r).is_none());
+    }
+    let third = wrong_login(&b, &[]).await;
+    assert!(
+        challenge_of(&third).is_some(),
+        "the third failure's page carries a challenge"
+    );
+    // The right password without the work is refused, and no session is made.
+    let login = |challenge: &str| {
+        vec![
+            ("email", "victim@example.com"),
+            ("password", PW),
+            ("challenge", challenge),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect::<Vec<_>>()
+    };
+    let send = |fields: Vec<(&'static str, String)>| {
+        let b = &b;
+        async move {
+            let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            b.post_form("/login", &f).await
+        }
+    };
+    let refused = send(login("")).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(refused.body.contains("Too many failed attempts"));
+    assert!(b.cookie("phaze_session").is_none());
+    // A forged or lazy answer is refused too.
+    let token = challenge_of(&refused).unwrap();
+    assert_eq!(
+        send(login(&format!("{token}.0"))).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let other = send(login("AAAA.1")).await;
+    assert_eq!(other.status, StatusCode::UNAUTHORIZED);
+    // Solved: accepted.
+    let answer = solved(&other);
+    let ok = send(login(&answer)).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    assert!(b.cookie("phaze_session").is_some());
+
+    // Single use: after three new failures the same answer does not work again.
+    let c = p.browser();
+    c.get("/login").await;
+    for _ in 0..3 {
+        wrong_login(&c, &[]).await;
+    }
+    let f: Vec<(&str, &str)> = vec![
+        ("email", "victim@example.com"),
+        ("password", PW),
+        ("challenge", &answer),
+    ];
+    let replay = c.post_form("/login", &f).await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+    assert!(c.cookie("phaze_session").is_none());
+}
+
+#[actix_web::test]
+async fn unknown_identifiers_get_the_same_challenge() {
+    let p = phaze_e2e::spawn_portal().await;
+    account(&p, "victim@example.com").await;
+    let mut pages = Vec::new();
+    for email in ["victim@example.com", "nobody@example.com"] {
+        let b = p.browser();
+        b.get("/login").await;
+        let mut last = None;
+        for _ in 0..4 {
+            last = Some(
+                b.post_form(
+                    "/login",
+                    &[("email", email), ("password", "not the password")],
+                )
+                .await,
+            );
+        }
+        let r = last.unwrap();
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        let token = challenge_of(&r).expect("challenge");
+        let csrf = b.csrf.borrow().clone();
+        pages.push(
+            r.body
+                .replace(&token, "TOKEN")
+                .replace(email, "EMAIL")
+                .replace(&csrf, "CSRF"),
+        );
+    }
+    assert_eq!(pages[0], pages[1]);
 }

@@ -48,11 +48,20 @@ pub async fn spawn_portal_with(tweak: impl FnOnce(&mut Settings)) -> TestPortal 
 
 /// The portal on the fs store in `data_dir` (for several portals sharing one directory).
 pub async fn spawn_fs_portal(data_dir: &Path) -> TestPortal {
+    spawn_fs_portal_with(data_dir, |_| {}).await
+}
+
+/// [`spawn_fs_portal`] with settings adjusted by `tweak`.
+pub async fn spawn_fs_portal_with(
+    data_dir: &Path,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestPortal {
     let data_dir = data_dir.to_owned();
     spawn_portal_with(move |s| {
         s.store.kind = StoreKind::Fs;
         s.store.data_dir = data_dir.clone();
         s.mail.outbox_dir = data_dir.join("outbox");
+        tweak(s);
     })
     .await
 }

@@ -153,6 +153,15 @@ pub struct RateLimitSettings {
     pub profile_api_per_account: u32,
     /// (60)
     pub profile_api_period_secs: u32,
+    /// Failed logins for one identifier after which a proof-of-work challenge is required (3).
+    pub challenge_after_failures: u32,
+    /// The period failures are counted over, in seconds (3600).
+    pub failure_period_secs: u32,
+    /// Leading zero bits the challenge asks for (16: about 65,000 hashes, a second or two in a
+    /// browser).
+    pub challenge_difficulty_bits: u8,
+    /// Lifetime of a challenge, in seconds (300).
+    pub challenge_ttl_secs: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -172,6 +181,10 @@ impl Default for RateLimitSettings {
             password_change_period_secs: 900,
             profile_api_per_account: 30,
             profile_api_period_secs: 60,
+            challenge_after_failures: 3,
+            failure_period_secs: 3600,
+            challenge_difficulty_bits: 16,
+            challenge_ttl_secs: 300,
         }
     }
 }
@@ -335,6 +348,7 @@ impl Settings {
         s.ratelimit.verify_per_client = 10_000;
         s.ratelimit.password_change_per_account = 10_000;
         s.ratelimit.profile_api_per_account = 10_000;
+        s.ratelimit.challenge_difficulty_bits = 8;
         s
     }
 
@@ -370,7 +384,12 @@ impl Settings {
             r.verify_period_secs,
             r.password_change_period_secs,
             r.profile_api_period_secs,
+            r.failure_period_secs,
+            r.challenge_ttl_secs,
         ];
+        if r.challenge_difficulty_bits > 28 {
+            return fail("ratelimit.challenge_difficulty_bits", "must be at most 28");
+        }
         if periods.contains(&0) {
             return fail("ratelimit", "periods must be above 0");
         }

@@ -6,7 +6,7 @@ use phaze_auth::{
     AccountStore, Argon2id, AuthConfig, AuthService, HashParams, Mailer, PasswordPolicy,
     TokenHasher, TokenStore,
 };
-use phaze_ratelimit::{KeyHasher, RateLimitStore};
+use phaze_ratelimit::{ChallengeIssuer, KeyHasher, RateLimitStore};
 use phaze_sessions::{IpBinding, Sealer, SealingKey, SessionManager, SessionPolicy, SessionStore};
 use phaze_store_fs::{FsAccounts, FsOutbox, FsRateLimits, FsSessions, FsTokens};
 use phaze_store_memory::{MemoryAccounts, MemoryRateLimits, MemorySessions, MemoryTokens};
@@ -58,6 +58,8 @@ pub struct AppState {
     pub tokens: Arc<dyn TokenStore>,
     /// Request budgets.
     pub limits: Limits,
+    /// Proof-of-work challenges for identifiers under attack.
+    pub challenges: ChallengeIssuer,
 }
 
 impl AppState {
@@ -101,6 +103,11 @@ impl AppState {
             b"phaze/ratelimit-keys",
         ))));
         let limits = Limits::new(rate_limits, limit_keys, settings.ratelimit.clone());
+        let challenges = ChallengeIssuer::new(
+            SecretBox::new(Box::new(derive(&keys.token_pepper, b"phaze/challenges"))),
+            settings.ratelimit.challenge_difficulty_bits,
+            Duration::seconds(settings.ratelimit.challenge_ttl_secs.into()),
+        );
 
         let a = &settings.auth;
         let argon = Argon2id::new(HashParams {
@@ -162,6 +169,7 @@ impl AppState {
             ready_dirs,
             tokens,
             limits,
+            challenges,
             settings,
         })
     }

@@ -54,5 +54,42 @@
     });
   }
 
+  // 3. <form data-challenge="token" data-challenge-bits="n">: before sending, find a counter
+  // whose SHA-256("token:counter") starts with n zero bits and put "token.counter" in the
+  // form's `challenge` field (the server's proof-of-work check after repeated failures).
+  function leadingZeroBits(bytes) {
+    var bits = 0;
+    for (var i = 0; i < bytes.length; i++) {
+      if (bytes[i] === 0) { bits += 8; continue; }
+      return bits + Math.clz32(bytes[i]) - 24;
+    }
+    return bits;
+  }
+
+  async function solveChallenge(token, bits) {
+    var encoder = new TextEncoder();
+    for (var n = 0; ; n++) {
+      var digest = await crypto.subtle.digest("SHA-256", encoder.encode(token + ":" + n));
+      if (leadingZeroBits(new Uint8Array(digest)) >= bits) return token + "." + n;
+    }
+  }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-challenge")) return;
+    var field = form.querySelector('input[name="challenge"]');
+    if (!field || field.value) return;
+    event.preventDefault();
+    var status = document.getElementById("challenge-status");
+    var button = form.querySelector('button[type="submit"]');
+    if (status) status.textContent = "Checking your browser…";
+    if (button) button.disabled = true;
+    var bits = parseInt(form.getAttribute("data-challenge-bits"), 10) || 0;
+    solveChallenge(form.getAttribute("data-challenge"), bits).then(function (answer) {
+      field.value = answer;
+      form.submit();
+    });
+  });
+
   window.phaze = Object.assign(window.phaze || {}, { fetchJSON: fetchJSON });
 })();

@@ -13,8 +13,10 @@
 //! **Invariant:** no I/O, no clock (time comes in as `now`), no HTTP framework.
 #![warn(missing_docs)]
 
+mod challenge;
 mod client;
 mod limit;
 
+pub use challenge::{solve, Challenge, ChallengeError, ChallengeIssuer};
 pub use client::{client_network, ClientInfo, Headers, TrustedProxies};
 pub use limit::{decide, Decision, KeyHasher, LimitKey, RateLimitStore, StoreError, Window};

@@ -10,6 +10,19 @@ use time::{Duration, OffsetDateTime};
 use crate::errors::AppError;
 use crate::settings::RateLimitSettings;
 
+/// How many failures per identifier the log keeps (the lockout threshold of issue 3 reads it).
+const FAILURE_LOG: u32 = 10;
+
+/// The subject failures are counted against: the normalised email, or for input that is not an
+/// email the trimmed, lower-cased text (at most 320 characters), so unknown and malformed
+/// identifiers are counted exactly like real ones.
+pub fn identifier(raw: &str) -> String {
+    match phaze_auth::Email::parse(raw) {
+        Some(email) => email.as_str().to_owned(),
+        None => raw.trim().to_lowercase().chars().take(320).collect(),
+    }
+}
+
 /// What is limited, per client network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Budget {
@@ -123,6 +136,68 @@ impl Limits {
             return Err(AppError::TooManyRequests(decision));
         }
         Ok(decision)
+    }
+
+    fn failures_key(&self, identifier: &str) -> phaze_ratelimit::LimitKey {
+        self.keys.key("identifier/failures", identifier)
+    }
+
+    /// Whether `identifier` (see [`identifier`]) failed often enough lately that a login must
+    /// carry a solved challenge. Counted whether or not an account exists.
+    pub async fn challenge_required(
+        &self,
+        identifier: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, AppError> {
+        let s = &self.settings;
+        let window = Window::new(
+            s.challenge_after_failures,
+            Duration::seconds(s.failure_period_secs.into()),
+        );
+        let d = self
+            .store
+            .peek(&self.failures_key(identifier), window, now)
+            .await;
+        Ok(!d.map_err(AppError::unavailable)?.allowed)
+    }
+
+    /// Records a failed login for `identifier`.
+    pub async fn record_failure(
+        &self,
+        identifier: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), AppError> {
+        let period = Duration::seconds(self.settings.failure_period_secs.into());
+        let window = Window::new(FAILURE_LOG, period);
+        self.store
+            .hit(&self.failures_key(identifier), window, now)
+            .await
+            .map_err(AppError::unavailable)?;
+        Ok(())
+    }
+
+    /// Forgets `identifier`'s failures (after a successful login).
+    pub async fn clear_failures(&self, identifier: &str) -> Result<(), AppError> {
+        self.store
+            .reset(&self.failures_key(identifier))
+            .await
+            .map_err(AppError::unavailable)
+    }
+
+    /// Marks a challenge used; `false` if it was used before (in any process).
+    pub async fn use_challenge(
+        &self,
+        nonce: &[u8],
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<bool, AppError> {
+        let key = self.keys.key("challenge/used", &hex::encode(nonce));
+        let d = self
+            .store
+            .hit(&key, Window::new(1, ttl), now)
+            .await
+            .map_err(AppError::unavailable)?;
+        Ok(d.allowed)
     }
 
     /// Deletes logs no window can see any more (a no-op for stores that expire by themselves).

@@ -8,7 +8,12 @@ use serde::Deserialize;
 
 use super::{base_context, see_other};
 use crate::errors::AppError;
-use crate::http::limits::Budget;
+use crate::http::limits::{self, Budget};
+use phaze_ratelimit::Challenge;
+
+const CHALLENGE_MESSAGE: &str =
+    "Too many failed attempts for this address. Your browser will solve a short check before \
+     you can try again; please enter your password again.";
 use crate::http::visitor::{SessionCookieSet, Visitor};
 use crate::state::AppState;
 
@@ -124,6 +129,7 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
+#[allow(clippy::too_many_arguments)] // one page, many optional parts
 fn login_page(
     state: &AppState,
     visitor: &Visitor,
@@ -131,8 +137,13 @@ fn login_page(
     email: &str,
     next: Option<&str>,
     error: Option<&str>,
+    challenge: Option<Challenge>,
 ) -> Result<HttpResponse, AppError> {
     let mut ctx = base_context(visitor);
+    if let Some(c) = challenge {
+        ctx.insert("challenge", &c.token);
+        ctx.insert("challenge_difficulty", &c.difficulty);
+    }
     ctx.insert("email", email);
     if let Some(next) = next.and_then(phaze_sanitize::same_origin_path) {
         ctx.insert("next", next);
@@ -156,15 +167,17 @@ pub async fn login_form(
         "",
         query.next.as_deref(),
         None,
+        None,
     )
 }
 
-/// `POST /login` fields. `totp` and `challenge` are accepted for forward compatibility.
+/// `POST /login` fields. `totp` is accepted for forward compatibility.
 #[derive(Deserialize)]
 pub struct LoginForm {
     email: String,
     password: SecretString,
     next: Option<String>,
+    challenge: Option<String>,
 }
 
 /// `POST /login`: one answer, with equal work, for an unknown address and a wrong password; on
@@ -183,8 +196,36 @@ pub async fn login(
         .limits
         .spend(Budget::Login, visitor.client.ip, now)
         .await?;
+    let identifier = limits::identifier(&form.email);
+    if state.limits.challenge_required(&identifier, now).await? {
+        let solved = match form.challenge.as_deref().filter(|a| !a.is_empty()) {
+            Some(answer) => match state.challenges.verify(&identifier, answer, now) {
+                Ok(nonce) => {
+                    state
+                        .limits
+                        .use_challenge(&nonce, state.challenges.ttl(), now)
+                        .await?
+                }
+                Err(_) => false,
+            },
+            None => false,
+        };
+        if !solved {
+            tracing::info!(target: "security", event = "challenge_required", client = %visitor.client.ip);
+            return login_page(
+                &state,
+                &visitor,
+                StatusCode::UNAUTHORIZED,
+                form.email.trim(),
+                next,
+                Some(CHALLENGE_MESSAGE),
+                Some(state.challenges.issue(&identifier, now)),
+            );
+        }
+    }
     match state.auth.login(&form.email, form.password).await {
         Ok(account) => {
+            state.limits.clear_failures(&identifier).await?;
             if let Some(old) = &visitor.current {
                 state.sessions.destroy(&old.session.key).await?;
             }
@@ -204,6 +245,14 @@ pub async fn login(
         }
         Err(AuthError::InvalidCredentials) => {
             tracing::info!(target: "security", event = "login_failure", client = %visitor.client.ip);
+            state.limits.record_failure(&identifier, now).await?;
+            // Once the identifier needs a challenge, the page carries one, so the next attempt
+            // can be solved before it is sent.
+            let challenge = if state.limits.challenge_required(&identifier, now).await? {
+                Some(state.challenges.issue(&identifier, now))
+            } else {
+                None
+            };
             login_page(
                 &state,
                 &visitor,
@@ -211,6 +260,7 @@ pub async fn login(
                 form.email.trim(),
                 next,
                 Some("Invalid email or password."),
+                challenge,
             )
         }
         Err(AuthError::EmailNotVerified) => {
@@ -231,6 +281,7 @@ pub async fn login(
                 form.email.trim(),
                 next,
                 Some("Please confirm your email address first: we have sent you a new link."),
+                None,
             )
         }
         Err(e) => Err(auth_failure(e)),
