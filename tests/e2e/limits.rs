@@ -343,3 +343,142 @@ async fn unknown_identifiers_get_the_same_challenge() {
     }
     assert_eq!(pages[0], pages[1]);
 }
+
+/// One failed login, solving the challenge the previous page carried (if any); returns the page.
+async fn fail_once(b: &Browser, email: &str, previous: Option<&Resp>) -> Resp {
+    let answer = previous
+        .filter(|r| challenge_of(r).is_some())
+        .map(solved)
+        .unwrap_or_default();
+    let f = [
+        ("email", email),
+        ("password", "not the password"),
+        ("challenge", answer.as_str()),
+    ];
+    b.post_form("/login", &f).await
+}
+
+/// Ten failures with challenges solved: what it takes to lock an identifier.
+async fn lock(b: &Browser, email: &str) -> Resp {
+    b.get("/login").await;
+    let mut last: Option<Resp> = None;
+    for i in 0..10 {
+        let r = fail_once(b, email, last.as_ref()).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "failure {i}");
+        last = Some(r);
+    }
+    last.unwrap()
+}
+
+#[actix_web::test]
+async fn ten_failures_lock_an_identifier_for_everyone_alike() {
+    let p = phaze_e2e::spawn_portal().await;
+    account(&p, "victim@example.com").await;
+    let mut answers = Vec::new();
+    for email in ["victim@example.com", "nobody@example.com"] {
+        let attacker = p.browser();
+        let last = lock(&attacker, email).await;
+        // Even the right password with a solved challenge is refused while locked.
+        let answer = solved(&last);
+        let f = [
+            ("email", email),
+            ("password", PW),
+            ("challenge", answer.as_str()),
+        ];
+        let r = attacker.post_form("/login", &f).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{email}");
+        let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((880..=900).contains(&retry), "{retry}");
+        answers.push((r.status, retry, r.body.replace(email, "EMAIL")));
+    }
+    assert_eq!(answers[0].0, answers[1].0);
+    assert_eq!(
+        answers[0].2, answers[1].2,
+        "identical for an unknown identifier"
+    );
+    // Fifteen minutes later the lock is gone (the challenge remains while failures are recent).
+    p.advance(time::Duration::minutes(15));
+    let b = p.browser();
+    b.get("/login").await;
+    let r = b
+        .post_form(
+            "/login",
+            &[("email", "victim@example.com"), ("password", PW)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "challenge, not lock");
+    let answer = solved(&r);
+    let f = [
+        ("email", "victim@example.com"),
+        ("password", PW),
+        ("challenge", answer.as_str()),
+    ];
+    assert_eq!(
+        b.post_form("/login", &f).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[actix_web::test]
+async fn a_device_that_logged_in_before_is_not_locked_out() {
+    let p = phaze_e2e::spawn_portal().await;
+    account(&p, "victim@example.com").await;
+    let owner = p.browser();
+    let r = owner.login("victim@example.com", PW).await;
+    let device = r.set_cookie("phaze_device").expect("device cookie");
+    assert!(
+        device.contains("HttpOnly") && device.contains("Max-Age="),
+        "{device}"
+    );
+    owner.post_form("/logout", &[]).await;
+
+    lock(&p.browser(), "victim@example.com").await;
+    // The owner's browser: no challenge, no lock.
+    owner.login("victim@example.com", PW).await;
+    owner.post_form("/logout", &[]).await;
+    // A device cookie for another identifier, or a forged one, does not help.
+    let stranger = p.browser();
+    stranger.set_cookie("phaze_device", &owner.cookie("phaze_device").unwrap());
+    stranger.get("/login").await;
+    let r = stranger
+        .post_form(
+            "/login",
+            &[("email", "nobody@example.com"), ("password", PW)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let forged = p.browser();
+    forged.set_cookie(
+        "phaze_device",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    );
+    forged.get("/login").await;
+    let r = forged
+        .post_form(
+            "/login",
+            &[("email", "victim@example.com"), ("password", PW)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // The device's own budget: 5 failures lock that device too.
+    owner.get("/login").await;
+    for _ in 0..5 {
+        let r = owner
+            .post_form(
+                "/login",
+                &[
+                    ("email", "victim@example.com"),
+                    ("password", "wrong guess here"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = owner
+        .post_form(
+            "/login",
+            &[("email", "victim@example.com"), ("password", PW)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+}

@@ -162,6 +162,13 @@ pub struct RateLimitSettings {
     pub challenge_difficulty_bits: u8,
     /// Lifetime of a challenge, in seconds (300).
     pub challenge_ttl_secs: u32,
+    /// Failed logins for one identifier within `failure_period_secs` that lock it (10).
+    pub lockout_after_failures: u32,
+    /// How long a locked identifier stays locked, in seconds (900).
+    pub lockout_secs: u32,
+    /// Failures a browser with a device cookie for the identifier may make within
+    /// `failure_period_secs` before that device is locked too (5).
+    pub device_failures: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -185,6 +192,9 @@ impl Default for RateLimitSettings {
             failure_period_secs: 3600,
             challenge_difficulty_bits: 14,
             challenge_ttl_secs: 300,
+            lockout_after_failures: 10,
+            lockout_secs: 900,
+            device_failures: 5,
         }
     }
 }
@@ -386,9 +396,16 @@ impl Settings {
             r.profile_api_period_secs,
             r.failure_period_secs,
             r.challenge_ttl_secs,
+            r.lockout_secs,
         ];
         if r.challenge_difficulty_bits > 28 {
             return fail("ratelimit.challenge_difficulty_bits", "must be at most 28");
+        }
+        if r.lockout_after_failures < 1 || r.device_failures < 1 {
+            return fail(
+                "ratelimit.lockout_after_failures",
+                "lockout and device budgets must be at least 1",
+            );
         }
         if periods.contains(&0) {
             return fail("ratelimit", "periods must be above 0");

@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::hashing::OffloadedHasher;
 use crate::http::client::TrustedProxies;
 use crate::http::csrf::Csrf;
+use crate::http::device::DeviceCookies;
 use crate::http::limits::Limits;
 use crate::secrets;
 use crate::settings::{Settings, StoreKind};
@@ -60,6 +61,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Proof-of-work challenges for identifiers under attack.
     pub challenges: ChallengeIssuer,
+    /// Device cookies, so a lockout does not lock out the owner.
+    pub devices: DeviceCookies,
 }
 
 impl AppState {
@@ -101,6 +104,10 @@ impl AppState {
         let limit_keys = KeyHasher::new(SecretBox::new(Box::new(derive(
             &keys.token_pepper,
             b"phaze/ratelimit-keys",
+        ))));
+        let devices = DeviceCookies::new(SecretBox::new(Box::new(derive(
+            &keys.csrf,
+            b"phaze/device-cookies",
         ))));
         let limits = Limits::new(rate_limits, limit_keys, settings.ratelimit.clone());
         let challenges = ChallengeIssuer::new(
@@ -170,6 +177,7 @@ impl AppState {
             tokens,
             limits,
             challenges,
+            devices,
             settings,
         })
     }

@@ -11,6 +11,8 @@ pub struct CookieNames {
     pub session: &'static str,
     /// Anonymous CSRF binding.
     pub csrf: &'static str,
+    /// Device cookie (OWASP "device cookies": this browser logged in to an account before).
+    pub device: &'static str,
     https: bool,
 }
 
@@ -21,12 +23,14 @@ impl CookieNames {
             Self {
                 session: "__Host-phaze_session",
                 csrf: "__Host-phaze_csrf",
+                device: "__Host-phaze_device",
                 https,
             }
         } else {
             Self {
                 session: "phaze_session",
                 csrf: "phaze_csrf",
+                device: "phaze_device",
                 https,
             }
         }
@@ -56,5 +60,13 @@ impl CookieNames {
     /// The anonymous CSRF cookie.
     pub fn csrf(&self, value: &str) -> Cookie<'static> {
         self.build(self.csrf, value.to_owned())
+    }
+
+    /// The device cookie: kept for 180 days, so a lockout of the account does not lock out a
+    /// browser that logged in to it before.
+    pub fn device(&self, value: &str) -> Cookie<'static> {
+        let mut c = self.build(self.device, value.to_owned());
+        c.set_max_age(CookieDuration::days(180));
+        c
     }
 }

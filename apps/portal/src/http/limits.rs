@@ -2,7 +2,7 @@
 //! check-and-record per decision, in whatever store is configured.
 
 use phaze_auth::UserId;
-use phaze_ratelimit::{client_network, Decision, KeyHasher, RateLimitStore, Window};
+use phaze_ratelimit::{client_network, Decision, KeyHasher, LimitKey, RateLimitStore, Window};
 use std::net::IpAddr;
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
@@ -10,8 +10,15 @@ use time::{Duration, OffsetDateTime};
 use crate::errors::AppError;
 use crate::settings::RateLimitSettings;
 
-/// How many failures per identifier the log keeps (the lockout threshold of issue 3 reads it).
-const FAILURE_LOG: u32 = 10;
+/// Whose failed logins are counted: an identifier, for everyone without a device cookie for it;
+/// or one device cookie, which has a small budget of its own while the identifier is locked.
+#[derive(Clone, Copy, Debug)]
+pub enum Counter<'a> {
+    /// A normalised identifier (see [`identifier`]).
+    Identifier(&'a str),
+    /// The nonce of a valid device cookie for the submitted identifier.
+    Device(&'a [u8; 16]),
+}
 
 /// The subject failures are counted against: the normalised email, or for input that is not an
 /// email the trimmed, lower-cased text (at most 320 characters), so unknown and malformed
@@ -138,8 +145,27 @@ impl Limits {
         Ok(decision)
     }
 
-    fn failures_key(&self, identifier: &str) -> phaze_ratelimit::LimitKey {
-        self.keys.key("identifier/failures", identifier)
+    fn counter_keys(&self, counter: &Counter<'_>) -> (LimitKey, LimitKey, u32) {
+        let s = &self.settings;
+        match counter {
+            Counter::Identifier(id) => (
+                self.keys.key("identifier/failures", id),
+                self.keys.key("identifier/lock", id),
+                s.lockout_after_failures,
+            ),
+            Counter::Device(nonce) => {
+                let n = hex::encode(nonce);
+                (
+                    self.keys.key("device/failures", &n),
+                    self.keys.key("device/lock", &n),
+                    s.device_failures,
+                )
+            }
+        }
+    }
+
+    fn lock_window(&self) -> Window {
+        Window::new(1, Duration::seconds(self.settings.lockout_secs.into()))
     }
 
     /// Whether `identifier` (see [`identifier`]) failed often enough lately that a login must
@@ -150,36 +176,67 @@ impl Limits {
         now: OffsetDateTime,
     ) -> Result<bool, AppError> {
         let s = &self.settings;
-        let window = Window::new(
-            s.challenge_after_failures,
-            Duration::seconds(s.failure_period_secs.into()),
-        );
+        let period = Duration::seconds(s.failure_period_secs.into());
+        let (failures, _, _) = self.counter_keys(&Counter::Identifier(identifier));
         let d = self
             .store
-            .peek(&self.failures_key(identifier), window, now)
+            .peek(
+                &failures,
+                Window::new(s.challenge_after_failures, period),
+                now,
+            )
             .await;
         Ok(!d.map_err(AppError::unavailable)?.allowed)
     }
 
-    /// Records a failed login for `identifier`.
-    pub async fn record_failure(
+    /// The lock on `counter`, if it is locked: a decision whose `reset_after` is the time left.
+    pub async fn locked(
         &self,
-        identifier: &str,
+        counter: &Counter<'_>,
         now: OffsetDateTime,
-    ) -> Result<(), AppError> {
-        let period = Duration::seconds(self.settings.failure_period_secs.into());
-        let window = Window::new(FAILURE_LOG, period);
-        self.store
-            .hit(&self.failures_key(identifier), window, now)
+    ) -> Result<Option<Decision>, AppError> {
+        let (_, lock, _) = self.counter_keys(counter);
+        let d = self
+            .store
+            .peek(&lock, self.lock_window(), now)
             .await
             .map_err(AppError::unavailable)?;
+        Ok((!d.allowed).then_some(d))
+    }
+
+    /// Records a failed login; the failure that reaches the threshold locks the counter.
+    pub async fn record_failure(
+        &self,
+        counter: &Counter<'_>,
+        now: OffsetDateTime,
+    ) -> Result<(), AppError> {
+        let (failures, lock, threshold) = self.counter_keys(counter);
+        let period = Duration::seconds(self.settings.failure_period_secs.into());
+        let d = self
+            .store
+            .hit(&failures, Window::new(threshold, period), now)
+            .await
+            .map_err(AppError::unavailable)?;
+        if d.remaining == 0 {
+            self.store
+                .hit(&lock, self.lock_window(), now)
+                .await
+                .map_err(AppError::unavailable)?;
+            let kind = match counter {
+                Counter::Identifier(_) => "identifier",
+                Counter::Device(_) => "device",
+            };
+            // The identifier itself never reaches the log: its keyed hash does.
+            tracing::warn!(target: "security", event = "lockout", kind, key = %&failures.to_hex()[..16]);
+        }
         Ok(())
     }
 
-    /// Forgets `identifier`'s failures (after a successful login).
-    pub async fn clear_failures(&self, identifier: &str) -> Result<(), AppError> {
+    /// Forgets a counter's failures (after a successful login).
+    pub async fn clear_failures(&self, counter: &Counter<'_>) -> Result<(), AppError> {
+        let (failures, _, _) = self.counter_keys(counter);
         self.store
-            .reset(&self.failures_key(identifier))
+            .reset(&failures)
             .await
             .map_err(AppError::unavailable)
     }

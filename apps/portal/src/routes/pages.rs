@@ -1,14 +1,14 @@
 //! Anonymous pages: landing, registration, verification, login, logout.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use phaze_auth::AuthError;
 use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{base_context, see_other};
 use crate::errors::AppError;
-use crate::http::limits::{self, Budget};
+use crate::http::limits::{self, Budget, Counter};
 use phaze_ratelimit::Challenge;
 
 const CHALLENGE_MESSAGE: &str =
@@ -185,6 +185,7 @@ pub struct LoginForm {
 pub async fn login(
     state: State,
     visitor: Visitor,
+    req: HttpRequest,
     query: web::Query<NextQuery>,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, AppError> {
@@ -197,7 +198,19 @@ pub async fn login(
         .spend(Budget::Login, visitor.client.ip, now)
         .await?;
     let identifier = limits::identifier(&form.email);
-    if state.limits.challenge_required(&identifier, now).await? {
+    // A browser that logged in to this identifier before counts its failures on its own.
+    let device = req
+        .cookie(visitor.cookies.device)
+        .and_then(|c| state.devices.verify(c.value(), &identifier));
+    let counter = match &device {
+        Some(nonce) => Counter::Device(nonce),
+        None => Counter::Identifier(&identifier),
+    };
+    if let Some(lock) = state.limits.locked(&counter, now).await? {
+        tracing::info!(target: "security", event = "locked_out", client = %visitor.client.ip);
+        return Err(AppError::TooManyRequests(lock));
+    }
+    if device.is_none() && state.limits.challenge_required(&identifier, now).await? {
         let solved = match form.challenge.as_deref().filter(|a| !a.is_empty()) {
             Some(answer) => match state.challenges.verify(&identifier, answer, now) {
                 Ok(nonce) => {
@@ -225,7 +238,7 @@ pub async fn login(
     }
     match state.auth.login(&form.email, form.password).await {
         Ok(account) => {
-            state.limits.clear_failures(&identifier).await?;
+            state.limits.clear_failures(&counter).await?;
             if let Some(old) = &visitor.current {
                 state.sessions.destroy(&old.session.key).await?;
             }
@@ -240,19 +253,23 @@ pub async fn login(
             let mut res = see_other(target);
             res.add_cookie(&visitor.cookies.session(id.expose()))
                 .map_err(AppError::internal)?;
+            let device_value = state.devices.issue(&identifier);
+            res.add_cookie(&visitor.cookies.device(&device_value))
+                .map_err(AppError::internal)?;
             res.extensions_mut().insert(SessionCookieSet);
             Ok(res)
         }
         Err(AuthError::InvalidCredentials) => {
             tracing::info!(target: "security", event = "login_failure", client = %visitor.client.ip);
-            state.limits.record_failure(&identifier, now).await?;
+            state.limits.record_failure(&counter, now).await?;
             // Once the identifier needs a challenge, the page carries one, so the next attempt
             // can be solved before it is sent.
-            let challenge = if state.limits.challenge_required(&identifier, now).await? {
-                Some(state.challenges.issue(&identifier, now))
-            } else {
-                None
-            };
+            let challenge =
+                if device.is_none() && state.limits.challenge_required(&identifier, now).await? {
+                    Some(state.challenges.issue(&identifier, now))
+                } else {
+                    None
+                };
             login_page(
                 &state,
                 &visitor,
