@@ -204,35 +204,68 @@ impl Limits {
         Ok((!d.allowed).then_some(d))
     }
 
-    /// Records a failed login; the failure that reaches the threshold locks the counter.
-    pub async fn record_failure(
+    /// Reserves one judged attempt for `counter`, before the password is checked, so that of any
+    /// number of parallel guesses (from any clients, in any process) at most the threshold are
+    /// judged. `Err(lock)` when the counter is over it: the counter is locked from now on.
+    /// The log counts attempts since the last success: a success clears it.
+    pub async fn reserve_attempt(
         &self,
         counter: &Counter<'_>,
         now: OffsetDateTime,
-    ) -> Result<(), AppError> {
-        let (failures, lock, threshold) = self.counter_keys(counter);
+    ) -> Result<Result<Decision, Decision>, AppError> {
+        let (attempts, _, threshold) = self.counter_keys(counter);
         let period = Duration::seconds(self.settings.failure_period_secs.into());
+        let window = Window::new(threshold, period);
         let d = self
             .store
-            .hit(&failures, Window::new(threshold, period), now)
+            .hit(&attempts, window, now)
             .await
             .map_err(AppError::unavailable)?;
-        if d.remaining == 0 {
-            self.store
-                .hit(&lock, self.lock_window(), now)
-                .await
-                .map_err(AppError::unavailable)?;
+        if d.allowed {
+            return Ok(Ok(d));
+        }
+        self.lock(counter, now).await?;
+        Ok(Err(self.locked(counter, now).await?.unwrap_or(d)))
+    }
+
+    /// After a failed attempt: the one that used the last reservation locks the counter.
+    pub async fn failed(
+        &self,
+        counter: &Counter<'_>,
+        reservation: &Decision,
+        now: OffsetDateTime,
+    ) -> Result<(), AppError> {
+        if reservation.remaining == 0 {
+            self.lock(counter, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Locks the counter for `lockout_secs` and clears its attempts, so that when the lock ends
+    /// the owner gets a fresh budget instead of an hour-long tail of the attacker's attempts.
+    async fn lock(&self, counter: &Counter<'_>, now: OffsetDateTime) -> Result<(), AppError> {
+        let (attempts, lock, _) = self.counter_keys(counter);
+        let d = self
+            .store
+            .hit(&lock, self.lock_window(), now)
+            .await
+            .map_err(AppError::unavailable)?;
+        self.store
+            .reset(&attempts)
+            .await
+            .map_err(AppError::unavailable)?;
+        if d.allowed {
             let kind = match counter {
                 Counter::Identifier(_) => "identifier",
                 Counter::Device(_) => "device",
             };
             // The identifier itself never reaches the log: its keyed hash does.
-            tracing::warn!(target: "security", event = "lockout", kind, key = %&failures.to_hex()[..16]);
+            tracing::warn!(target: "security", event = "lockout", kind, key = %&attempts.to_hex()[..16]);
         }
         Ok(())
     }
 
-    /// Forgets a counter's failures (after a successful login).
+    /// Forgets a counter's attempts (after a successful login).
     pub async fn clear_failures(&self, counter: &Counter<'_>) -> Result<(), AppError> {
         let (failures, _, _) = self.counter_keys(counter);
         self.store

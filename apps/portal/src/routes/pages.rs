@@ -236,6 +236,10 @@ pub async fn login(
             );
         }
     }
+    let reservation = match state.limits.reserve_attempt(&counter, now).await? {
+        Ok(reservation) => reservation,
+        Err(lock) => return Err(AppError::TooManyRequests(lock)),
+    };
     match state.auth.login(&form.email, form.password).await {
         Ok(account) => {
             state.limits.clear_failures(&counter).await?;
@@ -261,7 +265,7 @@ pub async fn login(
         }
         Err(AuthError::InvalidCredentials) => {
             tracing::info!(target: "security", event = "login_failure", client = %visitor.client.ip);
-            state.limits.record_failure(&counter, now).await?;
+            state.limits.failed(&counter, &reservation, now).await?;
             // Once the identifier needs a challenge, the page carries one, so the next attempt
             // can be solved before it is sent.
             let challenge =
@@ -281,6 +285,8 @@ pub async fn login(
             )
         }
         Err(AuthError::EmailNotVerified) => {
+            // The password was right: this was no guess.
+            state.limits.clear_failures(&counter).await?;
             // Only reachable with the right password, so it reveals nothing to a guesser.
             if let Some(account) = phaze_auth::Email::parse(&form.email) {
                 if let Some(a) = state.auth.accounts().by_email(&account).await? {
