@@ -6,7 +6,7 @@ use phaze_auth::{
     AccountStore, Argon2id, AuthConfig, AuthService, HashParams, Mailer, PasswordPolicy,
     TokenHasher, TokenStore,
 };
-use phaze_ratelimit::{ChallengeIssuer, KeyHasher, RateLimitStore};
+use phaze_ratelimit::{ChallengeIssuer, RateLimitStore};
 use phaze_sessions::{IpBinding, Sealer, SealingKey, SessionManager, SessionPolicy, SessionStore};
 use phaze_store_fs::{FsAccounts, FsOutbox, FsRateLimits, FsSessions, FsTokens};
 use phaze_store_memory::{MemoryAccounts, MemoryRateLimits, MemorySessions, MemoryTokens};
@@ -101,15 +101,12 @@ impl AppState {
 
         // Rate-limit keys get their own secret, derived from the token pepper, so one generated
         // file serves both without either revealing the other.
-        let limit_keys = KeyHasher::new(SecretBox::new(Box::new(derive(
-            &keys.token_pepper,
-            b"phaze/ratelimit-keys",
-        ))));
+        let limit_key = derive(&keys.token_pepper, b"phaze/ratelimit-keys");
         let devices = DeviceCookies::new(SecretBox::new(Box::new(derive(
             &keys.csrf,
             b"phaze/device-cookies",
         ))));
-        let limits = Limits::new(rate_limits, limit_keys, settings.ratelimit.clone());
+        let limits = Limits::new(rate_limits, limit_key, settings.ratelimit.clone());
         let challenges = ChallengeIssuer::new(
             SecretBox::new(Box::new(derive(&keys.token_pepper, b"phaze/challenges"))),
             settings.ratelimit.challenge_difficulty_bits,

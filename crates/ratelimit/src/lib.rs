@@ -7,6 +7,8 @@
 //!   every adapter runs it inside one atomic operation of its backend.
 //! - [`LimitKey`]s are keyed hashes of what is limited (a network, a normalised email), so a store
 //!   holds no address and no email.
+//! - [`LoginGuard`]: failure counting, challenge ([`ChallengeIssuer`]) and lockout for an
+//!   identifier, with device cookies' own budgets ([`Counter`]), as one policy over the port.
 //! - Port: [`RateLimitStore`], one atomic check-and-record per decision. "Load, check, save" in
 //!   two calls is what the reviewed design did and what let 10 of 10 parallel attempts through.
 //!
@@ -15,8 +17,10 @@
 
 mod challenge;
 mod client;
+mod guard;
 mod limit;
 
 pub use challenge::{solve, Challenge, ChallengeError, ChallengeIssuer};
 pub use client::{client_network, ClientInfo, Headers, TrustedProxies};
+pub use guard::{Counter, LoginGuard, LoginPolicy};
 pub use limit::{decide, Decision, KeyHasher, LimitKey, RateLimitStore, StoreError, Window};

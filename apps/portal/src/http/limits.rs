@@ -2,23 +2,17 @@
 //! check-and-record per decision, in whatever store is configured.
 
 use phaze_auth::UserId;
-use phaze_ratelimit::{client_network, Decision, KeyHasher, LimitKey, RateLimitStore, Window};
+pub use phaze_ratelimit::Counter;
+use phaze_ratelimit::{
+    client_network, Decision, KeyHasher, LoginGuard, LoginPolicy, RateLimitStore, Window,
+};
+use secrecy::SecretBox;
 use std::net::IpAddr;
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 use crate::errors::AppError;
 use crate::settings::RateLimitSettings;
-
-/// Whose failed logins are counted: an identifier, for everyone without a device cookie for it;
-/// or one device cookie, which has a small budget of its own while the identifier is locked.
-#[derive(Clone, Copy, Debug)]
-pub enum Counter<'a> {
-    /// A normalised identifier (see [`identifier`]).
-    Identifier(&'a str),
-    /// The nonce of a valid device cookie for the submitted identifier.
-    Device(&'a [u8; 16]),
-}
 
 /// The subject failures are counted against: the normalised email, or for input that is not an
 /// email the trimmed, lower-cased text (at most 320 characters), so unknown and malformed
@@ -65,19 +59,27 @@ pub struct Limits {
     store: Arc<dyn RateLimitStore>,
     keys: KeyHasher,
     settings: RateLimitSettings,
+    guard: LoginGuard,
 }
 
 impl Limits {
     /// Budgets from `settings`, keys under `keys`.
-    pub fn new(
-        store: Arc<dyn RateLimitStore>,
-        keys: KeyHasher,
-        settings: RateLimitSettings,
-    ) -> Self {
+    /// Budgets and the login guard from `settings`; keys from `key` (32 secret bytes).
+    pub fn new(store: Arc<dyn RateLimitStore>, key: [u8; 32], settings: RateLimitSettings) -> Self {
+        let policy = LoginPolicy {
+            challenge_after: settings.challenge_after_failures,
+            lockout_after: settings.lockout_after_failures,
+            device_failures: settings.device_failures,
+            period: Duration::seconds(settings.failure_period_secs.into()),
+            lockout: Duration::seconds(settings.lockout_secs.into()),
+        };
+        let hasher = |k: [u8; 32]| KeyHasher::new(SecretBox::new(Box::new(k)));
+        let guard = LoginGuard::new(store.clone(), hasher(key), policy);
         Self {
             store,
-            keys,
+            keys: hasher(key),
             settings,
+            guard,
         }
     }
 
@@ -145,131 +147,68 @@ impl Limits {
         Ok(decision)
     }
 
-    fn counter_keys(&self, counter: &Counter<'_>) -> (LimitKey, LimitKey, u32) {
-        let s = &self.settings;
-        match counter {
-            Counter::Identifier(id) => (
-                self.keys.key("identifier/failures", id),
-                self.keys.key("identifier/lock", id),
-                s.lockout_after_failures,
-            ),
-            Counter::Device(nonce) => {
-                let n = hex::encode(nonce);
-                (
-                    self.keys.key("device/failures", &n),
-                    self.keys.key("device/lock", &n),
-                    s.device_failures,
-                )
-            }
-        }
-    }
-
-    fn lock_window(&self) -> Window {
-        Window::new(1, Duration::seconds(self.settings.lockout_secs.into()))
-    }
-
-    /// Whether `identifier` (see [`identifier`]) failed often enough lately that a login must
-    /// carry a solved challenge. Counted whether or not an account exists.
+    /// Whether logins for `identifier` (see [`identifier`]) must carry a solved challenge.
     pub async fn challenge_required(
         &self,
         identifier: &str,
         now: OffsetDateTime,
     ) -> Result<bool, AppError> {
-        let s = &self.settings;
-        let period = Duration::seconds(s.failure_period_secs.into());
-        let (failures, _, _) = self.counter_keys(&Counter::Identifier(identifier));
-        let d = self
-            .store
-            .peek(
-                &failures,
-                Window::new(s.challenge_after_failures, period),
-                now,
-            )
-            .await;
-        Ok(!d.map_err(AppError::unavailable)?.allowed)
+        self.guard
+            .challenge_required(identifier, now)
+            .await
+            .map_err(AppError::unavailable)
     }
 
-    /// The lock on `counter`, if it is locked: a decision whose `reset_after` is the time left.
+    /// The lock on `counter`, if it is locked.
     pub async fn locked(
         &self,
         counter: &Counter<'_>,
         now: OffsetDateTime,
     ) -> Result<Option<Decision>, AppError> {
-        let (_, lock, _) = self.counter_keys(counter);
-        let d = self
-            .store
-            .peek(&lock, self.lock_window(), now)
+        self.guard
+            .locked(counter, now)
             .await
-            .map_err(AppError::unavailable)?;
-        Ok((!d.allowed).then_some(d))
+            .map_err(AppError::unavailable)
     }
 
-    /// Reserves one judged attempt for `counter`, before the password is checked, so that of any
-    /// number of parallel guesses (from any clients, in any process) at most the threshold are
-    /// judged. `Err(lock)` when the counter is over it: the counter is locked from now on.
-    /// The log counts attempts since the last success: a success clears it.
+    /// Reserves one judged attempt before the password is checked; `Err(lock)` if locked.
     pub async fn reserve_attempt(
         &self,
         counter: &Counter<'_>,
         now: OffsetDateTime,
     ) -> Result<Result<Decision, Decision>, AppError> {
-        let (attempts, _, threshold) = self.counter_keys(counter);
-        let period = Duration::seconds(self.settings.failure_period_secs.into());
-        let window = Window::new(threshold, period);
-        let d = self
-            .store
-            .hit(&attempts, window, now)
+        self.guard
+            .reserve_attempt(counter, now)
             .await
-            .map_err(AppError::unavailable)?;
-        if d.allowed {
-            return Ok(Ok(d));
-        }
-        self.lock(counter, now).await?;
-        Ok(Err(self.locked(counter, now).await?.unwrap_or(d)))
+            .map_err(AppError::unavailable)
     }
 
-    /// After a failed attempt: the one that used the last reservation locks the counter.
+    /// After a failed attempt; logs the lockout it may cause (never the identifier itself).
     pub async fn failed(
         &self,
         counter: &Counter<'_>,
         reservation: &Decision,
         now: OffsetDateTime,
     ) -> Result<(), AppError> {
-        if reservation.remaining == 0 {
-            self.lock(counter, now).await?;
-        }
-        Ok(())
-    }
-
-    /// Locks the counter for `lockout_secs` and clears its attempts, so that when the lock ends
-    /// the owner gets a fresh budget instead of an hour-long tail of the attacker's attempts.
-    async fn lock(&self, counter: &Counter<'_>, now: OffsetDateTime) -> Result<(), AppError> {
-        let (attempts, lock, _) = self.counter_keys(counter);
-        let d = self
-            .store
-            .hit(&lock, self.lock_window(), now)
+        if self
+            .guard
+            .failed(counter, reservation, now)
             .await
-            .map_err(AppError::unavailable)?;
-        self.store
-            .reset(&attempts)
-            .await
-            .map_err(AppError::unavailable)?;
-        if d.allowed {
+            .map_err(AppError::unavailable)?
+        {
             let kind = match counter {
                 Counter::Identifier(_) => "identifier",
                 Counter::Device(_) => "device",
             };
-            // The identifier itself never reaches the log: its keyed hash does.
-            tracing::warn!(target: "security", event = "lockout", kind, key = %&attempts.to_hex()[..16]);
+            tracing::warn!(target: "security", event = "lockout", kind);
         }
         Ok(())
     }
 
     /// Forgets a counter's attempts (after a successful login).
     pub async fn clear_failures(&self, counter: &Counter<'_>) -> Result<(), AppError> {
-        let (failures, _, _) = self.counter_keys(counter);
-        self.store
-            .reset(&failures)
+        self.guard
+            .succeeded(counter)
             .await
             .map_err(AppError::unavailable)
     }
@@ -281,13 +220,10 @@ impl Limits {
         ttl: Duration,
         now: OffsetDateTime,
     ) -> Result<bool, AppError> {
-        let key = self.keys.key("challenge/used", &hex::encode(nonce));
-        let d = self
-            .store
-            .hit(&key, Window::new(1, ttl), now)
+        self.guard
+            .use_challenge(nonce, ttl, now)
             .await
-            .map_err(AppError::unavailable)?;
-        Ok(d.allowed)
+            .map_err(AppError::unavailable)
     }
 
     /// Deletes logs no window can see any more (a no-op for stores that expire by themselves).

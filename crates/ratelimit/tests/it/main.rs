@@ -1,0 +1,135 @@
+//! The login guard over the memory store: exactness under parallel attempts, challenge, lock and
+//! device budgets, with time as a parameter.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use phaze_ratelimit::{Counter, KeyHasher, LoginGuard, LoginPolicy};
+use phaze_store_memory::MemoryRateLimits;
+use secrecy::SecretBox;
+use std::sync::Arc;
+use time::{Duration, OffsetDateTime};
+
+fn t(secs: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_767_225_600 + secs).unwrap()
+}
+
+fn guard() -> Arc<LoginGuard> {
+    let keys = KeyHasher::new(SecretBox::new(Box::new([9; 32])));
+    Arc::new(LoginGuard::new(
+        Arc::new(MemoryRateLimits::default()),
+        keys,
+        LoginPolicy::default(),
+    ))
+}
+
+const ADA: Counter<'static> = Counter::Identifier("ada@example.com");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_forty_parallel_attempts_exactly_ten_are_judged() {
+    let g = guard();
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let g = g.clone();
+            tokio::spawn(async move { g.reserve_attempt(&ADA, t(0)).await.unwrap().is_ok() })
+        })
+        .collect();
+    let judged = futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(judged, 10);
+    assert!(g.locked(&ADA, t(0)).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn challenge_after_three_lock_after_ten_fresh_after_the_lock() {
+    let g = guard();
+    for i in 0..3 {
+        assert!(!g.challenge_required("ada@example.com", t(i)).await.unwrap());
+        let r = g.reserve_attempt(&ADA, t(i)).await.unwrap().unwrap();
+        g.failed(&ADA, &r, t(i)).await.unwrap();
+    }
+    assert!(g.challenge_required("ada@example.com", t(3)).await.unwrap());
+    let mut locked_by = None;
+    for i in 3..10 {
+        let r = g.reserve_attempt(&ADA, t(i)).await.unwrap().unwrap();
+        if g.failed(&ADA, &r, t(i)).await.unwrap() {
+            locked_by = Some(i);
+        }
+    }
+    assert_eq!(locked_by, Some(9), "the tenth failure locks");
+    let lock = g.locked(&ADA, t(10)).await.unwrap().unwrap();
+    assert_eq!(
+        lock.reset_after,
+        Duration::minutes(15) - Duration::seconds(1)
+    );
+    assert!(g.reserve_attempt(&ADA, t(10)).await.unwrap().is_err());
+    // After the lock: a fresh budget, no challenge.
+    let after = t(9) + Duration::minutes(15);
+    assert!(g.locked(&ADA, after).await.unwrap().is_none());
+    assert!(!g
+        .challenge_required("ada@example.com", after)
+        .await
+        .unwrap());
+    assert!(g.reserve_attempt(&ADA, after).await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_success_clears_and_devices_have_their_own_budget() {
+    let g = guard();
+    for i in 0..9 {
+        let r = g.reserve_attempt(&ADA, t(i)).await.unwrap().unwrap();
+        g.failed(&ADA, &r, t(i)).await.unwrap();
+    }
+    let r = g.reserve_attempt(&ADA, t(9)).await.unwrap().unwrap();
+    assert_eq!(r.remaining, 0);
+    g.succeeded(&ADA).await.unwrap();
+    assert!(
+        !g.challenge_required("ada@example.com", t(10))
+            .await
+            .unwrap(),
+        "cleared"
+    );
+
+    // Lock the identifier; a device keeps going, until its own 5 failures.
+    for i in 0..10 {
+        let r = g.reserve_attempt(&ADA, t(20 + i)).await.unwrap().unwrap();
+        g.failed(&ADA, &r, t(20 + i)).await.unwrap();
+    }
+    assert!(g.locked(&ADA, t(40)).await.unwrap().is_some());
+    let device = Counter::Device(&[7; 16]);
+    assert!(g.locked(&device, t(40)).await.unwrap().is_none());
+    for i in 0..5 {
+        let r = g
+            .reserve_attempt(&device, t(40 + i))
+            .await
+            .unwrap()
+            .unwrap();
+        g.failed(&device, &r, t(40 + i)).await.unwrap();
+    }
+    assert!(g.locked(&device, t(50)).await.unwrap().is_some());
+    assert!(
+        g.locked(&Counter::Device(&[8; 16]), t(50))
+            .await
+            .unwrap()
+            .is_none(),
+        "another device"
+    );
+}
+
+#[tokio::test]
+async fn a_challenge_nonce_is_used_once() {
+    let g = guard();
+    assert!(g
+        .use_challenge(&[1; 16], Duration::minutes(5), t(0))
+        .await
+        .unwrap());
+    assert!(!g
+        .use_challenge(&[1; 16], Duration::minutes(5), t(1))
+        .await
+        .unwrap());
+    assert!(g
+        .use_challenge(&[2; 16], Duration::minutes(5), t(1))
+        .await
+        .unwrap());
+}
