@@ -147,6 +147,16 @@ impl Limits {
         Ok(decision)
     }
 
+    /// What security events say about a counter: a keyed hash (16 hex digits) that lets an
+    /// operator correlate events of one identifier without the log ever holding an address.
+    pub fn log_hash(&self, counter: &Counter<'_>) -> String {
+        let key = match counter {
+            Counter::Identifier(id) => self.keys.key("log/identifier", id),
+            Counter::Device(nonce) => self.keys.key("log/device", &hex::encode(nonce)),
+        };
+        key.to_hex()[..16].to_owned()
+    }
+
     /// Whether logins for `identifier` (see [`identifier`]) must carry a solved challenge.
     pub async fn challenge_required(
         &self,
@@ -200,7 +210,7 @@ impl Limits {
                 Counter::Identifier(_) => "identifier",
                 Counter::Device(_) => "device",
             };
-            tracing::warn!(target: "security", event = "lockout", kind);
+            tracing::warn!(target: "security", event = "lockout", kind, identifier = %self.log_hash(counter));
         }
         Ok(())
     }

@@ -207,7 +207,7 @@ pub async fn login(
         None => Counter::Identifier(&identifier),
     };
     if let Some(lock) = state.limits.locked(&counter, now).await? {
-        tracing::info!(target: "security", event = "locked_out", client = %visitor.client.ip);
+        tracing::info!(target: "security", event = "locked_out", client = %visitor.client.ip, identifier = %state.limits.log_hash(&counter));
         return Err(AppError::TooManyRequests(lock));
     }
     if device.is_none() && state.limits.challenge_required(&identifier, now).await? {
@@ -224,7 +224,7 @@ pub async fn login(
             None => false,
         };
         if !solved {
-            tracing::info!(target: "security", event = "challenge_required", client = %visitor.client.ip);
+            tracing::info!(target: "security", event = "challenge_required", client = %visitor.client.ip, identifier = %state.limits.log_hash(&counter));
             return login_page(
                 &state,
                 &visitor,
@@ -264,7 +264,7 @@ pub async fn login(
             Ok(res)
         }
         Err(AuthError::InvalidCredentials) => {
-            tracing::info!(target: "security", event = "login_failure", client = %visitor.client.ip);
+            tracing::info!(target: "security", event = "login_failure", client = %visitor.client.ip, identifier = %state.limits.log_hash(&counter));
             state.limits.failed(&counter, &reservation, now).await?;
             // Once the identifier needs a challenge, the page carries one, so the next attempt
             // can be solved before it is sent.
