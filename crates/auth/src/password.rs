@@ -88,6 +88,11 @@ impl Argon2id {
             spare: Mutex::new(Vec::new()),
         };
         me.dummy = me.hash_sync("phaze dummy password, never valid")?;
+        // Keep no m_cost-sized buffer from start-up: an idle process should not hold 19 MiB.
+        me.spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         Ok(me)
     }
 
