@@ -33,6 +33,12 @@ async fn account(p: &TestPortal, email: &str) {
     );
 }
 
+/// One login attempt with `email` and `password`, no challenge answer.
+async fn try_login(b: &Browser, email: &str, password: &str) -> Resp {
+    b.post_form("/login", &[("email", email), ("password", password)])
+        .await
+}
+
 async fn wrong_login(b: &Browser, headers: &[(&str, &str)]) -> Resp {
     b.post_form_with(
         "/login",
@@ -77,22 +83,12 @@ async fn forty_parallel_wrong_logins_from_one_client_judge_exactly_five() {
     assert_eq!((judged, limited.len()), (5, 35));
     limited.iter().for_each(|r| assert_limited(r));
     // The right password does not get through either while the budget is spent.
-    let r = b
-        .post_form(
-            "/login",
-            &[("email", "victim@example.com"), ("password", PW)],
-        )
-        .await;
+    let r = try_login(&b, "victim@example.com", PW).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(b.cookie("phaze_session").is_none());
     // A window later the client may try again; the five failures still ask for a challenge.
     p.advance(time::Duration::minutes(15));
-    let r = b
-        .post_form(
-            "/login",
-            &[("email", "victim@example.com"), ("password", PW)],
-        )
-        .await;
+    let r = try_login(&b, "victim@example.com", PW).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let answer = solved(&r);
     let f = [
@@ -403,12 +399,7 @@ async fn ten_failures_lock_an_identifier_for_everyone_alike() {
     p.advance(time::Duration::minutes(15) - time::Duration::seconds(1));
     let b = p.browser();
     b.get("/login").await;
-    let r = b
-        .post_form(
-            "/login",
-            &[("email", "victim@example.com"), ("password", PW)],
-        )
-        .await;
+    let r = try_login(&b, "victim@example.com", PW).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     p.advance(time::Duration::seconds(1));
     b.login("victim@example.com", PW).await;
@@ -435,12 +426,7 @@ async fn a_device_that_logged_in_before_is_not_locked_out() {
     let stranger = p.browser();
     stranger.set_cookie("phaze_device", &owner.cookie("phaze_device").unwrap());
     stranger.get("/login").await;
-    let r = stranger
-        .post_form(
-            "/login",
-            &[("email", "nobody@example.com"), ("password", PW)],
-        )
-        .await;
+    let r = try_login(&stranger, "nobody@example.com", PW).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let forged = p.browser();
     forged.set_cookie(
@@ -448,33 +434,15 @@ async fn a_device_that_logged_in_before_is_not_locked_out() {
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     );
     forged.get("/login").await;
-    let r = forged
-        .post_form(
-            "/login",
-            &[("email", "victim@example.com"), ("password", PW)],
-        )
-        .await;
+    let r = try_login(&forged, "victim@example.com", PW).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     // The device's own budget: 5 failures lock that device too.
     owner.get("/login").await;
     for _ in 0..5 {
-        let r = owner
-            .post_form(
-                "/login",
-                &[
-                    ("email", "victim@example.com"),
-                    ("password", "wrong guess here"),
-                ],
-            )
-            .await;
+        let r = try_login(&owner, "victim@example.com", "wrong guess here").await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
-    let r = owner
-        .post_form(
-            "/login",
-            &[("email", "victim@example.com"), ("password", PW)],
-        )
-        .await;
+    let r = try_login(&owner, "victim@example.com", PW).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
