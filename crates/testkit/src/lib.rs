@@ -36,3 +36,23 @@ macro_rules! __contract_tests {
         )*
     };
 }
+
+/// PostgreSQL for the cluster adapters' suites: `PHAZE_TEST_DATABASE_URL`, or the local server.
+pub fn database_url() -> String {
+    std::env::var("PHAZE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Redis for the cluster adapters' suites: `PHAZE_TEST_REDIS_URL`, or the local server.
+pub fn redis_url() -> String {
+    std::env::var("PHAZE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A suite's server could not be reached. Under `CI=true` that fails the test (CI must never
+/// pass by skipping); elsewhere the caller skips, and this prints why.
+pub fn server_unavailable(what: &str, error: &dyn std::fmt::Display) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what} is unreachable under CI=true: {error}");
+    }
+    eprintln!("SKIPPED: {what} is unreachable ({error}); start it or set its PHAZE_TEST_* URL");
+}
