@@ -1,0 +1,184 @@
+//! [`AccountStore`] over the `accounts` table.
+
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use phaze_auth::{Account, AccountStore, DisplayName, Email, StoreError, UserId};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::schema::accounts;
+use crate::{checkout, Corrupt};
+
+/// [`AccountStore`] over the `accounts` table. The unique index on `email` settles concurrent
+/// registrations of one address, from any number of processes: exactly one insert succeeds and
+/// the others get [`StoreError::Duplicate`].
+#[derive(Clone)]
+pub struct PgAccounts {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for PgAccounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgAccounts").finish_non_exhaustive()
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg))]
+struct Row {
+    id: Uuid,
+    email: String,
+    email_verified: bool,
+    password_hash: String,
+    display_name: String,
+    is_admin: bool,
+    created_at: OffsetDateTime,
+    password_changed_at: OffsetDateTime,
+}
+
+/// What `update` may change: everything but the id and the email (the lookup keys).
+#[derive(AsChangeset)]
+#[diesel(table_name = accounts)]
+struct Changes<'a> {
+    email_verified: bool,
+    password_hash: &'a str,
+    display_name: &'a str,
+    is_admin: bool,
+    created_at: OffsetDateTime,
+    password_changed_at: OffsetDateTime,
+}
+
+/// `UserId` keeps its UUID private; its text form is the way in and out.
+fn uuid_of(id: &UserId) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(&id.to_string()).map_err(backend)
+}
+
+impl Row {
+    fn new(a: &Account) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: uuid_of(&a.id)?,
+            email: a.email.as_str().to_owned(),
+            email_verified: a.email_verified,
+            password_hash: a.password_hash.clone(),
+            display_name: a.display_name.as_str().to_owned(),
+            is_admin: a.is_admin,
+            created_at: a.created_at,
+            password_changed_at: a.password_changed_at,
+        })
+    }
+
+    fn into_account(self) -> Result<Account, StoreError> {
+        let corrupt = || backend(Corrupt("accounts"));
+        Ok(Account {
+            id: self
+                .id
+                .as_hyphenated()
+                .to_string()
+                .parse()
+                .map_err(|_| corrupt())?,
+            email: Email::parse(&self.email)
+                .filter(|e| e.as_str() == self.email)
+                .ok_or_else(corrupt)?,
+            email_verified: self.email_verified,
+            password_hash: self.password_hash,
+            display_name: DisplayName::parse(&self.display_name).map_err(|_| corrupt())?,
+            is_admin: self.is_admin,
+            created_at: self.created_at,
+            password_changed_at: self.password_changed_at,
+        })
+    }
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+impl PgAccounts {
+    pub(crate) fn new(pool: Pool<AsyncPgConnection>) -> Self {
+        Self { pool }
+    }
+
+    async fn conn(
+        &self,
+    ) -> Result<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>, StoreError>
+    {
+        checkout(&self.pool).await.map_err(StoreError::Backend)
+    }
+
+    async fn find(
+        &self,
+        filter: impl FnOnce(accounts::table) -> accounts::BoxedQuery<'static, diesel::pg::Pg>,
+    ) -> Result<Option<Account>, StoreError> {
+        let mut conn = self.conn().await?;
+        filter(accounts::table)
+            .select(Row::as_select())
+            .first::<Row>(&mut conn)
+            .await
+            .optional()
+            .map_err(backend)?
+            .map(Row::into_account)
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl AccountStore for PgAccounts {
+    async fn insert(&self, account: &Account) -> Result<(), StoreError> {
+        let row = Row::new(account)?;
+        let mut conn = self.conn().await?;
+        match diesel::insert_into(accounts::table)
+            .values(&row)
+            .execute(&mut conn)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // The email's unique index, or the id's primary key.
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                Err(StoreError::Duplicate)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn by_email(&self, email: &Email) -> Result<Option<Account>, StoreError> {
+        let email = email.as_str().to_owned();
+        self.find(|t| t.filter(accounts::email.eq(email)).into_boxed())
+            .await
+    }
+
+    async fn by_id(&self, id: &UserId) -> Result<Option<Account>, StoreError> {
+        let id = uuid_of(id)?;
+        self.find(|t| t.filter(accounts::id.eq(id)).into_boxed())
+            .await
+    }
+
+    async fn update(&self, account: &Account) -> Result<(), StoreError> {
+        let id = uuid_of(&account.id)?;
+        let changes = Changes {
+            email_verified: account.email_verified,
+            password_hash: &account.password_hash,
+            display_name: account.display_name.as_str(),
+            is_admin: account.is_admin,
+            created_at: account.created_at,
+            password_changed_at: account.password_changed_at,
+        };
+        let mut conn = self.conn().await?;
+        // The email is part of the match: an update never moves an account to another address.
+        let updated = diesel::update(
+            accounts::table
+                .filter(accounts::id.eq(id))
+                .filter(accounts::email.eq(account.email.as_str())),
+        )
+        .set(&changes)
+        .execute(&mut conn)
+        .await
+        .map_err(backend)?;
+        if updated == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,69 @@
+//! The tables of `migrations/` as diesel sees them. Written by hand to match the SQL (the build
+//! has no `diesel print-schema` step); the test `migrated_tables_have_the_declared_columns` pins
+//! every column's SQL type against the migrated database, and the contract tests use every one.
+
+diesel::table! {
+    /// Customer accounts; `email` has a unique index.
+    accounts (id) {
+        /// Permanent id.
+        id -> Uuid,
+        /// Normalised login identifier.
+        email -> Text,
+        /// Whether the address was verified.
+        email_verified -> Bool,
+        /// PHC string of the password hash.
+        password_hash -> Text,
+        /// Name shown in the portal.
+        display_name -> Text,
+        /// Operators' flag.
+        is_admin -> Bool,
+        /// Registration time.
+        created_at -> Timestamptz,
+        /// Last password change.
+        password_changed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// Single-use tokens, keyed by their HMAC.
+    tokens (hash) {
+        /// HMAC-SHA256 of the token, 32 bytes.
+        hash -> Bytea,
+        /// `email_verification` or `password_reset`.
+        purpose -> Text,
+        /// Owner.
+        user_id -> Uuid,
+        /// Dead at and after this instant.
+        expires_at -> Timestamptz,
+        /// When it was consumed (or presented after expiry); `NULL` while usable.
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    /// Sessions, keyed by the SHA-256 of the session id.
+    sessions (key) {
+        /// SHA-256 of the session id, 32 bytes.
+        key -> Bytea,
+        /// Owner, as UTF-8 bytes.
+        user_id -> Bytea,
+        /// Dead after this instant.
+        expires_at -> Timestamptz,
+        /// Replaced by a rotation; valid for the grace period only.
+        superseded -> Bool,
+        /// The sealed session data.
+        sealed -> Bytea,
+    }
+}
+
+diesel::table! {
+    /// Sliding-window logs, one per limit key.
+    rate_limits (key) {
+        /// The limit key (an HMAC), 32 bytes.
+        key -> Bytea,
+        /// Instants of allowed events, Unix nanoseconds.
+        log -> Array<Int8>,
+        /// After this instant every window the key was hit with sees an empty log.
+        idle_after -> Timestamptz,
+    }
+}

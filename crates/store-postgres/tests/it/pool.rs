@@ -1,0 +1,326 @@
+//! The pool: dead connections are replaced at once, every wait is bounded, and errors never show
+//! the password.
+
+use phaze_ratelimit::{RateLimitStore, Window};
+use phaze_store_postgres::{PgConfig, Postgres};
+use phaze_testkit::ratelimit::key;
+use phaze_testkit::t0;
+use std::time::{Duration, Instant};
+
+use crate::support::{self, chain, config, POOL_SIZE};
+
+/// The test URL with `application_name` set, so the admin side can find this pool's backends.
+fn url_named(app: &str) -> String {
+    let url = phaze_testkit::database_url();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}application_name={app}")
+}
+
+async fn backends(admin: &tokio_postgres::Client, app: &str) -> Vec<i32> {
+    admin
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid",
+            &[&app],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Opens every connection of `pg`'s pool.
+async fn fill(pg: &Postgres) {
+    let pings: Vec<_> = (0..POOL_SIZE * 2)
+        .map(|_| {
+            let pg = pg.clone();
+            tokio::spawn(async move { pg.ping().await })
+        })
+        .collect();
+    for p in futures_util::future::join_all(pings).await {
+        p.unwrap().unwrap();
+    }
+}
+
+/// `POOL_SIZE * 2` concurrent requests (a ping and a rate-limit hit each); how many failed.
+async fn burst(pg: &Postgres) -> usize {
+    let limits = pg.rate_limits();
+    let w = Window::new(1_000_000, time::Duration::minutes(1));
+    let work: Vec<_> = (0..POOL_SIZE * 2)
+        .map(|_| {
+            let (pg, limits) = (pg.clone(), limits.clone());
+            tokio::spawn(async move {
+                pg.ping().await.is_ok() && limits.hit(&key(1), w, t0()).await.is_ok()
+            })
+        })
+        .collect();
+    futures_util::future::join_all(work)
+        .await
+        .into_iter()
+        .filter(|ok| !ok.as_ref().unwrap())
+        .count()
+}
+
+/// What a PostgreSQL restart does to a pool (the server ends every connection: "terminating
+/// connection due to administrator command"), done to this pool's backends only, so the shared
+/// server stays up for everyone else. Once the server has closed them, no request gets a dead
+/// connection: each checkout drops the closed ones and opens new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_closed_by_the_server_are_replaced() {
+    let Some(db) = support::fresh().await else {
+        return;
+    };
+    let app = db.schema().to_owned();
+    let pg = Postgres::new(&PgConfig {
+        url: url_named(&app),
+        ..config(Some(db.schema()))
+    })
+    .unwrap();
+    fill(&pg).await;
+    for round in 0..3 {
+        let before = backends(&db.admin, &app).await;
+        assert!(!before.is_empty());
+        db.admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity                  WHERE application_name = $1",
+                &[&app],
+            )
+            .await
+            .unwrap();
+        // Wait until the server has ended them, as it has once a restart is under way, and give
+        // the connections' driver tasks a moment to read the end of their sockets.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !backends(&db.admin, &app).await.is_empty() {
+            assert!(Instant::now() < deadline, "backends survived termination");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        assert_eq!(burst(&pg).await, 0, "round {round}");
+        assert!(started.elapsed() < Duration::from_secs(3), "round {round}");
+        let after = backends(&db.admin, &app).await;
+        assert!(!after.is_empty());
+        assert!(
+            after.iter().all(|pid| !before.contains(pid)),
+            "only new backends serve"
+        );
+    }
+}
+
+/// Requests racing the termination itself (issued before the connections' drivers have seen the
+/// server's goodbye) may fail, at most once per connection, and within a second every request
+/// succeeds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_racing_a_restart_recover_within_a_second() {
+    let Some(db) = support::fresh().await else {
+        return;
+    };
+    let app = db.schema().to_owned();
+    let pg = Postgres::new(&PgConfig {
+        url: url_named(&app),
+        ..config(Some(db.schema()))
+    })
+    .unwrap();
+    fill(&pg).await;
+    let open = backends(&db.admin, &app).await.len();
+    db.admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut failed = 0;
+    loop {
+        match burst(&pg).await {
+            0 => break,
+            n => failed += n,
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{failed} failed"
+        );
+    }
+    // A request that fails with a closed connection takes one dead connection out of the pool.
+    assert!(
+        failed <= 2 * open,
+        "{failed} failures for {open} connections"
+    );
+}
+
+/// A connection idle for a second or more is pinged before use; one that does not answer (here:
+/// its server process is stopped, as a vanished host or a silent network would leave it) is
+/// dropped after the connect timeout and replaced. Needs the server on this machine and the right
+/// to signal its processes (root, as in CI); otherwise it says so and skips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_that_does_not_answer_is_replaced() {
+    let Some(db) = support::fresh().await else {
+        return;
+    };
+    let app = db.schema().to_owned();
+    let pg = Postgres::new(&PgConfig {
+        url: url_named(&app),
+        pool_size: 1,
+        connect_timeout: Duration::from_millis(500),
+        ..config(Some(db.schema()))
+    })
+    .unwrap();
+    pg.ping().await.unwrap();
+    let [pid] = backends(&db.admin, &app).await[..] else {
+        panic!("one connection expected");
+    };
+    // Only a local postgres process may be signalled: a pid of a remote server means nothing here.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "postgres" {
+        eprintln!("SKIPPED: the server's processes are not on this machine");
+        return;
+    }
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !signal("-STOP") {
+        eprintln!("SKIPPED: cannot signal the server's processes");
+        return;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = Instant::now();
+    let result = pg.ping().await;
+    let waited = started.elapsed();
+    signal("-CONT");
+    result.unwrap();
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // A new backend serves; the stopped one, resumed, finds its socket closed and exits.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = backends(&db.admin, &app).await;
+        assert!(now.iter().any(|p| *p != pid), "{now:?}");
+        if !now.contains(&pid) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old backend lingers: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_fails_within_the_wait_timeout() {
+    let Some(db) = support::fresh().await else {
+        return;
+    };
+    let pg = Postgres::new(&PgConfig {
+        pool_size: 1,
+        wait_timeout: Duration::from_millis(300),
+        ..config(Some(db.schema()))
+    })
+    .unwrap();
+    let w = Window::new(5, time::Duration::minutes(1));
+    let limits = pg.rate_limits();
+    limits.hit(&key(1), w, t0()).await.unwrap();
+    // The admin connection holds the key's row lock, so the next hit holds the pool's only
+    // connection while it waits for it.
+    db.admin
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM \"{}\".rate_limits FOR UPDATE",
+            db.schema()
+        ))
+        .await
+        .unwrap();
+    let blocked = {
+        let limits = limits.clone();
+        tokio::spawn(async move { limits.hit(&key(1), w, t0()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let e = pg.ping().await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    assert!(
+        chain(&e).to_lowercase().contains("timeout"),
+        "{}",
+        chain(&e)
+    );
+    db.admin.batch_execute("COMMIT").await.unwrap();
+    let d = blocked.await.unwrap().unwrap();
+    assert_eq!(
+        d.remaining, 3,
+        "the waiting hit went through once the lock was released"
+    );
+    pg.ping().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_fails_within_the_connect_timeout() {
+    // Accepts TCP connections and never says a word: neither the TLS request nor the startup
+    // message gets an answer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    for mode in ["disable", "prefer", "require"] {
+        let pg = Postgres::new(&PgConfig {
+            url: format!("postgres://phaze:hunter2-secret@127.0.0.1:{port}/x?sslmode={mode}"),
+            schema: None,
+            ca_file: None,
+            pool_size: 2,
+            connect_timeout: Duration::from_millis(300),
+            wait_timeout: Duration::from_millis(300),
+        })
+        .unwrap();
+        let started = Instant::now();
+        let e = pg.ping().await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "{mode}");
+        assert!(!chain(&e).contains("hunter2"), "{}", chain(&e));
+        let e = pg.migrate().await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(3), "{mode}");
+        assert!(!chain(&e).contains("hunter2"), "{}", chain(&e));
+    }
+    hold.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_and_debug_output_never_show_the_password() {
+    // Nothing listens on port 1: the connection is refused.
+    let config = PgConfig {
+        url: "postgres://phaze:hunter2-secret@127.0.0.1:1/portal?sslmode=disable".into(),
+        schema: Some("phaze".into()),
+        ca_file: None,
+        pool_size: 2,
+        connect_timeout: Duration::from_secs(1),
+        wait_timeout: Duration::from_secs(1),
+    };
+    assert!(!format!("{config:?}").contains("hunter2"));
+    let pg = Postgres::new(&config).unwrap();
+    assert!(!format!("{pg:?}").contains("hunter2"));
+    for e in [
+        pg.ping().await.unwrap_err(),
+        pg.check_schema().await.unwrap_err(),
+        pg.migrate().await.unwrap_err(),
+    ] {
+        let text = chain(&e);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("refused"), "says what happened: {text}");
+    }
+    let e = Postgres::new(&PgConfig {
+        url: "postgres://phaze:hunter2-secret@db:notaport/portal".into(),
+        ..config
+    })
+    .unwrap_err();
+    assert!(!chain(&e).contains("hunter2"), "{}", chain(&e));
+}

@@ -1,0 +1,202 @@
+//! Migrations and the schema check.
+
+use phaze_store_postgres::{PgError, Postgres};
+
+use crate::support::{self, config};
+
+const INIT: &str = "20261128000000_init";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_schema_tells_behind_current_and_ahead() {
+    let Some(db) = support::unmigrated().await else {
+        return;
+    };
+    // Nothing there yet, not even the schema.
+    let e = db.pg.check_schema().await.unwrap_err();
+    assert!(matches!(&e, PgError::SchemaBehind { missing } if missing == &[INIT]));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "database schema is behind this build (missing {INIT}): run `phaze-portal migrate`"
+        )
+    );
+
+    assert_eq!(db.pg.migrate().await.unwrap(), vec![INIT.to_owned()]);
+    db.pg.check_schema().await.unwrap();
+    assert!(
+        db.pg.migrate().await.unwrap().is_empty(),
+        "a second migrate applies nothing"
+    );
+    db.pg.check_schema().await.unwrap();
+
+    // A newer build migrated this database.
+    db.admin
+        .execute(
+            &format!(
+                "INSERT INTO \"{}\".__diesel_schema_migrations (version) VALUES ('20991231235959')",
+                db.schema()
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let e = db.pg.check_schema().await.unwrap_err();
+    assert!(matches!(&e, PgError::SchemaAhead { unknown } if unknown == &["20991231235959"]));
+    let message = e.to_string();
+    assert!(
+        message.starts_with("database schema is newer than this build (unknown 20991231235959)"),
+        "{message}"
+    );
+    assert!(!message.contains('\n'));
+    // migrate does not "fix" a newer database: it has nothing to apply, and the check still fails.
+    assert!(db.pg.migrate().await.unwrap().is_empty());
+    assert!(matches!(
+        db.pg.check_schema().await,
+        Err(PgError::SchemaAhead { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_creates_the_schema_and_its_tables_there() {
+    let Some(db) = support::unmigrated().await else {
+        return;
+    };
+    let count = |sql: &'static str| {
+        let admin = &db.admin;
+        let schema = db.schema().to_owned();
+        async move {
+            admin
+                .query_one(sql, &[&schema])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    const SCHEMAS: &str = "SELECT count(*) FROM pg_namespace WHERE nspname = $1";
+    const TABLES: &str = "SELECT count(*) FROM pg_tables WHERE schemaname = $1";
+    assert_eq!(count(SCHEMAS).await, 0);
+    db.pg.migrate().await.unwrap();
+    assert_eq!(count(SCHEMAS).await, 1);
+    // The four tables and diesel's bookkeeping, all inside the schema.
+    assert_eq!(count(TABLES).await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_apply_each_migration_once() {
+    let Some(db) = support::unmigrated().await else {
+        return;
+    };
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let pg = Postgres::new(&config(Some(db.schema()))).unwrap();
+            tokio::spawn(async move { pg.migrate().await })
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for t in futures_util::future::join_all(tasks).await {
+        applied.extend(t.unwrap().unwrap());
+    }
+    assert_eq!(applied, vec![INIT.to_owned()]);
+    db.pg.check_schema().await.unwrap();
+}
+
+/// The columns the migrations create, with their SQL types, as `schema.rs` declares them; the
+/// contract tests exercise every one of them through diesel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrated_tables_have_the_declared_columns() {
+    let Some(db) = support::fresh().await else {
+        return;
+    };
+    let rows = db
+        .admin
+        .query(
+            "SELECT table_name::text, column_name::text, udt_name::text, is_nullable::text \
+             FROM information_schema.columns WHERE table_schema = $1 \
+             AND table_name <> '__diesel_schema_migrations' \
+             ORDER BY table_name, ordinal_position",
+            &[&db.schema()],
+        )
+        .await
+        .unwrap();
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{}.{} {}{}",
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2),
+                if r.get::<_, String>(3) == "YES" {
+                    " null"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    let expected = [
+        "accounts.id uuid",
+        "accounts.email text",
+        "accounts.email_verified bool",
+        "accounts.password_hash text",
+        "accounts.display_name text",
+        "accounts.is_admin bool",
+        "accounts.created_at timestamptz",
+        "accounts.password_changed_at timestamptz",
+        "rate_limits.key bytea",
+        "rate_limits.log _int8",
+        "rate_limits.idle_after timestamptz",
+        "sessions.key bytea",
+        "sessions.user_id bytea",
+        "sessions.expires_at timestamptz",
+        "sessions.superseded bool",
+        "sessions.sealed bytea",
+        "tokens.hash bytea",
+        "tokens.purpose text",
+        "tokens.user_id uuid",
+        "tokens.expires_at timestamptz",
+        "tokens.used_at timestamptz null",
+    ];
+    assert_eq!(got, expected);
+    // The indexes purges and per-user listing rely on.
+    let indexes: Vec<String> = db
+        .admin
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 ORDER BY 1",
+            &[&db.schema()],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for wanted in [
+        "accounts_email_key",
+        "sessions_expires_at_idx",
+        "sessions_user_id_idx",
+        "tokens_expires_at_idx",
+    ] {
+        assert!(indexes.iter().any(|i| i == wanted), "{wanted}: {indexes:?}");
+    }
+}
+
+/// The portal runs on actix's current-thread runtimes; `migrate` must not need a multi-threaded
+/// one (diesel's harness is synchronous and runs on the blocking pool).
+#[tokio::test(flavor = "current_thread")]
+async fn migrate_and_the_stores_work_on_a_current_thread_runtime() {
+    let Some(db) = support::unmigrated().await else {
+        return;
+    };
+    assert_eq!(db.pg.migrate().await.unwrap(), vec![INIT.to_owned()]);
+    db.pg.check_schema().await.unwrap();
+    let w = phaze_ratelimit::Window::new(2, time::Duration::minutes(1));
+    let limits = phaze_ratelimit::RateLimitStore::hit(
+        &db.pg.rate_limits(),
+        &phaze_testkit::ratelimit::key(1),
+        w,
+        phaze_testkit::t0(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(limits.remaining, 1);
+}
