@@ -1,43 +1,89 @@
 #!/usr/bin/env bash
-# Service-level load test of the release binary on the embedded default (fs store), loopback only.
-# Measures, in one run: GET /healthz (baseline), authenticated GET /account, GET /account p99 while
-# 16 clients log in continuously, and idle RSS. Needs wrk and curl. Bounded: a few 10 s runs.
+# Service-level load test of the release binary, loopback only. Needs wrk and curl.
+#
+#   bash scripts/load.sh                 # embedded default (fs store)
+#   STORE=cluster bash scripts/load.sh   # PostgreSQL + Redis (PHAZE_TEST_DATABASE_URL/REDIS_URL)
+#
+# Measures, in one run: GET /healthz (baseline), authenticated GET /account, GET /account p99
+# while 16 clients log in continuously, idle RSS; with STORE=cluster also login throughput on the
+# cluster stores against the same binary on memory stores (the argon2-only bound).
+# Bounded: a few runs of $DURATION each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/phaze-target}"
 DURATION="${DURATION:-10s}"
+STORE="${STORE:-fs}"
 PORT="${PORT:-18080}"
 BASE="http://127.0.0.1:$PORT"
 WORK="$(mktemp -d)"
-trap 'kill "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PID=""
+trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 cargo build --release -p phaze-portal >/dev/null
 BIN="$CARGO_TARGET_DIR/release/phaze-portal"
-# The login load below must hash on every request, so this run lifts the per-client budgets
-# (everything comes from 127.0.0.1); every other setting is the embedded default.
-PHAZE__HTTP__PORT=$PORT PHAZE__STORE__DATA_DIR="$WORK/var" PHAZE__LOG__FILTER=warn \
-  PHAZE__RATELIMIT__LOGIN_PER_CLIENT=100000000 PHAZE__RATELIMIT__POST_PER_CLIENT=100000000 \
-  "$BIN" &
-PID=$!
-for _ in $(seq 1 50); do curl -fs "$BASE/healthz" >/dev/null && break; sleep 0.1; done
-sleep 2
-echo "idle RSS: $(awk '/VmRSS/ {print $2, $3}' /proc/$PID/status)"
+DB="${PHAZE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+REDIS="${PHAZE_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+key() { head -c32 /dev/urandom | base64; }
 
-# A verified account and a logged-in cookie.
-JAR="$WORK/jar"
-EMAIL="load@example.com"; PASSWORD="correct horse battery staple"
+# The login load below must hash on every request, so this run lifts the per-client budgets
+# (everything comes from 127.0.0.1); every other setting is the default of the shape.
+export PHAZE__HTTP__PORT=$PORT PHAZE__LOG__FILTER=warn \
+  PHAZE__RATELIMIT__LOGIN_PER_CLIENT=100000000 PHAZE__RATELIMIT__POST_PER_CLIENT=100000000
+case "$STORE" in
+  fs) export PHAZE__STORE__DATA_DIR="$WORK/var" ;;
+  cluster)
+    export PHAZE__STORE__DATA_DIR="$WORK/var" PHAZE__STORE__KIND=postgres \
+      PHAZE__STORE__POSTGRES__URL="$DB" PHAZE__STORE__POSTGRES__SCHEMA=phaze_load \
+      PHAZE__STORE__REDIS__URL="$REDIS" PHAZE__STORE__REDIS__PREFIX="phaze-load:$$:" \
+      PHAZE__SECRETS__SESSION_KEYS="$(key)" PHAZE__SECRETS__CSRF_KEY="$(key)" \
+      PHAZE__SECRETS__TOKEN_PEPPER="$(key)"
+    psql -q "$DB" -c "DROP SCHEMA IF EXISTS phaze_load CASCADE" 2>/dev/null
+    "$BIN" migrate >/dev/null ;;
+  *) echo "STORE must be fs or cluster" >&2; exit 2 ;;
+esac
+
+start() {
+  "$BIN" "$@" &
+  PID=$!
+  for _ in $(seq 1 100); do curl -fs "$BASE/readyz" >/dev/null && return; sleep 0.1; done
+  echo "portal did not start" >&2; exit 1
+}
 token() { sed -n 's/.*name="csrf-token" content="\([^"]*\)".*/\1/p' | head -n1; }
-T=$(curl -s -c "$JAR" -b "$JAR" "$BASE/register" | token)
-curl -s -o /dev/null -c "$JAR" -b "$JAR" --data-urlencode "email=$EMAIL" --data-urlencode "password=$PASSWORD" \
-  --data-urlencode "password_confirm=$PASSWORD" --data-urlencode "csrf_token=$T" "$BASE/register"
-LINK=$(grep -rhoE '/verify/[A-Za-z0-9_-]+' "$WORK/var/outbox" | head -n1)
-curl -s -o /dev/null "$BASE$LINK"
-T=$(curl -s -c "$JAR" -b "$JAR" "$BASE/login" | token)
-curl -s -o /dev/null -c "$JAR" -b "$JAR" --data-urlencode "email=$EMAIL" --data-urlencode "password=$PASSWORD" \
-  --data-urlencode "csrf_token=$T" "$BASE/login"
-SESSION=$(awk '$6 == "phaze_session" {print $7}' "$JAR")
-[ -n "$SESSION" ] || { echo "login failed" >&2; exit 1; }
-test "$(curl -s -o /dev/null -w '%{http_code}' -b "phaze_session=$SESSION" "$BASE/account")" = 200
+EMAIL="load@example.com"; PASSWORD="correct horse battery staple"
+
+# A verified account and a logged-in cookie in $SESSION; the login load script in $WORK/login.lua.
+account() {
+  local jar="$WORK/jar.$1"
+  local t
+  t=$(curl -s -c "$jar" -b "$jar" "$BASE/register" | token)
+  curl -s -o /dev/null -c "$jar" -b "$jar" --data-urlencode "email=$EMAIL" --data-urlencode "password=$PASSWORD" \
+    --data-urlencode "password_confirm=$PASSWORD" --data-urlencode "csrf_token=$t" "$BASE/register"
+  local link
+  link=$(grep -hoE '/verify/[A-Za-z0-9_-]+' "$(ls -t "$WORK"/var/outbox/*.eml | head -n1)" | head -n1)
+  curl -s -o /dev/null "$BASE$link"
+  t=$(curl -s -c "$jar" -b "$jar" "$BASE/login" | token)
+  curl -s -o /dev/null -c "$jar" -b "$jar" --data-urlencode "email=$EMAIL" --data-urlencode "password=$PASSWORD" \
+    --data-urlencode "csrf_token=$t" "$BASE/login"
+  SESSION=$(awk '$6 == "phaze_session" {print $7}' "$jar")
+  [ -n "$SESSION" ] || { echo "login failed" >&2; exit 1; }
+  test "$(curl -s -o /dev/null -w '%{http_code}' -b "phaze_session=$SESSION" "$BASE/account")" = 200
+  local at anon
+  at=$(curl -s -c "$jar.anon" -b "$jar.anon" "$BASE/login" | token)
+  anon=$(awk '$6 == "phaze_csrf" {print $7}' "$jar.anon")
+  cat > "$WORK/login.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Cookie"] = "phaze_csrf=$anon"
+wrk.body = "email=load%40example.com&password=correct+horse+battery+staple&csrf_token=$at"
+LUA
+}
+rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
+
+start serve
+sleep 2
+IDLE_RSS=$(awk '/VmRSS/ {print $2, $3}' /proc/$PID/status)
+echo "idle RSS: $IDLE_RSS"
+account main
 
 echo "== GET /healthz (baseline), wrk -t2 -c64 -d$DURATION"
 wrk -t2 -c64 -d"$DURATION" --latency "$BASE/healthz" | tee "$WORK/healthz.txt"
@@ -46,14 +92,6 @@ wrk -t2 -c64 -d"$DURATION" --latency -H "Cookie: phaze_session=$SESSION" "$BASE/
 
 # 16 clients logging in continuously (each request: argon2id verify + new session), while one
 # wrk measures GET /account latency.
-AT=$(curl -s -c "$JAR.anon" -b "$JAR.anon" "$BASE/login" | token)
-ANON=$(awk '$6 == "phaze_csrf" {print $7}' "$JAR.anon")
-cat > "$WORK/login.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.headers["Cookie"] = "phaze_csrf=$ANON"
-wrk.body = "email=load%40example.com&password=correct+horse+battery+staple&csrf_token=$AT"
-LUA
 echo "== GET /account, wrk -t1 -c16 -d$DURATION, while 16 clients log in (wrk -t1 -c16)"
 wrk -t1 -c16 -d"$DURATION" -s "$WORK/login.lua" "$BASE/login" > "$WORK/logins.txt" &
 LOGINS=$!
@@ -61,13 +99,29 @@ wrk -t1 -c16 -d"$DURATION" --latency -H "Cookie: phaze_session=$SESSION" "$BASE/
 wait "$LOGINS"
 echo "-- the login load itself:"
 cat "$WORK/logins.txt"
+AFTER_RSS=$(awk '/VmRSS/ {print $2, $3}' /proc/$PID/status)
 
-rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
+if [ "$STORE" = cluster ]; then
+  echo "== logins alone, wrk -t1 -c16 -d$DURATION: cluster stores"
+  wrk -t1 -c16 -d"$DURATION" -s "$WORK/login.lua" "$BASE/login" | tee "$WORK/logins-cluster.txt"
+  kill "$PID"; wait "$PID" 2>/dev/null || true
+  # The argon2-only bound: the same binary, the same argon2 parameters, stores in memory.
+  PHAZE__STORE__KIND=memory PHAZE__STORE__REDIS__URL= start serve
+  account memory
+  echo "== logins alone, wrk -t1 -c16 -d$DURATION: memory stores (argon2-only bound)"
+  wrk -t1 -c16 -d"$DURATION" -s "$WORK/login.lua" "$BASE/login" | tee "$WORK/logins-memory.txt"
+fi
+
 echo
-echo "== summary"
+echo "== summary ($STORE)"
 echo "healthz req/s:  $(rps "$WORK/healthz.txt")"
 echo "account req/s:  $(rps "$WORK/account.txt")"
 awk -v a="$(rps "$WORK/account.txt")" -v h="$(rps "$WORK/healthz.txt")" 'BEGIN {printf "ratio account/healthz: %.2f\n", a / h}'
 echo "account p99 under login load: $(awk '/ 99%/ {print $2}' "$WORK/account-under-login.txt")"
-echo "logins/s: $(rps "$WORK/logins.txt")"
-echo "RSS after load: $(awk '/VmRSS/ {print $2, $3}' /proc/$PID/status)"
+echo "logins/s under the mixed load: $(rps "$WORK/logins.txt")"
+echo "idle RSS: $IDLE_RSS; RSS after load: $AFTER_RSS"
+if [ "$STORE" = cluster ]; then
+  echo "logins/s cluster: $(rps "$WORK/logins-cluster.txt"); memory (argon2-only bound): $(rps "$WORK/logins-memory.txt")"
+  awk -v c="$(rps "$WORK/logins-cluster.txt")" -v m="$(rps "$WORK/logins-memory.txt")" 'BEGIN {printf "ratio logins cluster/bound: %.2f\n", c / m}'
+  psql -q "$DB" -c "DROP SCHEMA IF EXISTS phaze_load CASCADE" 2>/dev/null || true
+fi

@@ -70,6 +70,7 @@ async fn spawn_on(settings: Settings, dir: TempDir) -> TestPortal {
     let clock = ManualClock::new(start_time());
     let outbox = settings.outbox_dir();
     let app = Application::build_with_clock(settings, std::sync::Arc::new(clock.clone()))
+        .await
         .expect("portal starts");
     let base = format!("http://{}", app.local_addr());
     actix_web::rt::spawn(app.run());
@@ -94,38 +95,17 @@ impl TestPortal {
 
     /// Every message in the outbox, as raw RFC 5322 text with soft line breaks undone.
     pub fn mails(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.outbox) else {
-            return Vec::new();
-        };
-        let mut files: Vec<_> = entries
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-            .collect();
-        files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
-        files
-            .iter()
-            .map(|p| decode_qp(&std::fs::read_to_string(p).unwrap()))
-            .collect()
+        outbox_mails(&self.outbox)
     }
 
     /// The newest mail to `to` that contains `needle`, if any.
     pub fn mail_to(&self, to: &str, needle: &str) -> Option<String> {
-        self.mails().into_iter().rev().find(|m| {
-            m.lines()
-                .any(|l| l.to_ascii_lowercase().starts_with("to:") && l.contains(to))
-                && m.contains(needle)
-        })
+        mail_to(&self.outbox, to, needle)
     }
 
     /// The path of the newest verification link mailed to `to`.
     pub fn verification_path(&self, to: &str) -> String {
-        let mail = self.mail_to(to, "/verify/").expect("a verification mail");
-        let start = mail.find("/verify/").unwrap();
-        let token: String = mail[start + 8..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-            .collect();
-        format!("/verify/{token}")
+        verification_path(&self.outbox, to)
     }
 
     /// Registers and verifies `email` with `password`; returns a browser that is logged in.
@@ -148,6 +128,42 @@ impl TestPortal {
         b.login(email, password).await;
         b
     }
+}
+
+/// Every message in an outbox directory, oldest first, with soft line breaks undone.
+pub fn outbox_mails(outbox: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(outbox) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    files
+        .iter()
+        .map(|p| decode_qp(&std::fs::read_to_string(p).unwrap()))
+        .collect()
+}
+
+/// The newest mail in `outbox` to `to` that contains `needle`, if any.
+pub fn mail_to(outbox: &Path, to: &str, needle: &str) -> Option<String> {
+    outbox_mails(outbox).into_iter().rev().find(|m| {
+        m.lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("to:") && l.contains(to))
+            && m.contains(needle)
+    })
+}
+
+/// The path of the newest verification link in `outbox` mailed to `to`.
+pub fn verification_path(outbox: &Path, to: &str) -> String {
+    let mail = mail_to(outbox, to, "/verify/").expect("a verification mail");
+    let start = mail.find("/verify/").unwrap();
+    let token: String = mail[start + 8..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    format!("/verify/{token}")
 }
 
 fn decode_qp(raw: &str) -> String {

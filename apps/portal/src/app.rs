@@ -25,12 +25,15 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener and wires everything, on the system clock.
-    pub fn build(settings: Settings) -> anyhow::Result<Self> {
-        Self::build_with_clock(settings, Arc::new(SystemClock))
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
     }
 
     /// [`Application::build`] with a given clock (tests move it by hand).
-    pub fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind((settings.http.host, settings.http.port))?;
         let addr = listener.local_addr()?;
         let public_url = settings.public_url(addr.port());
@@ -38,7 +41,7 @@ impl Application {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let state = web::Data::new(AppState::build(settings, public_url, clock)?);
+        let state = web::Data::new(AppState::build(settings, public_url, clock).await?);
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             let limit = app_state.settings.http.max_body_bytes;

@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     let result = actix_web::rt::System::new().block_on(async move {
         match command {
             Command::Serve => serve(settings).await,
-            Command::Migrate => migrate(&settings),
+            Command::Migrate => migrate(&settings).await,
             Command::Admin { grant, email } => admin(settings, grant, &email).await,
         }
     });
@@ -86,21 +86,35 @@ fn init_logging(settings: &Settings) {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let app = Application::build(settings).context("starting the portal")?;
+    let app = Application::build(settings)
+        .await
+        .context("starting the portal")?;
     tracing::info!(address = %app.local_addr(), "phaze-portal listening");
     app.run().await.context("serving")
 }
 
-fn migrate(settings: &Settings) -> anyhow::Result<()> {
+/// Applies the embedded migrations PostgreSQL lacks; the other stores have no schema.
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     match settings.store.kind {
         StoreKind::Fs | StoreKind::Memory => {
             println!(
                 "store {:?} keeps one file per record and needs no migration",
                 settings.store.kind
             );
-            Ok(())
+        }
+        StoreKind::Postgres => {
+            let pg =
+                phaze_store_postgres::Postgres::new(&phaze_portal::state::pg_config(settings))?;
+            let applied = pg.migrate().await.context("migrating PostgreSQL")?;
+            if applied.is_empty() {
+                println!("PostgreSQL schema is up to date");
+            }
+            for version in applied {
+                println!("applied {version}");
+            }
         }
     }
+    Ok(())
 }
 
 /// Grants or revokes the admin flag, and ends the user's sessions: a privilege change takes
@@ -111,7 +125,8 @@ async fn admin(settings: Settings, grant: bool, email: &str) -> anyhow::Result<(
         settings,
         public_url,
         Arc::new(phaze_portal::clock::SystemClock),
-    )?;
+    )
+    .await?;
     let email = phaze_auth::Email::parse(email).context("not an email address")?;
     let mut account = state
         .auth

@@ -3,7 +3,7 @@
 //! value stops the process with one line naming the key.
 
 use ipnet::IpNet;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -53,10 +53,55 @@ pub struct HttpSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
-    /// `fs` (the embedded default) or `memory` (state dies with the process).
+    /// `fs` (the embedded default), `memory` (state dies with the process) or `postgres` (the
+    /// cluster shape).
     pub kind: StoreKind,
-    /// Data directory of the `fs` store, and home of generated secrets.
+    /// Data directory of the `fs` store, and home of generated secrets and the outbox.
     pub data_dir: PathBuf,
+    /// `[store.postgres]`: used when `kind = "postgres"`.
+    pub postgres: PostgresSettings,
+    /// `[store.redis]`: when `url` is set, sessions and rate limits live in Redis whatever `kind`.
+    pub redis: RedisSettings,
+}
+
+/// `[store.postgres]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresSettings {
+    /// `postgres://user@host:port/db?sslmode=require`; a password belongs in the environment
+    /// (`PHAZE__STORE__POSTGRES__URL`), never in a file under version control.
+    pub url: SecretString,
+    /// Schema (search path) of every connection; empty: the server's default (`public`).
+    pub schema: String,
+    /// An extra root certificate (PEM) for TLS, e.g. a private CA; empty: the public roots.
+    pub ca_file: PathBuf,
+    /// Connections per process (16).
+    pub pool_size: usize,
+    /// Connecting gives up after this many milliseconds (3000).
+    pub connect_timeout_ms: u64,
+    /// Waiting for a free pooled connection gives up after this many milliseconds (2000).
+    pub wait_timeout_ms: u64,
+}
+
+/// `[store.redis]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://host:6379` or `rediss://…` (TLS); empty: no Redis.
+    pub url: SecretString,
+    /// Every key starts with this, so deployments can share one Redis (`phaze:`).
+    pub prefix: String,
+    /// For `rediss://` with a private CA: its certificate (PEM), trusted instead of the public
+    /// roots. Empty: the public roots.
+    pub ca_file: PathBuf,
+    /// Connections per process (16).
+    pub pool_size: usize,
+    /// Connecting gives up after this many milliseconds (1000).
+    pub connect_timeout_ms: u64,
+    /// Waiting for a free pooled connection gives up after this many milliseconds (1000).
+    pub wait_timeout_ms: u64,
+    /// A command without an answer fails after this many milliseconds (1000).
+    pub response_timeout_ms: u64,
 }
 
 /// Which adapters back the ports.
@@ -67,6 +112,8 @@ pub enum StoreKind {
     Fs,
     /// Process memory.
     Memory,
+    /// PostgreSQL (`[store.postgres]`), shared by every portal process.
+    Postgres,
 }
 
 /// `[mail]`
@@ -251,6 +298,35 @@ impl Default for StoreSettings {
         Self {
             kind: StoreKind::Fs,
             data_dir: PathBuf::from("./var"),
+            postgres: PostgresSettings::default(),
+            redis: RedisSettings::default(),
+        }
+    }
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::default(),
+            schema: String::new(),
+            ca_file: PathBuf::new(),
+            pool_size: 16,
+            connect_timeout_ms: 3000,
+            wait_timeout_ms: 2000,
+        }
+    }
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::default(),
+            prefix: "phaze:".into(),
+            ca_file: PathBuf::new(),
+            pool_size: 16,
+            connect_timeout_ms: 1000,
+            wait_timeout_ms: 1000,
+            response_timeout_ms: 1000,
         }
     }
 }
@@ -433,11 +509,57 @@ impl Settings {
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return fail("http.public_url", "must start with http:// or https://");
         }
+        self.validate_stores()?;
         if !is_mailbox(&self.mail.from) {
             return fail(
                 "mail.from",
                 "must be an address like `Phaze <no-reply@example.com>`",
             );
+        }
+        Ok(())
+    }
+
+    /// Store choices that cannot work: no URL for PostgreSQL, zero pools or timeouts, and keys
+    /// left to be generated per process where processes must share them.
+    fn validate_stores(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        let pg = &self.store.postgres;
+        let redis = &self.store.redis;
+        if self.store.kind == StoreKind::Postgres {
+            let url = pg.url.expose_secret();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return fail(
+                    "store.postgres.url",
+                    "store.kind = \"postgres\" needs a postgres:// URL",
+                );
+            }
+            // Every process must seal, sign and pepper with the same keys: generated per process
+            // they would silently log users out on every other process.
+            let s = &self.secrets;
+            if s.session_keys.is_empty() || s.csrf_key.is_none() || s.token_pepper.is_none() {
+                return fail(
+                    "secrets",
+                    "store.kind = \"postgres\" runs several processes: set secrets.session_keys, \
+                     secrets.csrf_key and secrets.token_pepper (the same on every process)",
+                );
+            }
+        }
+        if pg.pool_size == 0 || pg.connect_timeout_ms == 0 || pg.wait_timeout_ms == 0 {
+            return fail(
+                "store.postgres",
+                "pool_size, connect_timeout_ms and wait_timeout_ms must be above 0",
+            );
+        }
+        let url = redis.url.expose_secret();
+        if !(url.is_empty() || url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return fail("store.redis.url", "must start with redis:// or rediss://");
+        }
+        if redis.pool_size == 0
+            || redis.connect_timeout_ms == 0
+            || redis.wait_timeout_ms == 0
+            || redis.response_timeout_ms == 0
+        {
+            return fail("store.redis", "pool_size and the timeouts must be above 0");
         }
         Ok(())
     }

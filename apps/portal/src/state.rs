@@ -1,6 +1,7 @@
 //! Wiring: the adapters chosen by configuration behind the domain services, built once at start-up
 //! and shared by every worker.
 
+use anyhow::Context as _;
 use hmac::{Hmac, Mac};
 use phaze_auth::{
     AccountStore, Argon2id, AuthConfig, AuthService, HashParams, Mailer, PasswordPolicy,
@@ -10,6 +11,8 @@ use phaze_ratelimit::{ChallengeIssuer, RateLimitStore};
 use phaze_sessions::{IpBinding, Sealer, SealingKey, SessionManager, SessionPolicy, SessionStore};
 use phaze_store_fs::{FsAccounts, FsOutbox, FsRateLimits, FsSessions, FsTokens};
 use phaze_store_memory::{MemoryAccounts, MemoryRateLimits, MemorySessions, MemoryTokens};
+use phaze_store_postgres::{PgConfig, Postgres};
+use phaze_store_redis::{Redis, RedisConfig};
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
 use std::path::PathBuf;
@@ -26,14 +29,41 @@ use crate::secrets;
 use crate::settings::{Settings, StoreKind};
 use crate::views::Views;
 
-/// The adapters behind the ports, and the directories `/readyz` checks.
-type Stores = (
-    Arc<dyn SessionStore>,
-    Arc<dyn AccountStore>,
-    Arc<dyn TokenStore>,
-    Arc<dyn RateLimitStore>,
-    Vec<PathBuf>,
-);
+/// The adapters behind the ports.
+struct Stores {
+    sessions: Arc<dyn SessionStore>,
+    accounts: Arc<dyn AccountStore>,
+    tokens: Arc<dyn TokenStore>,
+    rate_limits: Arc<dyn RateLimitStore>,
+    probes: Vec<Probe>,
+}
+
+/// One dependency `/readyz` checks.
+pub enum Probe {
+    /// A directory of the fs store must exist.
+    Dir(PathBuf),
+    /// PostgreSQL must answer.
+    Postgres(Postgres),
+    /// Redis must answer.
+    Redis(Redis),
+}
+
+impl Probe {
+    /// Whether the dependency is usable now; the error says what is not (for the log only).
+    pub async fn check(&self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        match self {
+            Probe::Dir(dir) => {
+                if std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+                    Ok(())
+                } else {
+                    Err(format!("{} is not a directory", dir.display()).into())
+                }
+            }
+            Probe::Postgres(pg) => Ok(pg.ping().await?),
+            Probe::Redis(redis) => Ok(redis.ping().await?),
+        }
+    }
+}
 
 /// Everything a request handler can reach.
 pub struct AppState {
@@ -53,8 +83,8 @@ pub struct AppState {
     pub proxies: TrustedProxies,
     /// Templates.
     pub views: Views,
-    /// Directories whose presence `/readyz` checks (the fs store's).
-    pub ready_dirs: Vec<PathBuf>,
+    /// What `/readyz` checks.
+    pub probes: Vec<Probe>,
     /// Token store, for the periodic purge.
     pub tokens: Arc<dyn TokenStore>,
     /// Request budgets.
@@ -67,35 +97,19 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state; `public_url` is final (the listener is bound first).
-    pub fn build(
+    pub async fn build(
         settings: Settings,
         public_url: String,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let keys = secrets::load(&settings)?;
-        let (sessions, accounts, tokens, rate_limits, ready_dirs): Stores =
-            match settings.store.kind {
-                StoreKind::Memory => (
-                    Arc::new(MemorySessions::default()),
-                    Arc::new(MemoryAccounts::default()),
-                    Arc::new(MemoryTokens::default()),
-                    Arc::new(MemoryRateLimits::default()),
-                    Vec::new(),
-                ),
-                StoreKind::Fs => {
-                    // Each adapter keeps to its own subdirectory of the data directory.
-                    let dir = &settings.store.data_dir;
-                    (
-                        Arc::new(FsSessions::open(dir)?),
-                        Arc::new(FsAccounts::open(dir)?),
-                        Arc::new(FsTokens::open(dir)?),
-                        Arc::new(FsRateLimits::open(dir)?),
-                        ["sessions", "accounts", "tokens", "ratelimits"]
-                            .map(|d| dir.join(d))
-                            .to_vec(),
-                    )
-                }
-            };
+        let Stores {
+            sessions,
+            accounts,
+            tokens,
+            rate_limits,
+            probes,
+        } = stores(&settings).await?;
         let mailer: Arc<dyn Mailer> =
             Arc::new(FsOutbox::open(settings.outbox_dir(), &settings.mail.from)?);
 
@@ -170,7 +184,7 @@ impl AppState {
             auth,
             clock,
             public_url,
-            ready_dirs,
+            probes,
             tokens,
             limits,
             challenges,
@@ -178,6 +192,86 @@ impl AppState {
             settings,
         })
     }
+}
+
+/// The adapters `settings` choose. PostgreSQL is checked for a schema this build knows; Redis, when
+/// configured, takes sessions and rate limits whatever the main store is.
+async fn stores(settings: &Settings) -> anyhow::Result<Stores> {
+    let mut stores = match settings.store.kind {
+        StoreKind::Memory => Stores {
+            sessions: Arc::new(MemorySessions::default()),
+            accounts: Arc::new(MemoryAccounts::default()),
+            tokens: Arc::new(MemoryTokens::default()),
+            rate_limits: Arc::new(MemoryRateLimits::default()),
+            probes: Vec::new(),
+        },
+        StoreKind::Fs => {
+            // Each adapter keeps to its own subdirectory of the data directory.
+            let dir = &settings.store.data_dir;
+            Stores {
+                sessions: Arc::new(FsSessions::open(dir)?),
+                accounts: Arc::new(FsAccounts::open(dir)?),
+                tokens: Arc::new(FsTokens::open(dir)?),
+                rate_limits: Arc::new(FsRateLimits::open(dir)?),
+                probes: ["sessions", "accounts", "tokens", "ratelimits"]
+                    .map(|d| Probe::Dir(dir.join(d)))
+                    .into(),
+            }
+        }
+        StoreKind::Postgres => {
+            let pg = Postgres::new(&pg_config(settings))?;
+            pg.check_schema().await?;
+            Stores {
+                sessions: Arc::new(pg.sessions()),
+                accounts: Arc::new(pg.accounts()),
+                tokens: Arc::new(pg.tokens()),
+                rate_limits: Arc::new(pg.rate_limits()),
+                probes: vec![Probe::Postgres(pg)],
+            }
+        }
+    };
+    if let Some(config) = redis_config(settings) {
+        let ca = &settings.store.redis.ca_file;
+        let redis = if ca.as_os_str().is_empty() {
+            Redis::new(&config)?
+        } else {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("store.redis.ca_file: cannot read {}", ca.display()))?;
+            Redis::with_tls_ca(&config, &pem)?
+        };
+        stores.sessions = Arc::new(redis.sessions());
+        stores.rate_limits = Arc::new(redis.rate_limits());
+        stores.probes.push(Probe::Redis(redis));
+    }
+    Ok(stores)
+}
+
+/// `[store.postgres]` as the adapter takes it.
+pub fn pg_config(settings: &Settings) -> PgConfig {
+    let p = &settings.store.postgres;
+    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    PgConfig {
+        url: p.url.expose_secret().to_owned(),
+        schema: nonempty(&p.schema),
+        ca_file: (!p.ca_file.as_os_str().is_empty()).then(|| p.ca_file.clone()),
+        pool_size: p.pool_size,
+        connect_timeout: std::time::Duration::from_millis(p.connect_timeout_ms),
+        wait_timeout: std::time::Duration::from_millis(p.wait_timeout_ms),
+    }
+}
+
+/// `[store.redis]` as the adapter takes it; `None` when no URL is set.
+fn redis_config(settings: &Settings) -> Option<RedisConfig> {
+    let r = &settings.store.redis;
+    let url = r.url.expose_secret();
+    (!url.is_empty()).then(|| RedisConfig {
+        url: url.to_owned(),
+        prefix: r.prefix.clone(),
+        pool_size: r.pool_size,
+        connect_timeout: std::time::Duration::from_millis(r.connect_timeout_ms),
+        wait_timeout: std::time::Duration::from_millis(r.wait_timeout_ms),
+        response_timeout: std::time::Duration::from_millis(r.response_timeout_ms),
+    })
 }
 
 /// A sub-key of `master` for `purpose` (HMAC-SHA256 as a PRF).

@@ -14,19 +14,16 @@ pub async fn healthz() -> HttpResponse {
         .body("ok")
 }
 
-/// `GET /readyz`: every store the portal needs is reachable.
+/// `GET /readyz`: every store the portal needs answers, within two seconds in all.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    for dir in &state.ready_dirs {
-        let ok = std::fs::metadata(dir).is_ok_and(|m| m.is_dir());
-        if !ok {
-            return Err(AppError::Unavailable(
-                format!("{} is not a directory", dir.display()).into(),
-            ));
-        }
+    let checks = futures_util::future::try_join_all(state.probes.iter().map(|p| p.check()));
+    match tokio::time::timeout(std::time::Duration::from_secs(2), checks).await {
+        Ok(Ok(_)) => Ok(HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body("ready")),
+        Ok(Err(e)) => Err(AppError::Unavailable(e)),
+        Err(elapsed) => Err(AppError::unavailable(elapsed)),
     }
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body("ready"))
 }
 
 /// `GET /static/app.css`

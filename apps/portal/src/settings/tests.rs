@@ -64,6 +64,31 @@ fn bad_values_name_their_key() {
         ),
         (&[("PHAZE__MAIL__FROM", "not an address")], "mail.from"),
         (&[("PHAZE__HTTP__NO_SUCH_KEY", "1")], "no_such_key"),
+        (&[("PHAZE__STORE__KIND", "postgres")], "store.postgres.url"),
+        (
+            &[
+                ("PHAZE__STORE__KIND", "postgres"),
+                ("PHAZE__STORE__POSTGRES__URL", "mysql://db/x"),
+            ],
+            "store.postgres.url",
+        ),
+        (
+            // Keys generated per process would differ between the processes of a cluster.
+            &[
+                ("PHAZE__STORE__KIND", "postgres"),
+                ("PHAZE__STORE__POSTGRES__URL", "postgres://db/x"),
+            ],
+            "secrets",
+        ),
+        (
+            &[("PHAZE__STORE__REDIS__URL", "http://cache:6379")],
+            "store.redis.url",
+        ),
+        (&[("PHAZE__STORE__REDIS__POOL_SIZE", "0")], "store.redis"),
+        (
+            &[("PHAZE__STORE__POSTGRES__WAIT_TIMEOUT_MS", "0")],
+            "store.postgres",
+        ),
     ];
     for (vars, key) in cases {
         let err = Settings::load_from(None, env(vars))
@@ -72,6 +97,27 @@ fn bad_values_name_their_key() {
         assert!(err.contains(key), "{vars:?}: {err}");
         assert!(!err.contains('\n'), "one line: {err}");
     }
+}
+
+#[test]
+fn the_cluster_shape_loads_and_its_urls_never_print() {
+    let key = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I=";
+    let s = Settings::load_from(
+        None,
+        env(&[
+            ("PHAZE__STORE__KIND", "postgres"),
+            ("PHAZE__STORE__POSTGRES__URL", "postgres://phaze:hunter2@db/phaze"),
+            ("PHAZE__STORE__REDIS__URL", "rediss://:hunter3@cache:6380"),
+            ("PHAZE__SECRETS__SESSION_KEYS", key),
+            ("PHAZE__SECRETS__CSRF_KEY", key),
+            ("PHAZE__SECRETS__TOKEN_PEPPER", key),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.store.kind, StoreKind::Postgres);
+    assert_eq!(s.store.redis.prefix, "phaze:");
+    let printed = format!("{s:?}");
+    assert!(!printed.contains("hunter2") && !printed.contains("hunter3"));
 }
 
 #[test]

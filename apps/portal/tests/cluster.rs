@@ -1,0 +1,630 @@
+//! The cluster shape with real binaries: three portal processes on one PostgreSQL and one Redis.
+//! Whatever a security property needs to share, they share; any request may reach any process.
+//!
+//! Needs PostgreSQL and Redis (`PHAZE_TEST_DATABASE_URL`, `PHAZE_TEST_REDIS_URL`); each test gets
+//! its own schema and key prefix, so runs never collide. Outside CI a missing server skips.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use actix_web::http::StatusCode;
+use base64::Engine as _;
+use phaze_e2e::Browser;
+use rand::RngCore;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PW: &str = "correct horse battery staple";
+
+/// A `phaze-portal serve` process, killed on drop.
+struct Portal {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One deployment: a schema, a key prefix, shared secrets, one outbox; processes added by
+/// [`Cluster::start`]. The schema is dropped at the end.
+struct Cluster {
+    env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+    schema: String,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Best effort: a leftover schema only costs space, and its name says it is a test's.
+        let _ = Command::new("psql")
+            .arg(phaze_testkit::database_url())
+            .args([
+                "-qc",
+                &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn key() -> String {
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn reachable(url: &str, default_port: u16) -> Result<(), String> {
+    let host_port = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', '?']).next())
+        .map(|hp| hp.rsplit('@').next().unwrap_or(hp).to_owned())
+        .ok_or_else(|| format!("cannot read {url}"))?;
+    let addr = if host_port.contains(':') {
+        host_port
+    } else {
+        format!("{host_port}:{default_port}")
+    };
+    std::net::TcpStream::connect(&addr)
+        .map(drop)
+        .map_err(|e| format!("{addr}: {e}"))
+}
+
+impl Cluster {
+    /// A migrated deployment, or `None` (skip) when PostgreSQL or Redis is unreachable outside CI.
+    fn new() -> Option<Self> {
+        Self::with_redis(&phaze_testkit::redis_url())
+    }
+
+    fn with_redis(redis_url: &str) -> Option<Self> {
+        let db = phaze_testkit::database_url();
+        if let Err(e) = reachable(&db, 5432) {
+            phaze_testkit::server_unavailable("PostgreSQL", &e);
+            return None;
+        }
+        if let Err(e) = reachable(redis_url, 6379) {
+            phaze_testkit::server_unavailable("Redis", &e);
+            return None;
+        }
+        let schema = format!("phaze_cluster_{}", random_hex(6));
+        let dir = tempfile::tempdir().unwrap();
+        let env = [
+            ("PHAZE__STORE__KIND", "postgres".to_owned()),
+            ("PHAZE__STORE__POSTGRES__URL", db),
+            ("PHAZE__STORE__POSTGRES__SCHEMA", schema.clone()),
+            ("PHAZE__STORE__REDIS__URL", redis_url.to_owned()),
+            (
+                "PHAZE__STORE__REDIS__PREFIX",
+                format!("phaze-test:{}:", random_hex(6)),
+            ),
+            ("PHAZE__SECRETS__SESSION_KEYS", key()),
+            ("PHAZE__SECRETS__CSRF_KEY", key()),
+            ("PHAZE__SECRETS__TOKEN_PEPPER", key()),
+            (
+                "PHAZE__MAIL__OUTBOX_DIR",
+                dir.path().join("outbox").display().to_string(),
+            ),
+            ("PHAZE__AUTH__ARGON2_M_KIB", "64".to_owned()),
+            ("PHAZE__AUTH__ARGON2_T", "1".to_owned()),
+            ("PHAZE__HTTP__WORKERS", "2".to_owned()),
+            ("PHAZE__LOG__FILTER", "warn".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let cluster = Self { env, dir, schema };
+        let out = cluster.command().arg("migrate").output().unwrap();
+        assert!(
+            out.status.success(),
+            "migrate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(cluster)
+    }
+
+    fn outbox(&self) -> PathBuf {
+        self.dir.path().join("outbox")
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_phaze-portal"));
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("PHAZE__STORE__DATA_DIR", self.dir.path().join("data"));
+        cmd
+    }
+
+    /// Starts one more process and waits until it answers.
+    async fn start(&self) -> Portal {
+        let port = free_port();
+        let child = self
+            .command()
+            .env("PHAZE__HTTP__PORT", port.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the portal binary starts");
+        let portal = Portal {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        wait_ready(&portal.base).await;
+        portal
+    }
+}
+
+async fn wait_ready(base: &str) {
+    let client = awc::Client::default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(res) = client.get(format!("{base}/readyz")).send().await {
+            if res.status().is_success() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{base} did not become ready");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The same cookies, sent to another process.
+fn same_browser_on(b: &Browser, base: &str) -> Browser {
+    let other = Browser::new(base);
+    *other.jar.borrow_mut() = b.jar.borrow().clone();
+    *other.csrf.borrow_mut() = b.csrf.borrow().clone();
+    other
+}
+
+/// Registers through `base`, verifies, logs in; returns the logged-in browser.
+async fn user(cluster: &Cluster, base: &str, email: &str) -> Browser {
+    let b = verified(cluster, base, email).await;
+    b.login(email, PW).await;
+    b
+}
+
+/// Registers through `base` and verifies (no login: that would spend the client's login budget).
+async fn verified(cluster: &Cluster, base: &str, email: &str) -> Browser {
+    let b = Browser::new(base);
+    b.get("/register").await;
+    let r = b
+        .post_form(
+            "/register",
+            &[("email", email), ("password", PW), ("password_confirm", PW)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = b
+        .get(&phaze_e2e::verification_path(&cluster.outbox(), email))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    b
+}
+
+#[actix_web::test]
+async fn a_session_from_one_process_works_on_all_and_its_logout_ends_it_everywhere() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    let p = [
+        cluster.start().await,
+        cluster.start().await,
+        cluster.start().await,
+    ];
+    let on0 = user(&cluster, &p[0].base, "roam@example.com").await;
+    let id = on0.cookie("phaze_session").unwrap();
+    for portal in &p {
+        let b = same_browser_on(&on0, &portal.base);
+        let r = b.get("/account").await;
+        assert_eq!(r.status, StatusCode::OK, "{}: {}", portal.base, r.body);
+        assert!(r.body.contains("roam@example.com"));
+    }
+    let on1 = same_browser_on(&on0, &p[1].base);
+    on1.get("/account").await;
+    let r = on1.post_form("/logout", &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    for portal in &p {
+        let replay = Browser::new(&portal.base);
+        replay.set_cookie("phaze_session", &id);
+        let r = replay.get("/account").await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", portal.base);
+        assert!(r.location().unwrap().starts_with("/login"));
+    }
+}
+
+#[actix_web::test]
+async fn sixty_parallel_wrong_logins_over_three_processes_are_judged_exactly_five_times() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    let p = [
+        cluster.start().await,
+        cluster.start().await,
+        cluster.start().await,
+    ];
+    verified(&cluster, &p[0].base, "victim@example.com").await;
+    // The CSRF key is shared, so one anonymous visit's cookie and token serve every process.
+    let first = Browser::new(&p[0].base);
+    first.get("/login").await;
+    let statuses = futures_util::future::join_all((0..60).map(|i| {
+        let b = same_browser_on(&first, &p[i % 3].base);
+        async move {
+            b.post_form(
+                "/login",
+                &[
+                    ("email", "victim@example.com"),
+                    ("password", "not the password"),
+                ],
+            )
+            .await
+            .status
+        }
+    }))
+    .await;
+    let judged = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((judged, limited), (5, 55), "{statuses:?}");
+}
+
+#[actix_web::test]
+async fn one_email_registered_in_parallel_through_three_processes_makes_one_account() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    let p = [
+        cluster.start().await,
+        cluster.start().await,
+        cluster.start().await,
+    ];
+    let statuses = futures_util::future::join_all((0..9).map(|i| {
+        let b = Browser::new(&p[i % 3].base);
+        async move {
+            b.get("/register").await;
+            let pw = format!("{PW} {i}");
+            b.post_form(
+                "/register",
+                &[
+                    ("email", "race@example.com"),
+                    ("password", &pw),
+                    ("password_confirm", &pw),
+                ],
+            )
+            .await
+            .status
+        }
+    }))
+    .await;
+    assert_eq!(statuses, vec![StatusCode::OK; 9], "identical answers");
+    let mails = phaze_e2e::outbox_mails(&cluster.outbox());
+    assert_eq!(mails.iter().filter(|m| m.contains("/verify/")).count(), 1);
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.contains("already have an account"))
+            .count(),
+        8
+    );
+}
+
+#[actix_web::test]
+async fn a_schema_this_build_does_not_know_stops_the_process_with_a_clear_line() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    let out = cluster
+        .command()
+        .env(
+            "PHAZE__STORE__POSTGRES__SCHEMA",
+            format!("{}_empty", cluster.schema),
+        )
+        .env("PHAZE__HTTP__PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("phaze-portal migrate"), "{stderr}");
+}
+
+/// A private `redis-server` on a free port, for outages: killed on drop.
+struct PrivateRedis {
+    child: Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> Option<Self> {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                phaze_testkit::server_unavailable("redis-server (binary)", &e);
+                return None;
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Self { child, port })
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn status(b: &Browser, path: &str) -> StatusCode {
+    b.get(path).await.status
+}
+
+#[actix_web::test]
+async fn redis_down_means_503_never_allow_and_service_returns_within_five_seconds() {
+    let port = free_port();
+    let Some(redis) = PrivateRedis::start(port) else {
+        return;
+    };
+    let Some(cluster) = Cluster::with_redis(&format!("redis://127.0.0.1:{}", redis.port)) else {
+        return;
+    };
+    let mut portal = cluster.start().await;
+    let b = user(&cluster, &portal.base, "outage@example.com").await;
+    assert_eq!(status(&b, "/account").await, StatusCode::OK);
+
+    let load = background_load(&portal.base, &b);
+    drop(redis);
+    // Load while Redis is down: sessions, the limiter and readiness fail closed; liveness holds.
+    let anon = Browser::new(&portal.base);
+    anon.get("/login").await;
+    for _ in 0..20 {
+        assert_eq!(
+            status(&b, "/account").await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let r = anon
+            .post_form(
+                "/login",
+                &[("email", "outage@example.com"), ("password", PW)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "never allow");
+        assert!(!r.body.contains("redis") && !r.body.contains("Redis"));
+    }
+    assert_eq!(
+        status(&anon, "/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(status(&anon, "/healthz").await, StatusCode::OK);
+    assert!(portal.child.try_wait().unwrap().is_none(), "still running");
+
+    let _redis = PrivateRedis::start(port).unwrap();
+    let back = Instant::now();
+    while status(&anon, "/readyz").await != StatusCode::OK {
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "not back within 5 s"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The restarted Redis kept nothing: the session is gone, and logging in works again.
+    let r = b.get("/account").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    b.login("outage@example.com", PW).await;
+    assert_eq!(status(&b, "/account").await, StatusCode::OK);
+    println!("service back {:?} after Redis restarted", back.elapsed());
+    load.check(&[
+        StatusCode::OK,
+        StatusCode::SEE_OTHER,
+        StatusCode::SERVICE_UNAVAILABLE,
+    ])
+    .await;
+    assert!(portal.child.try_wait().unwrap().is_none(), "still running");
+}
+
+/// Eight clients requesting `/account` with `b`'s cookies in a loop until [`Load::check`].
+struct Load {
+    stop: std::rc::Rc<std::cell::Cell<bool>>,
+    tasks: Vec<actix_web::rt::task::JoinHandle<Vec<StatusCode>>>,
+}
+
+fn background_load(base: &str, b: &Browser) -> Load {
+    let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+    let tasks = (0..8)
+        .map(|_| {
+            let client = same_browser_on(b, base);
+            let stop = stop.clone();
+            actix_web::rt::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.get() {
+                    // Only the session cookie: a rotation answered by one request must not
+                    // change what the next one sends.
+                    let r = client.get("/account").await;
+                    seen.push(r.status);
+                }
+                seen
+            })
+        })
+        .collect();
+    Load { stop, tasks }
+}
+
+impl Load {
+    /// Stops the clients; every answer they got was one of `allowed` (no 500, no reset).
+    async fn check(self, allowed: &[StatusCode]) {
+        self.stop.set(true);
+        let mut total = 0;
+        for task in self.tasks {
+            let seen = task.await.unwrap();
+            total += seen.len();
+            for status in seen {
+                assert!(allowed.contains(&status), "unexpected {status} under load");
+            }
+        }
+        assert!(total > 0);
+        println!("{total} requests under load, all answered");
+    }
+}
+
+/// A TCP relay to PostgreSQL that the test can cut and restore: a database outage for one
+/// deployment without stopping the shared server.
+struct Relay {
+    port: u16,
+    upstream: String,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn start(upstream: &str) -> Self {
+        let relay = Self {
+            port: free_port(),
+            upstream: upstream.to_owned(),
+            down: Default::default(),
+            conns: Default::default(),
+        };
+        relay.listen();
+        relay
+    }
+
+    fn listen(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        let (upstream, down, conns) =
+            (self.upstream.clone(), self.down.clone(), self.conns.clone());
+        down.store(false, std::sync::atomic::Ordering::SeqCst);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if down.load(std::sync::atomic::Ordering::SeqCst) {
+                    break; // the listener closes: connections are refused
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let mut all = conns.lock().unwrap();
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                all.extend([client, server]);
+            }
+        });
+    }
+
+    /// Closes every relayed connection and refuses new ones.
+    fn cut(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port)); // wakes the acceptor
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.listen();
+    }
+}
+
+#[actix_web::test]
+async fn postgres_down_means_503_and_service_returns_within_five_seconds() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    let db = phaze_testkit::database_url();
+    let host_port = db
+        .split('@')
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap();
+    let relay = Relay::start(host_port);
+    let via_relay = db.replacen(host_port, &format!("127.0.0.1:{}", relay.port), 1);
+    let mut cluster = cluster;
+    for (k, v) in cluster.env.iter_mut() {
+        if k == "PHAZE__STORE__POSTGRES__URL" {
+            *v = format!("{via_relay}?sslmode=disable");
+        }
+    }
+    let mut portal = cluster.start().await;
+    let b = user(&cluster, &portal.base, "pgdown@example.com").await;
+    assert_eq!(status(&b, "/account").await, StatusCode::OK);
+
+    let load = background_load(&portal.base, &b);
+    relay.cut();
+    let anon = Browser::new(&portal.base);
+    anon.get("/login").await;
+    for _ in 0..10 {
+        assert_eq!(
+            status(&b, "/account").await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+    // The right password, twice (a third failed attempt would ask for a challenge first: an
+    // attempt the store could not judge still counts against the address).
+    for _ in 0..2 {
+        let r = anon
+            .post_form(
+                "/login",
+                &[("email", "pgdown@example.com"), ("password", PW)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "never allow");
+        assert!(r.set_cookie("phaze_session").is_none());
+    }
+    assert_eq!(
+        status(&anon, "/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(status(&anon, "/healthz").await, StatusCode::OK);
+    assert!(portal.child.try_wait().unwrap().is_none(), "still running");
+
+    relay.restore();
+    let back = Instant::now();
+    while status(&b, "/account").await != StatusCode::OK {
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "not back within 5 s"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status(&anon, "/readyz").await, StatusCode::OK);
+    println!(
+        "service back {:?} after PostgreSQL returned",
+        back.elapsed()
+    );
+    load.check(&[StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE])
+        .await;
+    assert!(portal.child.try_wait().unwrap().is_none(), "still running");
+}
