@@ -106,7 +106,10 @@ fn the_cluster_shape_loads_and_its_urls_never_print() {
         None,
         env(&[
             ("PHAZE__STORE__KIND", "postgres"),
-            ("PHAZE__STORE__POSTGRES__URL", "postgres://phaze:hunter2@db/phaze"),
+            (
+                "PHAZE__STORE__POSTGRES__URL",
+                "postgres://phaze:hunter2@db/phaze",
+            ),
             ("PHAZE__STORE__REDIS__URL", "rediss://:hunter3@cache:6380"),
             ("PHAZE__SECRETS__SESSION_KEYS", key),
             ("PHAZE__SECRETS__CSRF_KEY", key),
