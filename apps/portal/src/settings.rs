@@ -73,7 +73,8 @@ pub struct PostgresSettings {
     pub url: SecretString,
     /// Schema (search path) of every connection; empty: the server's default (`public`).
     pub schema: String,
-    /// An extra root certificate (PEM) for TLS, e.g. a private CA; empty: the public roots.
+    /// A private CA's certificate (PEM), trusted instead of the public roots and checked even
+    /// with `sslmode=prefer`; empty: the public roots (with `sslmode=require`).
     pub ca_file: PathBuf,
     /// Connections per process (16).
     pub pool_size: usize,
