@@ -130,4 +130,5 @@ if [ "$STORE" = cluster ]; then
   echo "successful logins/s cluster: $(ok_rps "$WORK/logins-cluster.txt"); memory (argon2-only bound): $(ok_rps "$WORK/logins-memory.txt")"
   awk -v c="$(ok_rps "$WORK/logins-cluster.txt")" -v m="$(ok_rps "$WORK/logins-memory.txt")" 'BEGIN {printf "ratio logins cluster/bound: %.2f\n", c / m}'
   psql -q "$DB" -c "DROP SCHEMA IF EXISTS phaze_load CASCADE" 2>/dev/null || true
+  redis-cli -u "$REDIS" --scan --pattern "phaze-load:$$:*" | xargs -r redis-cli -u "$REDIS" del >/dev/null || true
 fi

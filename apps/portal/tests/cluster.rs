@@ -35,6 +35,8 @@ struct Cluster {
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     schema: String,
+    redis: String,
+    prefix: String,
 }
 
 impl Drop for Cluster {
@@ -46,6 +48,14 @@ impl Drop for Cluster {
                 "-qc",
                 &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema),
             ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        // Sessions would otherwise linger for their lifetime plus an hour.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(r#"redis-cli -u "$1" --scan --pattern "$2*" | xargs -r redis-cli -u "$1" del"#)
+            .args(["sh", &self.redis, &self.prefix])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
@@ -106,16 +116,14 @@ impl Cluster {
             return None;
         }
         let schema = format!("phaze_cluster_{}", random_hex(6));
+        let prefix = format!("phaze-test:{}:", random_hex(6));
         let dir = tempfile::tempdir().unwrap();
         let env = [
             ("PHAZE__STORE__KIND", "postgres".to_owned()),
             ("PHAZE__STORE__POSTGRES__URL", db),
             ("PHAZE__STORE__POSTGRES__SCHEMA", schema.clone()),
             ("PHAZE__STORE__REDIS__URL", redis_url.to_owned()),
-            (
-                "PHAZE__STORE__REDIS__PREFIX",
-                format!("phaze-test:{}:", random_hex(6)),
-            ),
+            ("PHAZE__STORE__REDIS__PREFIX", prefix.clone()),
             ("PHAZE__SECRETS__SESSION_KEYS", key()),
             ("PHAZE__SECRETS__CSRF_KEY", key()),
             ("PHAZE__SECRETS__TOKEN_PEPPER", key()),
@@ -131,7 +139,13 @@ impl Cluster {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let cluster = Self { env, dir, schema };
+        let cluster = Self {
+            env,
+            dir,
+            schema,
+            redis: redis_url.to_owned(),
+            prefix,
+        };
         let out = cluster.command().arg("migrate").output().unwrap();
         assert!(
             out.status.success(),
