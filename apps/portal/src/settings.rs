@@ -82,6 +82,8 @@ pub struct PostgresSettings {
     pub connect_timeout_ms: u64,
     /// Waiting for a free pooled connection gives up after this many milliseconds (2000).
     pub wait_timeout_ms: u64,
+    /// The server cancels a statement or a lock wait after this many milliseconds (2000).
+    pub query_timeout_ms: u64,
 }
 
 /// `[store.redis]`
@@ -314,6 +316,7 @@ impl Default for PostgresSettings {
             pool_size: 16,
             connect_timeout_ms: 3000,
             wait_timeout_ms: 2000,
+            query_timeout_ms: 2000,
         }
     }
 }
@@ -545,10 +548,14 @@ impl Settings {
                 );
             }
         }
-        if pg.pool_size == 0 || pg.connect_timeout_ms == 0 || pg.wait_timeout_ms == 0 {
+        if pg.pool_size == 0
+            || pg.connect_timeout_ms == 0
+            || pg.wait_timeout_ms == 0
+            || pg.query_timeout_ms == 0
+        {
             return fail(
                 "store.postgres",
-                "pool_size, connect_timeout_ms and wait_timeout_ms must be above 0",
+                "pool_size and the timeouts must be above 0",
             );
         }
         let url = redis.url.expose_secret();

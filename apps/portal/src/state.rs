@@ -257,6 +257,7 @@ pub fn pg_config(settings: &Settings) -> PgConfig {
         pool_size: p.pool_size,
         connect_timeout: std::time::Duration::from_millis(p.connect_timeout_ms),
         wait_timeout: std::time::Duration::from_millis(p.wait_timeout_ms),
+        query_timeout: std::time::Duration::from_millis(p.query_timeout_ms),
     }
 }
 

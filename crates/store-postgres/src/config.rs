@@ -37,6 +37,11 @@ pub struct PgConfig {
     pub connect_timeout: Duration,
     /// Bound on waiting for a free pooled connection when all are busy. Non-zero.
     pub wait_timeout: Duration,
+    /// Bound the server puts on every statement and every lock wait (`statement_timeout`,
+    /// `lock_timeout`), and 4x it on a transaction left idle (`idle_in_transaction_session_timeout`):
+    /// a stuck query or a row lock held by a frozen process fails the request (503) instead of
+    /// hanging it. Non-zero.
+    pub query_timeout: Duration,
 }
 
 impl fmt::Debug for PgConfig {
@@ -48,6 +53,7 @@ impl fmt::Debug for PgConfig {
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("wait_timeout", &self.wait_timeout)
+            .field("query_timeout", &self.query_timeout)
             .finish()
     }
 }
@@ -101,6 +107,8 @@ pub(crate) struct Timeouts {
     pub(crate) create: Duration,
     /// The health check of a pooled connection at checkout.
     pub(crate) recycle: Duration,
+    /// Statements and lock waits, enforced by the server.
+    pub(crate) query: Duration,
 }
 
 /// A validated [`PgConfig`].
@@ -136,6 +144,11 @@ impl PgConfig {
         if self.wait_timeout.is_zero() {
             return Err(PgError::InvalidSetting("wait_timeout must be non-zero"));
         }
+        if self.query_timeout.as_millis() == 0 {
+            return Err(PgError::InvalidSetting(
+                "query_timeout must be at least a millisecond",
+            ));
+        }
         let mut pg = tokio_postgres::Config::from_str(&self.url)
             .map_err(|e| PgError::InvalidUrl(Box::new(e)))?;
         if pg.get_hosts().is_empty() {
@@ -166,6 +179,7 @@ impl PgConfig {
                 wait: self.wait_timeout,
                 create: self.connect_timeout,
                 recycle: self.connect_timeout,
+                query: self.query_timeout,
             },
         })
     }

@@ -94,13 +94,20 @@ impl Connector {
                     .map_err(failed)?;
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await?
             }
-            _ => {
+            SslMode::Prefer => {
                 let (client, connection) = self
                     .pg
                     .connect(self.opportunistic.clone())
                     .await
                     .map_err(failed)?;
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await?
+            }
+            // A mode this crate does not know (the enum is non-exhaustive) never falls back to
+            // an unverified connection.
+            _ => {
+                return Err(ConnectionError::BadConnection(
+                    "unsupported sslmode: use disable, prefer or require".into(),
+                ))
             }
         };
         if let Some(schema) = &self.schema {
@@ -109,6 +116,14 @@ impl Connector {
                 .await
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
         }
+        let ms = self.timeouts.query.as_millis();
+        conn.batch_execute(&format!(
+            "SET statement_timeout = {ms}; SET lock_timeout = {ms}; \
+             SET idle_in_transaction_session_timeout = {}",
+            ms.saturating_mul(4)
+        ))
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
         Ok(conn)
     }
 }

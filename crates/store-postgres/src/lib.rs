@@ -16,6 +16,7 @@
 //!     pool_size: 16,
 //!     connect_timeout: Duration::from_secs(3),
 //!     wait_timeout: Duration::from_secs(2),
+//!     query_timeout: std::time::Duration::from_secs(5),
 //! })?;
 //! pg.check_schema().await?; // refuses a database this build does not know
 //! let sessions: Arc<dyn phaze_sessions::SessionStore> = Arc::new(pg.sessions());

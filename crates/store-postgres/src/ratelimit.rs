@@ -151,7 +151,11 @@ impl RateLimitStore for PgRateLimits {
     ) -> Result<Decision, StoreError> {
         let key = *key.as_bytes();
         let mut conn = self.conn().await?;
-        conn.transaction(async |conn| hit_locked(conn, &key, window, now).await)
+        // READ COMMITTED whatever the server's default: the create-then-lock retry needs each
+        // statement to see rows committed since the transaction began.
+        conn.build_transaction()
+            .read_committed()
+            .run(async |conn| hit_locked(conn, &key, window, now).await)
             .await
             .map_err(backend)
     }

@@ -35,6 +35,7 @@ fn config(url: &str) -> PgConfig {
         pool_size: 4,
         connect_timeout: Duration::from_secs(1),
         wait_timeout: Duration::from_secs(1),
+        query_timeout: std::time::Duration::from_secs(5),
     }
 }
 

@@ -220,6 +220,7 @@ async fn a_full_pool_fails_within_the_wait_timeout() {
     let pg = Postgres::new(&PgConfig {
         pool_size: 1,
         wait_timeout: Duration::from_millis(300),
+        query_timeout: std::time::Duration::from_secs(5),
         ..config(Some(db.schema()))
     })
     .unwrap();
@@ -281,6 +282,7 @@ async fn a_server_that_never_answers_fails_within_the_connect_timeout() {
             pool_size: 2,
             connect_timeout: Duration::from_millis(300),
             wait_timeout: Duration::from_millis(300),
+            query_timeout: std::time::Duration::from_secs(5),
         })
         .unwrap();
         let started = Instant::now();
@@ -304,6 +306,7 @@ async fn errors_and_debug_output_never_show_the_password() {
         pool_size: 2,
         connect_timeout: Duration::from_secs(1),
         wait_timeout: Duration::from_secs(1),
+        query_timeout: std::time::Duration::from_secs(5),
     };
     assert!(!format!("{config:?}").contains("hunter2"));
     let pg = Postgres::new(&config).unwrap();
@@ -323,4 +326,39 @@ async fn errors_and_debug_output_never_show_the_password() {
     })
     .unwrap_err();
     assert!(!chain(&e).contains("hunter2"), "{}", chain(&e));
+}
+
+/// A row lock held by a frozen process (here: an open transaction that never ends) fails a hit on
+/// that key within `query_timeout`, server-side, instead of hanging every request for the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_by_a_frozen_process_fails_within_the_query_timeout() {
+    let Some(db) = support::fresh().await else {
+        return;
+    };
+    let pg = Postgres::new(&PgConfig {
+        query_timeout: Duration::from_millis(300),
+        ..config(Some(db.schema()))
+    })
+    .unwrap();
+    let limits = pg.rate_limits();
+    let window = Window::new(5, time::Duration::minutes(1));
+    let k = key(7);
+    assert!(limits.hit(&k, window, t0()).await.unwrap().allowed);
+    // The "frozen process": another connection locks the key's row and never commits.
+    db.admin
+        .batch_execute(&format!(
+            "BEGIN; SELECT * FROM \"{}\".rate_limits FOR UPDATE",
+            db.schema()
+        ))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let result = limits.hit(&k, window, t0()).await;
+    let took = started.elapsed();
+    assert!(result.is_err(), "a lock wait must fail, not wait");
+    assert!(took < Duration::from_secs(3), "failed after {took:?}");
+    db.admin.batch_execute("ROLLBACK").await.unwrap();
+    // Lock released: the key works again, and the failed attempt recorded nothing.
+    let d = limits.hit(&k, window, t0()).await.unwrap();
+    assert_eq!((d.allowed, d.remaining), (true, 3));
 }

@@ -22,6 +22,7 @@ pub(crate) fn config(schema: Option<&str>) -> PgConfig {
         pool_size: POOL_SIZE,
         connect_timeout: Duration::from_secs(5),
         wait_timeout: Duration::from_secs(20),
+        query_timeout: std::time::Duration::from_secs(5),
     }
 }
 

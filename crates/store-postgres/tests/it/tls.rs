@@ -125,6 +125,7 @@ fn pg(url: String, ca_file: Option<PathBuf>) -> Postgres {
         pool_size: 2,
         connect_timeout: Duration::from_secs(5),
         wait_timeout: Duration::from_secs(5),
+        query_timeout: std::time::Duration::from_secs(5),
     })
     .unwrap()
 }
@@ -255,6 +256,7 @@ fn an_unusable_ca_file_is_refused_up_front() {
             pool_size: 1,
             connect_timeout: Duration::from_secs(1),
             wait_timeout: Duration::from_secs(1),
+            query_timeout: std::time::Duration::from_secs(5),
         })
         .unwrap_err();
         assert!(
