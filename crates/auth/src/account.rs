@@ -128,8 +128,8 @@ impl From<DisplayName> for String {
     }
 }
 
-/// A customer account.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A customer account. `Debug` leaves the password hash out, so logging an account never logs it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// Permanent id.
     pub id: UserId,
@@ -149,6 +149,44 @@ pub struct Account {
     /// Last password change (or registration).
     #[serde(with = "time::serde::timestamp")]
     pub password_changed_at: OffsetDateTime,
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("email_verified", &self.email_verified)
+            .field("password_hash", &"<redacted>")
+            .field("display_name", &self.display_name)
+            .field("is_admin", &self.is_admin)
+            .field("created_at", &self.created_at)
+            .field("password_changed_at", &self.password_changed_at)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_password_hash() {
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
+        let account = Account {
+            id: UserId::generate(),
+            email: Email::parse("a@example.com").unwrap_or_else(|| unreachable!()),
+            email_verified: true,
+            password_hash: hash.to_owned(),
+            display_name: DisplayName::parse("A").unwrap_or_else(|_| unreachable!()),
+            is_admin: false,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            password_changed_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        let printed = format!("{account:?}");
+        assert!(!printed.contains("argon2id") && !printed.contains("aGFzaGhhc2hoYXNo"));
+        assert!(printed.contains("a@example.com") && printed.contains("<redacted>"));
+    }
 }
 
 /// Errors of [`AccountStore`] (and [`crate::TokenStore`]).
