@@ -23,4 +23,6 @@ mod limit;
 pub use challenge::{solve, Challenge, ChallengeError, ChallengeIssuer};
 pub use client::{client_network, ClientInfo, Headers, TrustedProxies};
 pub use guard::{Counter, LoginGuard, LoginPolicy};
-pub use limit::{decide, Decision, KeyHasher, LimitKey, RateLimitStore, StoreError, Window};
+pub use limit::{
+    conclude, decide, unix_nanos, Decision, KeyHasher, LimitKey, RateLimitStore, StoreError, Window,
+};

@@ -19,6 +19,11 @@ impl Window {
     pub const fn new(limit: u32, period: Duration) -> Self {
         Self { limit, period }
     }
+
+    /// The period in nanoseconds, saturating at `i64::MAX`.
+    pub fn period_nanos(&self) -> i64 {
+        i64::try_from(self.period.whole_nanoseconds()).unwrap_or(i64::MAX)
+    }
 }
 
 /// The outcome of one decision: what a response needs (`RateLimit-*` and `Retry-After`).
@@ -53,24 +58,50 @@ impl Decision {
 /// use the same period: a hit prunes by its own period.
 pub fn decide(log: &mut Vec<i64>, window: Window, now: OffsetDateTime, record: bool) -> Decision {
     let now_ns = unix_nanos(now);
-    let period_ns = i64::try_from(window.period.whole_nanoseconds()).unwrap_or(i64::MAX);
-    let start = now_ns.saturating_sub(period_ns);
+    let start = now_ns.saturating_sub(window.period_nanos());
     if record {
         log.retain(|t| *t > start);
     }
     let live = || log.iter().filter(|t| **t > start);
-    let count = live().count() as u64;
-    let oldest = live().min().copied();
-    let allowed = count < u64::from(window.limit);
-    let mut used = count;
+    let decision = conclude(
+        live().count() as u64,
+        live().min().copied(),
+        window,
+        now_ns,
+        record,
+    );
+    if decision.allowed && record {
+        log.push(now_ns);
+    }
+    decision
+}
+
+/// The arithmetic half of [`decide`], for stores that keep the log elsewhere (a Redis script
+/// counts and finds the oldest instant, then records exactly when the result is `allowed`):
+/// `live` instants are inside the window (after pruning, for a hit), `oldest` is the earliest of
+/// them, `now_ns` is [`unix_nanos`] of now.
+pub fn conclude(
+    live: u64,
+    oldest: Option<i64>,
+    window: Window,
+    now_ns: i64,
+    record: bool,
+) -> Decision {
+    let allowed = live < u64::from(window.limit);
+    let mut used = live;
     let mut oldest = oldest;
     if allowed && record {
-        log.push(now_ns);
-        used += 1;
+        used = used.saturating_add(1);
         oldest = Some(oldest.map_or(now_ns, |o| o.min(now_ns)));
     }
     let reset_after = oldest
-        .map(|o| Duration::nanoseconds((o.saturating_add(period_ns) - now_ns).max(0)))
+        .map(|o| {
+            Duration::nanoseconds(
+                o.saturating_add(window.period_nanos())
+                    .saturating_sub(now_ns)
+                    .max(0),
+            )
+        })
         .unwrap_or(Duration::ZERO);
     Decision {
         allowed,
@@ -82,7 +113,8 @@ pub fn decide(log: &mut Vec<i64>, window: Window, now: OffsetDateTime, record: b
     }
 }
 
-fn unix_nanos(t: OffsetDateTime) -> i64 {
+/// Unix nanoseconds of `t`, saturating (the unit of every log).
+pub fn unix_nanos(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
 }
 

@@ -45,7 +45,7 @@ fn corrupt() -> DieselError {
 }
 
 fn period_nanos(window: Window) -> i64 {
-    i64::try_from(window.period.whole_nanoseconds()).unwrap_or(i64::MAX)
+    window.period_nanos()
 }
 
 /// The instant `ns` (Unix nanoseconds) rounded *up* to PostgreSQL's microsecond, so a stored

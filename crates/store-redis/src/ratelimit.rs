@@ -16,10 +16,12 @@
 //! recorded hit every instant has left the window, so an idle log deletes itself.
 
 use async_trait::async_trait;
-use phaze_ratelimit::{Decision, LimitKey, RateLimitStore, StoreError, Window};
+use phaze_ratelimit::{
+    conclude, unix_nanos, Decision, LimitKey, RateLimitStore, StoreError, Window,
+};
 use redis::Script;
 use std::sync::LazyLock;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::{Redis, RedisError};
 
@@ -68,7 +70,7 @@ impl RedisRateLimits {
         record: bool,
     ) -> Result<Decision, RedisError> {
         let now_ns = unix_nanos(now);
-        let period_ns = i64::try_from(window.period.whole_nanoseconds()).unwrap_or(i64::MAX);
+        let period_ns = window.period_nanos();
         let start = now_ns.saturating_sub(period_ns);
         let (count, oldest): (u64, Vec<u8>) = self
             .redis
@@ -87,7 +89,7 @@ impl RedisRateLimits {
         } else {
             Some(decode_member(&oldest).ok_or(RedisError::Malformed("rate-limit log member"))?)
         };
-        Ok(finish(count, oldest, window, now_ns, record))
+        Ok(conclude(count, oldest, window, now_ns, record))
     }
 }
 
@@ -121,36 +123,6 @@ impl RateLimitStore for RedisRateLimits {
             .await
             .map_err(backend)
     }
-}
-
-/// The rest of [`phaze_ratelimit::decide`], given what the script saw: `count` instants after the
-/// window's start (after pruning, for a hit), the oldest of them, and whether this is a hit. The
-/// script recorded the hit exactly when `count < limit`, the `allowed` below.
-fn finish(count: u64, oldest: Option<i64>, window: Window, now_ns: i64, record: bool) -> Decision {
-    let period_ns = i64::try_from(window.period.whole_nanoseconds()).unwrap_or(i64::MAX);
-    let allowed = count < u64::from(window.limit);
-    let mut used = count;
-    let mut oldest = oldest;
-    if allowed && record {
-        used = used.saturating_add(1);
-        oldest = Some(oldest.map_or(now_ns, |o| o.min(now_ns)));
-    }
-    let reset_after = oldest
-        .map(|o| Duration::nanoseconds(o.saturating_add(period_ns).saturating_sub(now_ns).max(0)))
-        .unwrap_or(Duration::ZERO);
-    Decision {
-        allowed,
-        limit: window.limit,
-        remaining: window
-            .limit
-            .saturating_sub(u32::try_from(used).unwrap_or(u32::MAX)),
-        reset_after,
-    }
-}
-
-/// Unix nanoseconds, saturating exactly as [`phaze_ratelimit::decide`] does.
-fn unix_nanos(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
 }
 
 /// An instant as 20 digits that sort bytewise as the instants do: offset by 2⁶³ (the sign bit

@@ -1,6 +1,7 @@
 use super::*;
 use phaze_ratelimit::decide;
 use proptest::prelude::*;
+use time::Duration;
 
 /// What the script computes from a log, with the log as a plain `Vec`: prune (for a hit), count
 /// and find the oldest instant after the window's start, record if allowed.
@@ -10,7 +11,7 @@ fn script_model(
     now_ns: i64,
     record: bool,
 ) -> (u64, Option<i64>) {
-    let period_ns = i64::try_from(window.period.whole_nanoseconds()).unwrap_or(i64::MAX);
+    let period_ns = window.period_nanos();
     let start = now_ns.saturating_sub(period_ns);
     // The script's bound: members strictly above `(<start>;`.
     let bound = format!("{};", encode_instant(start));
@@ -37,7 +38,7 @@ fn check(log: Vec<i64>, window: Window, now_ns: i64, record: bool) {
     let expected = decide(&mut expected_log, window, now, record);
     let mut model_log = log;
     let (count, oldest) = script_model(&mut model_log, window, now_ns, record);
-    assert_eq!(finish(count, oldest, window, now_ns, record), expected);
+    assert_eq!(conclude(count, oldest, window, now_ns, record), expected);
     expected_log.sort_unstable();
     model_log.sort_unstable();
     assert_eq!(model_log, expected_log, "the same instants stay recorded");
