@@ -15,6 +15,17 @@ impl UserId {
     pub fn generate() -> Self {
         Self(Uuid::new_v4())
     }
+
+    /// The UUID, for stores with a native UUID type.
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl From<Uuid> for UserId {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
 }
 
 impl fmt::Display for UserId {

@@ -51,15 +51,10 @@ struct Changes<'a> {
     password_changed_at: OffsetDateTime,
 }
 
-/// `UserId` keeps its UUID private; its text form is the way in and out.
-fn uuid_of(id: &UserId) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(&id.to_string()).map_err(backend)
-}
-
 impl Row {
-    fn new(a: &Account) -> Result<Self, StoreError> {
-        Ok(Self {
-            id: uuid_of(&a.id)?,
+    fn new(a: &Account) -> Self {
+        Self {
+            id: *a.id.as_uuid(),
             email: a.email.as_str().to_owned(),
             email_verified: a.email_verified,
             password_hash: a.password_hash.clone(),
@@ -67,18 +62,13 @@ impl Row {
             is_admin: a.is_admin,
             created_at: a.created_at,
             password_changed_at: a.password_changed_at,
-        })
+        }
     }
 
     fn into_account(self) -> Result<Account, StoreError> {
         let corrupt = || backend(Corrupt("accounts"));
         Ok(Account {
-            id: self
-                .id
-                .as_hyphenated()
-                .to_string()
-                .parse()
-                .map_err(|_| corrupt())?,
+            id: UserId::from(self.id),
             email: Email::parse(&self.email)
                 .filter(|e| e.as_str() == self.email)
                 .ok_or_else(corrupt)?,
@@ -127,7 +117,7 @@ impl PgAccounts {
 #[async_trait]
 impl AccountStore for PgAccounts {
     async fn insert(&self, account: &Account) -> Result<(), StoreError> {
-        let row = Row::new(account)?;
+        let row = Row::new(account);
         let mut conn = self.conn().await?;
         match diesel::insert_into(accounts::table)
             .values(&row)
@@ -150,13 +140,13 @@ impl AccountStore for PgAccounts {
     }
 
     async fn by_id(&self, id: &UserId) -> Result<Option<Account>, StoreError> {
-        let id = uuid_of(id)?;
+        let id = *id.as_uuid();
         self.find(|t| t.filter(accounts::id.eq(id)).into_boxed())
             .await
     }
 
     async fn update(&self, account: &Account) -> Result<(), StoreError> {
-        let id = uuid_of(&account.id)?;
+        let id = *account.id.as_uuid();
         let changes = Changes {
             email_verified: account.email_verified,
             password_hash: &account.password_hash,

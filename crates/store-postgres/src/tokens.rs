@@ -9,8 +9,8 @@ use phaze_auth::{StoreError, TokenHash, TokenPurpose, TokenRecord, TokenStore, U
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::checkout;
 use crate::schema::tokens;
-use crate::{checkout, Corrupt};
 
 /// [`TokenStore`] over the `tokens` table, one row per token hash.
 ///
@@ -66,7 +66,7 @@ impl TokenStore for PgTokens {
         let row = NewRow {
             hash: &record.hash.0,
             purpose: purpose_name(record.purpose),
-            user_id: Uuid::parse_str(&record.user_id.to_string()).map_err(backend)?,
+            user_id: *record.user_id.as_uuid(),
             expires_at: record.expires_at,
         };
         let mut conn = self.conn().await?;
@@ -108,11 +108,7 @@ impl TokenStore for PgTokens {
         if expires_at <= now {
             return Ok(None);
         }
-        let user_id: UserId = user_id
-            .as_hyphenated()
-            .to_string()
-            .parse()
-            .map_err(|_| backend(Corrupt("tokens")))?;
+        let user_id = UserId::from(user_id);
         Ok(Some(TokenRecord {
             hash: *hash,
             purpose,
