@@ -10,10 +10,11 @@
 //! 1`, all exact, in `O(log n)`; no timestamp is ever a Lua number.
 //!
 //! The script returns the live count and the oldest live member (before this hit); Rust finishes
-//! the [`Decision`] with the same arithmetic as [`phaze_ratelimit::decide`] (see `finish`, checked
-//! against `decide` by property tests). A recorded hit sets the key's TTL to the window's period
-//! (`PEXPIRE`, relative, rounded up to a millisecond): once a period has passed since the last
-//! recorded hit every instant has left the window, so an idle log deletes itself.
+//! the [`Decision`] with [`phaze_ratelimit::conclude`], the arithmetic half of
+//! [`phaze_ratelimit::decide`]. A recorded hit sets the key's TTL to the window's period past the
+//! newest instant in the log (`PEXPIRE`, relative, rounded up to a millisecond; the newest instant
+//! is later than `now` when another process's clock runs ahead): once that has passed every
+//! instant has left every process's window, so an idle log deletes itself.
 
 use async_trait::async_trait;
 use phaze_ratelimit::{
@@ -26,7 +27,7 @@ use time::OffsetDateTime;
 use crate::{Redis, RedisError};
 
 /// One decision. `KEYS[1]` the log. `ARGV`: the lexicographic bound `(<start>;`, the instant
-/// `now` (20 digits), the limit, `1` to record (a hit) or `0` (a peek), the TTL in milliseconds.
+/// `now` (20 digits), the limit, `1` to record (a hit) or `0` (a peek), the period in milliseconds.
 /// Returns `{live count, oldest live member or ""}`, both taken before this hit is recorded.
 const DECIDE_LUA: &str = r"
 local key, bound, now = KEYS[1], ARGV[1], ARGV[2]
@@ -39,7 +40,12 @@ local oldest = redis.call('ZRANGEBYLEX', key, bound, '+', 'LIMIT', 0, 1)[1] or '
 if record and count < tonumber(ARGV[3]) then
   local same = redis.call('ZLEXCOUNT', key, '[' .. now .. ':', '(' .. now .. ';')
   redis.call('ZADD', key, 0, now .. ':' .. same)
-  redis.call('PEXPIRE', key, ARGV[5])
+  -- Live one period past the newest instant, which another process's fast clock may have put
+  -- ahead of `now`. The first 14 of the 20 digits are milliseconds: exact as a Lua number.
+  local newest = redis.call('ZREVRANGEBYLEX', key, '+', '-', 'LIMIT', 0, 1)[1]
+  local ahead = tonumber(string.sub(newest, 1, 14)) - tonumber(string.sub(now, 1, 14))
+  if ahead > 0 then ahead = ahead + 1 else ahead = 0 end
+  redis.call('PEXPIRE', key, tonumber(ARGV[5]) + ahead)
 end
 return {count, oldest}
 ";

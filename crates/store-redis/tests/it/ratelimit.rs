@@ -136,6 +136,31 @@ async fn a_key_is_one_sorted_set_living_one_period() {
     );
 }
 
+/// A process whose clock runs ahead records an instant after everyone else's `now`; the log must
+/// live until that instant has left the slow processes' windows too (`decide`: a slow clock never
+/// erases what others recorded).
+#[tokio::test]
+async fn a_log_lives_a_period_past_its_newest_instant_even_from_a_fast_clock() {
+    let (store, cleanup) = store!();
+    let p = cleanup.prefix();
+    let window = Window::new(5, Duration::minutes(1));
+    // The fast process, 10 minutes ahead, then a slow one at t0.
+    store
+        .hit(&key(3), window, t0() + Duration::minutes(10))
+        .await
+        .unwrap();
+    store.hit(&key(3), window, t0()).await.unwrap();
+    let mut conn = raw().await;
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{p}ratelimit:{}", key(3).to_hex()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((655_000..=660_001).contains(&pttl), "{pttl}");
+    let d = store.peek(&key(3), window, t0()).await.unwrap();
+    assert_eq!(d.remaining, 3, "the fast clock's instant still counts");
+}
+
 #[tokio::test]
 async fn prefixes_are_independent() {
     let (a, _ca) = match redis().await {
