@@ -4,42 +4,49 @@
 
 use actix_web::http::StatusCode;
 use criterion::{criterion_group, criterion_main, Criterion};
-use phaze_portal::views::{UserView, Views};
+use phaze_portal::views::{self, AccountPage, AccountView, Layout, LoginPage, UserView};
+
+const TOKEN: &str = "Yk3x8m2Lq0r9T4vW7zA1cE5gH8jK2nP4sU6wY9bD1fG";
 
 fn render(c: &mut Criterion) {
-    let views = Views::new().unwrap();
     let mut group = c.benchmark_group("render");
-    let mut account = tera::Context::new();
-    account.insert("csrf_token", "Yk3x8m2Lq0r9T4vW7zA1cE5gH8jK2nP4sU6wY9bD1fG");
-    account.insert(
-        "user",
-        &UserView {
-            email: "ada@example.com",
-            display_name: "Ada Lovelace",
-            is_admin: false,
-        },
-    );
-    account.insert(
-        "account",
-        &serde_json::json!({
-            "email": "ada@example.com", "display_name": "Ada Lovelace",
-            "email_verified": true, "created_at": "2026-01-01 00:00 UTC",
-        }),
-    );
-    account.insert("password_min", &12);
-    account.insert("password_max", &128);
     group.bench_function("account", |b| {
         b.iter(|| {
-            views
-                .render("account.html", StatusCode::OK, &account)
-                .unwrap()
+            let page = AccountPage {
+                layout: Layout {
+                    csrf_token: TOKEN,
+                    user: Some(UserView {
+                        email: "ada@example.com",
+                        display_name: "Ada Lovelace",
+                        is_admin: false,
+                    }),
+                    ..Layout::default()
+                },
+                account: AccountView {
+                    email: "ada@example.com",
+                    display_name: "Ada Lovelace",
+                    email_verified: true,
+                    created_at: "2026-01-01 00:00 UTC".to_owned(),
+                },
+                password_min: 12,
+                password_max: 128,
+            };
+            views::render(StatusCode::OK, &page).unwrap()
         })
     });
-    let mut login = tera::Context::new();
-    login.insert("csrf_token", "Yk3x8m2Lq0r9T4vW7zA1cE5gH8jK2nP4sU6wY9bD1fG");
-    login.insert("email", "");
     group.bench_function("login", |b| {
-        b.iter(|| views.render("login.html", StatusCode::OK, &login).unwrap())
+        b.iter(|| {
+            let page = LoginPage {
+                layout: Layout {
+                    csrf_token: TOKEN,
+                    ..Layout::default()
+                },
+                email: "",
+                next: None,
+                challenge: None,
+            };
+            views::render(StatusCode::OK, &page).unwrap()
+        })
     });
     group.finish();
 }

@@ -58,8 +58,8 @@ impl From<phaze_auth::StoreError> for AppError {
     }
 }
 
-impl From<tera::Error> for AppError {
-    fn from(e: tera::Error) -> Self {
+impl From<askama::Error> for AppError {
+    fn from(e: askama::Error) -> Self {
         Self::internal(e)
     }
 }

@@ -27,7 +27,6 @@ use crate::http::device::DeviceCookies;
 use crate::http::limits::Limits;
 use crate::secrets;
 use crate::settings::{Settings, StoreKind};
-use crate::views::Views;
 
 /// The adapters behind the ports.
 struct Stores {
@@ -81,8 +80,6 @@ pub struct AppState {
     pub csrf: Csrf,
     /// Trusted-proxy rules.
     pub proxies: TrustedProxies,
-    /// Templates.
-    pub views: Views,
     /// What `/readyz` checks.
     pub probes: Vec<Probe>,
     /// Token store, for the periodic purge.
@@ -180,7 +177,6 @@ impl AppState {
             proxies: TrustedProxies::new(settings.http.trusted_proxies.clone()),
             csrf: Csrf::new(keys.csrf),
             sessions: SessionManager::new(sessions, sealer, policy),
-            views: Views::new()?,
             auth,
             clock,
             public_url,

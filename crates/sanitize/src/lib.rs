@@ -1,6 +1,6 @@
 //! Pure helpers for untrusted text. Phaze never "cleans" input by stripping tags: input is typed and
 //! normalised on the way in (this crate), and escaped on the way out for the context it lands in
-//! (tera's HTML autoescape for pages, [`js_string`] and [`header_value`] for the other contexts).
+//! (askama's HTML escaping for pages, [`js_string`] and [`header_value`] for the other contexts).
 //!
 //! **Invariant:** nothing here does I/O or allocates more than a copy of its input.
 #![warn(missing_docs)]

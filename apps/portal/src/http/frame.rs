@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::errors::{chain, AppError};
 use crate::http::client::{ActixHeaders, ClientInfo};
 use crate::state::AppState;
-use crate::views::Rendered;
+use crate::views::{ErrorPage, Layout, Rendered};
 
 /// A short random id per request: 12 hex characters.
 #[derive(Clone, Debug)]
@@ -82,7 +82,7 @@ pub async fn frame(
     if (status.is_client_error() || status.is_server_error())
         && res.response().extensions().get::<Rendered>().is_none()
     {
-        res = generic_error(res, &state, &request_id, is_api);
+        res = generic_error(res, &request_id, is_api);
     }
     security_headers(res.headers_mut(), client, is_static);
     Ok(res)
@@ -124,7 +124,6 @@ fn security_headers(h: &mut header::HeaderMap, client: ClientInfo, is_static: bo
 
 fn generic_error(
     res: ServiceResponse<BoxBody>,
-    state: &AppState,
     request_id: &RequestId,
     is_api: bool,
 ) -> ServiceResponse<BoxBody> {
@@ -138,17 +137,14 @@ fn generic_error(
         }
         HttpResponse::build(status).json(body)
     } else {
-        let mut ctx = tera::Context::new();
-        ctx.insert("status", &status.as_u16());
-        ctx.insert("title", title);
-        ctx.insert("message", message);
-        ctx.insert("csrf_token", "");
-        if show_id {
-            ctx.insert("request_id", &request_id.0);
-        }
-        let body = state
-            .views
-            .render_string("error.html", &ctx)
+        let page = ErrorPage {
+            layout: Layout::default(),
+            status: status.as_u16(),
+            title,
+            message,
+            request_id: show_id.then_some(request_id.0.as_str()),
+        };
+        let body = askama::Template::render(&page)
             .unwrap_or_else(|_| format!("{} {title}\n", status.as_u16()));
         HttpResponse::build(status)
             .content_type("text/html; charset=utf-8")

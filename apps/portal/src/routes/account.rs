@@ -5,15 +5,15 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use phaze_auth::AuthError;
 use phaze_sessions::SessionKey;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::pages::auth_failure;
-use super::{base_context, require_user, see_other};
+use super::{layout, require_user, see_other};
 use crate::errors::AppError;
 use crate::http::limits::Budget;
 use crate::http::visitor::{Current, SessionCookieSet, Visitor};
 use crate::state::AppState;
-use crate::views::format_time;
+use crate::views::{self, format_time, AccountPage, AccountView, SessionRow, SessionsPage};
 
 type State = web::Data<AppState>;
 type Page = Result<HttpResponse, actix_web::Error>;
@@ -26,23 +26,24 @@ fn account_page(
     error: Option<(&str, &str)>,
 ) -> Result<HttpResponse, AppError> {
     let a = &current.account;
-    let mut ctx = base_context(visitor);
-    ctx.insert(
-        "account",
-        &serde_json::json!({
-            "email": a.email.as_str(),
-            "display_name": a.display_name.as_str(),
-            "email_verified": a.email_verified,
-            "created_at": format_time(a.created_at),
-        }),
-    );
-    ctx.insert("password_min", &state.settings.auth.password_min);
-    ctx.insert("password_max", &state.settings.auth.password_max);
+    let mut layout = layout(visitor);
     if let Some((field, message)) = error {
-        ctx.insert("error", message);
-        ctx.insert("error_field", field);
+        layout = layout.with_error(field, message);
     }
-    state.views.render("account.html", status, &ctx)
+    views::render(
+        status,
+        &AccountPage {
+            layout,
+            account: AccountView {
+                email: a.email.as_str(),
+                display_name: a.display_name.as_str(),
+                email_verified: a.email_verified,
+                created_at: format_time(a.created_at),
+            },
+            password_min: state.settings.auth.password_min,
+            password_max: state.settings.auth.password_max,
+        },
+    )
 }
 
 /// `GET /account`
@@ -159,16 +160,6 @@ pub async fn password(
     }
 }
 
-#[derive(Serialize)]
-struct SessionRow {
-    handle: String,
-    created_at: String,
-    last_seen: String,
-    ip: String,
-    user_agent: String,
-    current: bool,
-}
-
 /// `GET /account/sessions`
 pub async fn sessions(state: State, visitor: Visitor, req: HttpRequest) -> Page {
     let current = require_user(&visitor, req.path())?;
@@ -189,9 +180,13 @@ pub async fn sessions(state: State, visitor: Visitor, req: HttpRequest) -> Page 
             current: s.key == current.session.key,
         })
         .collect();
-    let mut ctx = base_context(&visitor);
-    ctx.insert("sessions", &rows);
-    Ok(state.views.render("sessions.html", StatusCode::OK, &ctx)?)
+    Ok(views::render(
+        StatusCode::OK,
+        &SessionsPage {
+            layout: layout(&visitor),
+            sessions: rows,
+        },
+    )?)
 }
 
 /// `POST /account/sessions/{id}/revoke`: only the user's own sessions; anything else is a 404.

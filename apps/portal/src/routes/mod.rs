@@ -10,23 +10,19 @@ use actix_web::{HttpResponse, ResponseError};
 use std::fmt;
 
 use crate::http::visitor::{Current, Visitor};
-use crate::views::UserView;
+use crate::views::{Layout, UserView};
 
-/// The template context every page starts from: CSRF token and the user, if any.
-pub fn base_context(visitor: &Visitor) -> tera::Context {
-    let mut ctx = tera::Context::new();
-    ctx.insert("csrf_token", &visitor.csrf_token);
-    if let Some(a) = visitor.account() {
-        ctx.insert(
-            "user",
-            &UserView {
-                email: a.email.as_str(),
-                display_name: a.display_name.as_str(),
-                is_admin: a.is_admin,
-            },
-        );
+/// What every page shows: the CSRF token and the user, if any.
+pub fn layout(visitor: &Visitor) -> Layout<'_> {
+    Layout {
+        csrf_token: &visitor.csrf_token,
+        user: visitor.account().map(|a| UserView {
+            email: a.email.as_str(),
+            display_name: a.display_name.as_str(),
+            is_admin: a.is_admin,
+        }),
+        ..Layout::default()
     }
-    ctx
 }
 
 /// `303 See Other` to `location`.

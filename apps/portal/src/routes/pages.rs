@@ -6,7 +6,7 @@ use phaze_auth::AuthError;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{base_context, see_other};
+use super::{layout, see_other};
 use crate::errors::AppError;
 use crate::http::limits::{self, Budget, Counter};
 use phaze_ratelimit::Challenge;
@@ -16,14 +16,18 @@ const CHALLENGE_MESSAGE: &str =
      you can try again; please enter your password again.";
 use crate::http::visitor::{SessionCookieSet, Visitor};
 use crate::state::AppState;
+use crate::views::{self, ChallengeView, IndexPage, LoginPage, RegisterDonePage, RegisterPage};
 
 type State = web::Data<AppState>;
 
 /// `GET /`
-pub async fn index(state: State, visitor: Visitor) -> Result<HttpResponse, AppError> {
-    state
-        .views
-        .render("index.html", StatusCode::OK, &base_context(&visitor))
+pub async fn index(visitor: Visitor) -> Result<HttpResponse, AppError> {
+    views::render(
+        StatusCode::OK,
+        &IndexPage {
+            layout: layout(&visitor),
+        },
+    )
 }
 
 fn register_page(
@@ -33,14 +37,19 @@ fn register_page(
     email: &str,
     error: Option<&str>,
 ) -> Result<HttpResponse, AppError> {
-    let mut ctx = base_context(visitor);
-    ctx.insert("email", email);
-    ctx.insert("password_min", &state.settings.auth.password_min);
-    ctx.insert("password_max", &state.settings.auth.password_max);
+    let mut layout = layout(visitor);
     if let Some(e) = error {
-        ctx.insert("error", e);
+        layout = layout.with_error("", e);
     }
-    state.views.render("register.html", status, &ctx)
+    views::render(
+        status,
+        &RegisterPage {
+            layout,
+            email,
+            password_min: state.settings.auth.password_min,
+            password_max: state.settings.auth.password_max,
+        },
+    )
 }
 
 /// `GET /register`
@@ -74,13 +83,13 @@ pub async fn register(
         .register(email, form.password, &form.password_confirm, now)
         .await
     {
-        Ok(()) => {
-            let mut ctx = base_context(&visitor);
-            ctx.insert("email", email);
-            state
-                .views
-                .render("register_done.html", StatusCode::OK, &ctx)
-        }
+        Ok(()) => views::render(
+            StatusCode::OK,
+            &RegisterDonePage {
+                layout: layout(&visitor),
+                email,
+            },
+        ),
         Err(e) => {
             let message = match &e {
                 AuthError::InvalidEmail => "Enter a valid email address.".to_owned(),
@@ -131,7 +140,6 @@ pub struct NextQuery {
 
 #[allow(clippy::too_many_arguments)] // one page, many optional parts
 fn login_page(
-    state: &AppState,
     visitor: &Visitor,
     status: StatusCode,
     email: &str,
@@ -139,29 +147,30 @@ fn login_page(
     error: Option<&str>,
     challenge: Option<Challenge>,
 ) -> Result<HttpResponse, AppError> {
-    let mut ctx = base_context(visitor);
-    if let Some(c) = challenge {
-        ctx.insert("challenge", &c.token);
-        ctx.insert("challenge_difficulty", &c.difficulty);
-    }
-    ctx.insert("email", email);
-    if let Some(next) = next.and_then(phaze_sanitize::same_origin_path) {
-        ctx.insert("next", next);
-    }
+    let mut layout = layout(visitor);
     if let Some(e) = error {
-        ctx.insert("error", e);
+        layout = layout.with_error("", e);
     }
-    state.views.render("login.html", status, &ctx)
+    views::render(
+        status,
+        &LoginPage {
+            layout,
+            email,
+            next: next.and_then(phaze_sanitize::same_origin_path),
+            challenge: challenge.as_ref().map(|c| ChallengeView {
+                token: &c.token,
+                difficulty: c.difficulty,
+            }),
+        },
+    )
 }
 
 /// `GET /login`
 pub async fn login_form(
-    state: State,
     visitor: Visitor,
     query: web::Query<NextQuery>,
 ) -> Result<HttpResponse, AppError> {
     login_page(
-        &state,
         &visitor,
         StatusCode::OK,
         "",
@@ -226,7 +235,6 @@ pub async fn login(
         if !solved {
             tracing::info!(target: "security", event = "challenge_required", client = %visitor.client.ip, identifier = %state.limits.log_hash(&counter));
             return login_page(
-                &state,
                 &visitor,
                 StatusCode::UNAUTHORIZED,
                 form.email.trim(),
@@ -275,7 +283,6 @@ pub async fn login(
                     None
                 };
             login_page(
-                &state,
                 &visitor,
                 StatusCode::UNAUTHORIZED,
                 form.email.trim(),
@@ -298,7 +305,6 @@ pub async fn login(
                 }
             }
             login_page(
-                &state,
                 &visitor,
                 StatusCode::FORBIDDEN,
                 form.email.trim(),
