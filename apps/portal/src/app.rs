@@ -136,7 +136,6 @@ pub fn routes(cfg: &mut ServiceConfig) {
                         .get(pages::register_form)
                         .post(pages::register),
                 )
-                .service(web::resource("/verify/{token}").get(pages::verify))
                 .service(
                     web::resource("/login")
                         .get(pages::login_form)
@@ -150,9 +149,11 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(
                     web::resource("/account/sessions/revoke-others").post(account::revoke_others),
                 )
-                .service(web::resource("/account/sessions/{id}/revoke").post(account::revoke))
                 .service(web::resource("/api/v1/me").get(api::me))
                 .service(web::resource("/api/v1/profile").post(api::profile))
+                // Routes with path parameters last: each one the router passes is a regex match.
+                .service(web::resource("/verify/{token}").get(pages::verify))
+                .service(web::resource("/account/sessions/{id}/revoke").post(account::revoke))
                 .default_service(web::to(not_found)),
         );
 }

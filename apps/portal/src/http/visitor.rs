@@ -15,6 +15,8 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use phaze_auth::{Account, UserId};
 use phaze_sessions::{ClientMeta, Session, SessionId};
 use std::future::{ready, Ready};
+use std::ops::Deref;
+use std::rc::Rc;
 
 use crate::errors::AppError;
 use crate::http::client::ClientInfo;
@@ -34,9 +36,14 @@ pub struct Current {
     pub account: Account,
 }
 
-/// What handlers know about the visitor.
+/// What handlers know about the visitor: built once per request by the layer and shared (not
+/// copied) with the handler.
 #[derive(Clone, Debug)]
-pub struct Visitor {
+pub struct Visitor(Rc<VisitorData>);
+
+/// See [`Visitor`].
+#[derive(Debug)]
+pub struct VisitorData {
     /// Address and scheme.
     pub client: ClientInfo,
     /// Cookie names for this request's scheme.
@@ -45,11 +52,19 @@ pub struct Visitor {
     pub current: Option<Current>,
     /// The CSRF token for forms and the meta tag.
     pub csrf_token: String,
-    /// `User-Agent`, for new sessions.
-    pub user_agent: String,
+    /// Address and `User-Agent` (first 256 characters), for new sessions.
+    meta: ClientMeta,
 }
 
-impl Visitor {
+impl Deref for Visitor {
+    type Target = VisitorData;
+
+    fn deref(&self) -> &VisitorData {
+        &self.0
+    }
+}
+
+impl VisitorData {
     /// The logged-in account, or `None`.
     pub fn account(&self) -> Option<&Account> {
         self.current.as_ref().map(|c| &c.account)
@@ -57,10 +72,7 @@ impl Visitor {
 
     /// Session metadata for a session created by this request.
     pub fn meta(&self) -> ClientMeta {
-        ClientMeta {
-            ip: Some(self.client.ip),
-            user_agent: self.user_agent.clone(),
-        }
+        self.meta.clone()
     }
 }
 
@@ -151,7 +163,7 @@ async fn prepare(req: &mut ServiceRequest) -> Result<Prepared, actix_web::Error>
         .collect::<String>();
     let meta = ClientMeta {
         ip: Some(client.ip),
-        user_agent: user_agent.clone(),
+        user_agent,
     };
     let now = state.clock.now();
 
@@ -242,13 +254,13 @@ async fn prepare(req: &mut ServiceRequest) -> Result<Prepared, actix_web::Error>
         state.limits.spend(Budget::Post, client.ip, now).await?;
     }
 
-    req.extensions_mut().insert(Visitor {
+    req.extensions_mut().insert(Visitor(Rc::new(VisitorData {
         client,
         cookies,
         current,
         csrf_token,
-        user_agent,
-    });
+        meta,
+    })));
     Ok(Prepared {
         cookies,
         new_anon,
