@@ -293,7 +293,10 @@ async fn emails_are_case_and_space_insensitive() {
 #[actix_web::test]
 async fn two_portals_on_one_data_directory_register_an_email_once() {
     // Eight password guesses below would otherwise trigger the login challenge.
-    let relaxed = |s: &mut phaze_portal::Settings| s.ratelimit.challenge_after_failures = 100;
+    let relaxed = |s: &mut phaze_portal::Settings| {
+        s.ratelimit.challenge_after_failures = 100;
+        s.store.share_data_dir = true;
+    };
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (
         spawn_fs_portal_with(dir.path(), relaxed).await,

@@ -58,6 +58,10 @@ pub struct StoreSettings {
     pub kind: StoreKind,
     /// Data directory of the `fs` store, and home of generated secrets and the outbox.
     pub data_dir: PathBuf,
+    /// `false` (default): with `kind = "fs"`, this process owns the data directory alone (a second
+    /// process on it is refused at start) and answers hot reads from memory. `true`: several
+    /// processes share it, every one of them with this set, and each hot read checks its file.
+    pub share_data_dir: bool,
     /// `[store.postgres]`: used when `kind = "postgres"`.
     pub postgres: PostgresSettings,
     /// `[store.redis]`: when `url` is set, sessions and rate limits live in Redis whatever `kind`.
@@ -301,6 +305,7 @@ impl Default for StoreSettings {
         Self {
             kind: StoreKind::Fs,
             data_dir: PathBuf::from("./var"),
+            share_data_dir: false,
             postgres: PostgresSettings::default(),
             redis: RedisSettings::default(),
         }

@@ -9,7 +9,7 @@ use phaze_auth::{
 };
 use phaze_ratelimit::{ChallengeIssuer, RateLimitStore};
 use phaze_sessions::{IpBinding, Sealer, SealingKey, SessionManager, SessionPolicy, SessionStore};
-use phaze_store_fs::{FsAccounts, FsOutbox, FsRateLimits, FsSessions, FsTokens};
+use phaze_store_fs::{DataDir, FsOutbox, Sharing};
 use phaze_store_memory::{MemoryAccounts, MemoryRateLimits, MemorySessions, MemoryTokens};
 use phaze_store_postgres::{PgConfig, Postgres};
 use phaze_store_redis::{Redis, RedisConfig};
@@ -204,11 +204,20 @@ async fn stores(settings: &Settings) -> anyhow::Result<Stores> {
         StoreKind::Fs => {
             // Each adapter keeps to its own subdirectory of the data directory.
             let dir = &settings.store.data_dir;
+            let sharing = if settings.store.share_data_dir {
+                Sharing::Shared
+            } else {
+                Sharing::Exclusive
+            };
+            let data = DataDir::open(dir, sharing).context(
+                "store.data_dir: stop the process using it, give each process its own, or set \
+                 store.share_data_dir = true on every one",
+            )?;
             Stores {
-                sessions: Arc::new(FsSessions::open(dir)?),
-                accounts: Arc::new(FsAccounts::open(dir)?),
-                tokens: Arc::new(FsTokens::open(dir)?),
-                rate_limits: Arc::new(FsRateLimits::open(dir)?),
+                sessions: Arc::new(data.sessions()?),
+                accounts: Arc::new(data.accounts()?),
+                tokens: Arc::new(data.tokens()?),
+                rate_limits: Arc::new(data.rate_limits()?),
                 probes: ["sessions", "accounts", "tokens", "ratelimits"]
                     .map(|d| Probe::Dir(dir.join(d)))
                     .into(),

@@ -29,11 +29,22 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A process that owns `data` alone (the default).
 async fn start(data: &Path) -> Portal {
+    start_with(data, false).await
+}
+
+/// One of several processes sharing `data` (`store.share_data_dir`).
+async fn start_shared(data: &Path) -> Portal {
+    start_with(data, true).await
+}
+
+async fn start_with(data: &Path, shared: bool) -> Portal {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_phaze-portal"))
         .env("PHAZE__HTTP__PORT", port.to_string())
         .env("PHAZE__STORE__DATA_DIR", data)
+        .env("PHAZE__STORE__SHARE_DATA_DIR", shared.to_string())
         .env("PHAZE__AUTH__ARGON2_M_KIB", "64")
         .env("PHAZE__AUTH__ARGON2_T", "1")
         .env("PHAZE__LOG__FILTER", "warn")
@@ -94,7 +105,10 @@ fn mails(outbox: &Path) -> Vec<String> {
 #[actix_web::test]
 async fn two_processes_on_one_data_directory_register_an_email_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (start(dir.path()).await, start(dir.path()).await);
+    let (a, b) = (
+        start_shared(dir.path()).await,
+        start_shared(dir.path()).await,
+    );
     // Both processes started on an empty directory: they must agree on one set of keys.
     let statuses = futures_util::future::join_all((0..8).map(|i| {
         let base = if i % 2 == 0 {
@@ -155,6 +169,45 @@ async fn a_bad_configuration_stops_the_process_with_one_line_naming_the_key() {
 }
 
 #[actix_web::test]
+async fn a_data_directory_in_use_stops_a_second_process_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = start(dir.path()).await;
+    assert_eq!(register(&owner.base, "first@example.com", PW).await, 200);
+    let run = |args: &[&str], shared: bool| {
+        Command::new(env!("CARGO_BIN_EXE_phaze-portal"))
+            .args(args)
+            .env("PHAZE__HTTP__PORT", free_port().to_string())
+            .env("PHAZE__STORE__DATA_DIR", dir.path())
+            .env("PHAZE__STORE__SHARE_DATA_DIR", shared.to_string())
+            .env("PHAZE__LOG__FILTER", "warn")
+            .output()
+            .unwrap()
+    };
+    // A second server, owning or sharing, and an admin command: all refused while it runs.
+    for (args, shared) in [
+        (&["serve"][..], false),
+        (&["serve"][..], true),
+        (&["admin", "grant", "first@example.com"][..], false),
+    ] {
+        let out = run(args, shared);
+        assert!(!out.status.success(), "{args:?} shared={shared}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("store.data_dir"), "{stderr}");
+        assert!(stderr.contains("in use"), "{stderr}");
+    }
+    // The owner was not disturbed.
+    assert_eq!(register(&owner.base, "second@example.com", PW).await, 200);
+    drop(owner);
+    let out = run(&["admin", "grant", "first@example.com"], false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[actix_web::test]
 async fn admin_grant_and_revoke_change_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     {
@@ -212,7 +265,10 @@ async fn anonymous_token(base: &str, path: &str) -> (String, String) {
 #[actix_web::test]
 async fn two_processes_on_one_data_directory_share_the_login_budget_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (start(dir.path()).await, start(dir.path()).await);
+    let (a, b) = (
+        start_shared(dir.path()).await,
+        start_shared(dir.path()).await,
+    );
     assert_eq!(register(&a.base, "victim@example.com", PW).await, 200);
     // Both processes share the generated CSRF key, so one anonymous visit serves both.
     let (cookie, token) = anonymous_token(&a.base, "/login").await;

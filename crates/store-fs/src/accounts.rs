@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::cache::StampCache;
 use crate::lock::ShardLocks;
-use crate::{atomic, auth_backend, blocking, corrupt, prepare_dir, sha256_hex, FsError};
+use crate::{atomic, auth_backend, blocking, corrupt, prepare_dir, sha256_hex, DataDir, FsError};
 
 /// [`AccountStore`] in `<dir>/accounts`: `records/<sha256(user id)>` holds the account as JSON and
 /// `emails/<sha256(normalised email)>` holds the owner's id.
@@ -21,10 +21,16 @@ pub struct FsAccounts {
 }
 
 impl FsAccounts {
-    /// Opens the store in `dir/accounts`, creating its directories (0700 on Unix) if needed.
+    /// Opens the store in `dir/accounts`, creating its directories (0700 on Unix) if needed, with
+    /// the directory opened [`Sharing::Shared`](crate::Sharing::Shared).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, FsError> {
-        let root = dir.as_ref().join("accounts");
+        DataDir::open(dir, crate::Sharing::Shared)?.accounts()
+    }
+
+    pub(crate) fn open_in(owner: &DataDir) -> Result<Self, FsError> {
+        let root = owner.path().join("accounts");
         let records = prepare_dir(&root.join("records"))?;
+        let cache = StampCache::new(&records, owner.trust());
         let emails = prepare_dir(&root.join("emails"))?;
         let locks = ShardLocks::new(&prepare_dir(&root.join("locks"))?);
         Ok(Self {
@@ -32,7 +38,8 @@ impl FsAccounts {
                 records,
                 emails,
                 locks,
-                cache: StampCache::new(),
+                cache,
+                _owner: owner.clone(),
             }),
         })
     }
@@ -73,6 +80,7 @@ struct Dirs {
     emails: PathBuf,
     locks: ShardLocks,
     cache: StampCache<Account>,
+    _owner: DataDir,
 }
 
 fn record_name(id: &UserId) -> String {
@@ -85,15 +93,14 @@ fn email_name(email: &Email) -> String {
 
 impl Dirs {
     fn by_id(&self, id: &UserId) -> io::Result<Option<Account>> {
-        self.cache
-            .read(&self.records.join(record_name(id)), |bytes| {
-                let account: Account =
-                    serde_json::from_slice(bytes).map_err(|_| corrupt("account record"))?;
-                if account.id != *id {
-                    return Err(corrupt("account record (id does not match its name)"));
-                }
-                Ok(account)
-            })
+        self.cache.read(&record_name(id), |bytes| {
+            let account: Account =
+                serde_json::from_slice(bytes).map_err(|_| corrupt("account record"))?;
+            if account.id != *id {
+                return Err(corrupt("account record (id does not match its name)"));
+            }
+            Ok(account)
+        })
     }
 
     fn by_email(&self, email: &Email) -> io::Result<Option<Account>> {
@@ -119,7 +126,9 @@ impl Dirs {
         let bytes = serde_json::to_vec(account).map_err(io::Error::other)?;
         let name = record_name(&account.id);
         // Record first, then the index entry, so by_email never finds an entry without a record.
-        if !atomic::create(&self.records, &name, &bytes)? {
+        let created = atomic::create(&self.records, &name, &bytes);
+        self.cache.changed(&name);
+        if !created? {
             return Ok(false);
         }
         let id = account.id.to_string();
@@ -140,7 +149,9 @@ impl Dirs {
     /// Deletes the record of an insert that lost its email, under the lock `update` takes.
     fn remove_record(&self, name: &str) -> io::Result<()> {
         let _guard = self.locks.lock(name)?;
-        atomic::remove(&self.records, name).map(drop)
+        let removed = atomic::remove(&self.records, name);
+        self.cache.changed(name);
+        removed.map(drop)
     }
 
     fn update(&self, account: &Account) -> io::Result<bool> {
@@ -150,8 +161,9 @@ impl Dirs {
         match self.by_id(&account.id)? {
             // The email is the index key: changing it here would orphan the index entry.
             Some(old) if old.email == account.email => {
-                atomic::replace(&self.records, &name, &bytes)?;
-                Ok(true)
+                let replaced = atomic::replace(&self.records, &name, &bytes);
+                self.cache.changed(&name);
+                replaced.map(|()| true)
             }
             _ => Ok(false),
         }

@@ -13,6 +13,7 @@
 //! <data>/tokens/<token hash hex>                        one token, JSON
 //! <data>/ratelimits/<limit key hex>                     one key's sliding log, binary, locked
 //!                                                       and rewritten in place (`ratelimit`)
+//! <data>/owner.lock                                   held exclusive or shared (`DataDir`)
 //! <outbox>/<random hex>.eml                             one RFC 5322 message
 //! ```
 //!
@@ -23,6 +24,9 @@
 //!   private temporary file in the same directory, is synced, and is then renamed (replace) or
 //!   hard-linked (create-if-absent) into place, and the directory is synced (one helper module,
 //!   `atomic`, does all of it).
+//! - A data directory is opened through [`DataDir`], by one process alone ([`Sharing::Exclusive`],
+//!   the portal's default) or by several that all open it [`Sharing::Shared`]; an owner lock
+//!   file refuses any other combination. The `open` functions of the stores open it shared.
 //! - Several processes may share a data directory. Read-modify-write of a record holds an OS
 //!   advisory lock on one of 256 shard files, never on the record itself and never two at once;
 //!   the kernel drops a dead process's lock, so there are no stale locks. Creation races are
@@ -34,9 +38,9 @@
 //!   durability across a machine crash.
 //! - Reads take no lock (a rate-limit `peek` aside, which takes the key's shared lock). Files are
 //!   created 0600 and directories 0700 on Unix.
-//! - Hot reads (`get` of a session, `by_id` of an account) are served from a cache that is checked
-//!   against the file's inode and times on every read (`cache`), so it is never stale, even across
-//!   processes.
+//! - Hot reads (`get` of a session, `by_id` of an account) are served from a cache that is never
+//!   stale (`cache`): shared, it is checked against the file's inode and times on every read;
+//!   exclusive, this process reports its own changes to it and a hit costs no system call.
 //! - The directory must be on a local filesystem: advisory locks and `link(2)` are unreliable or
 //!   missing on some network and FAT filesystems.
 //! - Library code never panics; I/O errors become the port's `Backend` error.
@@ -54,12 +58,14 @@ mod atomic;
 mod cache;
 mod lock;
 mod outbox;
+mod owner;
 mod ratelimit;
 mod sessions;
 mod tokens;
 
 pub use accounts::FsAccounts;
 pub use outbox::FsOutbox;
+pub use owner::{DataDir, Sharing};
 pub use ratelimit::FsRateLimits;
 pub use sessions::FsSessions;
 pub use tokens::FsTokens;
@@ -74,6 +80,27 @@ pub enum FsError {
     #[error("cannot prepare directory {}", path.display())]
     Dir {
         /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process holds the data directory in a mode that excludes this one (see
+    /// [`Sharing`]).
+    #[error(
+        "data directory {} is in use by another process ({sharing:?} use refused)",
+        path.display()
+    )]
+    InUse {
+        /// The directory.
+        path: PathBuf,
+        /// What this process asked for.
+        sharing: Sharing,
+    },
+    /// The owner lock file could not be created or locked.
+    #[error("cannot lock {}", path.display())]
+    Lock {
+        /// The lock file.
         path: PathBuf,
         /// What the OS said.
         #[source]

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
-use crate::{atomic, blocking, corrupt, is_record_name, prepare_dir, FsError};
+use crate::{atomic, blocking, corrupt, is_record_name, prepare_dir, DataDir, FsError};
 
 /// Magic prefix: the format's name and, in the last byte, its version.
 const MAGIC: [u8; 8] = *b"PHZRL\0\0\x01";
@@ -63,6 +63,7 @@ const REOPEN_RETRIES: usize = 64;
 #[derive(Clone, Debug)]
 pub struct FsRateLimits {
     dir: Arc<PathBuf>,
+    _owner: DataDir,
 }
 
 /// A key's file, decoded.
@@ -82,10 +83,16 @@ impl Log {
 }
 
 impl FsRateLimits {
-    /// Opens the store in `dir/ratelimits`, creating it (0700 on Unix) if needed.
+    /// Opens the store in `dir/ratelimits`, creating it (0700 on Unix) if needed, with the
+    /// directory opened [`Sharing::Shared`](crate::Sharing::Shared).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, FsError> {
+        DataDir::open(dir, crate::Sharing::Shared)?.rate_limits()
+    }
+
+    pub(crate) fn open_in(owner: &DataDir) -> Result<Self, FsError> {
         Ok(Self {
-            dir: Arc::new(prepare_dir(&dir.as_ref().join("ratelimits"))?),
+            dir: Arc::new(prepare_dir(&owner.path().join("ratelimits"))?),
+            _owner: owner.clone(),
         })
     }
 

@@ -11,23 +11,29 @@ use time::OffsetDateTime;
 
 use crate::cache::StampCache;
 use crate::lock::ShardLocks;
-use crate::{atomic, blocking, corrupt, is_record_name, prepare_dir, sha256_hex, FsError};
+use crate::{atomic, blocking, corrupt, is_record_name, prepare_dir, sha256_hex, DataDir, FsError};
 
 /// [`SessionStore`] in `<dir>/sessions`. Records are named by the [`SessionKey`]'s hex; the
 /// per-user index is `users/<sha256(user id)>/` holding one empty file per session key, so listing
 /// or revoking a user's sessions never scans other users' records.
 ///
-/// Several processes may open the same directory.
+/// Several processes may open the same directory (see [`DataDir`]).
 #[derive(Clone, Debug)]
 pub struct FsSessions {
     dirs: Arc<Dirs>,
 }
 
 impl FsSessions {
-    /// Opens the store in `dir/sessions`, creating its directories (0700 on Unix) if needed.
+    /// Opens the store in `dir/sessions`, creating its directories (0700 on Unix) if needed, with
+    /// the directory opened [`Sharing::Shared`](crate::Sharing::Shared).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, FsError> {
-        let root = dir.as_ref().join("sessions");
+        DataDir::open(dir, crate::Sharing::Shared)?.sessions()
+    }
+
+    pub(crate) fn open_in(owner: &DataDir) -> Result<Self, FsError> {
+        let root = owner.path().join("sessions");
         let records = prepare_dir(&root.join("records"))?;
+        let cache = StampCache::new(&records, owner.trust());
         let users = prepare_dir(&root.join("users"))?;
         let locks = ShardLocks::new(&prepare_dir(&root.join("locks"))?);
         Ok(Self {
@@ -35,7 +41,8 @@ impl FsSessions {
                 records,
                 users,
                 locks,
-                cache: StampCache::new(),
+                cache,
+                _owner: owner.clone(),
             }),
         })
     }
@@ -109,6 +116,7 @@ struct Dirs {
     users: PathBuf,
     locks: ShardLocks,
     cache: StampCache<StoredSession>,
+    _owner: DataDir,
 }
 
 /// What is on disk under a record name, for the operations that delete records: a record that
@@ -126,7 +134,7 @@ impl Dirs {
 
     /// The record called `name`; an error if it exists but is not a record with that key.
     fn read_record(&self, name: &str) -> io::Result<Option<StoredSession>> {
-        self.cache.read(&self.records.join(name), |bytes| {
+        self.cache.read(name, |bytes| {
             let session = decode(bytes)?;
             if session.key.to_hex() != name {
                 return Err(corrupt("session record (key does not match its name)"));
@@ -156,7 +164,9 @@ impl Dirs {
         self.add_marker(&self.user_dir(&session.user_id), &name)?;
         // Under the lock the name is free, but linking (not renaming) keeps "never overwrite"
         // true even against a writer that ignores the locks.
-        atomic::create(&self.records, &name, &bytes)
+        let created = atomic::create(&self.records, &name, &bytes);
+        self.cache.changed(&name);
+        created
     }
 
     fn add_marker(&self, user_dir: &Path, name: &str) -> io::Result<()> {
@@ -196,8 +206,9 @@ impl Dirs {
         let _guard = self.locks.lock(&name)?;
         match self.read_record(&name)? {
             Some(old) if old.user_id == session.user_id => {
-                atomic::replace(&self.records, &name, &bytes)?;
-                Ok(true)
+                let replaced = atomic::replace(&self.records, &name, &bytes);
+                self.cache.changed(&name);
+                replaced.map(|()| true)
             }
             _ => Ok(false),
         }
@@ -219,7 +230,9 @@ impl Dirs {
     /// Deletes the record `name` and, given its owner, the owner's marker, without syncing the
     /// records directory; the caller holds the shard lock. Whether the record existed.
     fn delete_locked(&self, name: &str, owner: Option<&str>) -> io::Result<bool> {
-        let removed = atomic::remove_unsynced(&self.records, name)?;
+        let removed = atomic::remove_unsynced(&self.records, name);
+        self.cache.changed(name);
+        let removed = removed?;
         if let Some(owner) = owner {
             atomic::remove_unsynced(&self.user_dir(owner), name)?;
         }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use time::OffsetDateTime;
 
-use crate::{atomic, auth_backend, blocking, corrupt, is_record_name, prepare_dir, FsError};
+use crate::{
+    atomic, auth_backend, blocking, corrupt, is_record_name, prepare_dir, DataDir, FsError,
+};
 
 /// [`TokenStore`] in `<dir>/tokens`, one file per token named by its [`TokenHash`]'s hex.
 ///
@@ -18,13 +20,20 @@ use crate::{atomic, auth_backend, blocking, corrupt, is_record_name, prepare_dir
 #[derive(Clone, Debug)]
 pub struct FsTokens {
     dir: Arc<PathBuf>,
+    _owner: DataDir,
 }
 
 impl FsTokens {
-    /// Opens the store in `dir/tokens`, creating it (0700 on Unix) if needed.
+    /// Opens the store in `dir/tokens`, creating it (0700 on Unix) if needed, with the directory
+    /// opened [`Sharing::Shared`](crate::Sharing::Shared).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, FsError> {
+        DataDir::open(dir, crate::Sharing::Shared)?.tokens()
+    }
+
+    pub(crate) fn open_in(owner: &DataDir) -> Result<Self, FsError> {
         Ok(Self {
-            dir: Arc::new(prepare_dir(&dir.as_ref().join("tokens"))?),
+            dir: Arc::new(prepare_dir(&owner.path().join("tokens"))?),
+            _owner: owner.clone(),
         })
     }
 }

@@ -177,6 +177,7 @@ fn check_tree(root: &Path, data: &Path) {
         } else {
             files += 1;
             let ok = is_hex(name, 64)
+                || name == "owner.lock"
                 || name.strip_suffix(".lock").is_some_and(|s| is_hex(s, 2))
                 || name.strip_suffix(".eml").is_some_and(|s| is_hex(s, 32));
             assert!(ok, "file {}", path.display());

@@ -35,6 +35,7 @@ async fn every_record_is_one_file_named_by_a_hash() {
     let mut expected = vec![
         format!("accounts/emails/{email_name}"),
         format!("accounts/records/{id_name}"),
+        "owner.lock".to_owned(),
         format!("sessions/locks/{}.lock", &key[..2]),
         format!("sessions/records/{key}"),
         format!("sessions/users/{}/{key}", sha256_hex(b"user-1")),
@@ -306,6 +307,6 @@ async fn files_are_0600_and_directories_0700() {
     }
     // data, sessions/{,records,users,users/x,locks}, accounts/{,records,emails,locks}, tokens, outbox
     assert_eq!(seen.0, 12);
-    // session, marker, lock, account, email index, token, message
-    assert_eq!(seen.1, 7);
+    // session, marker, lock, account, email index, token, message, owner lock
+    assert_eq!(seen.1, 8);
 }

@@ -26,3 +26,30 @@ phaze_testkit::rate_limit_store_contract!({
     let d = tempfile::tempdir().unwrap();
     (phaze_store_fs::FsRateLimits::open(d.path()).unwrap(), d)
 });
+
+/// The same contracts with the directory owned by this process alone, where the read caches
+/// trust the store's own writes instead of checking the files.
+mod exclusive {
+    use phaze_store_fs::{DataDir, Sharing};
+
+    fn owned(d: &tempfile::TempDir) -> DataDir {
+        DataDir::open(d.path(), Sharing::Exclusive).unwrap()
+    }
+
+    phaze_testkit::session_store_contract!({
+        let d = tempfile::tempdir().unwrap();
+        (owned(&d).sessions().unwrap(), d)
+    });
+    phaze_testkit::account_store_contract!({
+        let d = tempfile::tempdir().unwrap();
+        (owned(&d).accounts().unwrap(), d)
+    });
+    phaze_testkit::token_store_contract!({
+        let d = tempfile::tempdir().unwrap();
+        (owned(&d).tokens().unwrap(), d)
+    });
+    phaze_testkit::rate_limit_store_contract!({
+        let d = tempfile::tempdir().unwrap();
+        (owned(&d).rate_limits().unwrap(), d)
+    });
+}

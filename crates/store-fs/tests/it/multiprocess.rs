@@ -5,7 +5,7 @@
 use phaze_auth::{AccountStore, Email, StoreError as AuthError, TokenStore};
 use phaze_ratelimit::{RateLimitStore, Window};
 use phaze_sessions::{SessionStore, StoreError};
-use phaze_store_fs::{FsAccounts, FsRateLimits, FsSessions, FsTokens};
+use phaze_store_fs::{DataDir, FsAccounts, FsError, FsRateLimits, FsSessions, FsTokens, Sharing};
 use phaze_testkit::accounts::account;
 use phaze_testkit::ratelimit::key;
 use phaze_testkit::sessions::record;
@@ -22,8 +22,8 @@ use tokio::runtime::Runtime;
 const CHILD_TEST: &str = "multiprocess::child_process_entry";
 /// The directory a child works in: barrier and result files, and the data directory `data/`.
 const ENV_DIR: &str = "PHAZE_STORE_FS_CHILD_DIR";
-/// What the child does: `register`, `consume`, `insert_session`, `hold_lock`, `rate_limit_hit`
-/// or `hold_rate_limit_lock`.
+/// What the child does: `register`, `consume`, `insert_session`, `hold_lock`, `rate_limit_hit`,
+/// `hold_rate_limit_lock`, `own_exclusive` or `own_shared`.
 const ENV_ROLE: &str = "PHAZE_STORE_FS_CHILD_ROLE";
 /// The limit a `rate_limit_hit` child decides against.
 const ENV_LIMIT: &str = "PHAZE_STORE_FS_CHILD_LIMIT";
@@ -139,6 +139,19 @@ fn child_process_entry() {
             file.lock().unwrap();
             fs::write(dir.join(format!("ready-{index}")), b"").unwrap();
             std::thread::sleep(Duration::from_secs(120));
+            "not killed".to_owned()
+        }
+        "own_exclusive" | "own_shared" => {
+            let sharing = if role == "own_exclusive" {
+                Sharing::Exclusive
+            } else {
+                Sharing::Shared
+            };
+            let owner = DataDir::open(&data, sharing).unwrap();
+            fs::write(dir.join(format!("ready-{index}")), b"").unwrap();
+            // Hold the directory until the parent kills this process.
+            std::thread::sleep(Duration::from_secs(120));
+            drop(owner);
             "not killed".to_owned()
         }
         other => panic!("unknown role {other}"),
@@ -412,4 +425,40 @@ fn a_killed_rate_limit_lock_holder_does_not_block_others() {
         !dir.path().join("result-0").exists(),
         "the child was killed, not finished"
     );
+}
+
+fn in_use(result: Result<DataDir, FsError>) -> bool {
+    matches!(result, Err(FsError::InUse { .. }))
+}
+
+#[test]
+fn a_directory_owned_by_one_process_is_refused_to_every_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut children = spawn(dir.path(), "own_exclusive", 1);
+    wait_ready(dir.path(), &mut children);
+    assert!(in_use(DataDir::open(&data, Sharing::Exclusive)));
+    assert!(in_use(DataDir::open(&data, Sharing::Shared)));
+    assert!(
+        FsSessions::open(&data).is_err(),
+        "a store's own open is shared, and refused too"
+    );
+    // SIGKILL on Unix: the kernel releases the owner's lock.
+    children.0[0].kill().unwrap();
+    children.0[0].wait().unwrap();
+    let owner = DataDir::open(&data, Sharing::Exclusive).unwrap();
+    assert_eq!(owner.sharing(), Sharing::Exclusive);
+}
+
+#[test]
+fn processes_sharing_a_directory_keep_an_exclusive_owner_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut children = spawn(dir.path(), "own_shared", 2);
+    wait_ready(dir.path(), &mut children);
+    assert!(in_use(DataDir::open(&data, Sharing::Exclusive)));
+    let shared = DataDir::open(&data, Sharing::Shared).unwrap();
+    drop(shared);
+    drop(children);
+    DataDir::open(&data, Sharing::Exclusive).unwrap();
 }

@@ -1,0 +1,133 @@
+//! Who may use a data directory: one process alone, or several processes that all agree to share
+//! it. The agreement is an OS advisory lock on `<dir>/owner.lock` (exclusive or shared), taken
+//! when the directory is opened and held while any store opened from it lives; the kernel drops
+//! it when the process dies, so there is no stale owner to clean up.
+
+use std::fmt;
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cache::Trust;
+use crate::{atomic, prepare_dir, FsAccounts, FsError, FsRateLimits, FsSessions, FsTokens};
+
+/// The lock file's name in the data directory.
+const LOCK_FILE: &str = "owner.lock";
+
+/// How a process holds a data directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// This process alone: any other process that opens the directory, either way, is refused.
+    /// Since every change then goes through this process, hot reads (a session by key, an
+    /// account by id) are answered from memory without a system call.
+    Exclusive,
+    /// Any number of processes that all open it `Shared`. Hot reads check the record's file on
+    /// every read (one `stat(2)`), so a change by another process is seen at once.
+    Shared,
+}
+
+/// An open data directory: the stores of one process over it share its lock and its mode.
+///
+/// ```
+/// use phaze_store_fs::{DataDir, Sharing};
+/// let dir = tempfile::tempdir()?;
+/// let data = DataDir::open(dir.path(), Sharing::Exclusive)?;
+/// let sessions = data.sessions()?;
+/// // Another opener, in this process or any other, is refused while `data` or a store lives.
+/// assert!(DataDir::open(dir.path(), Sharing::Shared).is_err());
+/// # drop(sessions);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct DataDir {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    sharing: Sharing,
+    /// Holds the lock; closing it releases the lock.
+    _lock: File,
+}
+
+impl DataDir {
+    /// Opens (creating it, 0700 on Unix, if needed) the data directory at `path` as `sharing`
+    /// says. [`FsError::InUse`] if another holder's mode excludes this one; never waits.
+    pub fn open(path: impl AsRef<Path>, sharing: Sharing) -> Result<Self, FsError> {
+        let path = prepare_dir(path.as_ref())?;
+        let lock_path = path.join(LOCK_FILE);
+        let lock_error = |source| FsError::Lock {
+            path: lock_path.clone(),
+            source,
+        };
+        let file = atomic::private_options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(lock_error)?;
+        let locked = match sharing {
+            Sharing::Exclusive => file.try_lock(),
+            Sharing::Shared => file.try_lock_shared(),
+        };
+        match locked {
+            Ok(()) => Ok(Self {
+                inner: Arc::new(Inner {
+                    path,
+                    sharing,
+                    _lock: file,
+                }),
+            }),
+            Err(TryLockError::WouldBlock) => Err(FsError::InUse { path, sharing }),
+            Err(TryLockError::Error(e)) => Err(lock_error(e)),
+        }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// How this process holds it.
+    pub fn sharing(&self) -> Sharing {
+        self.inner.sharing
+    }
+
+    /// The session store in `<dir>/sessions`.
+    pub fn sessions(&self) -> Result<FsSessions, FsError> {
+        FsSessions::open_in(self)
+    }
+
+    /// The account store in `<dir>/accounts`.
+    pub fn accounts(&self) -> Result<FsAccounts, FsError> {
+        FsAccounts::open_in(self)
+    }
+
+    /// The token store in `<dir>/tokens`.
+    pub fn tokens(&self) -> Result<FsTokens, FsError> {
+        FsTokens::open_in(self)
+    }
+
+    /// The rate-limit store in `<dir>/ratelimits`.
+    pub fn rate_limits(&self) -> Result<FsRateLimits, FsError> {
+        FsRateLimits::open_in(self)
+    }
+
+    /// How far the read caches of stores opened from this directory may trust themselves.
+    pub(crate) fn trust(&self) -> Trust {
+        match self.inner.sharing {
+            Sharing::Exclusive => Trust::OwnWrites,
+            Sharing::Shared => Trust::EveryRead,
+        }
+    }
+}
+
+impl fmt::Debug for DataDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataDir")
+            .field("path", &self.inner.path)
+            .field("sharing", &self.inner.sharing)
+            .finish()
+    }
+}
