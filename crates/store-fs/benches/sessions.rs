@@ -1,10 +1,10 @@
 //! Session create, load and rotate through `SessionManager`, on the memory store and on the
-//! filesystem store side by side (one group per operation).
+//! filesystem store (shared and owned data directory) side by side (one group per operation).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark code: a failed unwrap is a failed run
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use phaze_sessions::{ClientMeta, Sealer, SealingKey, SessionManager, SessionPolicy, SessionStore};
-use phaze_store_fs::FsSessions;
+use phaze_store_fs::{DataDir, FsSessions, Sharing};
 use phaze_store_memory::MemorySessions;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -21,15 +21,21 @@ fn manager(store: Arc<dyn SessionStore>) -> SessionManager {
     SessionManager::new(store, sealer, SessionPolicy::default())
 }
 
-/// The two adapters, the filesystem one in a temporary directory that lives as long as the run.
-fn adapters() -> (Vec<(&'static str, SessionManager)>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let fs = FsSessions::open(dir.path()).unwrap();
+/// The adapters: memory, and the filesystem store in two temporary directories that live as long
+/// as the run, one shared (each read checks its file) and one owned by this process alone.
+fn adapters() -> (Vec<(&'static str, SessionManager)>, [tempfile::TempDir; 2]) {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let shared = FsSessions::open(dirs[0].path()).unwrap();
+    let owned = DataDir::open(dirs[1].path(), Sharing::Exclusive)
+        .unwrap()
+        .sessions()
+        .unwrap();
     let managers = vec![
         ("memory", manager(Arc::new(MemorySessions::default()))),
-        ("fs", manager(Arc::new(fs))),
+        ("fs-shared", manager(Arc::new(shared))),
+        ("fs-owned", manager(Arc::new(owned))),
     ];
-    (managers, dir)
+    (managers, dirs)
 }
 
 fn meta() -> ClientMeta {
@@ -44,7 +50,7 @@ fn sessions(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let (managers, _dir) = adapters();
+    let (managers, _dirs) = adapters();
     let meta = meta();
 
     let mut group = c.benchmark_group("create");
