@@ -7,6 +7,7 @@
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use askama::Template;
+use phaze_ratelimit::Challenge;
 
 use crate::errors::AppError;
 
@@ -97,15 +98,6 @@ pub struct RegisterDonePage<'a> {
     pub email: &'a str,
 }
 
-/// A proof-of-work check `app.js` solves before the login form is sent.
-#[derive(Clone, Copy, Debug)]
-pub struct ChallengeView<'a> {
-    /// The signed challenge.
-    pub token: &'a str,
-    /// Leading zero bits asked for.
-    pub difficulty: u8,
-}
-
 /// `GET|POST /login`
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -116,8 +108,9 @@ pub struct LoginPage<'a> {
     pub email: &'a str,
     /// A same-origin relative path to return to, sent back as a hidden field.
     pub next: Option<&'a str>,
-    /// The proof-of-work check, when the address must solve one.
-    pub challenge: Option<ChallengeView<'a>>,
+    /// The proof-of-work check `app.js` solves before the form is sent, when the address must
+    /// solve one.
+    pub challenge: Option<&'a Challenge>,
 }
 
 /// The account overview.

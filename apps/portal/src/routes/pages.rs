@@ -16,7 +16,7 @@ const CHALLENGE_MESSAGE: &str =
      you can try again; please enter your password again.";
 use crate::http::visitor::{SessionCookieSet, Visitor};
 use crate::state::AppState;
-use crate::views::{self, ChallengeView, IndexPage, LoginPage, RegisterDonePage, RegisterPage};
+use crate::views::{self, IndexPage, LoginPage, RegisterDonePage, RegisterPage};
 
 type State = web::Data<AppState>;
 
@@ -138,7 +138,6 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-#[allow(clippy::too_many_arguments)] // one page, many optional parts
 fn login_page(
     visitor: &Visitor,
     status: StatusCode,
@@ -157,10 +156,7 @@ fn login_page(
             layout,
             email,
             next: next.and_then(phaze_sanitize::same_origin_path),
-            challenge: challenge.as_ref().map(|c| ChallengeView {
-                token: &c.token,
-                difficulty: c.difficulty,
-            }),
+            challenge: challenge.as_ref(),
         },
     )
 }
