@@ -126,9 +126,10 @@ impl Dirs {
         let bytes = serde_json::to_vec(account).map_err(io::Error::other)?;
         let name = record_name(&account.id);
         // Record first, then the index entry, so by_email never finds an entry without a record.
-        let created = atomic::create(&self.records, &name, &bytes);
-        self.cache.changed(&name);
-        if !created? {
+        let created = self
+            .cache
+            .changing(&name, || atomic::create(&self.records, &name, &bytes))?;
+        if !created {
             return Ok(false);
         }
         let id = account.id.to_string();
@@ -149,9 +150,9 @@ impl Dirs {
     /// Deletes the record of an insert that lost its email, under the lock `update` takes.
     fn remove_record(&self, name: &str) -> io::Result<()> {
         let _guard = self.locks.lock(name)?;
-        let removed = atomic::remove(&self.records, name);
-        self.cache.changed(name);
-        removed.map(drop)
+        self.cache
+            .changing(name, || atomic::remove(&self.records, name))
+            .map(drop)
     }
 
     fn update(&self, account: &Account) -> io::Result<bool> {
@@ -161,9 +162,9 @@ impl Dirs {
         match self.by_id(&account.id)? {
             // The email is the index key: changing it here would orphan the index entry.
             Some(old) if old.email == account.email => {
-                let replaced = atomic::replace(&self.records, &name, &bytes);
-                self.cache.changed(&name);
-                replaced.map(|()| true)
+                self.cache
+                    .changing(&name, || atomic::replace(&self.records, &name, &bytes))?;
+                Ok(true)
             }
             _ => Ok(false),
         }

@@ -105,6 +105,14 @@ impl<V: Clone> StampCache<V> {
         }
     }
 
+    /// Runs `change`, which replaces or removes the file `name`, and then reports it with
+    /// [`Self::changed`], whether or not it succeeded (it may have failed half-way).
+    pub(crate) fn changing<T>(&self, name: &str, change: impl FnOnce() -> T) -> T {
+        let outcome = change();
+        self.changed(name);
+        outcome
+    }
+
     /// Reports that the file `name` was replaced or removed (call it once the change is on disk,
     /// and also when the change failed half-way).
     pub(crate) fn changed(&self, name: &str) {

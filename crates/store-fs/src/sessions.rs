@@ -164,9 +164,8 @@ impl Dirs {
         self.add_marker(&self.user_dir(&session.user_id), &name)?;
         // Under the lock the name is free, but linking (not renaming) keeps "never overwrite"
         // true even against a writer that ignores the locks.
-        let created = atomic::create(&self.records, &name, &bytes);
-        self.cache.changed(&name);
-        created
+        self.cache
+            .changing(&name, || atomic::create(&self.records, &name, &bytes))
     }
 
     fn add_marker(&self, user_dir: &Path, name: &str) -> io::Result<()> {
@@ -206,9 +205,9 @@ impl Dirs {
         let _guard = self.locks.lock(&name)?;
         match self.read_record(&name)? {
             Some(old) if old.user_id == session.user_id => {
-                let replaced = atomic::replace(&self.records, &name, &bytes);
-                self.cache.changed(&name);
-                replaced.map(|()| true)
+                self.cache
+                    .changing(&name, || atomic::replace(&self.records, &name, &bytes))?;
+                Ok(true)
             }
             _ => Ok(false),
         }
@@ -230,9 +229,9 @@ impl Dirs {
     /// Deletes the record `name` and, given its owner, the owner's marker, without syncing the
     /// records directory; the caller holds the shard lock. Whether the record existed.
     fn delete_locked(&self, name: &str, owner: Option<&str>) -> io::Result<bool> {
-        let removed = atomic::remove_unsynced(&self.records, name);
-        self.cache.changed(name);
-        let removed = removed?;
+        let removed = self
+            .cache
+            .changing(name, || atomic::remove_unsynced(&self.records, name))?;
         if let Some(owner) = owner {
             atomic::remove_unsynced(&self.user_dir(owner), name)?;
         }
