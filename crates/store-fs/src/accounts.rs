@@ -30,7 +30,7 @@ impl FsAccounts {
     pub(crate) fn open_in(owner: &DataDir) -> Result<Self, FsError> {
         let root = owner.path().join("accounts");
         let records = prepare_dir(&root.join("records"))?;
-        let cache = StampCache::new(&records, owner.trust());
+        let cache = owner.account_cache(&records);
         let emails = prepare_dir(&root.join("emails"))?;
         let locks = ShardLocks::new(&prepare_dir(&root.join("locks"))?);
         Ok(Self {
@@ -79,7 +79,7 @@ struct Dirs {
     records: PathBuf,
     emails: PathBuf,
     locks: ShardLocks,
-    cache: StampCache<Account>,
+    cache: Arc<StampCache<Account>>,
     _owner: DataDir,
 }
 

@@ -105,6 +105,20 @@ impl<V: Clone> StampCache<V> {
         }
     }
 
+    /// The decoded record in the file `name`, read from disk whatever the cache holds, and not
+    /// cached: for scans over every record.
+    pub(crate) fn read_uncached(
+        &self,
+        name: &str,
+        decode: impl FnOnce(&[u8]) -> io::Result<V>,
+    ) -> io::Result<Option<V>> {
+        match fs::read(self.dir.join(name)) {
+            Ok(bytes) => decode(&bytes).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Runs `change`, which replaces or removes the file `name`, and then reports it with
     /// [`Self::changed`], whether or not it succeeded (it may have failed half-way).
     pub(crate) fn changing<T>(&self, name: &str, change: impl FnOnce() -> T) -> T {
@@ -180,6 +194,12 @@ impl<V: Clone> StampCache<V> {
             self.lock().insert(name, stamp, value.clone());
         }
         Ok(Some(value))
+    }
+
+    /// Entries held (tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().map.len()
     }
 
     fn lock(&self) -> MutexGuard<'_, Entries<V>> {

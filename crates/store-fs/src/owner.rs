@@ -3,12 +3,14 @@
 //! when the directory is opened and held while any store opened from it lives; the kernel drops
 //! it when the process dies, so there is no stale owner to clean up.
 
+use phaze_auth::Account;
+use phaze_sessions::StoredSession;
 use std::fmt;
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use crate::cache::Trust;
+use crate::cache::{StampCache, Trust};
 use crate::{atomic, prepare_dir, FsAccounts, FsError, FsRateLimits, FsSessions, FsTokens};
 
 /// The lock file's name in the data directory.
@@ -48,6 +50,10 @@ struct Inner {
     sharing: Sharing,
     /// Holds the lock; closing it releases the lock.
     _lock: File,
+    /// One read cache per kind of record, shared by every store opened from this directory: an
+    /// exclusive cache must hear of every change this process makes, through whichever store.
+    sessions: OnceLock<Arc<StampCache<StoredSession>>>,
+    accounts: OnceLock<Arc<StampCache<Account>>>,
 }
 
 impl DataDir {
@@ -77,6 +83,8 @@ impl DataDir {
                     path,
                     sharing,
                     _lock: file,
+                    sessions: OnceLock::new(),
+                    accounts: OnceLock::new(),
                 }),
             }),
             Err(TryLockError::WouldBlock) => Err(FsError::InUse { path, sharing }),
@@ -114,8 +122,22 @@ impl DataDir {
         FsRateLimits::open_in(self)
     }
 
+    /// The read cache of session records (in `records`), the same for every session store
+    /// opened from this directory.
+    pub(crate) fn session_cache(&self, records: &Path) -> Arc<StampCache<StoredSession>> {
+        let new = || Arc::new(StampCache::new(records, self.trust()));
+        self.inner.sessions.get_or_init(new).clone()
+    }
+
+    /// The read cache of account records (in `records`), the same for every account store
+    /// opened from this directory.
+    pub(crate) fn account_cache(&self, records: &Path) -> Arc<StampCache<Account>> {
+        let new = || Arc::new(StampCache::new(records, self.trust()));
+        self.inner.accounts.get_or_init(new).clone()
+    }
+
     /// How far the read caches of stores opened from this directory may trust themselves.
-    pub(crate) fn trust(&self) -> Trust {
+    fn trust(&self) -> Trust {
         match self.inner.sharing {
             Sharing::Exclusive => Trust::OwnWrites,
             Sharing::Shared => Trust::EveryRead,

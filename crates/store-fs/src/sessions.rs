@@ -33,7 +33,7 @@ impl FsSessions {
     pub(crate) fn open_in(owner: &DataDir) -> Result<Self, FsError> {
         let root = owner.path().join("sessions");
         let records = prepare_dir(&root.join("records"))?;
-        let cache = StampCache::new(&records, owner.trust());
+        let cache = owner.session_cache(&records);
         let users = prepare_dir(&root.join("users"))?;
         let locks = ShardLocks::new(&prepare_dir(&root.join("locks"))?);
         Ok(Self {
@@ -115,7 +115,7 @@ struct Dirs {
     records: PathBuf,
     users: PathBuf,
     locks: ShardLocks,
-    cache: StampCache<StoredSession>,
+    cache: Arc<StampCache<StoredSession>>,
     _owner: DataDir,
 }
 
@@ -134,22 +134,20 @@ impl Dirs {
 
     /// The record called `name`; an error if it exists but is not a record with that key.
     fn read_record(&self, name: &str) -> io::Result<Option<StoredSession>> {
-        self.cache.read(name, |bytes| {
-            let session = decode(bytes)?;
-            if session.key.to_hex() != name {
-                return Err(corrupt("session record (key does not match its name)"));
-            }
-            Ok(session)
-        })
+        self.cache.read(name, |bytes| decode_named(name, bytes))
     }
 
     fn slot(&self, name: &str) -> io::Result<Slot> {
-        match self.read_record(name) {
-            Ok(Some(session)) => Ok(Slot::Present(session)),
-            Ok(None) => Ok(Slot::Missing),
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(Slot::Corrupt),
-            Err(e) => Err(e),
-        }
+        slot_of(self.read_record(name))
+    }
+
+    /// [`Self::slot`] read from the file, leaving the cache as it is: for scans of every record,
+    /// which would otherwise fill the cache with cold sessions and push the hot ones out.
+    fn scanned_slot(&self, name: &str) -> io::Result<Slot> {
+        slot_of(
+            self.cache
+                .read_uncached(name, |bytes| decode_named(name, bytes)),
+        )
     }
 
     fn insert(&self, session: &StoredSession) -> io::Result<bool> {
@@ -306,7 +304,7 @@ impl Dirs {
                 Slot::Present(s) => s.expires_at <= now,
             };
             // Judge without the lock first, so a purge does not lock every shard for live records.
-            if !dead(&self.slot(&name)?) {
+            if !dead(&self.scanned_slot(&name)?) {
                 continue;
             }
             let _guard = self.locks.lock(&name)?;
@@ -384,6 +382,23 @@ fn decode(bytes: &[u8]) -> io::Result<StoredSession> {
         superseded,
         sealed: sealed.to_vec(),
     })
+}
+
+fn decode_named(name: &str, bytes: &[u8]) -> io::Result<StoredSession> {
+    let session = decode(bytes)?;
+    if session.key.to_hex() != name {
+        return Err(corrupt("session record (key does not match its name)"));
+    }
+    Ok(session)
+}
+
+fn slot_of(read: io::Result<Option<StoredSession>>) -> io::Result<Slot> {
+    match read {
+        Ok(Some(session)) => Ok(Slot::Present(session)),
+        Ok(None) => Ok(Slot::Missing),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(Slot::Corrupt),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

@@ -37,3 +37,27 @@ fn foreign_bytes_are_corrupt() {
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 }
+
+#[test]
+fn a_purge_scan_leaves_the_cache_to_the_hot_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DataDir::open(dir.path(), crate::Sharing::Exclusive)
+        .unwrap()
+        .sessions()
+        .unwrap();
+    let live = datetime!(2030-01-01 00:00 UTC);
+    for n in 0..5u8 {
+        let s = StoredSession {
+            key: SessionKey::from([n; 32]),
+            user_id: format!("user-{n}"),
+            expires_at: live,
+            superseded: false,
+            sealed: vec![n],
+        };
+        store.dirs.insert(&s).unwrap();
+    }
+    store.dirs.read_record(&SessionKey::from([0; 32]).to_hex()).unwrap();
+    assert_eq!(store.dirs.cache.len(), 1, "the one session read");
+    assert_eq!(store.dirs.purge_expired(datetime!(2026-01-01 00:00 UTC)).unwrap(), 0);
+    assert_eq!(store.dirs.cache.len(), 1, "the scan cached nothing");
+}

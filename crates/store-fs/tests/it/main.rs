@@ -52,4 +52,28 @@ mod exclusive {
         let d = tempfile::tempdir().unwrap();
         (owned(&d).rate_limits().unwrap(), d)
     });
+
+    /// Every store opened from one owned directory hears of the others' changes: they share
+    /// the read cache, so no store keeps serving a record another one replaced or deleted.
+    #[tokio::test]
+    async fn stores_of_one_owned_directory_see_each_others_changes() {
+        use phaze_auth::AccountStore;
+        use phaze_sessions::SessionStore;
+        let d = tempfile::tempdir().unwrap();
+        let data = owned(&d);
+        let (one, two) = (data.sessions().unwrap(), data.sessions().unwrap());
+        let s = phaze_testkit::sessions::record(1, "alice");
+        one.insert(&s).await.unwrap();
+        assert_eq!(two.get(&s.key).await.unwrap(), Some(s.clone()));
+        assert!(one.remove(&s.key).await.unwrap());
+        assert_eq!(two.get(&s.key).await.unwrap(), None, "revoked everywhere");
+
+        let (one, two) = (data.accounts().unwrap(), data.accounts().unwrap());
+        let mut a = phaze_testkit::accounts::account("ada@example.com");
+        one.insert(&a).await.unwrap();
+        assert_eq!(two.by_id(&a.id).await.unwrap(), Some(a.clone()));
+        a.display_name = phaze_auth::DisplayName::parse("Ada").unwrap();
+        one.update(&a).await.unwrap();
+        assert_eq!(two.by_id(&a.id).await.unwrap(), Some(a));
+    }
 }
