@@ -3,21 +3,20 @@
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use phaze_auth::{Account, AccountStore, DisplayName, Email, StoreError, UserId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::schema::accounts;
-use crate::{checkout, Corrupt};
+use crate::{checkout, Corrupt, Pools};
 
 /// [`AccountStore`] over the `accounts` table. The unique index on `email` settles concurrent
 /// registrations of one address, from any number of processes: exactly one insert succeeds and
 /// the others get [`StoreError::Duplicate`].
 #[derive(Clone)]
 pub struct PgAccounts {
-    pool: Pool<AsyncPgConnection>,
+    pool: Pools,
 }
 
 impl std::fmt::Debug for PgAccounts {
@@ -87,7 +86,7 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
 }
 
 impl PgAccounts {
-    pub(crate) fn new(pool: Pool<AsyncPgConnection>) -> Self {
+    pub(crate) fn new(pool: Pools) -> Self {
         Self { pool }
     }
 

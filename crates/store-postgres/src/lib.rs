@@ -78,6 +78,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use thread_local::ThreadLocal;
 
 use crate::connect::Connector;
 
@@ -137,55 +138,105 @@ pub enum PgError {
     },
 }
 
-/// A pool of connections to one database (and schema), and the adapters over it. Cloning is cheap
-/// and shares the pool.
+/// Connection pools to one database (and schema), and the adapters over them. Cloning is cheap
+/// and shares the pools.
 #[derive(Clone)]
 pub struct Postgres {
-    pool: Pool<AsyncPgConnection>,
+    pool: Pools,
     connector: Arc<Connector>,
 }
 
 impl fmt::Debug for Postgres {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let status = self.pool.status();
+        let (mut size, mut available) = (0, 0);
+        for pool in self.pool.per_thread.iter().chain([&self.pool.shared]) {
+            let status = pool.status();
+            size += status.size;
+            available += status.available;
+        }
         f.debug_struct("Postgres")
             .field("schema", &self.connector.schema)
-            .field("max_size", &status.max_size)
-            .field("size", &status.size)
-            .field("available", &status.available)
+            .field("max_size_per_thread", &self.pool.thread_size)
+            .field("size", &size)
+            .field("available", &available)
             .finish_non_exhaustive()
     }
 }
 
+/// The connection pools. A connection's I/O runs as a task on the runtime that opened it. A server
+/// with one single-threaded runtime per worker thread (actix-web) gets a pool per thread, so a
+/// query never wakes another thread; a multi-threaded runtime, whose tasks move between threads
+/// anyway, shares one pool.
+#[derive(Clone)]
+pub(crate) struct Pools {
+    shared: Pool<AsyncPgConnection>,
+    per_thread: Arc<ThreadLocal<Pool<AsyncPgConnection>>>,
+    connector: Arc<Connector>,
+    /// Connections per thread: the configured size split over the machine's threads.
+    thread_size: usize,
+}
+
+impl Pools {
+    fn new(connector: Arc<Connector>, size: usize) -> Result<Self, BoxError> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(Self {
+            shared: build_pool(&connector, size)?,
+            per_thread: Arc::new(ThreadLocal::new()),
+            connector,
+            thread_size: size.div_ceil(threads),
+        })
+    }
+
+    /// This thread's pool (the shared one on a multi-threaded runtime).
+    fn pool(&self) -> Result<&Pool<AsyncPgConnection>, BoxError> {
+        let single = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if single {
+            self.per_thread
+                .get_or_try(|| build_pool(&self.connector, self.thread_size))
+        } else {
+            Ok(&self.shared)
+        }
+    }
+}
+
+/// A pool of at most `size` connections made by `connector`.
+fn build_pool(
+    connector: &Arc<Connector>,
+    size: usize,
+) -> Result<Pool<AsyncPgConnection>, BoxError> {
+    let setup = connector.clone();
+    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    // Every checkout drops a connection that is closed (the server ended it: a restart, a
+    // terminated backend) or left in a broken transaction; idle ones are also pinged, below.
+    manager_config.recycling_method = RecyclingMethod::Fast;
+    manager_config.custom_setup = Box::new(move |_url| {
+        let connector = setup.clone();
+        Box::pin(async move { connector.connect().await })
+    });
+    // The manager never sees the URL: connections are made from the parsed configuration.
+    let manager = AsyncDieselConnectionManager::new_with_config("", manager_config);
+    let timeouts = connector.timeouts;
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(timeouts.wait))
+        .create_timeout(Some(timeouts.create))
+        .recycle_timeout(Some(timeouts.recycle))
+        .post_recycle(Hook::async_fn(move |conn, metrics| {
+            Box::pin(check_if_idle(conn, metrics.last_used(), timeouts.recycle))
+        }))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| Box::new(e) as BoxError)
+}
+
 impl Postgres {
-    /// Validates `config` and builds the pool. Opens no connection (the first use does); reads
+    /// Validates `config` and builds the pools. Opens no connection (the first use does); reads
     /// `ca_file` if one is set, so a bad path fails here rather than on the first request.
     pub fn new(config: &PgConfig) -> Result<Self, PgError> {
         let settings = config.validate()?;
         let connector = Arc::new(Connector::new(settings)?);
-        let setup = connector.clone();
-        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
-        // Every checkout drops a connection that is closed (the server ended it: a restart, a
-        // terminated backend) or left in a broken transaction; idle ones are also pinged, below.
-        manager_config.recycling_method = RecyclingMethod::Fast;
-        manager_config.custom_setup = Box::new(move |_url| {
-            let connector = setup.clone();
-            Box::pin(async move { connector.connect().await })
-        });
-        // The manager never sees the URL: connections are made from the parsed configuration.
-        let manager = AsyncDieselConnectionManager::new_with_config("", manager_config);
-        let timeouts = connector.timeouts;
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
-            .wait_timeout(Some(timeouts.wait))
-            .create_timeout(Some(timeouts.create))
-            .recycle_timeout(Some(timeouts.recycle))
-            .post_recycle(Hook::async_fn(move |conn, metrics| {
-                Box::pin(check_if_idle(conn, metrics.last_used(), timeouts.recycle))
-            }))
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|e| PgError::Unavailable(Box::new(e)))?;
+        let pool = Pools::new(connector.clone(), config.pool_size).map_err(PgError::Unavailable)?;
         Ok(Self { pool, connector })
     }
 
@@ -266,10 +317,14 @@ async fn check_if_idle(
     }
 }
 
-/// A connection from `pool`; the error is the pool's (timeout, or why a connection could not be
-/// made).
-async fn checkout(pool: &Pool<AsyncPgConnection>) -> Result<Object<AsyncPgConnection>, BoxError> {
-    pool.get().await.map_err(|e| Box::new(e) as BoxError)
+/// A connection from this thread's pool; the error is the pool's (timeout, or why a connection
+/// could not be made).
+async fn checkout(pools: &Pools) -> Result<Object<AsyncPgConnection>, BoxError> {
+    pools
+        .pool()?
+        .get()
+        .await
+        .map_err(|e| Box::new(e) as BoxError)
 }
 
 /// A row this crate did not write: a column out of its domain (e.g. a 31-byte key).

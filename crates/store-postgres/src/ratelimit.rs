@@ -4,13 +4,13 @@
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use phaze_ratelimit::{decide, Decision, LimitKey, RateLimitStore, StoreError, Window};
 use time::OffsetDateTime;
 
 use crate::schema::rate_limits;
-use crate::{checkout, Corrupt};
+use crate::{checkout, Corrupt, Pools};
 
 /// How often a hit retries after losing the race to create a key's row, or finding the row it
 /// waited for deleted (by a reset or a purge). Each retry means another transaction committed on
@@ -27,7 +27,7 @@ const RETRIES: usize = 16;
 /// [`RateLimitStore::purge_idle`] deletes them; the portal runs it periodically.
 #[derive(Clone)]
 pub struct PgRateLimits {
-    pool: Pool<AsyncPgConnection>,
+    pool: Pools,
 }
 
 impl std::fmt::Debug for PgRateLimits {
@@ -132,7 +132,7 @@ async fn hit_locked(
 }
 
 impl PgRateLimits {
-    pub(crate) fn new(pool: Pool<AsyncPgConnection>) -> Self {
+    pub(crate) fn new(pool: Pools) -> Self {
         Self { pool }
     }
 

@@ -3,13 +3,13 @@
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use phaze_sessions::{SessionKey, SessionStore, StoreError, StoredSession};
 use time::OffsetDateTime;
 
 use crate::schema::sessions;
-use crate::{bytes32, checkout, Corrupt};
+use crate::{bytes32, checkout, Corrupt, Pools};
 
 /// [`SessionStore`] over the `sessions` table, for deployments without Redis: one row per session
 /// key, an index on the owner for listing and revoking a user's sessions, and one on the expiry
@@ -17,7 +17,7 @@ use crate::{bytes32, checkout, Corrupt};
 /// by the database). Every method is one statement.
 #[derive(Clone)]
 pub struct PgSessions {
-    pool: Pool<AsyncPgConnection>,
+    pool: Pools,
 }
 
 impl std::fmt::Debug for PgSessions {
@@ -63,7 +63,7 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
 }
 
 impl PgSessions {
-    pub(crate) fn new(pool: Pool<AsyncPgConnection>) -> Self {
+    pub(crate) fn new(pool: Pools) -> Self {
         Self { pool }
     }
 

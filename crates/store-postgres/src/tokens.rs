@@ -3,14 +3,14 @@
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use phaze_auth::{StoreError, TokenHash, TokenPurpose, TokenRecord, TokenStore, UserId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::checkout;
 use crate::schema::tokens;
+use crate::{checkout, Pools};
 
 /// [`TokenStore`] over the `tokens` table, one row per token hash.
 ///
@@ -21,7 +21,7 @@ use crate::schema::tokens;
 /// [`TokenStore::purge_expired`] deletes them; run it now and then.
 #[derive(Clone)]
 pub struct PgTokens {
-    pool: Pool<AsyncPgConnection>,
+    pool: Pools,
 }
 
 impl std::fmt::Debug for PgTokens {
@@ -51,7 +51,7 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
 }
 
 impl PgTokens {
-    pub(crate) fn new(pool: Pool<AsyncPgConnection>) -> Self {
+    pub(crate) fn new(pool: Pools) -> Self {
         Self { pool }
     }
 

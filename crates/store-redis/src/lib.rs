@@ -83,6 +83,7 @@ use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, TlsCertificates};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+use thread_local::ThreadLocal;
 
 /// The longest key prefix accepted, in bytes.
 const MAX_PREFIX_LEN: usize = 64;
@@ -152,21 +153,63 @@ impl RedisError {
     }
 }
 
-/// A pool of connections to one Redis and the key prefix of this deployment. Cloning is cheap and
-/// shares the pool.
+/// Pools of connections to one Redis, and the key prefix of this deployment. Cloning is cheap and
+/// shares the pools.
+///
+/// A connection's I/O runs as a task on the runtime that opened it. A server with one
+/// single-threaded runtime per worker thread (actix-web) gets a pool per thread, so a command
+/// never wakes another thread; a multi-threaded runtime, whose tasks move between threads
+/// anyway, shares one pool.
 #[derive(Clone)]
 pub struct Redis {
-    pool: Pool<Manager>,
+    shared: Pool<Manager>,
+    per_thread: Arc<ThreadLocal<Pool<Manager>>>,
+    recipe: Arc<PoolRecipe>,
     prefix: Arc<str>,
+}
+
+/// What the pools are built from.
+struct PoolRecipe {
+    info: redis::ConnectionInfo,
+    connection: AsyncConnectionConfig,
+    /// The configured size, for the shared pool.
+    size: usize,
+    /// Connections per thread: the configured size split over the machine's threads.
+    thread_size: usize,
+    wait: Duration,
+    create: Duration,
+    recycle: Duration,
+}
+
+impl PoolRecipe {
+    fn build(&self, size: usize) -> Result<Pool<Manager>, RedisError> {
+        let manager = Manager(
+            deadpool_redis::Manager::new_with_config(self.info.clone(), self.connection.clone())
+                .map_err(|e| RedisError::InvalidUrl(describe(&e)))?,
+        );
+        Pool::builder(manager)
+            .max_size(size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(self.wait))
+            .create_timeout(Some(self.create))
+            .recycle_timeout(Some(self.recycle))
+            .build()
+            .map_err(|_| RedisError::InvalidConfig("the connection pool cannot be built"))
+    }
 }
 
 impl fmt::Debug for Redis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let status = self.pool.status();
+        let (mut size, mut available) = (0, 0);
+        for pool in self.per_thread.iter().chain([&self.shared]) {
+            let status = pool.status();
+            size += status.size;
+            available += status.available;
+        }
         f.debug_struct("Redis")
             .field("prefix", &self.prefix)
-            .field("pool_size", &status.size)
-            .field("pool_available", &status.available)
+            .field("pool_size", &size)
+            .field("pool_available", &available)
             .finish_non_exhaustive()
     }
 }
@@ -237,25 +280,25 @@ impl Redis {
             .get_connection_info()
             .clone();
         }
-        let connection = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.response_timeout));
-        let manager = Manager(
-            deadpool_redis::Manager::new_with_config(info, connection)
-                .map_err(|e| RedisError::InvalidUrl(describe(&e)))?,
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(config.wait_timeout))
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let recipe = PoolRecipe {
+            info,
+            connection: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(config.response_timeout)),
+            size: config.pool_size,
+            thread_size: config.pool_size.div_ceil(threads),
+            wait: config.wait_timeout,
             // Connecting is a TCP (and TLS) handshake plus a few setup commands.
-            .create_timeout(Some(config.connect_timeout + config.response_timeout))
+            create: config.connect_timeout + config.response_timeout,
             // Recycling a connection is one `PING`.
-            .recycle_timeout(Some(config.response_timeout))
-            .build()
-            .map_err(|_| RedisError::InvalidConfig("the connection pool cannot be built"))?;
+            recycle: config.response_timeout,
+        };
         Ok(Self {
-            pool,
+            // Built here, so that a configuration the pool refuses fails now, not on first use.
+            shared: recipe.build(recipe.size)?,
+            per_thread: Arc::new(ThreadLocal::new()),
+            recipe: Arc::new(recipe),
             prefix: Arc::from(config.prefix.as_str()),
         })
     }
@@ -297,19 +340,29 @@ impl Redis {
         conn.check(result)
     }
 
-    /// A pooled connection, within the wait, create and recycle timeouts.
+    /// A connection from this thread's pool (the shared one on a multi-threaded runtime), within
+    /// the wait, create and recycle timeouts.
     async fn conn(&self) -> Result<Conn, RedisError> {
-        self.pool
-            .get()
-            .await
-            .map(Conn)
-            .map_err(RedisError::unavailable)
+        let pool = if on_current_thread_runtime() {
+            self.per_thread
+                .get_or_try(|| self.recipe.build(self.recipe.thread_size))?
+        } else {
+            &self.shared
+        };
+        pool.get().await.map(Conn).map_err(RedisError::unavailable)
     }
 
     /// The deployment's key prefix.
     fn prefix(&self) -> &str {
         &self.prefix
     }
+}
+
+/// Whether the calling task runs on a single-threaded tokio runtime (then it never leaves this
+/// thread, and neither do connections opened here).
+fn on_current_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
 }
 
 /// deadpool-redis's manager with a cheaper recycle check. Its own check (`UNWATCH` + `PING`) costs
