@@ -56,8 +56,17 @@ fn a_purge_scan_leaves_the_cache_to_the_hot_sessions() {
         };
         store.dirs.insert(&s).unwrap();
     }
-    store.dirs.read_record(&SessionKey::from([0; 32]).to_hex()).unwrap();
+    store
+        .dirs
+        .read_record(&SessionKey::from([0; 32]).to_hex())
+        .unwrap();
     assert_eq!(store.dirs.cache.len(), 1, "the one session read");
-    assert_eq!(store.dirs.purge_expired(datetime!(2026-01-01 00:00 UTC)).unwrap(), 0);
+    assert_eq!(
+        store
+            .dirs
+            .purge_expired(datetime!(2026-01-01 00:00 UTC))
+            .unwrap(),
+        0
+    );
     assert_eq!(store.dirs.cache.len(), 1, "the scan cached nothing");
 }
