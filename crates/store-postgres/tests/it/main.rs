@@ -10,6 +10,7 @@ mod concurrency;
 mod hostile;
 mod multiprocess;
 mod pool;
+mod pools;
 mod purge;
 mod schema;
 mod support;

@@ -10,6 +10,7 @@
 
 mod multiprocess;
 mod outage;
+mod pools;
 mod ratelimit;
 mod sessions;
 mod support;
