@@ -99,7 +99,7 @@ impl AppState {
         public_url: String,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let keys = secrets::load(&settings)?;
+        // Stores first: a process refused the data directory must not create keys in it.
         let Stores {
             sessions,
             accounts,
@@ -107,6 +107,7 @@ impl AppState {
             rate_limits,
             probes,
         } = stores(&settings).await?;
+        let keys = secrets::load(&settings)?;
         let mailer: Arc<dyn Mailer> =
             Arc::new(FsOutbox::open(settings.outbox_dir(), &settings.mail.from)?);
 

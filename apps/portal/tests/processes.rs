@@ -179,6 +179,7 @@ async fn a_data_directory_in_use_stops_a_second_process_with_one_line() {
             .env("PHAZE__HTTP__PORT", free_port().to_string())
             .env("PHAZE__STORE__DATA_DIR", dir.path())
             .env("PHAZE__STORE__SHARE_DATA_DIR", shared.to_string())
+            .env("PHAZE__SECRETS__DIR", dir.path().join("other-secrets"))
             .env("PHAZE__LOG__FILTER", "warn")
             .output()
             .unwrap()
@@ -196,6 +197,8 @@ async fn a_data_directory_in_use_stops_a_second_process_with_one_line() {
         assert!(stderr.contains("store.data_dir"), "{stderr}");
         assert!(stderr.contains("in use"), "{stderr}");
     }
+    // The refused processes created nothing, not even keys in a directory of their own.
+    assert!(!dir.path().join("other-secrets").exists());
     // The owner was not disturbed.
     assert_eq!(register(&owner.base, "second@example.com", PW).await, 200);
     drop(owner);
