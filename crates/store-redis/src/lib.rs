@@ -42,12 +42,16 @@
 //!   its own `now`, and [`phaze_sessions::SessionStore::purge_expired`] deletes exactly the
 //!   records expired at the `now` it is given, using the expiry index. Run it periodically (say
 //!   every few minutes): it is also what trims the index of records Redis already dropped.
+//! - Commands share connections: a connection is multiplexed (redis-rs), so a command takes it
+//!   out of the pool only long enough to clone its handle, and the commands of concurrent requests
+//!   go out pipelined, several in one write and one read. Each command still waits for its own
+//!   reply, so nothing is read before the request that needs it arrived.
 //! - Nothing waits forever: the pool's wait, create and recycle steps and every connection's
 //!   connect and response have a timeout.
-//! - A dead connection never goes back to the pool: a connection on which a command failed is
-//!   closed instead of returned, and one idle for over a second is checked with a `PING` before it
-//!   is handed out. So the pool recovers by itself within seconds of Redis coming back, and a busy
-//!   pool pays no extra round trip per checkout (deadpool-redis's own check is a `PING` every
+//! - A dead connection is never handed out again: a command that fails marks its connection
+//!   broken and the pool drops it at the next checkout; one idle for over a second is checked with
+//!   a `PING` first. So the pool recovers by itself within seconds of Redis coming back, and a
+//!   busy pool pays no extra round trip per checkout (deadpool-redis's own check is a `PING` every
 //!   time, doubling the cost of a one-command operation).
 //! - Library code never panics. Driver errors become the ports' `Backend` error; no error or
 //!   `Debug` output contains the URL's password.
@@ -76,11 +80,12 @@ mod sessions;
 pub use ratelimit::RedisRateLimits;
 pub use sessions::RedisSessions;
 
-use deadpool::managed::{self, Metrics, Object, Pool, RecycleResult};
+use deadpool::managed::{self, Metrics, Pool, RecycleResult};
 use deadpool::Runtime;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, TlsCertificates};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use thread_local::ThreadLocal;
@@ -101,7 +106,9 @@ pub struct RedisConfig {
     /// Every key starts with it, e.g. `phaze:`: several deployments share one Redis. Non-empty,
     /// at most 64 bytes of printable ASCII without spaces or glob characters (`*?[]\`).
     pub prefix: String,
-    /// Connections in the pool (at least 1).
+    /// The most connections open at once (at least 1). Commands share connections (pipelined), so
+    /// a process normally holds one per worker thread; more are opened only while one is being
+    /// (re)connected or checked.
     pub pool_size: usize,
     /// Opening a connection (TCP, TLS, `AUTH`/`SELECT`) takes at most this long.
     pub connect_timeout: Duration,
@@ -158,8 +165,9 @@ impl RedisError {
 ///
 /// A connection's I/O runs as a task on the runtime that opened it. A server with one
 /// single-threaded runtime per worker thread (actix-web) gets a pool per thread, so a command
-/// never wakes another thread; a multi-threaded runtime, whose tasks move between threads
-/// anyway, shares one pool.
+/// never wakes another thread and the commands of one thread's requests are pipelined on one
+/// connection; a multi-threaded runtime, whose tasks move between threads anyway, shares one
+/// pool.
 #[derive(Clone)]
 pub struct Redis {
     shared: Pool<Manager>,
@@ -329,27 +337,29 @@ impl Redis {
         script: &redis::ScriptInvocation<'_>,
     ) -> Result<T, RedisError> {
         let mut conn = self.conn().await?;
-        let result = script.invoke_async(conn.get()).await;
+        let result = script.invoke_async(&mut conn.handle).await;
         conn.check(result)
     }
 
     /// Runs a command on a pooled connection.
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
         let mut conn = self.conn().await?;
-        let result = cmd.query_async(conn.get()).await;
+        let result = cmd.query_async(&mut conn.handle).await;
         conn.check(result)
     }
 
-    /// A connection from this thread's pool (the shared one on a multi-threaded runtime), within
-    /// the wait, create and recycle timeouts.
-    async fn conn(&self) -> Result<Conn, RedisError> {
+    /// A handle on a connection of this thread's pool (the shared one on a multi-threaded
+    /// runtime), within the wait, create and recycle timeouts. The connection goes back to the
+    /// pool at once, so the next command, of this request or another, shares it.
+    async fn conn(&self) -> Result<Shared, RedisError> {
         let pool = if on_current_thread_runtime() {
             self.per_thread
                 .get_or_try(|| self.recipe.build(self.recipe.thread_size))?
         } else {
             &self.shared
         };
-        pool.get().await.map(Conn).map_err(RedisError::unavailable)
+        let pooled = pool.get().await.map_err(RedisError::unavailable)?;
+        Ok(Shared::clone(&pooled))
     }
 
     /// The deployment's key prefix.
@@ -367,47 +377,53 @@ fn on_current_thread_runtime() -> bool {
 
 /// deadpool-redis's manager with a cheaper recycle check. Its own check (`UNWATCH` + `PING`) costs
 /// a round trip per checkout, as much as the command the connection is taken for. Here a
-/// connection that failed is never returned to the pool ([`Conn::check`] detaches it), so one
-/// in the pool last worked when it was returned; only one idle for more than [`RECHECK_IDLE`]
-/// (which Redis or a proxy may have closed meanwhile) is pinged first.
+/// connection on which a command failed is marked broken ([`Shared::check`]) and dropped at its
+/// next checkout, so one that is not marked last worked; only one idle for more than
+/// [`RECHECK_IDLE`] (which Redis or a proxy may have closed meanwhile) is pinged first.
 struct Manager(deadpool_redis::Manager);
 
 impl managed::Manager for Manager {
-    type Type = MultiplexedConnection;
+    type Type = Shared;
     type Error = redis::RedisError;
 
-    async fn create(&self) -> Result<MultiplexedConnection, redis::RedisError> {
-        self.0.create().await
+    async fn create(&self) -> Result<Shared, redis::RedisError> {
+        Ok(Shared {
+            handle: self.0.create().await?,
+            broken: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     async fn recycle(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Shared,
         metrics: &Metrics,
     ) -> RecycleResult<redis::RedisError> {
-        if metrics.last_used() < RECHECK_IDLE {
+        if conn.broken.load(Ordering::Relaxed) {
+            Err(managed::RecycleError::message("a command on it failed"))
+        } else if metrics.last_used() < RECHECK_IDLE {
             Ok(())
         } else {
-            self.0.recycle(conn, metrics).await
+            self.0.recycle(&mut conn.handle, metrics).await
         }
     }
 }
 
-/// A connection checked out of the pool. It goes back when dropped, unless a command on it failed.
-struct Conn(Object<Manager>);
+/// A handle on a pooled multiplexed connection, shared by every command that cloned it.
+#[derive(Clone)]
+struct Shared {
+    handle: MultiplexedConnection,
+    /// Set when a command on the connection failed; the pool then drops it.
+    broken: Arc<AtomicBool>,
+}
 
-impl Conn {
-    fn get(&mut self) -> &mut MultiplexedConnection {
-        &mut self.0
-    }
-
-    /// The result of a command on this connection. On any error the connection is detached from
-    /// the pool and closed rather than returned: after an I/O error or a timeout it is dead or
-    /// suspect, and the rare other errors are not worth telling apart for the price of one
-    /// reconnect.
+impl Shared {
+    /// The result of a command on this connection. On any error the connection is marked broken,
+    /// so the pool drops it instead of handing it out again: after an I/O error or a timeout it is
+    /// dead or suspect, and the rare other errors are not worth telling apart for the price of one
+    /// reconnect. Commands already sent on it finish or fail by themselves.
     fn check<T>(self, result: redis::RedisResult<T>) -> Result<T, RedisError> {
         result.map_err(|e| {
-            drop(Object::take(self.0));
+            self.broken.store(true, Ordering::Relaxed);
             RedisError::unavailable(e)
         })
     }

@@ -124,6 +124,32 @@ async fn a_killed_server_fails_fast_and_recovery_is_automatic() {
     }
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_connection_that_failed_is_replaced_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut server) = server(dir.path()) else {
+        return;
+    };
+    let redis = Redis::new(&config(server.port())).unwrap();
+    exercise(&redis, 1).await.unwrap();
+    // A restart well within the second after which an idle connection is checked: the dead
+    // connection is still "recently used", and only its failure can keep it from being reused.
+    server.kill();
+    assert!(redis.ping().await.is_err());
+    server.restart().unwrap();
+    let took = within(Duration::from_secs(5), || {
+        let redis = redis.clone();
+        async move { redis.ping().await.is_ok() }
+    })
+    .await
+    .expect("the store did not recover within 5 s");
+    // The first command after the restart opened a fresh connection, and the failed one is gone.
+    exercise(&redis, 2).await.unwrap();
+    let debug = format!("{redis:?}");
+    assert!(debug.contains("pool_size: 1,"), "{debug}");
+    println!("recovered {took:?} after the restart");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_server_times_out_instead_of_stalling() {
     let dir = tempfile::tempdir().unwrap();

@@ -38,3 +38,20 @@ fn each_single_threaded_runtime_uses_its_own_connections() {
         }
     });
 }
+
+#[test]
+fn the_commands_of_one_thread_share_one_connection() {
+    runtime().block_on(async {
+        let Some((redis, _cleanup)) = support::redis().await else {
+            return;
+        };
+        // 64 commands in flight at once, from one thread: with a connection taken per command
+        // the pool would grow to its size (4); shared, every command rides the first one.
+        let pings: Vec<_> = (0..64).map(|_| redis.ping()).collect();
+        for r in futures_util::future::join_all(pings).await {
+            r.unwrap();
+        }
+        let debug = format!("{redis:?}");
+        assert!(debug.contains("pool_size: 1,"), "{debug}");
+    });
+}
