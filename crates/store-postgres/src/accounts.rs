@@ -5,18 +5,24 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use phaze_auth::{Account, AccountStore, DisplayName, Email, StoreError, UserId};
+use std::sync::Arc;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::account_cache::AccountCache;
 use crate::schema::accounts;
 use crate::{checkout, Corrupt, Pools};
 
 /// [`AccountStore`] over the `accounts` table. The unique index on `email` settles concurrent
 /// registrations of one address, from any number of processes: exactly one insert succeeds and
 /// the others get [`StoreError::Duplicate`].
+///
+/// Built by [`crate::Postgres::cached_accounts`], lookups by id go through a cache kept in step
+/// with the table by an [`crate::AccountWatcher`] (see [`crate::account_cache`]).
 #[derive(Clone)]
 pub struct PgAccounts {
     pool: Pools,
+    cache: Option<Arc<AccountCache>>,
 }
 
 impl std::fmt::Debug for PgAccounts {
@@ -86,8 +92,8 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
 }
 
 impl PgAccounts {
-    pub(crate) fn new(pool: Pools) -> Self {
-        Self { pool }
+    pub(crate) fn new(pool: Pools, cache: Option<Arc<AccountCache>>) -> Self {
+        Self { pool, cache }
     }
 
     async fn conn(
@@ -139,9 +145,21 @@ impl AccountStore for PgAccounts {
     }
 
     async fn by_id(&self, id: &UserId) -> Result<Option<Account>, StoreError> {
-        let id = *id.as_uuid();
-        self.find(|t| t.filter(accounts::id.eq(id)).into_boxed())
-            .await
+        let ticket = match &self.cache {
+            Some(cache) => match cache.get(id) {
+                Ok(hit) => return Ok(Some(hit)),
+                Err(ticket) => Some((cache, ticket)),
+            },
+            None => None,
+        };
+        let uuid = *id.as_uuid();
+        let found = self
+            .find(|t| t.filter(accounts::id.eq(uuid)).into_boxed())
+            .await?;
+        if let (Some((cache, ticket)), Some(account)) = (ticket, &found) {
+            cache.keep(ticket, account);
+        }
+        Ok(found)
     }
 
     async fn update(&self, account: &Account) -> Result<(), StoreError> {
@@ -163,8 +181,13 @@ impl AccountStore for PgAccounts {
         )
         .set(&changes)
         .execute(&mut conn)
-        .await
-        .map_err(backend)?;
+        .await;
+        // This process sees its own change at once, whatever the outcome (a timeout may still
+        // have committed); other processes hear of it from the trigger.
+        if let Some(cache) = &self.cache {
+            cache.forget(&account.id);
+        }
+        let updated = updated.map_err(backend)?;
         if updated == 0 {
             return Err(StoreError::NotFound);
         }

@@ -53,6 +53,7 @@
 //! off (expiry becomes at most a microsecond earlier, never later).
 #![warn(missing_docs)]
 
+pub mod account_cache;
 mod accounts;
 mod config;
 mod connect;
@@ -62,6 +63,7 @@ mod schema;
 mod sessions;
 mod tokens;
 
+pub use account_cache::{AccountWatcher, WatchEvent};
 pub use accounts::PgAccounts;
 pub use config::PgConfig;
 pub use ratelimit::PgRateLimits;
@@ -269,7 +271,18 @@ impl Postgres {
 
     /// The [`phaze_auth::AccountStore`] over this pool.
     pub fn accounts(&self) -> PgAccounts {
-        PgAccounts::new(self.pool.clone())
+        PgAccounts::new(self.pool.clone(), None)
+    }
+
+    /// The [`phaze_auth::AccountStore`] over this pool, with a cache of up to `capacity` (at
+    /// least 1) accounts by id, and the watcher that keeps it in step with the table: spawn
+    /// [`AccountWatcher::run`], or the cache never serves (see [`account_cache`]).
+    pub fn cached_accounts(&self, capacity: usize) -> (PgAccounts, AccountWatcher) {
+        let cache = Arc::new(account_cache::AccountCache::new(capacity.max(1)));
+        (
+            PgAccounts::new(self.pool.clone(), Some(cache.clone())),
+            AccountWatcher::new(self.connector.clone(), cache),
+        )
     }
 
     /// The [`phaze_auth::TokenStore`] over this pool.

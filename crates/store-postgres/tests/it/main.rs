@@ -6,6 +6,7 @@
 //! test prints SKIPPED and passes, except under `CI=true`, where it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+mod account_cache;
 mod concurrency;
 mod hostile;
 mod multiprocess;
@@ -40,3 +41,13 @@ phaze_testkit::rate_limit_store_contract!({
         None => return,
     }
 });
+
+/// The account contract again, through the cache, with its watcher listening.
+mod cached {
+    phaze_testkit::account_store_contract!({
+        match crate::account_cache::cached().await {
+            Some((store, _, guard)) => (store, guard),
+            None => return,
+        }
+    });
+}

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use crate::support::{self, chain, config, POOL_SIZE};
 
 /// The test URL with `application_name` set, so the admin side can find this pool's backends.
-fn url_named(app: &str) -> String {
+pub(crate) fn url_named(app: &str) -> String {
     let url = phaze_testkit::database_url();
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}application_name={app}")
 }
 
-async fn backends(admin: &tokio_postgres::Client, app: &str) -> Vec<i32> {
+pub(crate) async fn backends(admin: &tokio_postgres::Client, app: &str) -> Vec<i32> {
     admin
         .query(
             "SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid",

@@ -5,6 +5,9 @@ use phaze_store_postgres::{PgError, Postgres};
 use crate::support::{self, config};
 
 const INIT: &str = "20261128000000_init";
+const ACCOUNT_CHANGES: &str = "20261128100000_account_changes";
+/// Every migration of this build, oldest first.
+const ALL: [&str; 2] = [INIT, ACCOUNT_CHANGES];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_schema_tells_behind_current_and_ahead() {
@@ -13,15 +16,16 @@ async fn check_schema_tells_behind_current_and_ahead() {
     };
     // Nothing there yet, not even the schema.
     let e = db.pg.check_schema().await.unwrap_err();
-    assert!(matches!(&e, PgError::SchemaBehind { missing } if missing == &[INIT]));
+    assert!(matches!(&e, PgError::SchemaBehind { missing } if missing == &ALL));
     assert_eq!(
         e.to_string(),
         format!(
-            "database schema is behind this build (missing {INIT}): run `phaze-portal migrate`"
+            "database schema is behind this build (missing {INIT}, {ACCOUNT_CHANGES}): run \
+             `phaze-portal migrate`"
         )
     );
 
-    assert_eq!(db.pg.migrate().await.unwrap(), vec![INIT.to_owned()]);
+    assert_eq!(db.pg.migrate().await.unwrap(), ALL);
     db.pg.check_schema().await.unwrap();
     assert!(
         db.pg.migrate().await.unwrap().is_empty(),
@@ -96,7 +100,7 @@ async fn concurrent_migrations_apply_each_migration_once() {
     for t in futures_util::future::join_all(tasks).await {
         applied.extend(t.unwrap().unwrap());
     }
-    assert_eq!(applied, vec![INIT.to_owned()]);
+    assert_eq!(applied, ALL);
     db.pg.check_schema().await.unwrap();
 }
 
@@ -187,7 +191,7 @@ async fn migrate_and_the_stores_work_on_a_current_thread_runtime() {
     let Some(db) = support::unmigrated().await else {
         return;
     };
-    assert_eq!(db.pg.migrate().await.unwrap(), vec![INIT.to_owned()]);
+    assert_eq!(db.pg.migrate().await.unwrap(), ALL);
     db.pg.check_schema().await.unwrap();
     let w = phaze_ratelimit::Window::new(2, time::Duration::minutes(1));
     let limits = phaze_ratelimit::RateLimitStore::hit(
