@@ -19,8 +19,11 @@ WORK="$(mktemp -d)"
 PID=""
 trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-cargo build --release -p phaze-portal >/dev/null
-BIN="$CARGO_TARGET_DIR/release/phaze-portal"
+# BIN=/path/to/phaze-portal measures another build (an A/B comparison) instead of building this one.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -p phaze-portal >/dev/null
+  BIN="$CARGO_TARGET_DIR/release/phaze-portal"
+fi
 DB="${PHAZE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 REDIS="${PHAZE_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 key() { head -c32 /dev/urandom | base64; }

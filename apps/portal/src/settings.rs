@@ -88,6 +88,9 @@ pub struct PostgresSettings {
     pub wait_timeout_ms: u64,
     /// The server cancels a statement or a lock wait after this many milliseconds (2000).
     pub query_timeout_ms: u64,
+    /// Accounts each process caches by id for the page path, kept in step with the table by
+    /// `LISTEN`/`NOTIFY` (10000); 0: every page reads the table.
+    pub account_cache_size: usize,
 }
 
 /// `[store.redis]`
@@ -322,6 +325,7 @@ impl Default for PostgresSettings {
             connect_timeout_ms: 3000,
             wait_timeout_ms: 2000,
             query_timeout_ms: 2000,
+            account_cache_size: 10_000,
         }
     }
 }

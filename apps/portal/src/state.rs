@@ -11,7 +11,7 @@ use phaze_ratelimit::{ChallengeIssuer, RateLimitStore};
 use phaze_sessions::{IpBinding, Sealer, SealingKey, SessionManager, SessionPolicy, SessionStore};
 use phaze_store_fs::{DataDir, FsOutbox, Sharing};
 use phaze_store_memory::{MemoryAccounts, MemoryRateLimits, MemorySessions, MemoryTokens};
-use phaze_store_postgres::{PgConfig, Postgres};
+use phaze_store_postgres::{PgConfig, Postgres, WatchEvent};
 use phaze_store_redis::{Redis, RedisConfig};
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
@@ -35,6 +35,16 @@ struct Stores {
     tokens: Arc<dyn TokenStore>,
     rate_limits: Arc<dyn RateLimitStore>,
     probes: Vec<Probe>,
+    background: Vec<Background>,
+}
+
+/// A task the stores need running (the account cache's watcher); aborted when the state goes.
+pub struct Background(tokio::task::JoinHandle<()>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// One dependency `/readyz` checks.
@@ -90,6 +100,8 @@ pub struct AppState {
     pub challenges: ChallengeIssuer,
     /// Device cookies, so a lockout does not lock out the owner.
     pub devices: DeviceCookies,
+    /// Tasks the stores need, for as long as the state lives.
+    _background: Vec<Background>,
 }
 
 impl AppState {
@@ -106,6 +118,7 @@ impl AppState {
             tokens,
             rate_limits,
             probes,
+            background,
         } = stores(&settings).await?;
         let keys = secrets::load(&settings)?;
         let mailer: Arc<dyn Mailer> =
@@ -187,6 +200,7 @@ impl AppState {
             challenges,
             devices,
             settings,
+            _background: background,
         })
     }
 }
@@ -201,6 +215,7 @@ async fn stores(settings: &Settings) -> anyhow::Result<Stores> {
             tokens: Arc::new(MemoryTokens::default()),
             rate_limits: Arc::new(MemoryRateLimits::default()),
             probes: Vec::new(),
+            background: Vec::new(),
         },
         StoreKind::Fs => {
             // Each adapter keeps to its own subdirectory of the data directory.
@@ -222,17 +237,36 @@ async fn stores(settings: &Settings) -> anyhow::Result<Stores> {
                 probes: ["sessions", "accounts", "tokens", "ratelimits"]
                     .map(|d| Probe::Dir(dir.join(d)))
                     .into(),
+                background: Vec::new(),
             }
         }
         StoreKind::Postgres => {
             let pg = Postgres::new(&pg_config(settings))?;
             pg.check_schema().await?;
+            let (accounts, background): (Arc<dyn AccountStore>, _) =
+                match settings.store.postgres.account_cache_size {
+                    0 => (Arc::new(pg.accounts()), Vec::new()),
+                    size => {
+                        let (accounts, watcher) = pg.cached_accounts(size);
+                        let task = tokio::spawn(watcher.run(|event| match event {
+                            WatchEvent::Listening => {
+                                tracing::info!("account cache on: listening for account changes")
+                            }
+                            WatchEvent::Lost(e) => tracing::warn!(
+                                error = %crate::errors::chain(&e),
+                                "account cache off: not listening for account changes; retrying"
+                            ),
+                        }));
+                        (Arc::new(accounts), vec![Background(task)])
+                    }
+                };
             Stores {
                 sessions: Arc::new(pg.sessions()),
-                accounts: Arc::new(pg.accounts()),
+                accounts,
                 tokens: Arc::new(pg.tokens()),
                 rate_limits: Arc::new(pg.rate_limits()),
                 probes: vec![Probe::Postgres(pg)],
+                background,
             }
         }
     };
