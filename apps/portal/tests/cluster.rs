@@ -262,6 +262,50 @@ async fn a_session_from_one_process_works_on_all_and_its_logout_ends_it_everywhe
     }
 }
 
+/// Every process caches the accounts it shows (`store.postgres.account_cache_size`): a profile
+/// change made through one process must show on the others at once, not after a minute.
+#[actix_web::test]
+async fn a_profile_change_through_one_process_shows_on_every_other() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    let p = [
+        cluster.start().await,
+        cluster.start().await,
+        cluster.start().await,
+    ];
+    let on0 = user(&cluster, &p[0].base, "profile@example.com").await;
+    // Each process shows (and caches) the account once.
+    for portal in &p {
+        let r = same_browser_on(&on0, &portal.base).get("/account").await;
+        assert_eq!(r.status, StatusCode::OK, "{}: {}", portal.base, r.body);
+        assert!(!r.body.contains("Grace Hopper"));
+    }
+    on0.get("/account").await;
+    let r = on0
+        .post_form("/account/profile", &[("display_name", "Grace Hopper")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    for portal in &p {
+        let b = same_browser_on(&on0, &portal.base);
+        let start = Instant::now();
+        loop {
+            let r = b.get("/account").await;
+            assert_eq!(r.status, StatusCode::OK, "{}", portal.base);
+            if r.body.contains("Grace Hopper") {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{}: the old name is still shown after 2 s",
+                portal.base
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        println!("{}: new name shown after {:?}", portal.base, start.elapsed());
+    }
+}
+
 #[actix_web::test]
 async fn sixty_parallel_wrong_logins_over_three_processes_are_judged_exactly_five_times() {
     let Some(cluster) = Cluster::new() else {
