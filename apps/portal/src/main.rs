@@ -8,11 +8,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// mimalloc instead of the system allocator: a page allocates and frees many small buffers, and
-/// glibc's malloc spent a sixth of the portal's CPU on them (docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const USAGE: &str = "usage: phaze-portal [--config FILE] [serve | migrate | admin grant EMAIL | admin revoke EMAIL]";
 
 enum Command {
