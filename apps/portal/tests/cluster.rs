@@ -302,7 +302,11 @@ async fn a_profile_change_through_one_process_shows_on_every_other() {
             );
             actix_web::rt::time::sleep(Duration::from_millis(5)).await;
         }
-        println!("{}: new name shown after {:?}", portal.base, start.elapsed());
+        println!(
+            "{}: new name shown after {:?}",
+            portal.base,
+            start.elapsed()
+        );
     }
 }
 

@@ -86,6 +86,18 @@ async fn until_named(store: &PgAccounts, a: &Account, want: &str) -> Duration {
     start.elapsed()
 }
 
+/// Polls until `store` no longer finds `a`, up to 5 s.
+async fn until_gone(store: &PgAccounts, a: &Account, after: &str) {
+    let start = Instant::now();
+    while store.by_id(&a.id).await.unwrap().is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still served 5 s after {after}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_anywhere_reaches_every_cache() {
     let Some(db) = support::fresh().await else {
@@ -124,14 +136,7 @@ async fn a_change_anywhere_reaches_every_cache() {
         ))
         .await
         .unwrap();
-    let start = Instant::now();
-    while here.by_id(&a.id).await.unwrap().is_some() {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "still served after a delete"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    until_gone(&here, &a, "a delete").await;
 
     // A TRUNCATE empties every cache.
     let b = account("truncate@example.com");
@@ -141,14 +146,7 @@ async fn a_change_anywhere_reaches_every_cache() {
         .batch_execute(&format!("TRUNCATE \"{}\".accounts", db.schema()))
         .await
         .unwrap();
-    let start = Instant::now();
-    while here.by_id(&b.id).await.unwrap().is_some() {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "still served after a truncate"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    until_gone(&here, &b, "a truncate").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,6 +183,14 @@ async fn without_a_listening_watcher_nothing_is_served_from_the_cache() {
         .await
         .unwrap();
     assert_eq!(next_event(&mut events).await, "lost");
+    // As in `pool::connections_closed_by_the_server_are_replaced`: once the server has ended them
+    // and the drivers have read the end of their sockets, the pool hands out new connections.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !backends(&db.admin, &app).await.is_empty() {
+        assert!(Instant::now() < deadline, "backends survived termination");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(name_of(&here, &a).await, "Cached", "read from the table");
     assert_eq!(next_event(&mut events).await, "listening");
     assert!(!backends(&db.admin, &app).await.is_empty());
