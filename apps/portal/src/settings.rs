@@ -104,7 +104,8 @@ pub struct RedisSettings {
     /// For `rediss://` with a private CA: its certificate (PEM), trusted instead of the public
     /// roots. Empty: the public roots.
     pub ca_file: PathBuf,
-    /// Connections per process (16).
+    /// Most connections per process (16); each worker's commands share one (pipelined), more
+    /// open only while one reconnects.
     pub pool_size: usize,
     /// Connecting gives up after this many milliseconds (1000).
     pub connect_timeout_ms: u64,
