@@ -166,6 +166,11 @@ impl Cluster {
         cmd
     }
 
+    /// Three processes on the cluster, one after the other.
+    async fn start_three(&self) -> [Portal; 3] {
+        [self.start().await, self.start().await, self.start().await]
+    }
+
     /// Starts one more process and waits until it answers.
     async fn start(&self) -> Portal {
         let port = free_port();
@@ -236,11 +241,7 @@ async fn a_session_from_one_process_works_on_all_and_its_logout_ends_it_everywhe
     let Some(cluster) = Cluster::new() else {
         return;
     };
-    let p = [
-        cluster.start().await,
-        cluster.start().await,
-        cluster.start().await,
-    ];
+    let p = cluster.start_three().await;
     let on0 = user(&cluster, &p[0].base, "roam@example.com").await;
     let id = on0.cookie("phaze_session").unwrap();
     for portal in &p {
@@ -269,11 +270,7 @@ async fn a_profile_change_through_one_process_shows_on_every_other() {
     let Some(cluster) = Cluster::new() else {
         return;
     };
-    let p = [
-        cluster.start().await,
-        cluster.start().await,
-        cluster.start().await,
-    ];
+    let p = cluster.start_three().await;
     let on0 = user(&cluster, &p[0].base, "profile@example.com").await;
     // Each process shows (and caches) the account once.
     for portal in &p {
@@ -315,11 +312,7 @@ async fn sixty_parallel_wrong_logins_over_three_processes_are_judged_exactly_fiv
     let Some(cluster) = Cluster::new() else {
         return;
     };
-    let p = [
-        cluster.start().await,
-        cluster.start().await,
-        cluster.start().await,
-    ];
+    let p = cluster.start_three().await;
     verified(&cluster, &p[0].base, "victim@example.com").await;
     // The CSRF key is shared, so one anonymous visit's cookie and token serve every process.
     let first = Browser::new(&p[0].base);
@@ -355,11 +348,7 @@ async fn one_email_registered_in_parallel_through_three_processes_makes_one_acco
     let Some(cluster) = Cluster::new() else {
         return;
     };
-    let p = [
-        cluster.start().await,
-        cluster.start().await,
-        cluster.start().await,
-    ];
+    let p = cluster.start_three().await;
     let statuses = futures_util::future::join_all((0..9).map(|i| {
         let b = Browser::new(&p[i % 3].base);
         async move {

@@ -8,7 +8,7 @@ use phaze_testkit::accounts::account;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use crate::pool::{backends, url_named};
+use crate::pool::{backends, end_backends, url_named};
 use crate::support::{self, config, SchemaGuard};
 
 /// Aborts the watcher's task when the test ends.
@@ -175,22 +175,8 @@ async fn without_a_listening_watcher_nothing_is_served_from_the_cache() {
     assert_eq!(name_of(&here, &a).await, "Read");
     rename_silently(&db.admin, db.schema(), &a, "Cached").await;
     assert_eq!(name_of(&here, &a).await, "Read", "served from the cache");
-    db.admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-            &[&app],
-        )
-        .await
-        .unwrap();
+    end_backends(&db.admin, &app).await;
     assert_eq!(next_event(&mut events).await, "lost");
-    // As in `pool::connections_closed_by_the_server_are_replaced`: once the server has ended them
-    // and the drivers have read the end of their sockets, the pool hands out new connections.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !backends(&db.admin, &app).await.is_empty() {
-        assert!(Instant::now() < deadline, "backends survived termination");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(name_of(&here, &a).await, "Cached", "read from the table");
     assert_eq!(next_event(&mut events).await, "listening");
     assert!(!backends(&db.admin, &app).await.is_empty());

@@ -29,6 +29,29 @@ pub(crate) async fn backends(admin: &tokio_postgres::Client, app: &str) -> Vec<i
         .collect()
 }
 
+/// Has the server end every backend named `app`, as a restart or failover does.
+pub(crate) async fn terminate(admin: &tokio_postgres::Client, app: &str) {
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .unwrap();
+}
+
+/// [`terminate`], then waits until the server has ended them, as it has once a restart is under
+/// way, and gives the connections' driver tasks a moment to read the end of their sockets.
+pub(crate) async fn end_backends(admin: &tokio_postgres::Client, app: &str) {
+    terminate(admin, app).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !backends(admin, app).await.is_empty() {
+        assert!(Instant::now() < deadline, "backends survived termination");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 /// Opens every connection of `pg`'s pool.
 async fn fill(pg: &Postgres) {
     let pings: Vec<_> = (0..POOL_SIZE * 2)
@@ -80,21 +103,7 @@ async fn connections_closed_by_the_server_are_replaced() {
     for round in 0..3 {
         let before = backends(&db.admin, &app).await;
         assert!(!before.is_empty());
-        db.admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity                  WHERE application_name = $1",
-                &[&app],
-            )
-            .await
-            .unwrap();
-        // Wait until the server has ended them, as it has once a restart is under way, and give
-        // the connections' driver tasks a moment to read the end of their sockets.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !backends(&db.admin, &app).await.is_empty() {
-            assert!(Instant::now() < deadline, "backends survived termination");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        end_backends(&db.admin, &app).await;
         let started = Instant::now();
         assert_eq!(burst(&pg).await, 0, "round {round}");
         assert!(started.elapsed() < Duration::from_secs(3), "round {round}");
@@ -123,13 +132,7 @@ async fn requests_racing_a_restart_recover_within_a_second() {
     .unwrap();
     fill(&pg).await;
     let open = backends(&db.admin, &app).await.len();
-    db.admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-            &[&app],
-        )
-        .await
-        .unwrap();
+    terminate(&db.admin, &app).await;
     let started = Instant::now();
     let mut failed = 0;
     loop {
