@@ -104,9 +104,6 @@ pub struct RedisSettings {
     /// For `rediss://` with a private CA: its certificate (PEM), trusted instead of the public
     /// roots. Empty: the public roots.
     pub ca_file: PathBuf,
-    /// Most connections per process (16); each worker's commands share one (pipelined), more
-    /// open only while one reconnects.
-    pub pool_size: usize,
     /// Connecting gives up after this many milliseconds (1000).
     pub connect_timeout_ms: u64,
     /// Waiting for a free pooled connection gives up after this many milliseconds (1000).
@@ -337,7 +334,6 @@ impl Default for RedisSettings {
             url: SecretString::default(),
             prefix: "phaze:".into(),
             ca_file: PathBuf::new(),
-            pool_size: 16,
             connect_timeout_ms: 1000,
             wait_timeout_ms: 1000,
             response_timeout_ms: 1000,
@@ -572,12 +568,11 @@ impl Settings {
         if !(url.is_empty() || url.starts_with("redis://") || url.starts_with("rediss://")) {
             return fail("store.redis.url", "must start with redis:// or rediss://");
         }
-        if redis.pool_size == 0
-            || redis.connect_timeout_ms == 0
+        if redis.connect_timeout_ms == 0
             || redis.wait_timeout_ms == 0
             || redis.response_timeout_ms == 0
         {
-            return fail("store.redis", "pool_size and the timeouts must be above 0");
+            return fail("store.redis", "the timeouts must be above 0");
         }
         Ok(())
     }

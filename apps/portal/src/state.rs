@@ -308,7 +308,9 @@ fn redis_config(settings: &Settings) -> Option<RedisConfig> {
     (!url.is_empty()).then(|| RedisConfig {
         url: url.to_owned(),
         prefix: r.prefix.clone(),
-        pool_size: r.pool_size,
+        // Only a multi-threaded runtime uses a pool of several; the portal's runtimes are all
+        // single-threaded, and each of their threads keeps one connection (pipelined).
+        pool_size: 1,
         connect_timeout: std::time::Duration::from_millis(r.connect_timeout_ms),
         wait_timeout: std::time::Duration::from_millis(r.wait_timeout_ms),
         response_timeout: std::time::Duration::from_millis(r.response_timeout_ms),

@@ -84,7 +84,13 @@ fn bad_values_name_their_key() {
             &[("PHAZE__STORE__REDIS__URL", "http://cache:6379")],
             "store.redis.url",
         ),
-        (&[("PHAZE__STORE__REDIS__POOL_SIZE", "0")], "store.redis"),
+        (
+            &[("PHAZE__STORE__REDIS__RESPONSE_TIMEOUT_MS", "0")],
+            "store.redis",
+        ),
+        // Gone: each worker keeps one pipelined connection. Named, it fails rather than being
+        // silently ignored.
+        (&[("PHAZE__STORE__REDIS__POOL_SIZE", "16")], "pool_size"),
         (
             &[("PHAZE__STORE__POSTGRES__WAIT_TIMEOUT_MS", "0")],
             "store.postgres",

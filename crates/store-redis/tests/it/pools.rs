@@ -55,3 +55,26 @@ fn the_commands_of_one_thread_share_one_connection() {
         assert!(debug.contains("pool_size: 1,"), "{debug}");
     });
 }
+
+#[test]
+fn a_burst_after_an_idle_second_still_rides_one_connection() {
+    runtime().block_on(async {
+        let Some((redis, _cleanup)) = support::redis().await else {
+            return;
+        };
+        redis.ping().await.unwrap();
+        // Idle for over a second, the connection is checked with a `PING` at its next checkout.
+        // Commands arriving meanwhile wait for it: were they to open connections of their own
+        // (up to the configured 8), the thread's later commands would take turns on all of them
+        // and leave in smaller batches.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        for _ in 0..2 {
+            let pings: Vec<_> = (0..64).map(|_| redis.ping()).collect();
+            for r in futures_util::future::join_all(pings).await {
+                r.unwrap();
+            }
+        }
+        let debug = format!("{redis:?}");
+        assert!(debug.contains("pool_size: 1,"), "{debug}");
+    });
+}
