@@ -232,10 +232,10 @@ impl SessionStore for RedisSessions {
             )
             .await
             .map_err(backend)?;
-        match fields.as_slice() {
-            [None, None, None, None] => Ok(None),
-            [Some(user), Some(exp), Some(sup), Some(data)] => {
-                decode_record(*key, user, exp, sup, data.clone())
+        match <[_; 4]>::try_from(fields) {
+            Ok([None, None, None, None]) => Ok(None),
+            Ok([Some(user), Some(exp), Some(sup), Some(data)]) => {
+                decode_record(*key, &user, &exp, &sup, data)
                     .map(Some)
                     .map_err(backend)
             }
