@@ -106,7 +106,8 @@ pub struct RedisSettings {
     pub ca_file: PathBuf,
     /// Connecting gives up after this many milliseconds (1000).
     pub connect_timeout_ms: u64,
-    /// Waiting for a free pooled connection gives up after this many milliseconds (1000).
+    /// Waiting for the worker's connection while it is opened or checked gives up after this many
+    /// milliseconds (1000).
     pub wait_timeout_ms: u64,
     /// A command without an answer fails after this many milliseconds (1000).
     pub response_timeout_ms: u64,
