@@ -634,6 +634,18 @@ async fn postgres_down_means_503_and_service_returns_within_five_seconds() {
 
     let load = background_load(&portal.base, &b);
     relay.cut();
+    // The page's account may come from the account cache until the process notices its
+    // listening connection is gone (store-postgres `account_cache`): at once when the connection
+    // closes, as here, but a request can still overtake that by a few milliseconds.
+    let cut = Instant::now();
+    while status(&b, "/account").await != StatusCode::SERVICE_UNAVAILABLE {
+        assert!(
+            cut.elapsed() < Duration::from_secs(2),
+            "cached account pages beyond the listener's loss"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("account pages 503 {:?} after the cut", cut.elapsed());
     let anon = Browser::new(&portal.base);
     anon.get("/login").await;
     for _ in 0..10 {
