@@ -438,6 +438,22 @@ async fn status(b: &Browser, path: &str) -> StatusCode {
     b.get(path).await.status
 }
 
+/// Asks for `path` until it answers `want`, failing with `what` after `limit`; how long it took.
+async fn answers_within(
+    b: &Browser,
+    path: &str,
+    want: StatusCode,
+    limit: Duration,
+    what: &str,
+) -> Duration {
+    let start = Instant::now();
+    while status(b, path).await != want {
+        assert!(start.elapsed() < limit, "{what}");
+        actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    start.elapsed()
+}
+
 #[actix_web::test]
 async fn redis_down_means_503_never_allow_and_service_returns_within_five_seconds() {
     let port = free_port();
@@ -479,13 +495,15 @@ async fn redis_down_means_503_never_allow_and_service_returns_within_five_second
 
     let _redis = PrivateRedis::start(port).unwrap();
     let back = Instant::now();
-    while status(&anon, "/readyz").await != StatusCode::OK {
-        assert!(
-            back.elapsed() < Duration::from_secs(5),
-            "not back within 5 s"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    let limit = Duration::from_secs(5);
+    answers_within(
+        &anon,
+        "/readyz",
+        StatusCode::OK,
+        limit,
+        "not back within 5 s",
+    )
+    .await;
     // The restarted Redis kept nothing: the session is gone, and logging in works again.
     let r = b.get("/account").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
@@ -637,15 +655,15 @@ async fn postgres_down_means_503_and_service_returns_within_five_seconds() {
     // The page's account may come from the account cache until the process notices its
     // listening connection is gone (store-postgres `account_cache`): at once when the connection
     // closes, as here, but a request can still overtake that by a few milliseconds.
-    let cut = Instant::now();
-    while status(&b, "/account").await != StatusCode::SERVICE_UNAVAILABLE {
-        assert!(
-            cut.elapsed() < Duration::from_secs(2),
-            "cached account pages beyond the listener's loss"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(5)).await;
-    }
-    println!("account pages 503 {:?} after the cut", cut.elapsed());
+    let after = answers_within(
+        &b,
+        "/account",
+        StatusCode::SERVICE_UNAVAILABLE,
+        Duration::from_secs(2),
+        "cached account pages beyond the listener's loss",
+    )
+    .await;
+    println!("account pages 503 {after:?} after the cut");
     let anon = Browser::new(&portal.base);
     anon.get("/login").await;
     for _ in 0..10 {
@@ -674,19 +692,10 @@ async fn postgres_down_means_503_and_service_returns_within_five_seconds() {
     assert!(portal.child.try_wait().unwrap().is_none(), "still running");
 
     relay.restore();
-    let back = Instant::now();
-    while status(&b, "/account").await != StatusCode::OK {
-        assert!(
-            back.elapsed() < Duration::from_secs(5),
-            "not back within 5 s"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    let limit = Duration::from_secs(5);
+    let back = answers_within(&b, "/account", StatusCode::OK, limit, "not back within 5 s").await;
     assert_eq!(status(&anon, "/readyz").await, StatusCode::OK);
-    println!(
-        "service back {:?} after PostgreSQL returned",
-        back.elapsed()
-    );
+    println!("service back {back:?} after PostgreSQL returned");
     load.check(&[StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE])
         .await;
     assert!(portal.child.try_wait().unwrap().is_none(), "still running");
