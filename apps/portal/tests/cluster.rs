@@ -8,6 +8,7 @@
 use actix_web::http::StatusCode;
 use base64::Engine as _;
 use phaze_e2e::Browser;
+use phaze_testkit::free_port;
 use rand::RngCore;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -60,14 +61,6 @@ impl Drop for Cluster {
             .stderr(Stdio::null())
             .status();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn random_hex(bytes: usize) -> String {

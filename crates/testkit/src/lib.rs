@@ -56,3 +56,24 @@ pub fn server_unavailable(what: &str, error: &dyn std::fmt::Display) {
     }
     eprintln!("SKIPPED: {what} is unreachable ({error}); start it or set its PHAZE_TEST_* URL");
 }
+
+/// A loopback port for a server a test starts, free a moment ago and never handed out before in
+/// this test process. The kernel may give a port that was just released to the next asker: two
+/// tests running at once could then start their servers on one port, and the second, failing to
+/// bind, would leave its test talking to the first test's server.
+pub fn free_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a loopback port");
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
+}

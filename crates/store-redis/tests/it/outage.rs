@@ -9,7 +9,8 @@ use phaze_testkit::sessions::record;
 use phaze_testkit::t0;
 use std::time::{Duration, Instant};
 
-use crate::support::{free_port, within, Server};
+use crate::support::{within, Server};
+use phaze_testkit::free_port;
 
 /// Short timeouts, as a portal would configure them.
 fn config(port: u16) -> RedisConfig {

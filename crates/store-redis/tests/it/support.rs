@@ -3,7 +3,6 @@
 //! processes for outage and TLS tests.
 
 use phaze_store_redis::{Redis, RedisConfig, RedisRateLimits, RedisSessions};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -119,15 +118,6 @@ pub(crate) async fn server_time() -> i64 {
         .await
         .unwrap();
     secs
-}
-
-/// A port that was free a moment ago.
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A private `redis-server` (no persistence) on a fixed port, killed when dropped.

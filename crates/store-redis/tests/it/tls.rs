@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{free_port, Server};
+use crate::support::Server;
+use phaze_testkit::free_port;
 
 fn config(url: String) -> RedisConfig {
     RedisConfig {
