@@ -13,6 +13,7 @@
 # hypervisor stole meanwhile (/proc/stat): on shared virtual machines compare rounds with little
 # steal only. PATH_=/healthz measures another path in the modes.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 [ $# -ge 2 ] || { sed -n 2,14p "$0"; exit 2; }
 ROUNDS=$1; shift
 MODE="${MODE:-rounds}"
@@ -48,20 +49,9 @@ done
 
 # A verified account, logged in through the first portal (the session is valid on all of them).
 BASE=http://127.0.0.1:18101
-JAR="$WORK/jar"
 EMAIL=compare@example.com
 PASSWORD="correct horse battery staple"
-token() { sed -n 's/.*name="csrf-token" content="\([^"]*\)".*/\1/p' | head -n1; }
-t=$(curl -s -c "$JAR" -b "$JAR" "$BASE/register" | token)
-curl -s -o /dev/null -c "$JAR" -b "$JAR" --data-urlencode "email=$EMAIL" --data-urlencode "password=$PASSWORD" \
-  --data-urlencode "password_confirm=$PASSWORD" --data-urlencode "csrf_token=$t" "$BASE/register"
-link=$(grep -hoE '/verify/[A-Za-z0-9_-]+' "$(ls -t "$WORK"/var/outbox/*.eml | head -n1)" | head -n1)
-curl -s -o /dev/null "$BASE$link"
-t=$(curl -s -c "$JAR" -b "$JAR" "$BASE/login" | token)
-curl -s -o /dev/null -c "$JAR" -b "$JAR" --data-urlencode "email=$EMAIL" --data-urlencode "password=$PASSWORD" \
-  --data-urlencode "csrf_token=$t" "$BASE/login"
-SESSION=$(awk '$6 == "phaze_session" {print $7}' "$JAR")
-[ -n "$SESSION" ] || { echo "login failed" >&2; exit 1; }
+SESSION=$(verified_session "$BASE" "$WORK" "$EMAIL" "$PASSWORD" "$WORK/jar")
 COOKIE="Cookie: phaze_session=$SESSION"
 REDIS_PID=$(pgrep -x redis-server | head -n1)
 

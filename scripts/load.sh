@@ -10,6 +10,7 @@
 # Bounded: a few runs of $DURATION each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/phaze-target}"
 DURATION="${DURATION:-10s}"
 STORE="${STORE:-fs}"
@@ -55,25 +56,12 @@ start() {
   for _ in $(seq 1 100); do curl -fs "$BASE/readyz" >/dev/null && return; sleep 0.1; done
   echo "portal did not start" >&2; exit 1
 }
-token() { sed -n 's/.*name="csrf-token" content="\([^"]*\)".*/\1/p' | head -n1; }
 EMAIL="load@example.com"; PASSWORD="correct horse battery staple"
 
 # A verified account and a logged-in cookie in $SESSION; the login load script in $WORK/login.lua.
 account() {
   local jar="$WORK/jar.$1"
-  local t
-  t=$(curl -s -c "$jar" -b "$jar" "$BASE/register" | token)
-  curl -s -o /dev/null -c "$jar" -b "$jar" --data-urlencode "email=$EMAIL" --data-urlencode "password=$PASSWORD" \
-    --data-urlencode "password_confirm=$PASSWORD" --data-urlencode "csrf_token=$t" "$BASE/register"
-  local link
-  link=$(grep -hoE '/verify/[A-Za-z0-9_-]+' "$(ls -t "$WORK"/var/outbox/*.eml | head -n1)" | head -n1)
-  curl -s -o /dev/null "$BASE$link"
-  t=$(curl -s -c "$jar" -b "$jar" "$BASE/login" | token)
-  curl -s -o /dev/null -c "$jar" -b "$jar" --data-urlencode "email=$EMAIL" --data-urlencode "password=$PASSWORD" \
-    --data-urlencode "csrf_token=$t" "$BASE/login"
-  SESSION=$(awk '$6 == "phaze_session" {print $7}' "$jar")
-  [ -n "$SESSION" ] || { echo "login failed" >&2; exit 1; }
-  test "$(curl -s -o /dev/null -w '%{http_code}' -b "phaze_session=$SESSION" "$BASE/account")" = 200
+  SESSION=$(verified_session "$BASE" "$WORK" "$EMAIL" "$PASSWORD" "$jar")
   local at anon
   at=$(curl -s -c "$jar.anon" -b "$jar.anon" "$BASE/login" | token)
   anon=$(awk '$6 == "phaze_csrf" {print $7}' "$jar.anon")
