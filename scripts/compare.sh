@@ -18,26 +18,17 @@ set -euo pipefail
 ROUNDS=$1; shift
 MODE="${MODE:-rounds}"
 URL_PATH="${PATH_:-/account}"
-DB="${PHAZE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
-REDIS="${PHAZE_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 PREFIX="phaze-compare:$$:"
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  psql -q "$DB" -c "DROP SCHEMA IF EXISTS phaze_compare CASCADE" 2>/dev/null || true
-  redis-cli -u "$REDIS" --scan --pattern "$PREFIX*" | xargs -r redis-cli -u "$REDIS" del >/dev/null || true
+  cluster_cleanup phaze_compare "$PREFIX"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-key() { head -c32 /dev/urandom | base64; }
-export PHAZE__LOG__FILTER=warn PHAZE__STORE__DATA_DIR="$WORK/var" PHAZE__STORE__KIND=postgres \
-  PHAZE__STORE__POSTGRES__URL="$DB" PHAZE__STORE__POSTGRES__SCHEMA=phaze_compare \
-  PHAZE__STORE__REDIS__URL="$REDIS" PHAZE__STORE__REDIS__PREFIX="$PREFIX" \
-  PHAZE__SECRETS__SESSION_KEYS="$(key)" PHAZE__SECRETS__CSRF_KEY="$(key)" \
-  PHAZE__SECRETS__TOKEN_PEPPER="$(key)"
-psql -q "$DB" -c "DROP SCHEMA IF EXISTS phaze_compare CASCADE" 2>/dev/null
-"$1" migrate >/dev/null
+export PHAZE__LOG__FILTER=warn
+cluster_env "$WORK" phaze_compare "$PREFIX" "$1"
 
 port=18100
 for bin in "$@"; do

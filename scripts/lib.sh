@@ -22,3 +22,27 @@ verified_session() {
     { echo "the new session does not open /account" >&2; return 1; }
   echo "$session"
 }
+
+DB="${PHAZE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+REDIS="${PHAZE_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+
+# cluster_env WORK SCHEMA PREFIX BIN: exports the cluster shape's settings (PostgreSQL schema
+# SCHEMA in $DB, Redis keys under PREFIX in $REDIS, fresh random keys, data under WORK/var) and
+# migrates a fresh SCHEMA with BIN.
+cluster_env() {
+  local work=$1 schema=$2 prefix=$3 bin=$4
+  key() { head -c32 /dev/urandom | base64; }
+  export PHAZE__STORE__DATA_DIR="$work/var" PHAZE__STORE__KIND=postgres \
+    PHAZE__STORE__POSTGRES__URL="$DB" PHAZE__STORE__POSTGRES__SCHEMA="$schema" \
+    PHAZE__STORE__REDIS__URL="$REDIS" PHAZE__STORE__REDIS__PREFIX="$prefix" \
+    PHAZE__SECRETS__SESSION_KEYS="$(key)" PHAZE__SECRETS__CSRF_KEY="$(key)" \
+    PHAZE__SECRETS__TOKEN_PEPPER="$(key)"
+  psql -q "$DB" -c "DROP SCHEMA IF EXISTS $schema CASCADE" 2>/dev/null
+  "$bin" migrate >/dev/null
+}
+
+# cluster_cleanup SCHEMA PREFIX: drops what cluster_env made.
+cluster_cleanup() {
+  psql -q "$DB" -c "DROP SCHEMA IF EXISTS $1 CASCADE" 2>/dev/null || true
+  redis-cli -u "$REDIS" --scan --pattern "$2*" | xargs -r redis-cli -u "$REDIS" del >/dev/null || true
+}

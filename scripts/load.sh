@@ -25,9 +25,6 @@ if [ -z "${BIN:-}" ]; then
   cargo build --release -p phaze-portal >/dev/null
   BIN="$CARGO_TARGET_DIR/release/phaze-portal"
 fi
-DB="${PHAZE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
-REDIS="${PHAZE_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
-key() { head -c32 /dev/urandom | base64; }
 
 # The login load below must hash on every request, so this run lifts the per-client budgets
 # (everything comes from 127.0.0.1) and the per-address challenge and lockout thresholds (16
@@ -40,13 +37,7 @@ export PHAZE__HTTP__PORT=$PORT PHAZE__LOG__FILTER=warn \
 case "$STORE" in
   fs) export PHAZE__STORE__DATA_DIR="$WORK/var" ;;
   cluster)
-    export PHAZE__STORE__DATA_DIR="$WORK/var" PHAZE__STORE__KIND=postgres \
-      PHAZE__STORE__POSTGRES__URL="$DB" PHAZE__STORE__POSTGRES__SCHEMA=phaze_load \
-      PHAZE__STORE__REDIS__URL="$REDIS" PHAZE__STORE__REDIS__PREFIX="phaze-load:$$:" \
-      PHAZE__SECRETS__SESSION_KEYS="$(key)" PHAZE__SECRETS__CSRF_KEY="$(key)" \
-      PHAZE__SECRETS__TOKEN_PEPPER="$(key)"
-    psql -q "$DB" -c "DROP SCHEMA IF EXISTS phaze_load CASCADE" 2>/dev/null
-    "$BIN" migrate >/dev/null ;;
+    cluster_env "$WORK" phaze_load "phaze-load:$$:" "$BIN" ;;
   *) echo "STORE must be fs or cluster" >&2; exit 2 ;;
 esac
 
@@ -120,6 +111,5 @@ echo "idle RSS: $IDLE_RSS; RSS after load: $AFTER_RSS"
 if [ "$STORE" = cluster ]; then
   echo "successful logins/s cluster: $(ok_rps "$WORK/logins-cluster.txt"); memory (argon2-only bound): $(ok_rps "$WORK/logins-memory.txt")"
   awk -v c="$(ok_rps "$WORK/logins-cluster.txt")" -v m="$(ok_rps "$WORK/logins-memory.txt")" 'BEGIN {printf "ratio logins cluster/bound: %.2f\n", c / m}'
-  psql -q "$DB" -c "DROP SCHEMA IF EXISTS phaze_load CASCADE" 2>/dev/null || true
-  redis-cli -u "$REDIS" --scan --pattern "phaze-load:$$:*" | xargs -r redis-cli -u "$REDIS" del >/dev/null || true
+  cluster_cleanup phaze_load "phaze-load:$$:"
 fi
