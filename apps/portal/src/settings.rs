@@ -3,6 +3,7 @@
 //! value stops the process with one line naming the key.
 
 use ipnet::IpNet;
+use phaze_ratelimit::ForwardedHeaders;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::IpAddr;
@@ -41,8 +42,12 @@ pub struct HttpSettings {
     /// The portal's public origin, used in mailed links and accepted as `Origin`. Empty: derived
     /// from the listener (`http://host:port`).
     pub public_url: String,
-    /// Proxies whose `X-Forwarded-For`/`Forwarded`/`X-Forwarded-Proto` are believed, as CIDRs.
+    /// Proxies whose forwarding headers are believed, as CIDRs.
     pub trusted_proxies: Vec<IpNet>,
+    /// The header family those proxies set: `x-forwarded-for` (`X-Forwarded-For` and
+    /// `X-Forwarded-Proto`, the default) or `forwarded` (RFC 7239). The other family is ignored,
+    /// because proxies pass it through from the client untouched.
+    pub forwarded_headers: ForwardedHeaders,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Worker threads; 0 means one per core.
@@ -296,6 +301,7 @@ impl Default for HttpSettings {
             port: 8080,
             public_url: String::new(),
             trusted_proxies: Vec::new(),
+            forwarded_headers: ForwardedHeaders::default(),
             max_body_bytes: 16 * 1024,
             workers: 0,
         }

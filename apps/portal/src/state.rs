@@ -188,7 +188,10 @@ impl AppState {
         };
 
         Ok(Self {
-            proxies: TrustedProxies::new(settings.http.trusted_proxies.clone()),
+            proxies: TrustedProxies::new(
+                settings.http.trusted_proxies.clone(),
+                settings.http.forwarded_headers,
+            ),
             csrf: Csrf::new(keys.csrf),
             sessions: SessionManager::new(sessions, sealer, policy),
             auth,

@@ -1,7 +1,8 @@
 //! Rate limiting and brute-force defence for Phaze.
 //!
-//! - [`TrustedProxies::client`] decides who the client is; [`client_network`] groups clients by
-//!   network (IPv4 /32, IPv6 /64 by default) so rotating addresses buys no new budget.
+//! - [`TrustedProxies::client`] decides who the client is, from the one header family the proxies
+//!   set ([`ForwardedHeaders`]); [`client_network`] groups clients by network (IPv4 /32, IPv6 /64
+//!   by default) so rotating addresses buys no new budget.
 //! - A [`Window`] is a policy as data: at most `limit` events in any `period` (a sliding log, not
 //!   fixed buckets, so no burst at a bucket edge). [`decide`] is the whole algorithm, written once;
 //!   every adapter runs it inside one atomic operation of its backend.
@@ -21,7 +22,7 @@ mod guard;
 mod limit;
 
 pub use challenge::{solve, Challenge, ChallengeError, ChallengeIssuer};
-pub use client::{client_network, ClientInfo, Headers, TrustedProxies};
+pub use client::{client_network, ClientInfo, ForwardedHeaders, Headers, TrustedProxies};
 pub use guard::{Counter, LoginGuard, LoginPolicy};
 pub use limit::{
     conclude, decide, unix_nanos, Decision, KeyHasher, LimitKey, RateLimitStore, StoreError, Window,

@@ -44,6 +44,31 @@ fn file_then_environment_override() {
 }
 
 #[test]
+fn the_proxy_header_family_is_one_key_defaulting_to_x_forwarded_for() {
+    let s = Settings::load_from(None, env(&[])).unwrap();
+    assert_eq!(s.http.forwarded_headers, ForwardedHeaders::XForwardedFor);
+    for (value, family) in [
+        ("forwarded", ForwardedHeaders::Forwarded),
+        ("x-forwarded-for", ForwardedHeaders::XForwardedFor),
+    ] {
+        let s =
+            Settings::load_from(None, env(&[("PHAZE__HTTP__FORWARDED_HEADERS", value)])).unwrap();
+        assert_eq!(s.http.forwarded_headers, family, "{value}");
+    }
+    let dir = std::env::temp_dir().join(format!("phaze-settings-proxies-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("phaze.toml");
+    std::fs::write(
+        &file,
+        "[http]\ntrusted_proxies = [\"10.0.0.0/24\"]\nforwarded_headers = \"forwarded\"\n",
+    )
+    .unwrap();
+    let s = Settings::load_from(Some(&file), env(&[])).unwrap();
+    assert_eq!(s.http.forwarded_headers, ForwardedHeaders::Forwarded);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn bad_values_name_their_key() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("PHAZE__HTTP__PORT", "eighty")], "http.port"),
@@ -51,6 +76,10 @@ fn bad_values_name_their_key() {
         (
             &[("PHAZE__HTTP__TRUSTED_PROXIES", "10.0.0.0/99")],
             "http.trusted_proxies",
+        ),
+        (
+            &[("PHAZE__HTTP__FORWARDED_HEADERS", "both")],
+            "http.forwarded_headers",
         ),
         (&[("PHAZE__STORE__KIND", "mongodb")], "store.kind"),
         (
