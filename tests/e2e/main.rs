@@ -6,6 +6,7 @@ mod csrf;
 mod edge;
 mod hostile;
 mod limits;
+mod proxies;
 mod sessions;
 
 /// A password that passes the policy.
