@@ -2,7 +2,6 @@
 
 use actix_web::http::StatusCode;
 use phaze_e2e::{spawn_fs_portal_with, spawn_portal, spawn_portal_with};
-use std::time::Instant;
 
 use crate::PW;
 
@@ -47,52 +46,46 @@ async fn registration_does_not_reveal_existing_accounts() {
     p.browser().login("taken@example.com", PW).await;
 }
 
+/// The page, status and headers of a failed login are the same for an unknown and a known
+/// address. Equal *work* is proved without a clock, by counting (`auth::it::
+/// failed_logins_do_the_same_work_for_unknown_and_known_accounts` and `auth::password::tests::
+/// unknown_accounts_cost_one_argon2_computation_like_known_ones`); wall-clock comparisons
+/// belong in benchmarks, where a busy machine cannot fail the suite.
 #[actix_web::test]
 async fn login_failures_are_identical_for_unknown_and_known_accounts() {
-    // Twelve failures: keep the challenge (tested in `limits`) out of the way of the timing.
     let p = spawn_portal_with(|s| s.ratelimit.challenge_after_failures = 100).await;
     p.user("known@example.com", PW).await;
     let b = p.browser();
     b.get("/login").await;
-    let mut timings = [Vec::new(), Vec::new()];
-    let mut bodies = Vec::new();
-    for round in 0..6 {
-        for (i, email) in ["known@example.com", "unknown@example.com"]
+    let mut answers = Vec::new();
+    for email in ["known@example.com", "unknown@example.com"] {
+        let r = b
+            .post_form(
+                "/login",
+                &[("email", email), ("password", "wrong password here")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(r.body.contains("Invalid email or password."));
+        let mut headers: Vec<String> = r
+            .headers
             .iter()
-            .enumerate()
-        {
-            let start = Instant::now();
-            let r = b
-                .post_form(
-                    "/login",
-                    &[("email", email), ("password", "wrong password here")],
-                )
-                .await;
-            timings[i].push(start.elapsed());
-            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-            assert!(r.body.contains("Invalid email or password."));
-            if round == 0 {
-                bodies.push(r.body.replace(email, "EMAIL"));
-            }
-        }
+            .filter(|(name, _)| !matches!(name.as_str(), "date" | "content-length"))
+            // Cookie values are fresh random tokens on every answer: compare their presence.
+            .map(|(name, value)| match name.as_str() {
+                "set-cookie" => format!("{name}: {}", value.to_str().unwrap_or("?").split('=').next().unwrap_or("")),
+                _ => format!("{name}: {}", value.to_str().unwrap_or("?")),
+            })
+            .collect();
+        headers.sort();
+        answers.push((r.body.replace(email, "EMAIL"), headers));
     }
-    assert_eq!(bodies[0], bodies[1], "identical pages");
-    // Both paths run one argon2id verification; the medians stay within a factor of 3 even on a
-    // busy CI machine (an unknown account answering without hashing would be ~100x faster).
-    let median = |v: &mut Vec<std::time::Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
-    let (known, unknown) = (median(&mut timings[0]), median(&mut timings[1]));
-    let ratio = known.as_secs_f64() / unknown.as_secs_f64();
-    assert!(
-        (0.33..3.0).contains(&ratio),
-        "known {known:?} vs unknown {unknown:?}"
-    );
+    assert_eq!(answers[0].0, answers[1].0, "identical pages");
+    assert_eq!(answers[0].1, answers[1].1, "identical headers");
 }
 
 #[actix_web::test]
-async fn unverified_accounts_cannot_log_in_until_verified() {
+async fn a_registration_is_pending_until_its_link_is_used() {
     let p = spawn_portal().await;
     let b = p.browser();
     b.get("/register").await;
@@ -105,14 +98,16 @@ async fn unverified_accounts_cannot_log_in_until_verified() {
         ],
     )
     .await;
+    let link = p.verification_path("new@example.com");
+    // No account before the link is used: the answer is a plain failed login, which tells a
+    // guesser nothing about the address.
     b.get("/login").await;
     let r = b
         .post_form("/login", &[("email", "new@example.com"), ("password", PW)])
         .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert!(r.body.contains("confirm your email"));
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("Invalid email or password."));
     assert!(b.cookie("phaze_session").is_none());
-    let link = p.verification_path("new@example.com");
     let r = b.get(&link).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), Some("/login"));
@@ -127,6 +122,58 @@ async fn unverified_accounts_cannot_log_in_until_verified() {
         assert_eq!(b.get(bad).await.status, StatusCode::BAD_REQUEST, "{bad}");
     }
     b.login("new@example.com", PW).await;
+}
+
+/// Finding 12.3: an attacker who registers a victim's address first, with the attacker's
+/// password, gets no account: the victim's own registration kills the attacker's link, and the
+/// victim's link makes the victim's password the one that works.
+#[actix_web::test]
+async fn pre_registering_someone_elses_address_does_not_take_the_account() {
+    let p = spawn_portal().await;
+    async fn register(b: &phaze_e2e::Browser, password: &str) {
+        b.get("/register").await;
+        let r = b
+            .post_form(
+                "/register",
+                &[
+                    ("email", "victim@example.com"),
+                    ("password", password),
+                    ("password_confirm", password),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let attacker = p.browser();
+    register(&attacker, "attacker chosen passphrase").await;
+    let attackers_link = p.verification_path("victim@example.com");
+    let victim = p.browser();
+    register(&victim, PW).await;
+    let victims_link = {
+        let mails = p.wait_for_mails(2);
+        assert_eq!(mails.len(), 2);
+        p.verification_path("victim@example.com")
+    };
+    assert_ne!(attackers_link, victims_link, "the newest link is the victim's");
+    // Whoever clicks the attacker's link now, it is dead.
+    assert_eq!(
+        victim.get(&attackers_link).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(victim.get(&victims_link).await.status, StatusCode::SEE_OTHER);
+    victim.login("victim@example.com", PW).await;
+    let b = p.browser();
+    b.get("/login").await;
+    let r = b
+        .post_form(
+            "/login",
+            &[
+                ("email", "victim@example.com"),
+                ("password", "attacker chosen passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
 #[actix_web::test]
@@ -291,7 +338,7 @@ async fn emails_are_case_and_space_insensitive() {
 }
 
 #[actix_web::test]
-async fn two_portals_on_one_data_directory_register_an_email_once() {
+async fn two_portals_on_one_data_directory_keep_one_live_link_and_make_one_account() {
     // Eight password guesses below would otherwise trigger the login challenge.
     let relaxed = |s: &mut phaze_portal::Settings| {
         s.ratelimit.challenge_after_failures = 100;
@@ -324,18 +371,28 @@ async fn two_portals_on_one_data_directory_register_an_email_once() {
     ))
     .await;
     assert!(results.iter().all(|r| r.status == StatusCode::OK));
-    let links = a.mails().iter().filter(|m| m.contains("/verify/")).count();
-    assert_eq!(links, 1, "exactly one account was created");
-    let notices = a
-        .mails()
+    // Eight pending registrations, each with its link; only the newest link of the address
+    // lives, whichever process issued it.
+    let mails = a.wait_for_mails(8);
+    let links: Vec<String> = mails
         .iter()
-        .filter(|m| m.contains("already have an account"))
-        .count();
-    assert_eq!(notices, 7);
-    // Both portals see the one account.
-    let link = a.verification_path("race@example.com");
-    assert_eq!(b.browser().get(&link).await.status, StatusCode::SEE_OTHER);
-    // Exactly one of the eight passwords is the account's.
+        .filter_map(|m| {
+            let start = m.find("/verify/")?;
+            let token: String = m[start + 8..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+            Some(format!("/verify/{token}"))
+        })
+        .collect();
+    assert_eq!(links.len(), 8);
+    let mut used = 0;
+    for (i, link) in links.iter().enumerate() {
+        let portal = if i % 2 == 0 { &a } else { &b };
+        used += usize::from(portal.browser().get(link).await.status == StatusCode::SEE_OTHER);
+    }
+    assert_eq!(used, 1, "exactly one link creates the account");
+    // Exactly one of the eight passwords is the account's, on both portals.
     let mut accepted = 0;
     for pw in &passwords {
         let br = b.browser();

@@ -60,6 +60,13 @@ async fn unsafe_requests_without_a_valid_token_are_refused_and_change_nothing() 
             vec![("display_name", "Mallory")],
             vec![("origin", "http://127.0.0.1:1")],
         ),
+        (
+            // Finding 12.8: an origin is checked against `http.public_url` only, never
+            // against one built from the request's own `Host` header.
+            "origin matching a forged host",
+            vec![("display_name", "Mallory")],
+            vec![("host", "evil.example"), ("origin", "http://evil.example")],
+        ),
     ];
     for (what, fields, headers) in cases {
         let r = b

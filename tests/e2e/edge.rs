@@ -82,6 +82,25 @@ async fn errors_render_generic_pages() {
     assert!(r.body.contains("Method not allowed"));
 }
 
+/// Finding 12.8: pages and probes answer `HEAD` like `GET`, without a body (was 405); a
+/// single-use link is not spent by one, and state-changing routes still refuse it.
+#[actix_web::test]
+async fn head_answers_like_get_without_a_body() {
+    let p = spawn_portal().await;
+    let b = p.user("head@example.com", PW).await;
+    for path in ["/", "/login", "/register", "/account", "/account/sessions", "/api/v1/me", "/healthz", "/readyz", "/static/app.css"] {
+        let r = b.head(path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(r.body.is_empty(), "{path}: no body");
+        assert_security_headers(&r, path);
+    }
+    let anonymous = p.browser();
+    let r = anonymous.head("/account").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "anonymous: to the login page");
+    let r = b.head("/logout").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
 #[actix_web::test]
 async fn health_and_readiness() {
     let p = spawn_portal().await;

@@ -103,6 +103,11 @@ impl TestPortal {
         mail_to(&self.outbox, to, needle)
     }
 
+    /// Every message in the outbox once there are at least `count` (see [`wait_for_mails`]).
+    pub fn wait_for_mails(&self, count: usize) -> Vec<String> {
+        wait_for_mails(&self.outbox, count)
+    }
+
     /// The path of the newest verification link mailed to `to`.
     pub fn verification_path(&self, to: &str) -> String {
         verification_path(&self.outbox, to)
@@ -146,13 +151,42 @@ pub fn outbox_mails(outbox: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The newest mail in `outbox` to `to` that contains `needle`, if any.
+/// How long a test waits for mail: the portal sends registration mail after answering.
+const MAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The newest mail in `outbox` to `to` that contains `needle`, waiting for it a few seconds (the
+/// portal finishes registrations after answering); `None` if none comes.
 pub fn mail_to(outbox: &Path, to: &str, needle: &str) -> Option<String> {
-    outbox_mails(outbox).into_iter().rev().find(|m| {
-        m.lines()
-            .any(|l| l.to_ascii_lowercase().starts_with("to:") && l.contains(to))
-            && m.contains(needle)
-    })
+    let deadline = std::time::Instant::now() + MAIL_WAIT;
+    loop {
+        let found = outbox_mails(outbox).into_iter().rev().find(|m| {
+            m.lines()
+                .any(|l| l.to_ascii_lowercase().starts_with("to:") && l.contains(to))
+                && m.contains(needle)
+        });
+        if found.is_some() || std::time::Instant::now() >= deadline {
+            return found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Every message in `outbox` once there are at least `count`, waiting for them a few seconds;
+/// panics if they do not come.
+pub fn wait_for_mails(outbox: &Path, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + MAIL_WAIT;
+    loop {
+        let mails = outbox_mails(outbox);
+        if mails.len() >= count {
+            return mails;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} mails expected, {} came",
+            mails.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// The path of the newest verification link in `outbox` mailed to `to`.
@@ -315,6 +349,12 @@ impl Browser {
         for (k, v) in headers {
             req = req.insert_header((*k, *v));
         }
+        self.send(req, None).await
+    }
+
+    /// `HEAD path`.
+    pub async fn head(&self, path: &str) -> Resp {
+        let req = self.client.head(format!("{}{path}", self.base));
         self.send(req, None).await
     }
 

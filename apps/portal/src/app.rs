@@ -123,39 +123,45 @@ impl Application {
 /// Every route of this slice. Routes that authenticate by signature (webhooks) will be registered
 /// before the `visitor` scope, which is what exempts them from CSRF and nothing else is.
 pub fn routes(cfg: &mut ServiceConfig) {
-    cfg.service(web::resource("/healthz").get(health::healthz))
-        .service(web::resource("/readyz").get(health::readyz))
-        .service(web::resource("/static/app.css").get(health::css))
-        .service(web::resource("/static/app.js").get(health::js))
+    cfg.service(web::resource("/healthz").route(get_or_head().to(health::healthz)))
+        .service(web::resource("/readyz").route(get_or_head().to(health::readyz)))
+        .service(web::resource("/static/app.css").route(get_or_head().to(health::css)))
+        .service(web::resource("/static/app.js").route(get_or_head().to(health::js)))
         .service(
             web::scope("")
                 .wrap(from_fn(visitor))
-                .service(web::resource("/").get(pages::index))
+                .service(web::resource("/").route(get_or_head().to(pages::index)))
                 .service(
                     web::resource("/register")
-                        .get(pages::register_form)
+                        .route(get_or_head().to(pages::register_form))
                         .post(pages::register),
                 )
                 .service(
                     web::resource("/login")
-                        .get(pages::login_form)
+                        .route(get_or_head().to(pages::login_form))
                         .post(pages::login),
                 )
                 .service(web::resource("/logout").post(pages::logout))
-                .service(web::resource("/account").get(account::show))
+                .service(web::resource("/account").route(get_or_head().to(account::show)))
                 .service(web::resource("/account/profile").post(account::profile))
                 .service(web::resource("/account/password").post(account::password))
-                .service(web::resource("/account/sessions").get(account::sessions))
+                .service(web::resource("/account/sessions").route(get_or_head().to(account::sessions)))
                 .service(
                     web::resource("/account/sessions/revoke-others").post(account::revoke_others),
                 )
-                .service(web::resource("/api/v1/me").get(api::me))
+                .service(web::resource("/api/v1/me").route(get_or_head().to(api::me)))
                 .service(web::resource("/api/v1/profile").post(api::profile))
                 // Routes with path parameters last: each one the router passes is a regex match.
+                // GET only: the link is single use, and a HEAD must not spend it.
                 .service(web::resource("/verify/{token}").get(pages::verify))
                 .service(web::resource("/account/sessions/{id}/revoke").post(account::revoke))
                 .default_service(web::to(not_found)),
         );
+}
+
+/// Pages and probes answer `HEAD` as `GET` does (RFC 9110), and actix sends no body for it.
+fn get_or_head() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, AppError> {

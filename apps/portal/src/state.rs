@@ -80,6 +80,9 @@ pub struct AppState {
     pub settings: Settings,
     /// Public base URL, no trailing slash.
     pub public_url: String,
+    /// The origin of `public_url` (`scheme://host[:port]`, lower case): the only `Origin` a
+    /// state-changing request may carry.
+    pub public_origin: String,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Account use cases.
@@ -196,6 +199,7 @@ impl AppState {
             sessions: SessionManager::new(sessions, sealer, policy),
             auth,
             clock,
+            public_origin: origin_of(&public_url),
             public_url,
             probes,
             tokens,
@@ -326,4 +330,26 @@ fn derive(master: &crate::secrets::Key, purpose: &[u8]) -> [u8; 32] {
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(purpose);
     mac.finalize().into_bytes().into()
+}
+
+/// `scheme://authority` of a URL, lower case: what browsers send as `Origin` for pages under it.
+fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    format!("{scheme}://{authority}").to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod origin_tests {
+    #[test]
+    fn the_origin_is_scheme_and_authority() {
+        for (url, origin) in [
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("https://Portal.Example", "https://portal.example"),
+            ("https://portal.example/customers", "https://portal.example"),
+            ("http://[::1]:8080/x?y#z", "http://[::1]:8080"),
+        ] {
+            assert_eq!(super::origin_of(url), origin, "{url}");
+        }
+    }
 }

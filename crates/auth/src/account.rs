@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 use time::OffsetDateTime;
+use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
 /// An account's permanent id: a random UUID, never derived from the email.
@@ -41,37 +42,52 @@ impl FromStr for UserId {
     }
 }
 
-/// A syntactically valid email address, trimmed and lower-cased: the login identifier.
+/// An email address in its one canonical form: the login identifier, and an address the mailer
+/// accepts.
+///
+/// Two spellings of one mailbox give one `Email`, so they can never be two accounts: the address
+/// is trimmed, compatibility-normalised (NFKC: fullwidth letters, ligatures and NFD sequences
+/// become their plain forms), lower-cased, and its domain converted to ASCII by IDNA (UTS #46,
+/// strict: `bücher.example` and `xn--bcher-kva.example` are one domain). Control characters and
+/// invisible ones (zero-width space, soft hyphen, bidi controls…) are refused rather than
+/// dropped, so what is stored is what the user saw. The result must also be an address the
+/// mailer ([`lettre::Address`]) accepts, so an address is never stored that mail cannot reach.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
 
 impl Email {
-    /// Trims, lower-cases and checks the shape: one `@`, a local part of 1–64 and a domain of
-    /// 1–253 bytes with a dot and no empty label, 254 bytes in all, no white space, control or
-    /// characters that need quoting. Returns `None` for anything else.
+    /// Normalises and checks `raw` (see [`Email`]): one `@`, a local part of 1–64 bytes without
+    /// leading, trailing or doubled dots or characters that need quoting, a domain of DNS labels
+    /// with at least one dot, 254 bytes in all. Returns `None` for anything else.
     pub fn parse(raw: &str) -> Option<Self> {
-        let email = raw.trim().to_lowercase();
-        let (local, domain) = email.split_once('@')?;
+        let raw = raw.trim();
+        if raw.chars().any(phaze_sanitize::is_control_or_invisible) {
+            return None;
+        }
+        let folded: String = raw.nfkc().collect::<String>().to_lowercase();
+        let (local, domain) = folded.split_once('@')?;
+        // Strict UTS #46: STD3 letters, digits and hyphens only, no label that starts or ends
+        // with a hyphen, DNS lengths.
+        let domain = idna::domain_to_ascii_strict(domain).ok()?;
+        let email = format!("{local}@{domain}");
         let ok = email.len() <= 254
             && (1..=64).contains(&local.len())
             && (1..=253).contains(&domain.len())
             && domain.contains('.')
-            && domain
-                .split('.')
-                .all(|label| !label.is_empty() && !label.starts_with('-'))
+            && !domain.ends_with('.')
             && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..")
-            && email.chars().all(|c| {
+            && local.chars().all(|c| {
                 !c.is_whitespace()
-                    && !c.is_control()
                     && !matches!(
                         c,
-                        '<' | '>' | '(' | ')' | '[' | ']' | ',' | ';' | ':' | '\\' | '"'
+                        '<' | '>' | '(' | ')' | '[' | ']' | ',' | ';' | ':' | '\\' | '"' | '@'
                     )
             })
-            && domain.chars().all(|c| c != '@');
+            // The mailer's own rules, so that every stored address can be mailed.
+            && lettre::Address::new(local, &domain).is_ok();
         ok.then_some(Self(email))
     }
 

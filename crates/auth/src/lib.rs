@@ -5,8 +5,11 @@
 //!   login when the parameters change; unknown accounts are verified against a dummy hash so both
 //!   paths cost the same ([`AuthService::login`]).
 //! - [`PasswordPolicy`] enforces length and refuses the 30,000 most common breached passwords.
-//! - Email verification tokens are random, stored only as a keyed hash ([`TokenHasher`]), expire and
-//!   are single use ([`TokenStore::consume`]).
+//! - A registration is pending until its own link is used ([`AuthService::register`],
+//!   [`AuthService::complete_registration`], [`AuthService::verify_email`]): the account, with the
+//!   password chosen in that registration, is created only then. Links are random, stored only as
+//!   a keyed hash ([`TokenHasher`]), expire, are single use ([`TokenStore::consume`]), and a new
+//!   one kills the older ones of its address ([`TokenStore::issue`]).
 //!
 //! Ports: [`AccountStore`], [`TokenStore`], [`Mailer`], and [`PasswordHasher`] (so the app can run
 //! the CPU-heavy hashing off its async workers).
@@ -26,5 +29,7 @@ pub use password::{
     Argon2id, HashError, HashParams, PasswordHasher, PasswordPolicy, PasswordRejection,
     Verification,
 };
-pub use service::{AuthConfig, AuthError, AuthService};
-pub use token::{Token, TokenHash, TokenHasher, TokenPurpose, TokenRecord, TokenStore};
+pub use service::{AuthConfig, AuthError, AuthService, RegistrationJob};
+pub use token::{
+    Registration, Token, TokenHash, TokenHasher, TokenPurpose, TokenRecord, TokenStore,
+};

@@ -71,6 +71,10 @@ pub struct Argon2id {
     config: HashParams,
     dummy: String,
     spare: Mutex<Vec<Vec<Block>>>,
+    /// The (m, t, p) of every argon2 computation, so unit tests can prove that each path does
+    /// the same work without timing it.
+    #[cfg(test)]
+    work: Mutex<Vec<(u32, u32, u32)>>,
 }
 
 /// How many idle buffers the pool keeps; callers bound concurrency themselves.
@@ -86,6 +90,8 @@ impl Argon2id {
             config,
             dummy: String::new(),
             spare: Mutex::new(Vec::new()),
+            #[cfg(test)]
+            work: Mutex::new(Vec::new()),
         };
         me.dummy = me.hash_sync("phaze dummy password, never valid")?;
         // Keep no m_cost-sized buffer from start-up: an idle process should not hold 19 MiB.
@@ -105,6 +111,11 @@ impl Argon2id {
         salt: &[u8],
         out: &mut [u8],
     ) -> Result<(), HashError> {
+        #[cfg(test)]
+        self.work
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((params.m_cost(), params.t_cost(), params.p_cost()));
         let need = params.block_count();
         let mut blocks = self
             .spare
@@ -153,8 +164,11 @@ impl Argon2id {
     /// Verifies on the calling thread. A malformed stored hash is a non-match, after the same work.
     pub fn verify_sync(&self, password: &str, phc: Option<&str>) -> Verification {
         let parsed = phc.and_then(|p| PasswordHash::new(p).ok());
-        let matches = match &parsed {
-            Some(hash) => self.check(password, hash).unwrap_or(false),
+        // No account, or a stored hash that cannot be checked (unparsable, or parsable without
+        // its salt or output): the dummy hash is checked instead, so every path costs one
+        // argon2 computation at the configured parameters.
+        let matches = match parsed.as_ref().and_then(|hash| self.check(password, hash)) {
+            Some(matches) => matches,
             None => {
                 if let Ok(dummy) = PasswordHash::new(&self.dummy) {
                     let _ = self.check(password, &dummy);

@@ -4,7 +4,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::{
     Account, AccountStore, DisplayName, Email, HashError, MailError, Mailer, OutgoingMail,
-    PasswordHasher, PasswordPolicy, PasswordRejection, StoreError, Token, TokenHasher,
+    PasswordHasher, PasswordPolicy, PasswordRejection, Registration, StoreError, Token, TokenHasher,
     TokenPurpose, TokenRecord, TokenStore, UserId,
 };
 
@@ -65,6 +65,15 @@ impl From<StoreError> for AuthError {
     }
 }
 
+/// The part of a registration that depends on whether the address is taken, handed back by
+/// [`AuthService::register`] to be finished by [`AuthService::complete_registration`] off the
+/// request path. `Debug` leaves the password hash out.
+#[must_use = "a registration does nothing until complete_registration runs"]
+#[derive(Debug)]
+pub struct RegistrationJob {
+    registration: Registration,
+}
+
 /// The account use cases: register, verify, log in, change password, edit profile.
 pub struct AuthService {
     accounts: Arc<dyn AccountStore>,
@@ -105,16 +114,19 @@ impl AuthService {
         self.config.policy
     }
 
-    /// Registers `email`. Succeeds the same way whether or not the address is taken: a new owner
-    /// gets a verification link, an existing owner a notice that someone tried to register. The
-    /// password is hashed on both paths, so the time taken does not tell them apart either.
+    /// Starts registering `email`: checks the input and hashes the password, and nothing else.
+    ///
+    /// Nothing here reads or writes a store, so the answer and its timing are the same whether or
+    /// not the address is taken, on every store. What does depend on it (a link for a new
+    /// address, a notice to an existing owner) is [`AuthService::complete_registration`], which
+    /// the caller runs off the request path, after answering: awaiting it before answering would
+    /// tell a caller, by time or by a store's error, whether the address is registered.
     pub async fn register(
         &self,
         email: &str,
         password: SecretString,
         confirm: &SecretString,
-        now: OffsetDateTime,
-    ) -> Result<(), AuthError> {
+    ) -> Result<RegistrationJob, AuthError> {
         use secrecy::ExposeSecret;
         let email = Email::parse(email).ok_or(AuthError::InvalidEmail)?;
         if password.expose_secret() != confirm.expose_secret() {
@@ -124,26 +136,36 @@ impl AuthService {
             .policy
             .check(password.expose_secret(), Some(&email))?;
         let password_hash = self.hasher.hash(password).await?;
-        if self.accounts.by_email(&email).await?.is_some() {
-            return self.notify_existing(&email).await;
-        }
-        let display_name =
-            DisplayName::parse(email.local_part()).or_else(|_| DisplayName::parse("Customer"))?;
-        let account = Account {
-            id: UserId::generate(),
-            email: email.clone(),
-            email_verified: false,
-            password_hash,
-            display_name,
-            is_admin: false,
-            created_at: now,
-            password_changed_at: now,
-        };
-        match self.accounts.insert(&account).await {
-            Ok(()) => self.send_verification(&account, now).await,
-            // Lost a race with another registration of the same address.
-            Err(StoreError::Duplicate) => self.notify_existing(&email).await,
-            Err(e) => Err(e.into()),
+        Ok(RegistrationJob {
+            registration: Registration {
+                email,
+                password_hash,
+            },
+        })
+    }
+
+    /// Finishes a registration off the request path. A registration is pending until its own
+    /// link is used: no account exists before, so nobody's password works for an address whose
+    /// owner has not confirmed it, and the password that becomes active is the one chosen in the
+    /// registration whose link was used ([`AuthService::verify_email`]). A new registration of
+    /// an unconfirmed address starts a new pending registration and kills the older link; the
+    /// owner of a confirmed address gets a notice instead, and nothing changes.
+    pub async fn complete_registration(
+        &self,
+        job: RegistrationJob,
+        now: OffsetDateTime,
+    ) -> Result<(), AuthError> {
+        let registration = job.registration;
+        match self.accounts.by_email(&registration.email).await? {
+            Some(account) if account.email_verified => {
+                self.notify_existing(&registration.email).await
+            }
+            // An account stored unconfirmed by an older version of Phaze gets its id reused:
+            // using the link confirms it with this registration's password.
+            other => {
+                let user_id = other.map_or_else(UserId::generate, |a| a.id);
+                self.send_link(user_id, registration, now).await
+            }
         }
     }
 
@@ -157,34 +179,54 @@ impl AuthService {
         self.mail(email, "Your account already exists", body).await
     }
 
-    /// Sends a fresh verification link to an unverified account.
+    /// Sends a new confirmation link to an account left unconfirmed by an older version of
+    /// Phaze (its owner just proved the password); the link confirms it with that password.
     pub async fn send_verification(
         &self,
         account: &Account,
         now: OffsetDateTime,
     ) -> Result<(), AuthError> {
+        let registration = Registration {
+            email: account.email.clone(),
+            password_hash: account.password_hash.clone(),
+        };
+        self.send_link(account.id, registration, now).await
+    }
+
+    /// Issues the link of a pending registration (killing the address's older link) and mails it.
+    async fn send_link(
+        &self,
+        user_id: UserId,
+        registration: Registration,
+        now: OffsetDateTime,
+    ) -> Result<(), AuthError> {
         let token = Token::generate();
+        let email = registration.email.clone();
         let record = TokenRecord {
             hash: self
                 .token_hasher
                 .hash(TokenPurpose::EmailVerification, token.expose()),
             purpose: TokenPurpose::EmailVerification,
-            user_id: account.id,
+            user_id,
             expires_at: now + self.config.verification_ttl,
+            registration: Some(registration),
         };
-        self.tokens.insert(&record).await?;
+        self.tokens.issue(&record).await?;
         let body = format!(
             "Welcome to Phaze.\n\nConfirm your email address by opening this link within {hours} hours:\n\n\
-             {url}/verify/{token}\n\nIf you did not create an account, ignore this message.\n",
+             {url}/verify/{token}\n\nYour account is created when you open it, with the password \
+             you chose. If you did not ask for an account, ignore this message: nothing will be \
+             created.\n",
             hours = self.config.verification_ttl.whole_hours(),
             url = self.config.public_url,
             token = token.expose(),
         );
-        self.mail(&account.email, "Confirm your email address", body)
-            .await
+        self.mail(&email, "Confirm your email address", body).await
     }
 
-    /// Consumes a verification token and marks the address verified.
+    /// Uses a confirmation link: creates the account of its registration with the password
+    /// chosen in it. A used, expired, replaced or unknown link, or one for an address that was
+    /// confirmed meanwhile, is [`AuthError::InvalidToken`].
     pub async fn verify_email(
         &self,
         token: &str,
@@ -198,16 +240,64 @@ impl AuthService {
             .consume(&hash, TokenPurpose::EmailVerification, now)
             .await?
             .ok_or(AuthError::InvalidToken)?;
-        let mut account = self
-            .accounts
-            .by_id(&record.user_id)
-            .await?
-            .ok_or(AuthError::InvalidToken)?;
-        if !account.email_verified {
-            account.email_verified = true;
-            self.accounts.update(&account).await?;
+        match record.registration {
+            Some(registration) => self.activate(record.user_id, registration, now).await,
+            // A link mailed by an older version of Phaze, for an account it stored unconfirmed.
+            None => {
+                let mut account = self
+                    .accounts
+                    .by_id(&record.user_id)
+                    .await?
+                    .ok_or(AuthError::InvalidToken)?;
+                if !account.email_verified {
+                    account.email_verified = true;
+                    self.accounts.update(&account).await?;
+                }
+                Ok(account)
+            }
         }
-        Ok(account)
+    }
+
+    async fn activate(
+        &self,
+        id: UserId,
+        registration: Registration,
+        now: OffsetDateTime,
+    ) -> Result<Account, AuthError> {
+        let Registration {
+            email,
+            password_hash,
+        } = registration;
+        match self.accounts.by_email(&email).await? {
+            Some(account) if account.email_verified => Err(AuthError::InvalidToken),
+            Some(mut account) => {
+                account.password_hash = password_hash;
+                account.email_verified = true;
+                account.password_changed_at = now;
+                self.accounts.update(&account).await?;
+                Ok(account)
+            }
+            None => {
+                let display_name = DisplayName::parse(email.local_part())
+                    .or_else(|_| DisplayName::parse("Customer"))?;
+                let account = Account {
+                    id,
+                    email,
+                    email_verified: true,
+                    password_hash,
+                    display_name,
+                    is_admin: false,
+                    created_at: now,
+                    password_changed_at: now,
+                };
+                match self.accounts.insert(&account).await {
+                    Ok(()) => Ok(account),
+                    // Confirmed meanwhile through another process: this link is spent.
+                    Err(StoreError::Duplicate) => Err(AuthError::InvalidToken),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
     }
 
     /// Checks credentials. Unknown address, malformed address and wrong password all return
@@ -268,7 +358,8 @@ impl AuthService {
         self.accounts.update(&account).await?;
         let body = format!(
             "The password of your Phaze account was changed, and every other session was logged out.\n\n\
-             If this was not you, reset your password at {url}/password/forgot and contact support.\n",
+             If this was not you, contact support at once by replying to this message: someone \
+             else may have access to your account. To review your sessions, log in at {url}/login\n",
             url = self.config.public_url
         );
         self.mail(&account.email, "Your password was changed", body)

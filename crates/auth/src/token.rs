@@ -10,7 +10,7 @@ use sha2::Sha256;
 use std::fmt;
 use time::OffsetDateTime;
 
-use crate::{StoreError, UserId};
+use crate::{Email, StoreError, UserId};
 
 /// What a token is for; a token of one purpose never works for another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -110,18 +110,56 @@ pub struct TokenRecord {
     pub hash: TokenHash,
     /// What it is for.
     pub purpose: TokenPurpose,
-    /// Whose it is.
+    /// Whose it is: the account it acts on, or the id the account of a [`Registration`] gets.
     pub user_id: UserId,
     /// Dead at and after this instant.
     #[serde(with = "time::serde::timestamp")]
     pub expires_at: OffsetDateTime,
+    /// For a registration link: the account that using it creates. A registration exists only
+    /// as its link until the link is used, so an unverified address holds no account anyone's
+    /// password works for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<Registration>,
+}
+
+impl TokenRecord {
+    /// What the token is about, for "one live token per purpose and subject"
+    /// ([`TokenStore::issue`]): the address of a registration, else the account.
+    pub fn subject(&self) -> String {
+        match &self.registration {
+            Some(r) => format!("email:{}", r.email),
+            None => format!("user:{}", self.user_id),
+        }
+    }
+}
+
+/// A registration waiting for its link to be used: the address and the password chosen with it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The address being registered.
+    pub email: Email,
+    /// PHC string of the password chosen in this registration.
+    pub password_hash: String,
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("email", &self.email)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Storage for single-use tokens.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
-    /// Stores a token; [`StoreError::Duplicate`] if the hash exists.
-    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError>;
+    /// Stores a token as the only live token of its purpose for its
+    /// [subject](TokenRecord::subject): in the same atomic step, every other unused token of that
+    /// purpose and subject stops working, even when several processes issue at once (a new
+    /// registration of an address kills the older link; a new reset link kills the older one).
+    /// [`StoreError::Duplicate`] if the hash exists.
+    async fn issue(&self, record: &TokenRecord) -> Result<(), StoreError>;
     /// Atomically removes and returns the token if it exists, has this purpose and is not expired
     /// at `now`. Of any number of concurrent calls for one token, at most one gets `Some`.
     async fn consume(

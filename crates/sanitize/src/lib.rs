@@ -34,7 +34,7 @@ pub fn single_line(input: &str, max_chars: usize) -> Result<String, TextError> {
     if text.is_empty() {
         return Err(TextError::Empty);
     }
-    if text.chars().any(is_forbidden) {
+    if text.chars().any(is_control_or_invisible) {
         return Err(TextError::ControlCharacter);
     }
     if text.chars().count() > max_chars {
@@ -43,17 +43,29 @@ pub fn single_line(input: &str, max_chars: usize) -> Result<String, TextError> {
     Ok(text.to_owned())
 }
 
-/// Control characters (Unicode category Cc) and the format characters that reorder or hide text.
-fn is_forbidden(c: char) -> bool {
+/// Whether `c` is a control character (Unicode category Cc) or an invisible character that can
+/// spoof how text reads or make two strings that look alike differ: bidi embeddings, overrides
+/// and isolates, zero-width spaces and joiners, the soft hyphen, the byte order mark, variation
+/// selectors, tag characters and the other default-ignorable code points. Identifiers (email
+/// addresses) and single-line fields refuse them.
+pub fn is_control_or_invisible(c: char) -> bool {
     c.is_control()
         || matches!(c,
-            '\u{200B}'..='\u{200F}' // zero-width space/joiners, LRM, RLM
+            '\u{00AD}' // soft hyphen
+            | '\u{034F}' // combining grapheme joiner
+            | '\u{061C}' // Arabic letter mark
+            | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' // Hangul fillers
+            | '\u{17B4}' | '\u{17B5}' // Khmer inherent vowels
+            | '\u{180B}'..='\u{180F}' // Mongolian variation selectors and vowel separator
+            | '\u{200B}'..='\u{200F}' // zero-width space/joiners, LRM, RLM
             | '\u{2028}' | '\u{2029}' // line and paragraph separators
             | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
-            | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
-            | '\u{2066}'..='\u{2069}' // bidi isolates
+            | '\u{2060}'..='\u{206F}' // word joiner, invisible operators, bidi isolates
+            | '\u{FE00}'..='\u{FE0F}' // variation selectors
             | '\u{FEFF}' // byte order mark
-            | '\u{FFF9}'..='\u{FFFB}') // interlinear annotations
+            | '\u{FFF0}'..='\u{FFFB}' // unassigned specials, interlinear annotations
+            | '\u{1D173}'..='\u{1D17A}' // musical formatting
+            | '\u{E0000}'..='\u{E0FFF}') // tags and variation selectors supplement
 }
 
 /// Returns `next` when it is a same-origin relative path that is safe to put in a `Location`

@@ -26,6 +26,10 @@ fn single_line_refuses_hostile_text() {
         "a\u{200B}b",
         "\u{FEFF}ab",
         "a\u{2066}",
+        "so\u{AD}ft",
+        "a\u{FE0F}",
+        "a\u{E0041}",
+        "\u{3164}",
     ] {
         check_line(bad, Err(TextError::ControlCharacter));
     }

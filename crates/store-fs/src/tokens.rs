@@ -1,4 +1,5 @@
-//! [`TokenStore`] over a directory: one JSON file per token, consumed by renaming it away.
+//! [`TokenStore`] over a directory: one JSON file per token, consumed by renaming it away, and one
+//! small file per subject naming its live token.
 
 use async_trait::async_trait;
 use phaze_auth::{StoreError, TokenHash, TokenPurpose, TokenRecord, TokenStore};
@@ -9,17 +10,25 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use time::OffsetDateTime;
 
+use crate::lock::ShardLocks;
 use crate::{
-    atomic, auth_backend, blocking, corrupt, is_record_name, prepare_dir, DataDir, FsError,
+    atomic, auth_backend, blocking, corrupt, is_record_name, prepare_dir, sha256_hex, DataDir,
+    FsError,
 };
 
 /// [`TokenStore`] in `<dir>/tokens`, one file per token named by its [`TokenHash`]'s hex.
 ///
 /// `consume` needs no lock, even across processes: the consumer renames the token to a private
-/// name, and of any number of renamers of one file exactly one succeeds.
+/// name, and of any number of renamers of one file exactly one succeeds. `issue` keeps "one live
+/// token per purpose and subject" with `subjects/<sha256(purpose, subject)>`, which names the
+/// subject's live token, rewritten under that name's shard lock (`locks/`): the older token is
+/// claimed and deleted before the new one is written, so a crash between the steps leaves no live
+/// token of the subject rather than two.
 #[derive(Clone, Debug)]
 pub struct FsTokens {
     dir: Arc<PathBuf>,
+    subjects: Arc<PathBuf>,
+    locks: Arc<ShardLocks>,
     _owner: DataDir,
 }
 
@@ -31,8 +40,13 @@ impl FsTokens {
     }
 
     pub(crate) fn open_in(owner: &DataDir) -> Result<Self, FsError> {
+        let dir = prepare_dir(&owner.path().join("tokens"))?;
+        let subjects = prepare_dir(&dir.join("subjects"))?;
+        let locks = ShardLocks::new(&prepare_dir(&dir.join("locks"))?);
         Ok(Self {
-            dir: Arc::new(prepare_dir(&owner.path().join("tokens"))?),
+            dir: Arc::new(dir),
+            subjects: Arc::new(subjects),
+            locks: Arc::new(locks),
             _owner: owner.clone(),
         })
     }
@@ -40,9 +54,10 @@ impl FsTokens {
 
 #[async_trait]
 impl TokenStore for FsTokens {
-    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
-        let (dir, record) = (self.dir.clone(), record.clone());
-        match blocking(move || insert(&dir, &record)).await {
+    async fn issue(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        let this = self.clone();
+        let record = record.clone();
+        match blocking(move || issue(&this, &record)).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(StoreError::Duplicate),
             Err(e) => Err(auth_backend(e)),
@@ -62,16 +77,64 @@ impl TokenStore for FsTokens {
     }
 
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
-        let dir = self.dir.clone();
-        blocking(move || purge_expired(&dir, now))
-            .await
-            .map_err(auth_backend)
+        let this = self.clone();
+        blocking(move || {
+            let purged = purge_expired(&this.dir, now)?;
+            purge_subjects(&this)?;
+            Ok(purged)
+        })
+        .await
+        .map_err(auth_backend)
     }
 }
 
-fn insert(dir: &Path, record: &TokenRecord) -> io::Result<bool> {
+/// The name of a subject's file: neither the purpose nor the subject (an address) appears in it.
+fn subject_name(record: &TokenRecord) -> String {
+    let purpose = match record.purpose {
+        TokenPurpose::EmailVerification => "email_verification",
+        TokenPurpose::PasswordReset => "password_reset",
+    };
+    sha256_hex(format!("{purpose}\0{}", record.subject()).as_bytes())
+}
+
+fn issue(store: &FsTokens, record: &TokenRecord) -> io::Result<bool> {
+    let (dir, name) = (store.dir.as_path(), record.hash.to_hex());
+    if dir.join(&name).exists() {
+        return Ok(false);
+    }
     let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
-    atomic::create(dir, &record.hash.to_hex(), &bytes)
+    let subject = subject_name(record);
+    let _guard = store.locks.lock(&subject)?;
+    if let Some(older) = atomic::read(&store.subjects.join(&subject))? {
+        let older = String::from_utf8_lossy(&older);
+        if is_record_name(&older) && older != name {
+            if let Some(claimed) = claim(dir, &older)? {
+                atomic::remove(dir, &claimed)?;
+            }
+        }
+    }
+    if !atomic::create(dir, &name, &bytes)? {
+        return Ok(false);
+    }
+    atomic::replace(&store.subjects, &subject, name.as_bytes())?;
+    Ok(true)
+}
+
+/// Deletes the subject files whose token is gone (used, expired or purged).
+fn purge_subjects(store: &FsTokens) -> io::Result<()> {
+    for subject in atomic::names(&store.subjects)? {
+        if !is_record_name(&subject) {
+            continue;
+        }
+        let _guard = store.locks.lock(&subject)?;
+        let live = atomic::read(&store.subjects.join(&subject))?
+            .map(|t| String::from_utf8_lossy(&t).into_owned())
+            .filter(|t| is_record_name(t) && store.dir.join(t).exists());
+        if live.is_none() {
+            atomic::remove_unsynced(&store.subjects, &subject)?;
+        }
+    }
+    Ok(())
 }
 
 fn decode(bytes: &[u8], hash: &TokenHash) -> io::Result<TokenRecord> {

@@ -175,11 +175,15 @@ pub struct MemoryTokens(Mutex<HashMap<TokenHash, TokenRecord>>);
 
 #[async_trait]
 impl TokenStore for MemoryTokens {
-    async fn insert(&self, r: &TokenRecord) -> Result<(), AuthStoreError> {
+    async fn issue(&self, r: &TokenRecord) -> Result<(), AuthStoreError> {
         let mut t = lock(&self.0);
         if t.contains_key(&r.hash) {
             return Err(AuthStoreError::Duplicate);
         }
+        // One scan under the lock that also inserts: the older tokens of the subject die in the
+        // same step. Tokens are few (tests, embedding); the fs and PostgreSQL stores index them.
+        let subject = r.subject();
+        t.retain(|_, old| old.purpose != r.purpose || old.subject() != subject);
         t.insert(r.hash, r.clone());
         Ok(())
     }

@@ -37,6 +37,13 @@ diesel::table! {
         expires_at -> Timestamptz,
         /// When it was consumed (or presented after expiry); `NULL` while usable.
         used_at -> Nullable<Timestamptz>,
+        /// What the token is about (`email:<address>` or `user:<uuid>`): one unused token per
+        /// purpose and subject. `NULL` on rows from before the column existed.
+        subject -> Nullable<Text>,
+        /// A pending registration's address.
+        email -> Nullable<Text>,
+        /// A pending registration's password hash (PHC string).
+        password_hash -> Nullable<Text>,
     }
 }
 

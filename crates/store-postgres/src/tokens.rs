@@ -5,14 +5,21 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use phaze_auth::{StoreError, TokenHash, TokenPurpose, TokenRecord, TokenStore, UserId};
+use phaze_auth::{
+    Email, Registration, StoreError, TokenHash, TokenPurpose, TokenRecord, TokenStore, UserId,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::schema::tokens;
-use crate::{checkout, Pools};
+use crate::{checkout, Corrupt, Pools};
 
 /// [`TokenStore`] over the `tokens` table, one row per token hash.
+///
+/// `issue` is one `INSERT … ON CONFLICT (purpose, subject) WHERE used_at IS NULL DO UPDATE`: the
+/// partial unique index `tokens_live_subject_key` admits one unused token per purpose and subject,
+/// and a new token takes over the row of the older one (its hash is replaced), so the older token
+/// is dead in the same statement, whichever processes race.
 ///
 /// `consume` is one `UPDATE … SET used_at = now WHERE hash = $1 AND purpose = $2 AND used_at IS
 /// NULL RETURNING …`: PostgreSQL's row lock lets exactly one of any number of concurrent
@@ -28,15 +35,6 @@ impl std::fmt::Debug for PgTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgTokens").finish_non_exhaustive()
     }
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = tokens)]
-struct NewRow<'a> {
-    hash: &'a [u8],
-    purpose: &'static str,
-    user_id: Uuid,
-    expires_at: OffsetDateTime,
 }
 
 fn purpose_name(purpose: TokenPurpose) -> &'static str {
@@ -62,18 +60,28 @@ impl PgTokens {
 
 #[async_trait]
 impl TokenStore for PgTokens {
-    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
-        let row = NewRow {
-            hash: &record.hash.0,
-            purpose: purpose_name(record.purpose),
-            user_id: *record.user_id.as_uuid(),
-            expires_at: record.expires_at,
-        };
+    async fn issue(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        use diesel::sql_types::{Bytea, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+        let registration = record.registration.as_ref();
         let mut conn = self.conn().await?;
-        match diesel::insert_into(tokens::table)
-            .values(&row)
-            .execute(&mut conn)
-            .await
+        // diesel's upsert cannot name a partial index's predicate, which the conflict target
+        // needs in order to match `tokens_live_subject_key`: hence plain SQL, every value bound.
+        match diesel::sql_query(
+            "INSERT INTO tokens (hash, purpose, user_id, expires_at, subject, email, password_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (purpose, subject) WHERE used_at IS NULL DO UPDATE SET \
+             hash = EXCLUDED.hash, user_id = EXCLUDED.user_id, expires_at = EXCLUDED.expires_at, \
+             email = EXCLUDED.email, password_hash = EXCLUDED.password_hash",
+        )
+        .bind::<Bytea, _>(&record.hash.0[..])
+        .bind::<Text, _>(purpose_name(record.purpose))
+        .bind::<SqlUuid, _>(*record.user_id.as_uuid())
+        .bind::<Timestamptz, _>(record.expires_at)
+        .bind::<Text, _>(record.subject())
+        .bind::<Nullable<Text>, _>(registration.map(|r| r.email.as_str()))
+        .bind::<Nullable<Text>, _>(registration.map(|r| r.password_hash.as_str()))
+        .execute(&mut conn)
+        .await
         {
             Ok(_) => Ok(()),
             Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
@@ -90,30 +98,43 @@ impl TokenStore for PgTokens {
         now: OffsetDateTime,
     ) -> Result<Option<TokenRecord>, StoreError> {
         let mut conn = self.conn().await?;
-        let claimed: Option<(Uuid, OffsetDateTime)> = diesel::update(
+        type Claimed = (Uuid, OffsetDateTime, Option<String>, Option<String>);
+        let claimed: Option<Claimed> = diesel::update(
             tokens::table
                 .filter(tokens::hash.eq(&hash.0[..]))
                 .filter(tokens::purpose.eq(purpose_name(purpose)))
                 .filter(tokens::used_at.is_null()),
         )
         .set(tokens::used_at.eq(now))
-        .returning((tokens::user_id, tokens::expires_at))
+        .returning((
+            tokens::user_id,
+            tokens::expires_at,
+            tokens::email,
+            tokens::password_hash,
+        ))
         .get_result(&mut conn)
         .await
         .optional()
         .map_err(backend)?;
-        let Some((user_id, expires_at)) = claimed else {
+        let Some((user_id, expires_at, email, password_hash)) = claimed else {
             return Ok(None);
         };
         if expires_at <= now {
             return Ok(None);
         }
-        let user_id = UserId::from(user_id);
+        let registration = match (email, password_hash) {
+            (Some(email), Some(password_hash)) => Some(Registration {
+                email: Email::parse(&email).ok_or_else(|| backend(Corrupt("tokens")))?,
+                password_hash,
+            }),
+            _ => None,
+        };
         Ok(Some(TokenRecord {
             hash: *hash,
             purpose,
-            user_id,
+            user_id: UserId::from(user_id),
             expires_at,
+            registration,
         }))
     }
 

@@ -1,6 +1,8 @@
 //! Contract of [`TokenStore`].
 
-use phaze_auth::{StoreError, TokenHash, TokenPurpose, TokenRecord, TokenStore, UserId};
+use phaze_auth::{
+    Email, Registration, StoreError, TokenHash, TokenPurpose, TokenRecord, TokenStore, UserId,
+};
 use std::sync::Arc;
 use time::Duration;
 
@@ -13,6 +15,18 @@ pub fn token(n: u8) -> TokenRecord {
         purpose: TokenPurpose::EmailVerification,
         user_id: UserId::generate(),
         expires_at: t0() + Duration::hours(1),
+        registration: None,
+    }
+}
+
+/// A registration link with hash byte `n` for `email`, expiring an hour after [`t0`].
+pub fn registration(n: u8, email: &str) -> TokenRecord {
+    TokenRecord {
+        registration: Some(Registration {
+            email: Email::parse(email).unwrap(),
+            password_hash: format!("$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ${n}"),
+        }),
+        ..token(n)
     }
 }
 
@@ -28,11 +42,15 @@ macro_rules! token_store_contract {
                 $make,
                 [
                     consume_is_single_use,
-                    duplicate_insert_is_rejected,
+                    duplicate_issue_is_rejected,
                     wrong_purpose_does_not_consume,
                     expired_token_is_refused_and_gone,
                     concurrent_consumes_admit_exactly_one,
                     purge_removes_only_expired,
+                    registrations_round_trip,
+                    a_new_token_kills_the_older_one_of_its_subject,
+                    other_subjects_and_purposes_keep_their_tokens,
+                    concurrent_issues_for_one_subject_leave_one_live_token,
                 ]
             );
         }
@@ -41,7 +59,7 @@ macro_rules! token_store_contract {
 
 pub async fn consume_is_single_use(store: Arc<impl TokenStore>) {
     let r = token(1);
-    store.insert(&r).await.unwrap();
+    store.issue(&r).await.unwrap();
     let now = t0();
     assert_eq!(
         store.consume(&r.hash, r.purpose, now).await.unwrap(),
@@ -57,17 +75,17 @@ pub async fn consume_is_single_use(store: Arc<impl TokenStore>) {
     );
 }
 
-pub async fn duplicate_insert_is_rejected(store: Arc<impl TokenStore>) {
-    store.insert(&token(1)).await.unwrap();
+pub async fn duplicate_issue_is_rejected(store: Arc<impl TokenStore>) {
+    store.issue(&token(1)).await.unwrap();
     assert!(matches!(
-        store.insert(&token(1)).await,
+        store.issue(&token(1)).await,
         Err(StoreError::Duplicate)
     ));
 }
 
 pub async fn wrong_purpose_does_not_consume(store: Arc<impl TokenStore>) {
     let r = token(1);
-    store.insert(&r).await.unwrap();
+    store.issue(&r).await.unwrap();
     assert_eq!(
         store
             .consume(&r.hash, TokenPurpose::PasswordReset, t0())
@@ -83,7 +101,7 @@ pub async fn wrong_purpose_does_not_consume(store: Arc<impl TokenStore>) {
 
 pub async fn expired_token_is_refused_and_gone(store: Arc<impl TokenStore>) {
     let r = token(1);
-    store.insert(&r).await.unwrap();
+    store.issue(&r).await.unwrap();
     assert_eq!(
         store
             .consume(&r.hash, r.purpose, r.expires_at)
@@ -101,7 +119,7 @@ pub async fn expired_token_is_refused_and_gone(store: Arc<impl TokenStore>) {
 pub async fn concurrent_consumes_admit_exactly_one(store: Arc<impl TokenStore + 'static>) {
     for round in 0..10u8 {
         let r = token(round);
-        store.insert(&r).await.unwrap();
+        store.issue(&r).await.unwrap();
         let tasks: Vec<_> = (0..8)
             .map(|_| {
                 let store = store.clone();
@@ -122,8 +140,8 @@ pub async fn purge_removes_only_expired(store: Arc<impl TokenStore>) {
     let mut old = token(1);
     old.expires_at = t0();
     let fresh = token(2);
-    store.insert(&old).await.unwrap();
-    store.insert(&fresh).await.unwrap();
+    store.issue(&old).await.unwrap();
+    store.issue(&fresh).await.unwrap();
     assert_eq!(store.purge_expired(t0()).await.unwrap(), 1);
     assert_eq!(
         store
@@ -132,4 +150,101 @@ pub async fn purge_removes_only_expired(store: Arc<impl TokenStore>) {
             .unwrap(),
         Some(fresh)
     );
+}
+
+pub async fn registrations_round_trip(store: Arc<impl TokenStore>) {
+    let r = registration(1, "ada@example.com");
+    store.issue(&r).await.unwrap();
+    assert_eq!(
+        store.consume(&r.hash, r.purpose, t0()).await.unwrap(),
+        Some(r)
+    );
+}
+
+pub async fn a_new_token_kills_the_older_one_of_its_subject(store: Arc<impl TokenStore>) {
+    // A new registration of one address kills the older link.
+    let older = registration(1, "ada@example.com");
+    let newer = registration(2, "ada@example.com");
+    store.issue(&older).await.unwrap();
+    store.issue(&newer).await.unwrap();
+    assert_eq!(
+        store.consume(&older.hash, older.purpose, t0()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.consume(&newer.hash, newer.purpose, t0()).await.unwrap(),
+        Some(newer)
+    );
+    // The same for two tokens of one account.
+    let first = TokenRecord {
+        purpose: TokenPurpose::PasswordReset,
+        ..token(3)
+    };
+    let second = TokenRecord {
+        hash: TokenHash([4; 32]),
+        ..first.clone()
+    };
+    store.issue(&first).await.unwrap();
+    store.issue(&second).await.unwrap();
+    assert_eq!(
+        store.consume(&first.hash, first.purpose, t0()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.consume(&second.hash, second.purpose, t0()).await.unwrap(),
+        Some(second)
+    );
+    // Once its token is used, a subject can have a new one.
+    let third = registration(5, "ada@example.com");
+    store.issue(&third).await.unwrap();
+    assert_eq!(
+        store.consume(&third.hash, third.purpose, t0()).await.unwrap(),
+        Some(third)
+    );
+}
+
+pub async fn other_subjects_and_purposes_keep_their_tokens(store: Arc<impl TokenStore>) {
+    let ada = registration(1, "ada@example.com");
+    let bob = registration(2, "bob@example.com");
+    let account = token(3);
+    let reset = TokenRecord {
+        hash: TokenHash([4; 32]),
+        purpose: TokenPurpose::PasswordReset,
+        ..account.clone()
+    };
+    for r in [&ada, &bob, &account, &reset] {
+        store.issue(r).await.unwrap();
+    }
+    for r in [ada, bob, account, reset] {
+        assert_eq!(
+            store.consume(&r.hash, r.purpose, t0()).await.unwrap(),
+            Some(r)
+        );
+    }
+}
+
+pub async fn concurrent_issues_for_one_subject_leave_one_live_token(
+    store: Arc<impl TokenStore + 'static>,
+) {
+    let records: Vec<TokenRecord> = (0..8)
+        .map(|n| registration(n, "ada@example.com"))
+        .collect();
+    let tasks: Vec<_> = records
+        .iter()
+        .cloned()
+        .map(|r| {
+            let store = store.clone();
+            tokio::spawn(async move { store.issue(&r).await.unwrap() })
+        })
+        .collect();
+    for t in futures_util::future::join_all(tasks).await {
+        t.unwrap();
+    }
+    let mut live = 0;
+    for r in &records {
+        if store.consume(&r.hash, r.purpose, t0()).await.unwrap().is_some() {
+            live += 1;
+        }
+    }
+    assert_eq!(live, 1, "exactly one of the racing links stays usable");
 }

@@ -1,4 +1,4 @@
-//! Route handlers, one module per area of the contract (`../shared/design/http-contract.md`).
+//! Route handlers, one module per area of the contract (`docs/http-contract.md`).
 
 pub mod account;
 pub mod api;

@@ -80,16 +80,27 @@ pub async fn register(
         .await?;
     match state
         .auth
-        .register(email, form.password, &form.password_confirm, now)
+        .register(email, form.password, &form.password_confirm)
         .await
     {
-        Ok(()) => views::render(
+        Ok(job) => {
+            // What depends on whether the address is taken (a link or a notice, the stores'
+            // writes, the mail) runs after the answer, so neither timing nor a failing store
+            // tells a visitor which it was. A failure is logged: the visitor can register again.
+            let finishing = state.clone();
+            actix_web::rt::spawn(async move {
+                if let Err(e) = finishing.auth.complete_registration(job, now).await {
+                    tracing::error!(error = %crate::errors::chain(&e), "registration could not be completed");
+                }
+            });
+            views::render(
             StatusCode::OK,
             &RegisterDonePage {
                 layout: layout(&visitor),
                 email,
             },
-        ),
+        )
+        }
         Err(e) => {
             let message = match &e {
                 AuthError::InvalidEmail => "Enter a valid email address.".to_owned(),
@@ -326,10 +337,12 @@ pub async fn logout(state: State, visitor: Visitor) -> Result<HttpResponse, AppE
     Ok(res)
 }
 
-/// Maps the errors no page handles itself: stores down → 503, the rest → 500.
+/// Maps the errors no page handles itself: stores or the mail transport down → 503 (one status for
+/// every backend, so the status never tells which one a request reached), the rest → 500.
 pub fn auth_failure(e: AuthError) -> AppError {
     match e {
         AuthError::Store(s) => AppError::unavailable(s),
+        AuthError::Mail(m @ phaze_auth::MailError::Transport(_)) => AppError::unavailable(m),
         AuthError::AccountGone => AppError::NotFound,
         other => AppError::internal(other),
     }

@@ -176,3 +176,43 @@ fn memory_buffers_are_reused_and_bounded() {
         "one sequential caller keeps one buffer"
     );
 }
+
+/// Clears and returns the argon2 computations `h` did since the last call.
+fn work(h: &Argon2id) -> Vec<(u32, u32, u32)> {
+    std::mem::take(&mut *h.work.lock().unwrap())
+}
+
+/// The enumeration defence, proved by counting instead of timing: checking a password against
+/// no account (`None`) or a malformed stored hash runs exactly the argon2 computation, with the
+/// configured parameters, that checking it against a real hash runs. Removing the dummy work
+/// makes this fail.
+#[test]
+fn unknown_accounts_cost_one_argon2_computation_like_known_ones() {
+    let params = HashParams {
+        m_cost: 256,
+        t_cost: 3,
+        p_cost: 1,
+    };
+    let h = Argon2id::new(params).unwrap();
+    let stored = h.hash_sync("correct horse battery staple").unwrap();
+    work(&h);
+    let one = vec![(256, 3, 1)];
+
+    assert!(!h.verify_sync("wrong password", Some(&stored)).matches);
+    assert_eq!(work(&h), one, "known account, wrong password");
+    assert!(h.verify_sync("correct horse battery staple", Some(&stored)).matches);
+    assert_eq!(work(&h), one, "known account, right password");
+    assert!(!h.verify_sync("wrong password", None).matches);
+    assert_eq!(work(&h), one, "unknown account");
+    assert!(!h.verify_sync("correct horse battery staple", None).matches);
+    assert_eq!(work(&h), one, "unknown account, any password");
+    for malformed in [
+        "",
+        "not a hash",
+        "$argon2id$v=19$m=256,t=3,p=1$$",
+        "$argon2id$v=19$m=256,t=3,p=1$c2FsdHNhbHQ",
+    ] {
+        assert!(!h.verify_sync("wrong password", Some(malformed)).matches);
+        assert_eq!(work(&h), one, "malformed stored hash {malformed:?}");
+    }
+}

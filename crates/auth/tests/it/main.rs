@@ -1,6 +1,8 @@
 //! AuthService use cases over the memory adapters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod counting;
+
 use phaze_auth::{
     AccountStore, Argon2id, AuthConfig, AuthError, AuthService, Email, HashParams, PasswordPolicy,
     PasswordRejection, TokenHasher, UserId,
@@ -73,12 +75,20 @@ impl Kit {
             .to_owned()
     }
 
-    /// Registers and verifies `email`; returns the account's id.
-    async fn verified(&self, email: &str) -> UserId {
-        self.auth
-            .register(email, pw(PW), &pw(PW), t0())
+    /// Registers `email` with `password`, finishing the registration as the portal does after
+    /// answering.
+    async fn register(&self, email: &str, password: &str) {
+        let job = self
+            .auth
+            .register(email, pw(password), &pw(password))
             .await
             .unwrap();
+        self.auth.complete_registration(job, t0()).await.unwrap();
+    }
+
+    /// Registers and verifies `email`; returns the account's id.
+    async fn verified(&self, email: &str) -> UserId {
+        self.register(email, PW).await;
         self.auth
             .verify_email(&self.token_for(email), t0())
             .await
@@ -90,17 +100,21 @@ impl Kit {
 #[tokio::test]
 async fn register_then_verify_then_login() {
     let k = kit();
-    k.auth
-        .register("  Ada@Example.com ", pw(PW), &pw(PW), t0())
-        .await
-        .unwrap();
+    k.register("  Ada@Example.com ", PW).await;
     let mail = k.mailer.sent().pop().unwrap();
     assert_eq!(mail.to.as_str(), "ada@example.com");
     assert!(mail.body.contains("https://portal.example/verify/"));
+    // Pending until the link is used: no account, so no password works yet.
     assert!(matches!(
         k.auth.login("ada@example.com", pw(PW)).await,
-        Err(AuthError::EmailNotVerified)
+        Err(AuthError::InvalidCredentials)
     ));
+    assert!(k
+        .accounts
+        .by_email(&Email::parse("ada@example.com").unwrap())
+        .await
+        .unwrap()
+        .is_none());
     let account = k
         .auth
         .verify_email(&k.token_for("ada@example.com"), t0())
@@ -123,15 +137,8 @@ async fn registering_a_taken_address_notifies_the_owner_and_changes_nothing() {
         .by_email(&Email::parse("ada@example.com").unwrap())
         .await
         .unwrap();
-    k.auth
-        .register(
-            "ada@example.com",
-            pw("another long passphrase"),
-            &pw("another long passphrase"),
-            t0(),
-        )
-        .await
-        .unwrap();
+    k.register("ada@example.com", "another long passphrase")
+        .await;
     let notice = k.mailer.sent().pop().unwrap();
     assert!(notice.body.contains("already have an account"));
     assert!(!notice.body.contains("/verify/"));
@@ -146,10 +153,7 @@ async fn registering_a_taken_address_notifies_the_owner_and_changes_nothing() {
 #[tokio::test]
 async fn verification_tokens_are_single_use_and_expire() {
     let k = kit();
-    k.auth
-        .register("ada@example.com", pw(PW), &pw(PW), t0())
-        .await
-        .unwrap();
+    k.register("ada@example.com", PW).await;
     let token = k.token_for("ada@example.com");
     assert!(matches!(
         k.auth.verify_email("wrong", t0()).await,
@@ -160,10 +164,7 @@ async fn verification_tokens_are_single_use_and_expire() {
         k.auth.verify_email(&token, t0()).await,
         Err(AuthError::InvalidToken)
     ));
-    k.auth
-        .register("bob@example.com", pw(PW), &pw(PW), t0())
-        .await
-        .unwrap();
+    k.register("bob@example.com", PW).await;
     let late = t0() + Duration::hours(24);
     assert!(matches!(
         k.auth
@@ -171,6 +172,16 @@ async fn verification_tokens_are_single_use_and_expire() {
             .await,
         Err(AuthError::InvalidToken)
     ));
+    // The pending registration expired with its link: no account, and the address is free.
+    assert!(matches!(
+        k.auth.login("bob@example.com", pw(PW)).await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    k.register("bob@example.com", PW).await;
+    k.auth
+        .verify_email(&k.token_for("bob@example.com"), t0())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -301,23 +312,18 @@ async fn display_names_are_validated() {
 async fn registration_input_is_checked() {
     let k = kit();
     assert!(matches!(
-        k.auth.register("nope", pw(PW), &pw(PW), t0()).await,
+        k.auth.register("nope", pw(PW), &pw(PW)).await,
         Err(AuthError::InvalidEmail)
     ));
     assert!(matches!(
         k.auth
-            .register("a@example.com", pw(PW), &pw("different"), t0())
+            .register("a@example.com", pw(PW), &pw("different"))
             .await,
         Err(AuthError::PasswordMismatch)
     ));
     assert!(matches!(
         k.auth
-            .register(
-                "a@example.com",
-                pw("qwertyuiop123"),
-                &pw("qwertyuiop123"),
-                t0()
-            )
+            .register("a@example.com", pw("qwertyuiop123"), &pw("qwertyuiop123"))
             .await,
         Err(AuthError::WeakPassword(PasswordRejection::Common))
     ));
@@ -345,7 +351,258 @@ fn email_normalisation_and_shape() {
         "a..b@example.com",
         "a@example..com",
         &format!("{}@example.com", "a".repeat(65)),
+        // Invisible and control characters are refused, not dropped.
+        "ad\u{200B}a@example.com",
+        "ad\u{AD}a@example.com",
+        "ada@exam\u{AD}ple.com",
+        "\u{202E}ada@example.com",
+        "ada\u{2066}@example.com",
+        "ada@example.com\u{FEFF}",
+        "ada\u{0}@example.com",
+        // Domains the mailer refuses are refused before anything is stored.
+        "zz@example-.com",
+        "zz@-example.com",
+        "zz@exa_mple.com",
+        "zz@example.com.",
+        "zz@[192.0.2.1]",
     ] {
         assert!(Email::parse(bad).is_none(), "{bad:?}");
     }
+}
+
+#[test]
+fn one_mailbox_has_one_spelling() {
+    let canonical = |raw: &str| Email::parse(raw).unwrap().as_str().to_owned();
+    // Fullwidth letters, NFD and NFC, and Unicode and ASCII (punycode) domains each give one
+    // address: two spellings must never be two accounts.
+    assert_eq!(canonical("\u{FF41}\u{FF44}\u{FF41}@example.com"), "ada@example.com");
+    assert_eq!(canonical("ada@\u{FF45}xample.com"), "ada@example.com");
+    assert_eq!(canonical("rene\u{301}e@example.com"), canonical("ren\u{E9}e@example.com"));
+    assert_eq!(canonical("ada@b\u{FC}cher.example"), "ada@xn--bcher-kva.example");
+    assert_eq!(canonical("ada@xn--bcher-kva.example"), "ada@xn--bcher-kva.example");
+    assert_eq!(canonical("ada@BU\u{308}CHER.example"), "ada@xn--bcher-kva.example");
+    // Every accepted address is one the mailer can send to.
+    for raw in ["ada@example.com", "ada@b\u{FC}cher.example", "ren\u{E9}e@example.com"] {
+        let email = Email::parse(raw).unwrap();
+        let (local, domain) = email.as_str().split_once('@').unwrap();
+        assert!(lettre::Address::new(local, domain).is_ok(), "{raw:?}");
+    }
+}
+
+/// A service whose every port counts its calls into one log.
+fn counting_kit() -> (AuthService, counting::Calls, Arc<MemoryMailer>) {
+    use counting::{Calls, Counting};
+    let calls = Calls::default();
+    let mailer = Arc::new(MemoryMailer::default());
+    let auth = AuthService::new(
+        Arc::new(Counting {
+            inner: Arc::new(MemoryAccounts::default()),
+            calls: calls.clone(),
+        }),
+        Arc::new(Counting {
+            inner: Arc::new(MemoryTokens::default()),
+            calls: calls.clone(),
+        }),
+        Arc::new(Counting {
+            inner: mailer.clone(),
+            calls: calls.clone(),
+        }),
+        Arc::new(Counting {
+            inner: Arc::new(
+                Argon2id::new(HashParams {
+                    m_cost: 64,
+                    t_cost: 1,
+                    p_cost: 1,
+                })
+                .unwrap(),
+            ),
+            calls: calls.clone(),
+        }),
+        TokenHasher::new(SecretBox::new(Box::new([3; 32]))),
+        AuthConfig {
+            policy: PasswordPolicy::default(),
+            verification_ttl: Duration::hours(24),
+            public_url: "https://portal.example".into(),
+        },
+    );
+    (auth, calls, mailer)
+}
+
+/// Registration answers before anything depends on the address: for a new address, a confirmed
+/// one and a pending one, the request path hashes the password and touches no store and no
+/// mailer, so neither its timing nor a store's failure can tell them apart (finding 12.2). The
+/// differing work is all in `complete_registration`, which the portal runs after answering.
+#[tokio::test]
+async fn registration_does_the_same_work_before_answering_whether_or_not_the_address_is_taken() {
+    let (auth, calls, mailer) = counting_kit();
+    let finish = |job| auth.complete_registration(job, t0());
+    // A confirmed account, and a pending registration.
+    let job = auth.register("known@example.com", pw(PW), &pw(PW)).await.unwrap();
+    finish(job).await.unwrap();
+    let mail = mailer.sent().pop().unwrap();
+    let token = &mail.body[mail.body.find("/verify/").unwrap() + 8..];
+    auth.verify_email(token.split_whitespace().next().unwrap(), t0())
+        .await
+        .unwrap();
+    let job = auth.register("pending@example.com", pw(PW), &pw(PW)).await.unwrap();
+    finish(job).await.unwrap();
+    calls.take();
+
+    let mut request_paths = Vec::new();
+    let mut jobs = Vec::new();
+    for email in ["new@example.com", "known@example.com", "pending@example.com"] {
+        jobs.push(auth.register(email, pw(PW), &pw(PW)).await.unwrap());
+        request_paths.push(calls.take());
+    }
+    assert_eq!(request_paths[0], ["hasher.hash"], "new address");
+    assert_eq!(request_paths[1], request_paths[0], "confirmed address");
+    assert_eq!(request_paths[2], request_paths[0], "pending address");
+    // Off the request path, the work differs, as it may.
+    for job in jobs {
+        finish(job).await.unwrap();
+    }
+    assert_eq!(
+        calls.take(),
+        [
+            "accounts.by_email",
+            "tokens.issue",
+            "mailer.send",
+            "accounts.by_email",
+            "mailer.send",
+            "accounts.by_email",
+            "tokens.issue",
+            "mailer.send"
+        ]
+    );
+}
+
+/// Login does one password verification and nothing else on every failing path: wrong password,
+/// unknown address, malformed address. The hasher makes the unknown case cost the same as the
+/// known one (its own unit test), so equal work is proved by counting, not timing (finding 12.9).
+#[tokio::test]
+async fn failed_logins_do_the_same_work_for_unknown_and_known_accounts() {
+    let (auth, calls, mailer) = counting_kit();
+    let job = auth.register("known@example.com", pw(PW), &pw(PW)).await.unwrap();
+    auth.complete_registration(job, t0()).await.unwrap();
+    let mail = mailer.sent().pop().unwrap();
+    let token = &mail.body[mail.body.find("/verify/").unwrap() + 8..];
+    auth.verify_email(token.split_whitespace().next().unwrap(), t0())
+        .await
+        .unwrap();
+    calls.take();
+    let mut paths = Vec::new();
+    for email in ["known@example.com", "unknown@example.com"] {
+        assert!(matches!(
+            auth.login(email, pw("wrong password here")).await,
+            Err(AuthError::InvalidCredentials)
+        ));
+        paths.push(calls.take());
+    }
+    assert_eq!(paths[0], ["accounts.by_email", "hasher.verify"]);
+    assert_eq!(paths[1], paths[0]);
+    // A malformed address skips the lookup but not the hash.
+    assert!(auth.login("not an address", pw(PW)).await.is_err());
+    assert_eq!(calls.take(), ["hasher.verify"]);
+}
+
+/// Finding 12.3: registering someone else's address first gives the attacker nothing. No account
+/// exists until a link is used; the owner's own registration kills the attacker's link; the
+/// owner's link activates the owner's password.
+#[tokio::test]
+async fn pre_registering_an_address_does_not_take_its_account() {
+    let k = kit();
+    k.register("victim@example.com", "attacker chosen passphrase")
+        .await;
+    let attackers_link = k.token_for("victim@example.com");
+    assert!(matches!(
+        k.auth
+            .login("victim@example.com", pw("attacker chosen passphrase"))
+            .await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    // The owner registers: a new pending registration, the older link dies.
+    k.register("victim@example.com", PW).await;
+    let owners_link = k.token_for("victim@example.com");
+    assert_ne!(owners_link, attackers_link);
+    assert!(matches!(
+        k.auth.verify_email(&attackers_link, t0()).await,
+        Err(AuthError::InvalidToken)
+    ));
+    let account = k.auth.verify_email(&owners_link, t0()).await.unwrap();
+    assert!(account.email_verified);
+    k.auth.login("victim@example.com", pw(PW)).await.unwrap();
+    assert!(matches!(
+        k.auth
+            .login("victim@example.com", pw("attacker chosen passphrase"))
+            .await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    // Once confirmed, a new registration only notifies, and the link of none works.
+    k.register("victim@example.com", "attacker chosen passphrase")
+        .await;
+    assert!(k.mailer.sent().pop().unwrap().body.contains("already have an account"));
+    k.auth.login("victim@example.com", pw(PW)).await.unwrap();
+}
+
+/// The password that becomes active is the one of the registration whose link was used, and
+/// only the newest link of an address works.
+#[tokio::test]
+async fn the_newest_registration_of_an_address_is_the_one_that_counts() {
+    let k = kit();
+    k.register("ada@example.com", "first chosen passphrase").await;
+    let first = k.token_for("ada@example.com");
+    k.register("ada@example.com", "second chosen passphrase").await;
+    let second = k.token_for("ada@example.com");
+    assert!(matches!(
+        k.auth.verify_email(&first, t0()).await,
+        Err(AuthError::InvalidToken)
+    ));
+    k.auth.verify_email(&second, t0()).await.unwrap();
+    k.auth
+        .login("ada@example.com", pw("second chosen passphrase"))
+        .await
+        .unwrap();
+    assert!(k
+        .auth
+        .login("ada@example.com", pw("first chosen passphrase"))
+        .await
+        .is_err());
+}
+
+/// An account an older version stored unconfirmed (with whatever password its registrant chose)
+/// is confirmed with the password of the registration whose link is used, keeping its id.
+#[tokio::test]
+async fn an_unconfirmed_account_from_an_older_version_takes_the_password_of_the_used_link() {
+    let k = kit();
+    let hasher = Argon2id::new(HashParams {
+        m_cost: 64,
+        t_cost: 1,
+        p_cost: 1,
+    })
+    .unwrap();
+    let legacy = phaze_auth::Account {
+        id: UserId::generate(),
+        email: Email::parse("ada@example.com").unwrap(),
+        email_verified: false,
+        password_hash: hasher.hash_sync("attacker chosen passphrase").unwrap(),
+        display_name: phaze_auth::DisplayName::parse("ada").unwrap(),
+        is_admin: false,
+        created_at: t0(),
+        password_changed_at: t0(),
+    };
+    k.accounts.insert(&legacy).await.unwrap();
+    k.register("ada@example.com", PW).await;
+    let account = k
+        .auth
+        .verify_email(&k.token_for("ada@example.com"), t0())
+        .await
+        .unwrap();
+    assert_eq!(account.id, legacy.id);
+    assert!(account.email_verified);
+    k.auth.login("ada@example.com", pw(PW)).await.unwrap();
+    assert!(k
+        .auth
+        .login("ada@example.com", pw("attacker chosen passphrase"))
+        .await
+        .is_err());
 }

@@ -122,7 +122,7 @@ async fn hostile_inputs_stay_inside_the_data_directory() {
             Err(e) => panic!("{raw}: {e:?}"),
         }
         let t = token(u8::try_from(n).unwrap());
-        tokens.insert(&t).await.unwrap();
+        tokens.issue(&t).await.unwrap();
     }
     assert!(
         valid >= 8,

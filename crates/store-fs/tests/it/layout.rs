@@ -27,11 +27,13 @@ async fn every_record_is_one_file_named_by_a_hash() {
     let t = token(3);
     sessions.insert(&s).await.unwrap();
     accounts.insert(&a).await.unwrap();
-    tokens.insert(&t).await.unwrap();
+    tokens.issue(&t).await.unwrap();
 
     let key = s.key.to_hex();
     let id_name = sha256_hex(a.id.to_string().as_bytes());
     let email_name = sha256_hex(b"ada@example.com");
+    // A token's subject file names its live token, under a hash of purpose and subject.
+    let subject_name = sha256_hex(format!("email_verification\0user:{}", t.user_id).as_bytes());
     let mut expected = vec![
         format!("accounts/emails/{email_name}"),
         format!("accounts/records/{id_name}"),
@@ -40,6 +42,8 @@ async fn every_record_is_one_file_named_by_a_hash() {
         format!("sessions/records/{key}"),
         format!("sessions/users/{}/{key}", sha256_hex(b"user-1")),
         format!("tokens/{}", t.hash.to_hex()),
+        format!("tokens/locks/{}.lock", &subject_name[..2]),
+        format!("tokens/subjects/{subject_name}"),
     ];
     expected.sort();
     assert_eq!(
@@ -282,7 +286,7 @@ async fn files_are_0600_and_directories_0700() {
         .unwrap();
     FsTokens::open(&data)
         .unwrap()
-        .insert(&token(1))
+        .issue(&token(1))
         .await
         .unwrap();
     let mail = OutgoingMail {
@@ -305,8 +309,10 @@ async fn files_are_0600_and_directories_0700() {
             seen.1 += 1;
         }
     }
-    // data, sessions/{,records,users,users/x,locks}, accounts/{,records,emails,locks}, tokens, outbox
-    assert_eq!(seen.0, 12);
-    // session, marker, lock, account, email index, token, message, owner lock
-    assert_eq!(seen.1, 8);
+    // data, sessions/{,records,users,users/x,locks}, accounts/{,records,emails,locks},
+    // tokens/{,subjects,locks}, outbox
+    assert_eq!(seen.0, 14);
+    // session, marker, lock, account, email index, token, token subject, token lock, message,
+    // owner lock
+    assert_eq!(seen.1, 10);
 }

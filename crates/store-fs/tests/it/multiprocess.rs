@@ -278,7 +278,7 @@ fn processes_consuming_one_token_admit_exactly_one() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let store = FsTokens::open(&data).unwrap();
-    runtime().block_on(store.insert(&token(5))).unwrap();
+    runtime().block_on(store.issue(&token(5))).unwrap();
     let results = race(dir.path(), "consume");
     assert_eq!(
         results.iter().filter(|r| *r == "got").count(),

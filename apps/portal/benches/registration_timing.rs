@@ -1,0 +1,94 @@
+//! Does `POST /register` take longer for a new address than for a registered one?
+//!
+//! The attack of finding 12.2, run against the portal on the fs store (the embedded default,
+//! where each write is fsynced): register a known address and a new one in turn, many times,
+//! interleaved so that drift of the machine hits both alike; then report the medians, the mean
+//! difference with its 95% confidence interval, and how often the best single threshold on the
+//! answer time tells the two apart (50% is chance). Method and figures: docs/threat-model.md.
+//!
+//! `cargo bench -p phaze-portal --bench registration_timing` (`PAIRS=200` by default).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+const PW: &str = "correct horse battery staple";
+
+fn main() {
+    let pairs: usize = std::env::var("PAIRS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(200);
+    actix_web::rt::System::new().block_on(run(pairs));
+}
+
+async fn register(b: &phaze_e2e::Browser, email: &str) -> Duration {
+    let start = Instant::now();
+    let r = b
+        .post_form(
+            "/register",
+            &[("email", email), ("password", PW), ("password_confirm", PW)],
+        )
+        .await;
+    let took = start.elapsed();
+    assert_eq!(r.status, actix_web::http::StatusCode::OK, "{}", r.body);
+    took
+}
+
+async fn run(pairs: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = phaze_e2e::spawn_fs_portal(dir.path()).await;
+    p.user("known@example.com", PW).await;
+    let b = p.browser();
+    b.get("/register").await;
+    // Warm up both paths.
+    for i in 0..10 {
+        register(&b, "known@example.com").await;
+        register(&b, &format!("warm{i}@example.com")).await;
+    }
+    let (mut known, mut new) = (Vec::new(), Vec::new());
+    for i in 0..pairs {
+        // Alternate which goes first, so neither always follows the other's background work.
+        let fresh = format!("new{i}@example.com");
+        if i % 2 == 0 {
+            known.push(register(&b, "known@example.com").await);
+            new.push(register(&b, &fresh).await);
+        } else {
+            new.push(register(&b, &fresh).await);
+            known.push(register(&b, "known@example.com").await);
+        }
+    }
+    let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+    let (k, n): (Vec<f64>, Vec<f64>) = (known.iter().map(ms).collect(), new.iter().map(ms).collect());
+    let diffs: Vec<f64> = n.iter().zip(&k).map(|(n, k)| n - k).collect();
+    let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+    let var = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (diffs.len() - 1) as f64;
+    let half_ci = 1.96 * (var / diffs.len() as f64).sqrt();
+    println!("registration timing, fs store, {pairs} interleaved pairs");
+    println!("  median known {:.2} ms, new {:.2} ms", median(&k), median(&n));
+    println!("  mean(new - known) {mean:+.2} ms, 95% CI [{:+.2}, {:+.2}] ms", mean - half_ci, mean + half_ci);
+    println!(
+        "  best threshold classifier: {:.1}% right (50% = chance)",
+        100.0 * best_threshold_accuracy(&k, &n)
+    );
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The accuracy of the best rule "slower than t means new" (or its reverse) over every t: what an
+/// attacker who knew the two distributions could reach on one request.
+fn best_threshold_accuracy(known: &[f64], new: &[f64]) -> f64 {
+    let mut all: Vec<f64> = known.iter().chain(new).copied().collect();
+    all.sort_by(f64::total_cmp);
+    let mut best: f64 = 0.5;
+    for t in all {
+        let k_below = known.iter().filter(|&&x| x <= t).count() as f64 / known.len() as f64;
+        let n_above = new.iter().filter(|&&x| x > t).count() as f64 / new.len() as f64;
+        let accuracy = (k_below + n_above) / 2.0;
+        best = best.max(accuracy).max(1.0 - accuracy);
+    }
+    best
+}
