@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod clock;
+pub mod deferred;
 pub mod errors;
 pub mod hashing;
 pub mod http;

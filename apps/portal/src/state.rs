@@ -20,6 +20,7 @@ use std::sync::Arc;
 use time::Duration;
 
 use crate::clock::Clock;
+use crate::deferred::Deferred;
 use crate::hashing::OffloadedHasher;
 use crate::http::client::TrustedProxies;
 use crate::http::csrf::Csrf;
@@ -74,6 +75,10 @@ impl Probe {
     }
 }
 
+/// Registrations waiting to be finished at once; more are refused with 503 (for any address).
+/// Each costs an argon2 hash before it is queued, so this is seconds of sign-ups at the peak.
+const DEFERRED_QUEUE: usize = 4096;
+
 /// Everything a request handler can reach.
 pub struct AppState {
     /// The configuration in force.
@@ -103,6 +108,8 @@ pub struct AppState {
     pub challenges: ChallengeIssuer,
     /// Device cookies, so a lockout does not lock out the owner.
     pub devices: DeviceCookies,
+    /// Work that runs after the answer has left (finishing registrations).
+    pub deferred: Deferred,
     /// Tasks the stores need, for as long as the state lives.
     _background: Vec<Background>,
 }
@@ -200,6 +207,7 @@ impl AppState {
             auth,
             clock,
             public_origin: origin_of(&public_url),
+            deferred: Deferred::start(DEFERRED_QUEUE)?,
             public_url,
             probes,
             tokens,

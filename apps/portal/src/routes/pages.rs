@@ -85,21 +85,25 @@ pub async fn register(
     {
         Ok(job) => {
             // What depends on whether the address is taken (a link or a notice, the stores'
-            // writes, the mail) runs after the answer, so neither timing nor a failing store
-            // tells a visitor which it was. A failure is logged: the visitor can register again.
+            // writes, the mail) runs after the answer, on the deferred thread, so neither timing
+            // nor a failing store tells a visitor which it was. A failure is logged: the visitor
+            // can register again.
             let finishing = state.clone();
-            actix_web::rt::spawn(async move {
-                if let Err(e) = finishing.auth.complete_registration(job, now).await {
-                    tracing::error!(error = %crate::errors::chain(&e), "registration could not be completed");
-                }
-            });
+            state
+                .deferred
+                .run(async move {
+                    if let Err(e) = finishing.auth.complete_registration(job, now).await {
+                        tracing::error!(error = %crate::errors::chain(&e), "registration could not be completed");
+                    }
+                })
+                .map_err(AppError::unavailable)?;
             views::render(
-            StatusCode::OK,
-            &RegisterDonePage {
-                layout: layout(&visitor),
-                email,
-            },
-        )
+                StatusCode::OK,
+                &RegisterDonePage {
+                    layout: layout(&visitor),
+                    email,
+                },
+            )
         }
         Err(e) => {
             let message = match &e {
