@@ -95,7 +95,11 @@ fn security_headers(h: &mut header::HeaderMap, client: ClientInfo, is_static: bo
     set(header::CONTENT_SECURITY_POLICY, CSP);
     set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(header::X_FRAME_OPTIONS, "DENY");
-    set(header::REFERRER_POLICY, "no-referrer");
+    // Not `no-referrer`: under it, browsers send `Origin: null` with every form POST (Fetch,
+    // "serialize a request origin"), which the CSRF origin check rightly refuses, so no form
+    // would work. `same-origin` still sends nothing to other sites: no token in a URL (a
+    // verification link) leaks to them in a `Referer`.
+    set(header::REFERRER_POLICY, "same-origin");
     set(
         HeaderName::from_static("permissions-policy"),
         "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()",
