@@ -4,16 +4,33 @@ use anyhow::Context as _;
 use phaze_portal::settings::{LogFormat, Settings, StoreKind};
 use phaze_portal::state::AppState;
 use phaze_portal::Application;
+use std::ffi::OsStr;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 const USAGE: &str = "usage: phaze-portal [--config FILE] [serve | migrate | admin grant EMAIL | admin revoke EMAIL]";
 
+/// `--help`: the usage line, then what each part does.
+const HELP: &str = "
+  serve                run the portal (the default)
+  migrate              apply the database migrations of the configured store
+  admin grant EMAIL    make the account an admin; ends its sessions
+  admin revoke EMAIL   take the admin flag away; ends its sessions
+  -c, --config FILE    read settings from a TOML file; PHAZE__* environment variables override it
+  -h, --help           print this help";
+
+#[derive(Debug, PartialEq)]
 enum Command {
+    /// `--help` or `-h`: usage on stdout, exit 0.
+    Help,
     Serve,
     Migrate,
-    Admin { grant: bool, email: String },
+    Admin {
+        grant: bool,
+        email: String,
+    },
 }
 
 fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, Command), String> {
@@ -25,7 +42,7 @@ fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, Command), String> {
             "--config" | "-c" => {
                 config = Some(PathBuf::from(it.next().ok_or("--config needs a file")?));
             }
-            "--help" | "-h" => return Err(USAGE.to_owned()),
+            "--help" | "-h" => return Ok((None, Command::Help)),
             other => rest.push(other),
         }
     }
@@ -44,6 +61,10 @@ fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, Command), String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (config, command) = match parse_args(&args) {
+        Ok((_, Command::Help)) => {
+            println!("{USAGE}\n{HELP}");
+            return ExitCode::SUCCESS;
+        }
         Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("{message}");
@@ -60,6 +81,8 @@ fn main() -> ExitCode {
     init_logging(&settings);
     let result = actix_web::rt::System::new().block_on(async move {
         match command {
+            // Answered before the settings were read.
+            Command::Help => Ok(()),
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(&settings).await,
             Command::Admin { grant, email } => admin(settings, grant, &email).await,
@@ -78,11 +101,25 @@ fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log.filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // The subscriber writes to stdout: colour only when that is a terminal, so a log redirected
+    // to a file or a pipe carries no escape codes.
+    let ansi = use_colour(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     match settings.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// Colour for a terminal, unless `NO_COLOR` is set to anything but the empty string
+/// (<https://no-color.org>).
+fn use_colour(is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(OsStr::is_empty)
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -145,4 +182,65 @@ async fn admin(settings: Settings, grant: bool, email: &str) -> anyhow::Result<(
         if grant { "granted" } else { "revoked" }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn help_is_a_command_not_an_error() {
+        for flag in ["--help", "-h"] {
+            let (_, command) = parse_args(&args(&[flag])).expect("help parses");
+            assert_eq!(command, Command::Help, "{flag}");
+            let (_, command) = parse_args(&args(&["serve", flag])).expect("help parses");
+            assert_eq!(command, Command::Help, "serve {flag}");
+        }
+    }
+
+    #[test]
+    fn unknown_arguments_are_errors_with_the_usage() {
+        for list in [&["--verbose"][..], &["serve", "now"], &["admin", "grant"]] {
+            assert_eq!(
+                parse_args(&args(list)).err().as_deref(),
+                Some(USAGE),
+                "{list:?}"
+            );
+        }
+        assert!(parse_args(&args(&["--config"])).is_err());
+    }
+
+    #[test]
+    fn known_commands_parse() {
+        let (config, command) = parse_args(&args(&["-c", "x.toml", "migrate"])).expect("parses");
+        assert_eq!(config, Some(PathBuf::from("x.toml")));
+        assert_eq!(command, Command::Migrate);
+        let (_, command) = parse_args(&args(&["admin", "revoke", "a@b.example"])).expect("parses");
+        assert_eq!(
+            command,
+            Command::Admin {
+                grant: false,
+                email: "a@b.example".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        let set = Some(OsStr::new("1"));
+        let empty = Some(OsStr::new(""));
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, empty), "an empty NO_COLOR does not count");
+        assert!(!use_colour(true, set));
+        assert!(
+            !use_colour(false, None),
+            "a file or a pipe gets no escape codes"
+        );
+        assert!(!use_colour(false, empty));
+        assert!(!use_colour(false, set));
+    }
 }
