@@ -73,7 +73,15 @@ async fn login_failures_are_identical_for_unknown_and_known_accounts() {
             .filter(|(name, _)| !matches!(name.as_str(), "date" | "content-length"))
             // Cookie values are fresh random tokens on every answer: compare their presence.
             .map(|(name, value)| match name.as_str() {
-                "set-cookie" => format!("{name}: {}", value.to_str().unwrap_or("?").split('=').next().unwrap_or("")),
+                "set-cookie" => format!(
+                    "{name}: {}",
+                    value
+                        .to_str()
+                        .unwrap_or("?")
+                        .split('=')
+                        .next()
+                        .unwrap_or("")
+                ),
                 _ => format!("{name}: {}", value.to_str().unwrap_or("?")),
             })
             .collect();
@@ -154,13 +162,19 @@ async fn pre_registering_someone_elses_address_does_not_take_the_account() {
         assert_eq!(mails.len(), 2);
         p.verification_path("victim@example.com")
     };
-    assert_ne!(attackers_link, victims_link, "the newest link is the victim's");
+    assert_ne!(
+        attackers_link, victims_link,
+        "the newest link is the victim's"
+    );
     // Whoever clicks the attacker's link now, it is dead.
     assert_eq!(
         victim.get(&attackers_link).await.status,
         StatusCode::BAD_REQUEST
     );
-    assert_eq!(victim.get(&victims_link).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        victim.get(&victims_link).await.status,
+        StatusCode::SEE_OTHER
+    );
     victim.login("victim@example.com", PW).await;
     let b = p.browser();
     b.get("/login").await;
@@ -403,4 +417,258 @@ async fn two_portals_on_one_data_directory_keep_one_live_link_and_make_one_accou
         accepted += usize::from(r.status == StatusCode::SEE_OTHER);
     }
     assert_eq!(accepted, 1);
+}
+
+/// Registers `email` with [`PW`] in `b` and returns its verification link, unused.
+async fn registered_link(p: &phaze_e2e::TestPortal, b: &phaze_e2e::Browser, email: &str) -> String {
+    b.get("/register").await;
+    let r = b
+        .post_form(
+            "/register",
+            &[("email", email), ("password", PW), ("password_confirm", PW)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    p.verification_path(email)
+}
+
+/// The notice box (`role="status"`), not to be confused with the error box (`role="alert"`).
+const NOTICE_BOX: &str = r#"role="status" id="page-notice""#;
+
+#[actix_web::test]
+async fn the_login_page_confirms_a_used_verification_link_once() {
+    let p = spawn_portal().await;
+    let b = p.browser();
+    let link = registered_link(&p, &b, "notice@example.com").await;
+    let r = b.get(&link).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), Some("/login"));
+    // Only a code from a fixed list travels, in a short-lived cookie only the server reads.
+    let cookie = r.set_cookie("phaze_notice").expect("a notice cookie");
+    assert!(
+        cookie.starts_with("phaze_notice=email-confirmed;"),
+        "{cookie}"
+    );
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=60"] {
+        assert!(cookie.contains(attribute), "{attribute}: {cookie}");
+    }
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let page = b.get("/login").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(NOTICE_BOX), "{}", page.body);
+    assert!(page.body.contains(
+        "Your email address is confirmed and your account is created. You can log in now."
+    ));
+    assert!(!page.body.contains("page-error"));
+    let cleared = page
+        .set_cookie("phaze_notice")
+        .expect("the notice is cleared");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert!(b.cookie("phaze_notice").is_none());
+    let again = b.get("/login").await;
+    assert!(!again.body.contains("page-notice"), "shown once");
+    assert!(again.set_cookie("phaze_notice").is_none());
+    b.login("notice@example.com", PW).await;
+}
+
+#[actix_web::test]
+async fn the_account_page_confirms_a_password_change_once() {
+    let p = spawn_portal().await;
+    let b = p.user("changer@example.com", PW).await;
+    b.get("/account").await;
+    let new = "a different passphrase entirely";
+    let r = b
+        .post_form(
+            "/account/password",
+            &[("current_password", PW), ("new_password", new)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), Some("/account"));
+    let page = b.get("/account").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(NOTICE_BOX), "{}", page.body);
+    assert!(page.body.contains("Your password has been changed."));
+    assert!(page.body.contains("Every other session was logged out"));
+    assert!(page
+        .set_cookie("phaze_notice")
+        .is_some_and(|c| c.contains("Max-Age=0")));
+    let again = b.get("/account").await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert!(!again.body.contains("page-notice"), "shown once");
+    // A failed change leaves no notice behind.
+    let r = b
+        .post_form(
+            "/account/password",
+            &[
+                ("current_password", "not the password at all"),
+                ("new_password", PW),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.set_cookie("phaze_notice").is_none());
+    assert!(!b.get("/account").await.body.contains("page-notice"));
+}
+
+#[actix_web::test]
+async fn profile_and_session_changes_are_confirmed_once() {
+    let p = spawn_portal().await;
+    let b = p.user("tidy@example.com", PW).await;
+    let other = p.browser();
+    other.login("tidy@example.com", PW).await;
+    let third = p.browser();
+    third.login("tidy@example.com", PW).await;
+    b.get("/account").await;
+    let r = b
+        .post_form("/account/profile", &[("display_name", "Tidy")])
+        .await;
+    assert_eq!(r.location(), Some("/account"));
+    let page = b.get("/account").await;
+    assert!(page.body.contains("Your display name has been saved."));
+    assert!(!b.get("/account").await.body.contains("page-notice"));
+
+    let page = b.get("/account/sessions").await;
+    let handle = page
+        .body
+        .split("action=\"/account/sessions/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("another session to revoke")
+        .to_owned();
+    let r = b
+        .post_form(&format!("/account/sessions/{handle}/revoke"), &[])
+        .await;
+    assert_eq!(r.location(), Some("/account/sessions"));
+    let page = b.get("/account/sessions").await;
+    assert!(page.body.contains(NOTICE_BOX));
+    assert!(page.body.contains("The session was logged out."));
+    let r = b.post_form("/account/sessions/revoke-others", &[]).await;
+    assert_eq!(r.location(), Some("/account/sessions"));
+    let page = b.get("/account/sessions").await;
+    assert!(page.body.contains("Every other session was logged out."));
+    assert!(!b
+        .get("/account/sessions")
+        .await
+        .body
+        .contains("page-notice"));
+}
+
+#[actix_web::test]
+async fn unknown_notice_codes_are_ignored_and_cleared() {
+    let p = spawn_portal().await;
+    let b = p.browser();
+    for planted in ["bogus", "%3Cb%3EYou%20won%3C%2Fb%3E", "Email-Confirmed"] {
+        b.set_cookie("phaze_notice", planted);
+        let page = b.get("/login").await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(!page.body.contains("page-notice"), "{planted}");
+        assert!(!page.body.contains("You won"), "{planted}");
+        assert!(page
+            .set_cookie("phaze_notice")
+            .is_some_and(|c| c.contains("Max-Age=0")));
+    }
+    // A HEAD shows nothing, so it leaves a real notice for the GET.
+    b.set_cookie("phaze_notice", "email-confirmed");
+    let head = b.head("/login").await;
+    assert!(head.set_cookie("phaze_notice").is_none());
+    assert!(b.get("/login").await.body.contains(NOTICE_BOX));
+}
+
+#[actix_web::test]
+async fn a_dead_verification_link_says_what_happened_and_what_to_do() {
+    let p = spawn_portal().await;
+    let b = p.browser();
+    let used = registered_link(&p, &b, "used@example.com").await;
+    assert_eq!(b.get(&used).await.status, StatusCode::SEE_OTHER);
+    let expired = registered_link(&p, &b, "expired@example.com").await;
+    p.advance(time::Duration::hours(24) + time::Duration::seconds(1));
+    let long = format!("/verify/{}", "A".repeat(500));
+    for link in [used.as_str(), expired.as_str(), "/verify/nonsense", &long] {
+        let r = b.get(link).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{link}");
+        assert!(
+            r.body
+                .contains("This confirmation link has expired or has already been used"),
+            "{link}: {}",
+            r.body
+        );
+        assert!(r.body.contains("only the newest link"), "{link}");
+        assert!(r.body.contains(r#"href="/register""#), "{link}");
+        assert!(r.body.contains(r#"href="/login""#), "{link}");
+        assert!(!r.body.contains("Bad request"), "{link}");
+        assert!(r.set_cookie("phaze_notice").is_none(), "{link}");
+    }
+    // Other routes keep the generic 400.
+    b.get("/login").await;
+    let r = b
+        .post_raw(
+            "/login",
+            "application/x-www-form-urlencoded",
+            b"email=%FF".to_vec(),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("Bad request"));
+    assert!(!r.body.contains("confirmation link"));
+}
+
+/// Every input on the account page is labelled, a hidden form field, or (the username for password
+/// managers) hidden from everyone by `hidden` and `aria-hidden`, which the stylesheet never
+/// overrides.
+#[actix_web::test]
+async fn the_account_page_has_no_visible_unlabelled_input() {
+    let p = spawn_portal().await;
+    let b = p.user("labels@example.com", PW).await;
+    let page = b.get("/account").await;
+    let mut username_fields = 0;
+    for tag in page.body.split("<input").skip(1) {
+        let tag = &tag[..tag.find('>').expect("a closed tag")];
+        let attr = |name: &str| {
+            tag.split(&format!(" {name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+        };
+        if attr("type") == Some("hidden") {
+            continue;
+        }
+        if attr("autocomplete") == Some("username") {
+            username_fields += 1;
+            assert!(tag.contains(" hidden"), "{tag}");
+            assert!(tag.contains(r#"aria-hidden="true""#), "{tag}");
+            assert_eq!(attr("name"), None, "not submitted: {tag}");
+            continue;
+        }
+        let id = attr("id").unwrap_or_else(|| panic!("an id: {tag}"));
+        assert!(
+            page.body.contains(&format!("<label for=\"{id}\">")),
+            "a label for {id}"
+        );
+    }
+    assert_eq!(username_fields, 1);
+    let css = b.get("/static/app.css").await.body;
+    assert!(css.contains("[hidden] { display: none !important; }"));
+}
+
+#[actix_web::test]
+async fn the_landing_page_promises_only_what_works() {
+    let p = spawn_portal().await;
+    let body = p.browser().get("/").await.body.to_lowercase();
+    let main = body.split("<main").nth(1).expect("a main element");
+    let page = main.split("</main>").next().expect("closed");
+    for promise in [
+        "device",
+        "download",
+        "export",
+        "two-factor",
+        "2fa",
+        "delete your data",
+    ] {
+        assert!(!page.contains(promise), "{promise}");
+    }
+    for feature in ["confirm", "argon2id", "breached", "session", "locked"] {
+        assert!(page.contains(feature), "{feature}");
+    }
 }

@@ -48,6 +48,8 @@ pub struct Layout<'a> {
     pub error: Option<&'a str>,
     /// The field the error is about (`aria-invalid="true"`); empty if none.
     pub error_field: &'a str,
+    /// A one-time notice left by the redirect that led here (`#page-notice`, `role="status"`).
+    pub notice: Option<Notice>,
 }
 
 impl<'a> Layout<'a> {
@@ -63,6 +65,73 @@ impl<'a> Layout<'a> {
     /// Whether the error is about `field` (used for `aria-invalid`).
     pub fn error_on(&self, field: &str) -> bool {
         self.error.is_some() && self.error_field == field
+    }
+
+    /// The same layout showing `notice`, if any.
+    pub fn with_notice(self, notice: Option<Notice>) -> Self {
+        Self { notice, ..self }
+    }
+}
+
+/// What a form POST tells the page its redirect leads to, once: the result the visitor would
+/// otherwise have to guess from a silent redirect. It travels in a short-lived cookie as a fixed
+/// code (see [`crate::http::cookies::CookieNames::notice`]), never as text, so nothing a visitor
+/// or a sibling site plants in that cookie can put words on a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// `GET /verify/{token}` created or confirmed the account.
+    EmailConfirmed,
+    /// `POST /account/password` changed the password and ended the other sessions.
+    PasswordChanged,
+    /// `POST /account/profile` saved the display name.
+    ProfileSaved,
+    /// `POST /account/sessions/{id}/revoke` logged one other session out.
+    SessionRevoked,
+    /// `POST /account/sessions/revoke-others` logged every other session out.
+    OtherSessionsRevoked,
+}
+
+impl Notice {
+    const ALL: [Notice; 5] = [
+        Notice::EmailConfirmed,
+        Notice::PasswordChanged,
+        Notice::ProfileSaved,
+        Notice::SessionRevoked,
+        Notice::OtherSessionsRevoked,
+    ];
+
+    /// The cookie value.
+    pub fn code(self) -> &'static str {
+        match self {
+            Notice::EmailConfirmed => "email-confirmed",
+            Notice::PasswordChanged => "password-changed",
+            Notice::ProfileSaved => "profile-saved",
+            Notice::SessionRevoked => "session-revoked",
+            Notice::OtherSessionsRevoked => "other-sessions-revoked",
+        }
+    }
+
+    /// The notice a cookie value names; `None` for anything else, which is ignored.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|n| n.code() == code)
+    }
+
+    /// What the page says.
+    pub fn message(self) -> &'static str {
+        match self {
+            Notice::EmailConfirmed => {
+                "Your email address is confirmed and your account is created. You can log in now."
+            }
+            Notice::PasswordChanged => {
+                "Your password has been changed. Every other session was logged out; this \
+                 device stays signed in."
+            }
+            Notice::ProfileSaved => "Your display name has been saved.",
+            Notice::SessionRevoked => "The session was logged out.",
+            Notice::OtherSessionsRevoked => {
+                "Every other session was logged out. Only this device is still signed in."
+            }
+        }
     }
 }
 
@@ -167,6 +236,15 @@ pub struct SessionsPage<'a> {
     pub sessions: Vec<SessionRow>,
 }
 
+/// `GET /verify/{token}` with a link that is used, expired, replaced by a newer one or unknown:
+/// a `400` that says what happened and what to do next, instead of the generic page.
+#[derive(Template)]
+#[template(path = "verify_failed.html")]
+pub struct VerifyFailedPage<'a> {
+    /// Common parts.
+    pub layout: Layout<'a>,
+}
+
 /// The generic error page. Generic by design: never internal error text, paths or traces.
 #[derive(Template)]
 #[template(path = "error.html")]
@@ -195,3 +273,6 @@ pub fn format_time(t: time::OffsetDateTime) -> String {
         .format(&f)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

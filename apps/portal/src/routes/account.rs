@@ -10,10 +10,11 @@ use serde::Deserialize;
 use super::pages::auth_failure;
 use super::{layout, require_user, see_other};
 use crate::errors::AppError;
+use crate::http::cookies::PendingNotice;
 use crate::http::limits::Budget;
 use crate::http::visitor::{Current, SessionCookieSet, Visitor};
 use crate::state::AppState;
-use crate::views::{self, format_time, AccountPage, AccountView, SessionRow, SessionsPage};
+use crate::views::{self, format_time, AccountPage, AccountView, Notice, SessionRow, SessionsPage};
 
 type State = web::Data<AppState>;
 type Page = Result<HttpResponse, actix_web::Error>;
@@ -24,9 +25,10 @@ fn account_page(
     current: &Current,
     status: StatusCode,
     error: Option<(&str, &str)>,
+    notice: Option<Notice>,
 ) -> Result<HttpResponse, AppError> {
     let a = &current.account;
-    let mut layout = layout(visitor);
+    let mut layout = layout(visitor).with_notice(notice);
     if let Some((field, message)) = error {
         layout = layout.with_error(field, message);
     }
@@ -46,16 +48,30 @@ fn account_page(
     )
 }
 
-/// `GET /account`
-pub async fn show(state: State, visitor: Visitor, req: HttpRequest) -> Page {
+/// `303 See Other` to `location`, leaving `notice` for the page there.
+fn see_other_with(
+    visitor: &Visitor,
+    location: &str,
+    notice: Notice,
+) -> Result<HttpResponse, AppError> {
+    let mut res = see_other(location);
+    res.add_cookie(&visitor.cookies.notice(notice))
+        .map_err(AppError::internal)?;
+    Ok(res)
+}
+
+/// `GET /account`, with the notice a form on it left, if any.
+pub async fn show(state: State, visitor: Visitor, req: HttpRequest, notice: PendingNotice) -> Page {
     let current = require_user(&visitor, req.path())?;
-    Ok(account_page(
+    let page = account_page(
         &state,
         &visitor,
         current,
         StatusCode::OK,
         None,
-    )?)
+        notice.get(),
+    )?;
+    Ok(notice.shown(page)?)
 }
 
 /// `POST /account/profile` fields.
@@ -77,7 +93,7 @@ pub async fn profile(
         .update_display_name(&current.account.id, &form.display_name)
         .await
     {
-        Ok(_) => Ok(see_other("/account")),
+        Ok(_) => Ok(see_other_with(&visitor, "/account", Notice::ProfileSaved)?),
         Err(AuthError::InvalidDisplayName(why)) => {
             let message = format!("Display name: {why}.");
             let status = StatusCode::UNPROCESSABLE_ENTITY;
@@ -87,6 +103,7 @@ pub async fn profile(
                 current,
                 status,
                 Some(("display_name", &message)),
+                None,
             )?)
         }
         Err(e) => Err(auth_failure(e).into()),
@@ -133,7 +150,7 @@ pub async fn password(
                 .await
                 .map_err(AppError::from)?;
             tracing::info!(target: "security", event = "password_changed", user = %user, sessions_ended = ended);
-            let mut res = see_other("/account");
+            let mut res = see_other_with(&visitor, "/account", Notice::PasswordChanged)?;
             res.add_cookie(&visitor.cookies.session(id.expose()))
                 .map_err(AppError::internal)?;
             res.extensions_mut().insert(SessionCookieSet);
@@ -145,6 +162,7 @@ pub async fn password(
             current,
             status,
             Some(("current_password", "Your current password is not correct.")),
+            None,
         )?),
         Err(AuthError::WeakPassword(why)) => {
             let message = why.to_string();
@@ -154,14 +172,20 @@ pub async fn password(
                 current,
                 status,
                 Some(("new_password", &message)),
+                None,
             )?)
         }
         Err(e) => Err(auth_failure(e).into()),
     }
 }
 
-/// `GET /account/sessions`
-pub async fn sessions(state: State, visitor: Visitor, req: HttpRequest) -> Page {
+/// `GET /account/sessions`, with the notice a revocation left, if any.
+pub async fn sessions(
+    state: State,
+    visitor: Visitor,
+    req: HttpRequest,
+    notice: PendingNotice,
+) -> Page {
     let current = require_user(&visitor, req.path())?;
     let now = state.clock.now();
     let list = state
@@ -180,13 +204,14 @@ pub async fn sessions(state: State, visitor: Visitor, req: HttpRequest) -> Page 
             current: s.key == current.session.key,
         })
         .collect();
-    Ok(views::render(
+    let page = views::render(
         StatusCode::OK,
         &SessionsPage {
-            layout: layout(&visitor),
+            layout: layout(&visitor).with_notice(notice.get()),
             sessions: rows,
         },
-    )?)
+    )?;
+    Ok(notice.shown(page)?)
 }
 
 /// `POST /account/sessions/{id}/revoke`: only the user's own sessions; anything else is a 404.
@@ -216,7 +241,11 @@ pub async fn revoke(
         res.extensions_mut().insert(SessionCookieSet);
         return Ok(res);
     }
-    Ok(see_other("/account/sessions"))
+    Ok(see_other_with(
+        &visitor,
+        "/account/sessions",
+        Notice::SessionRevoked,
+    )?)
 }
 
 /// `POST /account/sessions/revoke-others`
@@ -229,5 +258,9 @@ pub async fn revoke_others(state: State, visitor: Visitor, req: HttpRequest) -> 
         .await
         .map_err(AppError::from)?;
     tracing::info!(target: "security", event = "sessions_revoked", user = %user, count = ended);
-    Ok(see_other("/account/sessions"))
+    Ok(see_other_with(
+        &visitor,
+        "/account/sessions",
+        Notice::OtherSessionsRevoked,
+    )?)
 }

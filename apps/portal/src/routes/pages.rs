@@ -14,9 +14,12 @@ use phaze_ratelimit::Challenge;
 const CHALLENGE_MESSAGE: &str =
     "Too many failed attempts for this address. Your browser will solve a short check before \
      you can try again; please enter your password again.";
+use crate::http::cookies::PendingNotice;
 use crate::http::visitor::{SessionCookieSet, Visitor};
 use crate::state::AppState;
-use crate::views::{self, IndexPage, LoginPage, RegisterDonePage, RegisterPage};
+use crate::views::{
+    self, IndexPage, LoginPage, Notice, RegisterDonePage, RegisterPage, VerifyFailedPage,
+};
 
 type State = web::Data<AppState>;
 
@@ -123,7 +126,8 @@ pub async fn register(
     }
 }
 
-/// `GET /verify/{token}`: one use; unknown or expired tokens get the generic 400.
+/// `GET /verify/{token}`: one use; on success the login page says the account is ready. A used,
+/// expired, replaced or unknown link is a `400` page that says so and what to do next.
 pub async fn verify(
     state: State,
     visitor: Visitor,
@@ -134,15 +138,26 @@ pub async fn verify(
         .spend(Budget::Verify, visitor.client.ip, state.clock.now())
         .await?;
     let token = token.into_inner();
+    let failed = || {
+        views::render(
+            StatusCode::BAD_REQUEST,
+            &VerifyFailedPage {
+                layout: layout(&visitor),
+            },
+        )
+    };
     if token.len() > 128 {
-        return Err(AppError::BadRequest);
+        return failed();
     }
     match state.auth.verify_email(&token, state.clock.now()).await {
         Ok(account) => {
             tracing::info!(target: "security", event = "email_verified", user = %account.id);
-            Ok(see_other("/login"))
+            let mut res = see_other("/login");
+            res.add_cookie(&visitor.cookies.notice(Notice::EmailConfirmed))
+                .map_err(AppError::internal)?;
+            Ok(res)
         }
-        Err(AuthError::InvalidToken) => Err(AppError::BadRequest),
+        Err(AuthError::InvalidToken) => failed(),
         Err(e) => Err(auth_failure(e)),
     }
 }
@@ -176,19 +191,25 @@ fn login_page(
     )
 }
 
-/// `GET /login`
+/// `GET /login`, with the notice a verification link left, if any.
 pub async fn login_form(
     visitor: Visitor,
     query: web::Query<NextQuery>,
+    notice: PendingNotice,
 ) -> Result<HttpResponse, AppError> {
-    login_page(
-        &visitor,
+    let page = views::render(
         StatusCode::OK,
-        "",
-        query.next.as_deref(),
-        None,
-        None,
-    )
+        &LoginPage {
+            layout: layout(&visitor).with_notice(notice.get()),
+            email: "",
+            next: query
+                .next
+                .as_deref()
+                .and_then(phaze_sanitize::same_origin_path),
+            challenge: None,
+        },
+    )?;
+    notice.shown(page)
 }
 
 /// `POST /login` fields. `totp` is accepted for forward compatibility.
