@@ -82,6 +82,35 @@ async fn register(base: &str, email: &str, password: &str) -> u16 {
     res.status().as_u16()
 }
 
+/// The confirmation links mailed so far, as paths, oldest mail first.
+fn links(outbox: &Path) -> Vec<String> {
+    phaze_e2e::outbox_mails(outbox)
+        .iter()
+        .filter_map(|m| {
+            let start = m.find("/verify/")? + 8;
+            let token: String = m[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+            Some(format!("/verify/{token}"))
+        })
+        .collect()
+}
+
+/// Registers `email` and opens its confirmation link: the account exists afterwards.
+async fn register_confirmed(base: &str, data: &Path, email: &str) {
+    assert_eq!(register(base, email, PW).await, 200);
+    let link = phaze_e2e::verification_path(&data.join("outbox"), email);
+    assert_eq!(open(base, &link).await, 303, "{email}: {link}");
+}
+
+/// `GET base+path`, redirects not followed: the status.
+async fn open(base: &str, path: &str) -> u16 {
+    let client = awc::Client::builder().disable_redirects().finish();
+    let res = client.get(format!("{base}{path}")).send().await.unwrap();
+    res.status().as_u16()
+}
+
 fn mails(outbox: &Path) -> Vec<String> {
     std::fs::read_dir(outbox)
         .map(|entries| {
@@ -95,7 +124,7 @@ fn mails(outbox: &Path) -> Vec<String> {
 }
 
 #[actix_web::test]
-async fn two_processes_on_one_data_directory_register_an_email_once() {
+async fn two_processes_on_one_data_directory_keep_one_live_link_and_make_one_account() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (
         start_shared(dir.path()).await,
@@ -116,22 +145,26 @@ async fn two_processes_on_one_data_directory_register_an_email_once() {
         vec![200; 8],
         "identical answers whatever happened"
     );
-    let all = mails(&dir.path().join("outbox"));
-    assert_eq!(
-        all.iter().filter(|m| m.contains("/verify/")).count(),
-        1,
-        "one account"
-    );
-    assert_eq!(
-        all.iter()
-            .filter(|m| m.contains("already have an account"))
-            .count(),
-        7
-    );
-    let accounts = std::fs::read_dir(dir.path().join("accounts/records"))
-        .unwrap()
-        .count();
-    assert_eq!(accounts, 1);
+    // Eight pending registrations, each mailed its link; no account before a link is used.
+    let outbox = dir.path().join("outbox");
+    phaze_e2e::wait_for_mails(&outbox, 8);
+    let links = links(&outbox);
+    assert_eq!(links.len(), 8);
+    let accounts = || {
+        std::fs::read_dir(dir.path().join("accounts/records"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(accounts(), 0, "pending until a link is used");
+    // Only the newest link of the address lives, whichever process issued it.
+    let mut used = 0;
+    for (i, link) in links.iter().enumerate() {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        used += usize::from(open(base, link).await == 303);
+    }
+    assert_eq!(used, 1, "one link creates the account");
+    assert_eq!(accounts(), 1);
+    assert!(mails(&outbox).len() == 8, "no other mail");
     let keys: Vec<String> = ["session_key", "csrf_key", "token_pepper"]
         .iter()
         .map(|k| std::fs::read_to_string(dir.path().join("secrets").join(k)).unwrap())
@@ -164,7 +197,7 @@ async fn a_bad_configuration_stops_the_process_with_one_line_naming_the_key() {
 async fn a_data_directory_in_use_stops_a_second_process_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let owner = start(dir.path()).await;
-    assert_eq!(register(&owner.base, "first@example.com", PW).await, 200);
+    register_confirmed(&owner.base, dir.path(), "first@example.com").await;
     let run = |args: &[&str], shared: bool| {
         Command::new(env!("CARGO_BIN_EXE_phaze-portal"))
             .args(args)
@@ -207,7 +240,7 @@ async fn admin_grant_and_revoke_change_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     {
         let p = start(dir.path()).await;
-        assert_eq!(register(&p.base, "op@example.com", PW).await, 200);
+        register_confirmed(&p.base, dir.path(), "op@example.com").await;
     }
     let admin = |action: &str, email: &str| {
         Command::new(env!("CARGO_BIN_EXE_phaze-portal"))
