@@ -8,7 +8,11 @@
 //! - **Torn writes.** A process killed mid-write may leave part of the new record over part of
 //!   the old one. Every record carries a checksum of its header and instants, so a torn (or
 //!   truncated, or foreign) file fails the check and the decision fails closed with `Backend`; it
-//!   is never read as an empty log. `reset` discards such a file. The new record is written over
+//!   is never read as an empty log. That decision also empties the file (under the lock) and its
+//!   error says so, so the log the portal writes for the 503 records the replacement, and the
+//!   next decision starts from an empty log: a limit file is not precious (losing one forgives
+//!   one key's recent events, as a purge does), whereas keeping it would refuse that key for
+//!   good. `purge_idle` deletes corrupt files for the same reason. The new record is written over
 //!   the old one from offset 0 *before* the file is cut to length, so the only states a crash can
 //!   leave are the old record, the new one (possibly followed by stale bytes, which the record's
 //!   own length excludes), or a torn one that the checksum rejects. An empty file is an empty log:
@@ -144,8 +148,8 @@ impl RateLimitStore for FsRateLimits {
     }
 
     /// Deletes the files of keys whose log is empty at `now` under every window they were hit
-    /// with (and empty files). Files being decided on right now are skipped, and so are corrupt
-    /// ones, which only `reset` clears: deleting one would forgive its key.
+    /// with, empty files and corrupt ones (which the next decision would empty anyway, after
+    /// failing once). Files being decided on right now are skipped.
     async fn purge_idle(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
         let dir = self.dir.clone();
         blocking(move || purge_idle(&dir, now))
@@ -330,10 +334,37 @@ fn write_log(mut file: &File, log: &Log) -> io::Result<()> {
     file.set_len(bytes.len() as u64)
 }
 
+/// Empties the corrupt file `file` (at `path`), which the caller holds locked exclusively, and
+/// returns the error that fails this decision: it names the file and says that it was emptied,
+/// so the operator who reads it knows both what happened and that nothing is left to clean up.
+fn replace_corrupt(file: &File, path: &Path, e: io::Error) -> io::Error {
+    match file.set_len(0) {
+        Ok(()) => io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{e} at {}; emptied, so the next decision starts from an empty log",
+                path.display()
+            ),
+        ),
+        Err(truncate) => io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{e} at {}; emptying it failed: {truncate}", path.display()),
+        ),
+    }
+}
+
+/// The log in the locked `file`; a corrupt one is emptied and fails this decision.
+fn read_or_replace(file: &File, path: &Path) -> io::Result<Log> {
+    match read_log(file) {
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(replace_corrupt(file, path, e)),
+        read => read,
+    }
+}
+
 fn hit(path: &Path, window: Window, now: OffsetDateTime) -> io::Result<Decision> {
     let file = open_locked(path, Access::Create)?
         .ok_or_else(|| io::Error::other("created rate limit file missing"))?;
-    let mut log = read_log(&file)?;
+    let mut log = read_or_replace(&file, path)?;
     let before = log.instants.len();
     let decision = decide(&mut log.instants, window, now, true);
     let expiry = match log.instants.iter().max() {
@@ -349,9 +380,27 @@ fn hit(path: &Path, window: Window, now: OffsetDateTime) -> io::Result<Decision>
 }
 
 fn peek(path: &Path, window: Window, now: OffsetDateTime) -> io::Result<Decision> {
-    let mut log = match open_locked(path, Access::Read)? {
-        Some(file) => read_log(&file)?,
-        None => Log::EMPTY,
+    let read = match open_locked(path, Access::Read)? {
+        Some(file) => read_log(&file),
+        None => Ok(Log::EMPTY),
+    };
+    let mut log = match read {
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            // The shared lock and its read-only handle were dropped above; emptying needs the
+            // exclusive lock, under which the file is read again: a `hit` that came first may
+            // have replaced it already, and then this peek fails without touching the new log.
+            return Err(match open_locked(path, Access::Write)? {
+                Some(file) => match read_log(&file) {
+                    Err(again) if again.kind() == io::ErrorKind::InvalidData => {
+                        replace_corrupt(&file, path, again)
+                    }
+                    Err(other) => other,
+                    Ok(_) => e,
+                },
+                None => e,
+            });
+        }
+        read => read?,
     };
     Ok(decide(&mut log.instants, window, now, false))
 }
@@ -385,10 +434,11 @@ fn purge_idle(dir: &Path, now: OffsetDateTime) -> io::Result<usize> {
         if unlinked(&file)? {
             continue;
         }
-        // Re-checked under the lock: a hit may have landed since the directory was listed.
+        // Re-checked under the lock: a hit may have landed since the directory was listed. A
+        // corrupt file goes too: the next decision on it would only fail once and empty it.
         let idle = match read_log(&file) {
             Ok(log) => log.instants.is_empty() || log.expiry <= now_ns,
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => false,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => true,
             Err(e) => return Err(e),
         };
         if idle {

@@ -1,7 +1,7 @@
 //! What only the filesystem rate-limit store has to prove: a damaged file fails closed, idle
 //! files are purged, and keys never become anything but 64-hex file names.
 
-use phaze_ratelimit::{LimitKey, RateLimitStore, StoreError, Window};
+use phaze_ratelimit::{Decision, LimitKey, RateLimitStore, StoreError, Window};
 use phaze_store_fs::FsRateLimits;
 use phaze_testkit::ratelimit::key;
 use phaze_testkit::t0;
@@ -17,25 +17,21 @@ fn file_of(data: &Path, k: &LimitKey) -> PathBuf {
     data.join("ratelimits").join(k.to_hex())
 }
 
-async fn assert_fails_closed(store: &FsRateLimits, k: &LimitKey, what: &str) {
-    assert!(
-        matches!(
-            store.hit(k, FIVE_PER_15_MIN, t0()).await,
-            Err(StoreError::Backend(_))
-        ),
-        "hit on a {what} file"
-    );
-    assert!(
-        matches!(
-            store.peek(k, FIVE_PER_15_MIN, t0()).await,
-            Err(StoreError::Backend(_))
-        ),
-        "peek on a {what} file"
-    );
+/// `result` is the `Backend` error of a decision on a corrupt file, saying that it was emptied
+/// (the portal logs that chain with the 503).
+fn assert_failed_and_replaced(result: Result<Decision, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::Backend(e)) => {
+            let e = e.to_string();
+            assert!(e.contains("corrupt rate limit file"), "{what}: {e}");
+            assert!(e.contains("emptied"), "{what}: {e}");
+        }
+        other => panic!("{what}: want a Backend error, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_corrupt_or_truncated_file_fails_closed_until_reset() {
+async fn a_corrupt_or_truncated_file_fails_one_decision_closed_and_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsRateLimits::open(dir.path()).unwrap();
     let k = key(1);
@@ -45,27 +41,38 @@ async fn a_corrupt_or_truncated_file_fails_closed_until_reset() {
     let path = file_of(dir.path(), &k);
     let whole = fs::read(&path).unwrap();
 
-    // Cut short anywhere (a torn write): never an empty log, which would forgive five failures.
-    for len in [1, 8, 19, 20, whole.len() / 2, whole.len() - 1] {
-        fs::write(&path, &whole[..len]).unwrap();
-        assert_fails_closed(&store, &k, &format!("{len}-byte")).await;
-    }
-    // One flipped bit in an instant.
+    // Cut short anywhere (a torn write), one flipped bit in an instant, not ours at all.
+    let mut damaged: Vec<(String, Vec<u8>)> = [1, 8, 19, 20, whole.len() / 2, whole.len() - 1]
+        .into_iter()
+        .map(|len| (format!("{len}-byte"), whole[..len].to_vec()))
+        .collect();
     let mut flipped = whole.clone();
     flipped[24] ^= 0x10;
-    fs::write(&path, &flipped).unwrap();
-    assert_fails_closed(&store, &k, "bit-flipped").await;
-    // Not ours at all.
-    fs::write(&path, b"{\"log\": []}").unwrap();
-    assert_fails_closed(&store, &k, "foreign").await;
+    damaged.push(("bit-flipped".into(), flipped.clone()));
+    damaged.push(("foreign".into(), b"{\"log\": []}".to_vec()));
 
-    // A purge leaves it (deleting it would forgive the key too); a reset clears it.
-    assert_eq!(store.purge_idle(t0() + Duration::days(1)).await.unwrap(), 0);
-    assert!(path.exists());
-    store.reset(&k).await.unwrap();
-    let d = store.hit(&k, FIVE_PER_15_MIN, t0()).await.unwrap();
-    assert!(d.allowed);
-    assert_eq!(d.remaining, 4);
+    for (what, bytes) in &damaged {
+        // The decision that finds it fails closed (never an empty log, which would forgive five
+        // failures in that same decision), and empties it: the next one starts afresh instead
+        // of refusing the key until someone deletes the file.
+        fs::write(&path, bytes).unwrap();
+        assert_failed_and_replaced(store.hit(&k, FIVE_PER_15_MIN, t0()).await, what);
+        let d = store.hit(&k, FIVE_PER_15_MIN, t0()).await.unwrap();
+        assert!(d.allowed, "{what}");
+        assert_eq!(d.remaining, 4, "{what}");
+
+        fs::write(&path, bytes).unwrap();
+        assert_failed_and_replaced(store.peek(&k, FIVE_PER_15_MIN, t0()).await, what);
+        let d = store.peek(&k, FIVE_PER_15_MIN, t0()).await.unwrap();
+        assert_eq!(d.remaining, 5, "peek after a {what} file");
+    }
+
+    // A purge deletes a corrupt file, even while an intact one would still be counted.
+    fs::write(&path, &flipped).unwrap();
+    fs::write(file_of(dir.path(), &key(2)), &whole).unwrap();
+    assert_eq!(store.purge_idle(t0()).await.unwrap(), 1);
+    assert!(!path.exists());
+    assert!(store.hit(&k, FIVE_PER_15_MIN, t0()).await.unwrap().allowed);
 
     // The intact record, restored, is read as the five hits it holds.
     fs::write(&path, &whole).unwrap();
