@@ -1,13 +1,21 @@
 //! The login guard: failure counting, challenge and lockout for an identifier, as one policy over
 //! the [`RateLimitStore`] port, so every embedder gets the same rules.
 //!
-//! - Every login attempt reserves a slot in its counter's log *before* the password is checked,
-//!   and the lock is re-checked after reserving: of any number of parallel guesses, from any
-//!   clients in any process, at most `lockout_after` are judged.
+//! - Every login attempt reserves a slot in its counter's log *before* the password is checked:
+//!   of any number of parallel guesses, from any clients in any process, exactly `lockout_after`
+//!   get a slot and are judged; the others are refused. A slot, once given, is never taken back
+//!   (the hit that gave it is the one atomic step), which is why the log is *not* cleared when
+//!   the counter locks: a cleared log would hand out new slots during the lock, which a second
+//!   lock check would then have to refuse, and that check cannot tell a slot given before the
+//!   lock from one given after it (so it refused some of the first ten as well).
 //! - After `challenge_after` attempts without a success, logins need a solved challenge.
-//! - The attempt that uses the last slot (or one over it) takes the slot of a limit-1 window: the
-//!   counter is locked for `lockout`. Locking clears the log, so when the lock ends the owner
-//!   starts afresh; a success clears it too.
+//! - The attempt that uses the last slot takes, once judged and failed, the slot of a limit-1
+//!   window: the counter is locked for `lockout`. An attempt refused for want of a slot takes it
+//!   too (the last slot's own attempt may still be being judged).
+//! - A full log whose newest attempt is older than `lockout` is *spent*: the lock that followed
+//!   it has ended, so the owner starts afresh. The first attempt that finds it so (one per
+//!   lockout, through a limit-1 window of its own, so parallel attempts cannot each clear the log
+//!   and each be judged) clears it and reserves again; a success clears the log too.
 //! - A [`Counter::Device`] (a valid device cookie for the identifier) has its own, smaller budget
 //!   and is not held back by the identifier's lock: an attacker cannot lock the owner out.
 
@@ -72,22 +80,18 @@ impl LoginGuard {
         }
     }
 
-    /// The attempts log, the lock and the threshold of a counter.
-    fn counter_keys(&self, counter: &Counter<'_>) -> (LimitKey, LimitKey, u32) {
-        match counter {
-            Counter::Identifier(id) => (
-                self.keys.key("identifier/failures", id),
-                self.keys.key("identifier/lock", id),
-                self.policy.lockout_after,
-            ),
-            Counter::Device(nonce) => {
-                let n = hex::encode(nonce);
-                (
-                    self.keys.key("device/failures", &n),
-                    self.keys.key("device/lock", &n),
-                    self.policy.device_failures,
-                )
-            }
+    /// The keys and the threshold of a counter.
+    fn counter_keys(&self, counter: &Counter<'_>) -> CounterKeys {
+        let (class, subject, threshold) = match counter {
+            Counter::Identifier(id) => ("identifier", (*id).to_owned(), self.policy.lockout_after),
+            Counter::Device(nonce) => ("device", hex::encode(nonce), self.policy.device_failures),
+        };
+        let key = |what: &str| self.keys.key(&format!("{class}/{what}"), &subject);
+        CounterKeys {
+            attempts: key("failures"),
+            lock: key("lock"),
+            renewal: key("renewal"),
+            threshold,
         }
     }
 
@@ -95,15 +99,21 @@ impl LoginGuard {
         Window::new(1, self.policy.lockout)
     }
 
-    /// Whether logins for `identifier` must carry a solved challenge.
+    /// Whether logins for `identifier` must carry a solved challenge: `challenge_after` attempts
+    /// in the period, unless the log is spent (its lock has ended: the owner starts afresh).
     pub async fn challenge_required(
         &self,
         identifier: &str,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let (attempts, _, _) = self.counter_keys(&Counter::Identifier(identifier));
+        let keys = self.counter_keys(&Counter::Identifier(identifier));
         let window = Window::new(self.policy.challenge_after, self.policy.period);
-        Ok(!self.store.peek(&attempts, window, now).await?.allowed)
+        if self.store.peek(&keys.attempts, window, now).await?.allowed {
+            return Ok(false);
+        }
+        let full = Window::new(keys.threshold, self.policy.period);
+        let full = !self.store.peek(&keys.attempts, full, now).await?.allowed;
+        Ok(!(full && self.spent(&keys, now).await?))
     }
 
     /// The lock on `counter`, if any: `reset_after` is the time left.
@@ -112,33 +122,46 @@ impl LoginGuard {
         counter: &Counter<'_>,
         now: OffsetDateTime,
     ) -> Result<Option<Decision>, StoreError> {
-        let (_, lock, _) = self.counter_keys(counter);
-        let d = self.store.peek(&lock, self.lock_window(), now).await?;
+        let keys = self.counter_keys(counter);
+        let d = self.store.peek(&keys.lock, self.lock_window(), now).await?;
         Ok((!d.allowed).then_some(d))
     }
 
-    /// Reserves one judged attempt before the password is checked. `Err(lock)` when the counter is
-    /// (now) locked: the caller refuses the attempt without judging it.
+    /// Reserves one judged attempt before the password is checked. `Err(lock)` when there is no
+    /// slot left (the counter is, or is being, locked): the caller refuses the attempt without
+    /// judging it. `Ok` is final: a parallel attempt never takes a given slot back.
     pub async fn reserve_attempt(
         &self,
         counter: &Counter<'_>,
         now: OffsetDateTime,
     ) -> Result<Result<Decision, Decision>, StoreError> {
-        let (attempts, _, threshold) = self.counter_keys(counter);
-        let d = self
-            .store
-            .hit(&attempts, Window::new(threshold, self.policy.period), now)
-            .await?;
-        if !d.allowed {
-            self.lock(counter, now).await?;
+        let keys = self.counter_keys(counter);
+        let window = Window::new(keys.threshold, self.policy.period);
+        let d = self.store.hit(&keys.attempts, window, now).await?;
+        if d.allowed {
+            return Ok(Ok(d));
         }
-        // Checked after reserving: a lock taken (and the log cleared) by a parallel request
-        // between the caller's lock check and this reservation must still refuse this attempt.
-        Ok(match self.locked(counter, now).await? {
-            Some(lock) => Err(lock),
-            None if d.allowed => Ok(d),
-            None => Err(d),
-        })
+        if let Some(lock) = self.locked(counter, now).await? {
+            return Ok(Err(lock));
+        }
+        if self.spent(&keys, now).await? {
+            // The lock has ended. One attempt per lockout clears the log; the others are refused
+            // this once rather than clear it again (and again be judged).
+            let renewal = Window::new(1, self.policy.lockout);
+            if !self.store.hit(&keys.renewal, renewal, now).await?.allowed {
+                return Ok(Err(d));
+            }
+            self.store.reset(&keys.attempts).await?;
+            let d = self.store.hit(&keys.attempts, window, now).await?;
+            return Ok(if d.allowed { Ok(d) } else { Err(d) });
+        }
+        if self.store.peek(&keys.attempts, window, now).await?.allowed {
+            // Cleared since this hit (a success, a renewal): refused this once, and no lock.
+            return Ok(Err(d));
+        }
+        // Every slot is given and the last one's attempt may still be being judged: lock now.
+        self.lock(counter, now).await?;
+        Ok(Err(self.locked(counter, now).await?.unwrap_or(d)))
     }
 
     /// After a failed attempt: the one that used the last slot locks the counter. Returns
@@ -157,8 +180,8 @@ impl LoginGuard {
 
     /// After a successful login (or a right password on an unverified account).
     pub async fn succeeded(&self, counter: &Counter<'_>) -> Result<(), StoreError> {
-        let (attempts, _, _) = self.counter_keys(counter);
-        self.store.reset(&attempts).await
+        let keys = self.counter_keys(counter);
+        self.store.reset(&keys.attempts).await
     }
 
     /// Marks a challenge's nonce used; `false` if it was used before, in any process.
@@ -176,11 +199,32 @@ impl LoginGuard {
             .allowed)
     }
 
-    /// Locks the counter and clears its log; `true` if this call took the lock.
+    /// Locks the counter; `true` if this call took the lock. The log stays full, so no slot is
+    /// given while the lock lasts, and is spent when it ends.
     async fn lock(&self, counter: &Counter<'_>, now: OffsetDateTime) -> Result<bool, StoreError> {
-        let (attempts, lock, _) = self.counter_keys(counter);
-        let d = self.store.hit(&lock, self.lock_window(), now).await?;
-        self.store.reset(&attempts).await?;
-        Ok(d.allowed)
+        let keys = self.counter_keys(counter);
+        Ok(self
+            .store
+            .hit(&keys.lock, self.lock_window(), now)
+            .await?
+            .allowed)
     }
+
+    /// Whether a full log is spent: no attempt in the last `lockout`. The lock is taken at or
+    /// after the newest attempt, so it has ended by then.
+    async fn spent(&self, keys: &CounterKeys, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let recent = Window::new(1, self.policy.lockout);
+        Ok(self.store.peek(&keys.attempts, recent, now).await?.allowed)
+    }
+}
+
+/// The store keys of one counter, and its threshold.
+struct CounterKeys {
+    /// The attempts log (slots).
+    attempts: LimitKey,
+    /// The lock: a limit-1 window of `lockout`.
+    lock: LimitKey,
+    /// Who may clear a spent log: a limit-1 window of `lockout`.
+    renewal: LimitKey,
+    threshold: u32,
 }

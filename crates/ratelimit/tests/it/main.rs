@@ -2,23 +2,71 @@
 //! device budgets, with time as a parameter.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use phaze_ratelimit::{Counter, KeyHasher, LoginGuard, LoginPolicy};
+use phaze_ratelimit::{
+    Counter, Decision, KeyHasher, LimitKey, LoginGuard, LoginPolicy, RateLimitStore, StoreError,
+    Window,
+};
 use phaze_store_memory::MemoryRateLimits;
 use secrecy::SecretBox;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use time::{Duration, OffsetDateTime};
+use tokio::sync::oneshot;
 
 fn t(secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_767_225_600 + secs).unwrap()
 }
 
 fn guard() -> Arc<LoginGuard> {
+    guard_over(Arc::new(MemoryRateLimits::default()))
+}
+
+fn guard_over(store: Arc<dyn RateLimitStore>) -> Arc<LoginGuard> {
     let keys = KeyHasher::new(SecretBox::new(Box::new([9; 32])));
-    Arc::new(LoginGuard::new(
-        Arc::new(MemoryRateLimits::default()),
-        keys,
-        LoginPolicy::default(),
-    ))
+    Arc::new(LoginGuard::new(store, keys, LoginPolicy::default()))
+}
+
+/// The memory store, except that the hit which hands out the last of ten slots says so and
+/// then waits to return until it is told to: the slowest possible reservation, which a parallel
+/// request overtakes.
+#[derive(Default)]
+struct SlowLastSlot {
+    inner: MemoryRateLimits,
+    reached: Mutex<Option<oneshot::Sender<()>>>,
+    resume: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+#[async_trait::async_trait]
+impl RateLimitStore for SlowLastSlot {
+    async fn hit(
+        &self,
+        key: &LimitKey,
+        window: Window,
+        now: OffsetDateTime,
+    ) -> Result<Decision, StoreError> {
+        let d = self.inner.hit(key, window, now).await?;
+        if window.limit == 10 && d.allowed && d.remaining == 0 {
+            let reached = self.reached.lock().unwrap().take();
+            let resume = self.resume.lock().unwrap().take();
+            if let (Some(reached), Some(resume)) = (reached, resume) {
+                reached.send(()).unwrap();
+                resume.await.unwrap();
+            }
+        }
+        Ok(d)
+    }
+
+    async fn peek(
+        &self,
+        key: &LimitKey,
+        window: Window,
+        now: OffsetDateTime,
+    ) -> Result<Decision, StoreError> {
+        self.inner.peek(key, window, now).await
+    }
+
+    async fn reset(&self, key: &LimitKey) -> Result<(), StoreError> {
+        self.inner.reset(key).await
+    }
 }
 
 const ADA: Counter<'static> = Counter::Identifier("ada@example.com");
@@ -39,6 +87,96 @@ async fn of_forty_parallel_attempts_exactly_ten_are_judged() {
         .count();
     assert_eq!(judged, 10);
     assert!(g.locked(&ADA, t(0)).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_once_given_is_judged_though_a_parallel_attempt_locks_first() {
+    let (reached, reached_rx) = oneshot::channel();
+    let (resume_tx, resume) = oneshot::channel();
+    let store = SlowLastSlot {
+        reached: Mutex::new(Some(reached)),
+        resume: Mutex::new(Some(resume)),
+        ..SlowLastSlot::default()
+    };
+    let g = guard_over(Arc::new(store));
+    for i in 0..9 {
+        let r = g.reserve_attempt(&ADA, t(i)).await.unwrap().unwrap();
+        g.failed(&ADA, &r, t(i)).await.unwrap();
+    }
+    // The tenth attempt gets the last slot, and is slow to hear so.
+    let tenth = {
+        let g = g.clone();
+        tokio::spawn(async move { g.reserve_attempt(&ADA, t(9)).await.unwrap() })
+    };
+    reached_rx.await.unwrap();
+    // The eleventh, meanwhile: no slot, and it locks the counter.
+    assert!(g.reserve_attempt(&ADA, t(9)).await.unwrap().is_err());
+    assert!(g.locked(&ADA, t(9)).await.unwrap().is_some());
+    resume_tx.send(()).unwrap();
+    let reservation = tenth.await.unwrap().expect("the tenth slot is judged");
+    assert_eq!(reservation.remaining, 0);
+    assert!(
+        !g.failed(&ADA, &reservation, t(9)).await.unwrap(),
+        "already locked"
+    );
+    assert!(g.reserve_attempt(&ADA, t(10)).await.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn attempts_refused_during_a_lock_leave_nothing_behind_it() {
+    let g = guard();
+    for i in 0..10 {
+        let r = g.reserve_attempt(&ADA, t(i)).await.unwrap().unwrap();
+        g.failed(&ADA, &r, t(i)).await.unwrap();
+    }
+    // Twenty guesses while locked, each past the caller's lock check (a race, or a caller that
+    // does not check): all refused, and none counted.
+    for i in 0..20 {
+        assert!(g.reserve_attempt(&ADA, t(10 + i)).await.unwrap().is_err());
+    }
+    let after = t(9) + Duration::minutes(15);
+    assert!(g.locked(&ADA, after).await.unwrap().is_none());
+    assert!(!g
+        .challenge_required("ada@example.com", after)
+        .await
+        .unwrap());
+    // Afresh: ten slots again, the tenth failure locks again.
+    for i in 0..10 {
+        let r = g.reserve_attempt(&ADA, after + Duration::seconds(i)).await;
+        let r = r
+            .unwrap()
+            .unwrap_or_else(|_| panic!("slot {i} after the lock"));
+        g.failed(&ADA, &r, after + Duration::seconds(i))
+            .await
+            .unwrap();
+    }
+    assert!(g
+        .reserve_attempt(&ADA, after + Duration::seconds(10))
+        .await
+        .unwrap()
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forty_parallel_attempts_as_a_lock_ends_are_judged_at_most_ten_times() {
+    let g = guard();
+    for i in 0..10 {
+        let r = g.reserve_attempt(&ADA, t(i)).await.unwrap().unwrap();
+        g.failed(&ADA, &r, t(i)).await.unwrap();
+    }
+    let after = t(9) + Duration::minutes(15);
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let g = g.clone();
+            tokio::spawn(async move { g.reserve_attempt(&ADA, after).await.unwrap().is_ok() })
+        })
+        .collect();
+    let judged = futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert!((1..=10).contains(&judged), "{judged}");
 }
 
 #[tokio::test]
