@@ -2,17 +2,21 @@
 //! Whatever a security property needs to share, they share; any request may reach any process.
 //!
 //! Needs PostgreSQL and Redis (`PHAZE_TEST_DATABASE_URL`, `PHAZE_TEST_REDIS_URL`); each test gets
-//! its own schema and key prefix, so runs never collide. Outside CI a missing server skips.
+//! its own schema and key prefix, so runs never collide. The servers (and `redis-server`, for the
+//! outage test) are checked once before any test runs: outside CI the tests that need a missing
+//! one are reported as ignored, with the reason; under `CI=true` they fail
+//! (`phaze_testkit::harness`). A test is an `async fn` listed in `main`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use actix_web::http::StatusCode;
 use base64::Engine as _;
 use phaze_e2e::Browser;
 use phaze_testkit::free_port;
+use phaze_testkit::harness::{self, Need, Test};
 use rand::RngCore;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 const PW: &str = "correct horse battery staple";
@@ -93,20 +97,18 @@ fn reachable(url: &str, default_port: u16) -> Result<(), String> {
 }
 
 impl Cluster {
-    /// A migrated deployment, or `None` (skip) when PostgreSQL or Redis is unreachable outside CI.
-    fn new() -> Option<Self> {
+    /// A migrated deployment (the harness checked that PostgreSQL and Redis answer).
+    fn new() -> Self {
         Self::with_redis(&phaze_testkit::redis_url())
     }
 
-    fn with_redis(redis_url: &str) -> Option<Self> {
+    fn with_redis(redis_url: &str) -> Self {
         let db = phaze_testkit::database_url();
         if let Err(e) = reachable(&db, 5432) {
             phaze_testkit::server_unavailable("PostgreSQL", &e);
-            return None;
         }
         if let Err(e) = reachable(redis_url, 6379) {
             phaze_testkit::server_unavailable("Redis", &e);
-            return None;
         }
         let schema = format!("phaze_cluster_{}", random_hex(6));
         let prefix = format!("phaze-test:{}:", random_hex(6));
@@ -145,7 +147,7 @@ impl Cluster {
             "migrate: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Some(cluster)
+        cluster
     }
 
     fn outbox(&self) -> PathBuf {
@@ -229,11 +231,8 @@ async fn verified(cluster: &Cluster, base: &str, email: &str) -> Browser {
     b
 }
 
-#[actix_web::test]
 async fn a_session_from_one_process_works_on_all_and_its_logout_ends_it_everywhere() {
-    let Some(cluster) = Cluster::new() else {
-        return;
-    };
+    let cluster = Cluster::new();
     let p = cluster.start_three().await;
     let on0 = user(&cluster, &p[0].base, "roam@example.com").await;
     let id = on0.cookie("phaze_session").unwrap();
@@ -258,11 +257,8 @@ async fn a_session_from_one_process_works_on_all_and_its_logout_ends_it_everywhe
 
 /// Every process caches the accounts it shows (`store.postgres.account_cache_size`): a profile
 /// change made through one process must show on the others at once, not after a minute.
-#[actix_web::test]
 async fn a_profile_change_through_one_process_shows_on_every_other() {
-    let Some(cluster) = Cluster::new() else {
-        return;
-    };
+    let cluster = Cluster::new();
     let p = cluster.start_three().await;
     let on0 = user(&cluster, &p[0].base, "profile@example.com").await;
     // Each process shows (and caches) the account once.
@@ -300,11 +296,8 @@ async fn a_profile_change_through_one_process_shows_on_every_other() {
     }
 }
 
-#[actix_web::test]
 async fn sixty_parallel_wrong_logins_over_three_processes_are_judged_exactly_five_times() {
-    let Some(cluster) = Cluster::new() else {
-        return;
-    };
+    let cluster = Cluster::new();
     let p = cluster.start_three().await;
     verified(&cluster, &p[0].base, "victim@example.com").await;
     // The CSRF key is shared, so one anonymous visit's cookie and token serve every process.
@@ -336,11 +329,8 @@ async fn sixty_parallel_wrong_logins_over_three_processes_are_judged_exactly_fiv
     assert_eq!((judged, limited), (5, 55), "{statuses:?}");
 }
 
-#[actix_web::test]
 async fn one_email_registered_in_parallel_through_three_processes_makes_one_account() {
-    let Some(cluster) = Cluster::new() else {
-        return;
-    };
+    let cluster = Cluster::new();
     let p = cluster.start_three().await;
     let statuses = futures_util::future::join_all((0..9).map(|i| {
         let b = Browser::new(&p[i % 3].base);
@@ -372,11 +362,8 @@ async fn one_email_registered_in_parallel_through_three_processes_makes_one_acco
     );
 }
 
-#[actix_web::test]
 async fn a_schema_this_build_does_not_know_stops_the_process_with_a_clear_line() {
-    let Some(cluster) = Cluster::new() else {
-        return;
-    };
+    let cluster = Cluster::new();
     let out = cluster
         .command()
         .env(
@@ -398,7 +385,7 @@ struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    fn start(port: u16) -> Option<Self> {
+    fn start(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
@@ -406,17 +393,14 @@ impl PrivateRedis {
             .spawn();
         let child = match child {
             Ok(c) => c,
-            Err(e) => {
-                phaze_testkit::server_unavailable("redis-server (binary)", &e);
-                return None;
-            }
+            Err(e) => phaze_testkit::server_unavailable("redis-server (binary)", &e),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(Self { child, port })
+        Self { child, port }
     }
 }
 
@@ -447,15 +431,10 @@ async fn answers_within(
     start.elapsed()
 }
 
-#[actix_web::test]
 async fn redis_down_means_503_never_allow_and_service_returns_within_five_seconds() {
     let port = free_port();
-    let Some(redis) = PrivateRedis::start(port) else {
-        return;
-    };
-    let Some(cluster) = Cluster::with_redis(&format!("redis://127.0.0.1:{}", redis.port)) else {
-        return;
-    };
+    let redis = PrivateRedis::start(port);
+    let cluster = Cluster::with_redis(&format!("redis://127.0.0.1:{}", redis.port));
     let mut portal = cluster.start().await;
     let b = user(&cluster, &portal.base, "outage@example.com").await;
     assert_eq!(status(&b, "/account").await, StatusCode::OK);
@@ -486,7 +465,7 @@ async fn redis_down_means_503_never_allow_and_service_returns_within_five_second
     assert_eq!(status(&anon, "/healthz").await, StatusCode::OK);
     assert!(portal.child.try_wait().unwrap().is_none(), "still running");
 
-    let _redis = PrivateRedis::start(port).unwrap();
+    let _redis = PrivateRedis::start(port);
     let back = Instant::now();
     let limit = Duration::from_secs(5);
     answers_within(
@@ -620,11 +599,8 @@ impl Relay {
     }
 }
 
-#[actix_web::test]
 async fn postgres_down_means_503_and_service_returns_within_five_seconds() {
-    let Some(cluster) = Cluster::new() else {
-        return;
-    };
+    let cluster = Cluster::new();
     let db = phaze_testkit::database_url();
     let host_port = db
         .split('@')
@@ -692,4 +668,42 @@ async fn postgres_down_means_503_and_service_returns_within_five_seconds() {
     load.check(&[StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE])
         .await;
     assert!(portal.child.try_wait().unwrap().is_none(), "still running");
+}
+
+/// A test on actix's runtime: what `#[actix_web::test]` does.
+fn actix<F: std::future::Future<Output = ()> + 'static>(name: &str, test: fn() -> F) -> Test {
+    Test::new(name, move || actix_web::rt::System::new().block_on(test()))
+}
+
+fn main() -> ExitCode {
+    let postgres = Need::check("PostgreSQL", || {
+        reachable(&phaze_testkit::database_url(), 5432)
+    });
+    let redis = Need::check("Redis", || reachable(&phaze_testkit::redis_url(), 6379));
+    let redis_server = Need::check("redis-server (the program)", || {
+        match Command::new("redis-server").arg("--version").output() {
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(out) => Err(format!(
+                "`redis-server --version` exited with {}",
+                out.status
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    let mut tests = redis.gate(postgres.gate(phaze_testkit::tests!(
+        |name, test| actix(name, test);
+        {
+            a_session_from_one_process_works_on_all_and_its_logout_ends_it_everywhere,
+            a_profile_change_through_one_process_shows_on_every_other,
+            sixty_parallel_wrong_logins_over_three_processes_are_judged_exactly_five_times,
+            one_email_registered_in_parallel_through_three_processes_makes_one_account,
+            a_schema_this_build_does_not_know_stops_the_process_with_a_clear_line,
+            postgres_down_means_503_and_service_returns_within_five_seconds,
+        }
+    )));
+    tests.extend(redis_server.gate(postgres.gate(phaze_testkit::tests!(
+        |name, test| actix(name, test);
+        { redis_down_means_503_never_allow_and_service_returns_within_five_seconds }
+    ))));
+    harness::run(tests)
 }

@@ -14,8 +14,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::support::{files, sha256_hex};
 
-#[tokio::test]
-async fn every_record_is_one_file_named_by_a_hash() {
+pub(crate) async fn every_record_is_one_file_named_by_a_hash() {
     let dir = tempfile::tempdir().unwrap();
     let (sessions, accounts, tokens) = (
         FsSessions::open(dir.path()).unwrap(),
@@ -81,8 +80,7 @@ async fn every_record_is_one_file_named_by_a_hash() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn readers_never_see_half_a_record() {
+pub(crate) async fn readers_never_see_half_a_record() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FsSessions::open(dir.path()).unwrap());
     let mut s = record(1, "alice");
@@ -121,8 +119,7 @@ async fn readers_never_see_half_a_record() {
     }
 }
 
-#[tokio::test]
-async fn a_marker_without_its_record_is_skipped_and_cleaned() {
+pub(crate) async fn a_marker_without_its_record_is_skipped_and_cleaned() {
     // What a process that crashed between writing the marker and the record leaves behind.
     let dir = tempfile::tempdir().unwrap();
     let store = FsSessions::open(dir.path()).unwrap();
@@ -144,8 +141,7 @@ async fn a_marker_without_its_record_is_skipped_and_cleaned() {
     );
 }
 
-#[tokio::test]
-async fn a_corrupt_record_is_an_error_until_purged() {
+pub(crate) async fn a_corrupt_record_is_an_error_until_purged() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsSessions::open(dir.path()).unwrap();
     let s = record(1, "alice");
@@ -179,8 +175,7 @@ async fn a_corrupt_record_is_an_error_until_purged() {
     assert_eq!(store.get(&other.key).await.unwrap(), Some(other));
 }
 
-#[tokio::test]
-async fn purge_sweeps_old_temporary_files_only() {
+pub(crate) async fn purge_sweeps_old_temporary_files_only() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsSessions::open(dir.path()).unwrap();
     let tokens = FsTokens::open(dir.path()).unwrap();
@@ -220,8 +215,7 @@ async fn purge_sweeps_old_temporary_files_only() {
     assert!(!claimed.exists());
 }
 
-#[tokio::test]
-async fn account_update_cannot_move_the_email() {
+pub(crate) async fn account_update_cannot_move_the_email() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsAccounts::open(dir.path()).unwrap();
     let a = account("ada@example.com");
@@ -236,8 +230,7 @@ async fn account_update_cannot_move_the_email() {
     assert_eq!(store.by_email(&moved.email).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn hand_edited_email_index_fails_closed() {
+pub(crate) async fn hand_edited_email_index_fails_closed() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsAccounts::open(dir.path()).unwrap();
     let (a, b) = (account("ada@example.com"), account("bob@example.com"));
@@ -260,8 +253,7 @@ async fn hand_edited_email_index_fails_closed() {
     ));
 }
 
-#[tokio::test]
-async fn open_refuses_a_file_where_a_directory_belongs() {
+pub(crate) async fn open_refuses_a_file_where_a_directory_belongs() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("tokens"), b"").unwrap();
     assert!(matches!(
@@ -271,8 +263,7 @@ async fn open_refuses_a_file_where_a_directory_belongs() {
 }
 
 #[cfg(unix)]
-#[tokio::test]
-async fn files_are_0600_and_directories_0700() {
+pub(crate) async fn files_are_0600_and_directories_0700() {
     use phaze_auth::{Email, Mailer, OutgoingMail};
     use std::os::unix::fs::PermissionsExt;
     let root = tempfile::tempdir().unwrap();

@@ -1,6 +1,10 @@
 //! The port contracts, run against the filesystem adapters, and what only a filesystem store has to
 //! prove: the on-disk layout, several processes on one directory, hostile names, permissions and
 //! the outbox's message format.
+//!
+//! The harness is `phaze_testkit::harness` (libtest-mimic), so that a child process of the
+//! multi-process tests runs its part from `main`, before any test, instead of as a test that
+//! passes in every normal run. A test is an `async fn` (or `fn`) listed in `main`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod hostile;
@@ -9,6 +13,9 @@ mod multiprocess;
 mod outbox;
 mod ratelimit;
 mod support;
+
+use phaze_testkit::harness::{self, Test};
+use std::process::ExitCode;
 
 phaze_testkit::session_store_contract!({
     let d = tempfile::tempdir().unwrap();
@@ -55,8 +62,7 @@ mod exclusive {
 
     /// Every store opened from one owned directory hears of the others' changes: they share
     /// the read cache, so no store keeps serving a record another one replaced or deleted.
-    #[tokio::test]
-    async fn stores_of_one_owned_directory_see_each_others_changes() {
+    pub(crate) async fn stores_of_one_owned_directory_see_each_others_changes() {
         use phaze_auth::AccountStore;
         use phaze_sessions::SessionStore;
         let d = tempfile::tempdir().unwrap();
@@ -76,4 +82,83 @@ mod exclusive {
         one.update(&a).await.unwrap();
         assert_eq!(two.by_id(&a.id).await.unwrap(), Some(a));
     }
+
+    pub(crate) fn tests() -> Vec<phaze_testkit::harness::Test> {
+        let mut tests = [
+            session_store_contract::tests(),
+            account_store_contract::tests(),
+            token_store_contract::tests(),
+            rate_limit_store_contract::tests(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+        tests.push(phaze_testkit::harness::Test::current_thread(
+            "exclusive::stores_of_one_owned_directory_see_each_others_changes",
+            stores_of_one_owned_directory_see_each_others_changes,
+        ));
+        tests
+    }
+}
+
+fn main() -> ExitCode {
+    if multiprocess::child_process_entry() {
+        return ExitCode::SUCCESS;
+    }
+    let tests = [
+        session_store_contract::tests(),
+        account_store_contract::tests(),
+        token_store_contract::tests(),
+        rate_limit_store_contract::tests(),
+        exclusive::tests(),
+        phaze_testkit::tests!(
+            |name, test| Test::tokio(name, 2, test);
+            hostile::{hostile_inputs_stay_inside_the_data_directory},
+            ratelimit::{
+                a_corrupt_or_truncated_file_fails_one_decision_closed_and_is_replaced,
+                purge_deletes_exactly_the_idle_files,
+                keys_that_spell_paths_stay_64_hex_names_inside_the_data_directory,
+            },
+        ),
+        phaze_testkit::tests!(
+            |name, test| Test::tokio(name, 4, test);
+            layout::{readers_never_see_half_a_record},
+        ),
+        phaze_testkit::tests!(
+            |name, test| Test::current_thread(name, test);
+            layout::{
+                every_record_is_one_file_named_by_a_hash,
+                a_marker_without_its_record_is_skipped_and_cleaned,
+                a_corrupt_record_is_an_error_until_purged,
+                purge_sweeps_old_temporary_files_only,
+                account_update_cannot_move_the_email,
+                hand_edited_email_index_fails_closed,
+                open_refuses_a_file_where_a_directory_belongs,
+                files_are_0600_and_directories_0700,
+            },
+            outbox::{
+                hostile_subject_and_body_make_one_well_formed_message,
+                every_message_gets_its_own_file,
+                the_portals_default_sender_works,
+            },
+        ),
+        phaze_testkit::tests!(
+            |name, test| Test::new(name, test);
+            multiprocess::{
+                processes_registering_one_email_admit_exactly_one,
+                processes_consuming_one_token_admit_exactly_one,
+                processes_inserting_one_session_key_admit_exactly_one,
+                a_killed_lock_holder_does_not_block_others,
+                processes_hitting_one_key_admit_exactly_the_limit,
+                a_killed_rate_limit_lock_holder_does_not_block_others,
+                a_directory_owned_by_one_process_is_refused_to_every_other,
+                processes_sharing_a_directory_keep_an_exclusive_owner_out,
+            },
+            outbox::{an_invalid_sender_is_refused_at_open},
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    harness::run(tests)
 }

@@ -1,6 +1,6 @@
-//! Several processes on one data directory. The test binary re-runs itself: each child executes
-//! only [`child_process_entry`], told by environment variables what to do, and reports through a
-//! result file.
+//! Several processes on one data directory. The test binary re-runs itself: `main` sees the
+//! environment variables and runs only [`child_process_entry`] (no harness, no test), which does
+//! what they say and reports through a result file.
 
 use phaze_auth::{AccountStore, Email, StoreError as AuthError, TokenStore};
 use phaze_ratelimit::{RateLimitStore, Window};
@@ -18,8 +18,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
-/// The child's test name, as the harness knows it (module path without the crate).
-const CHILD_TEST: &str = "multiprocess::child_process_entry";
 /// The directory a child works in: barrier and result files, and the data directory `data/`.
 const ENV_DIR: &str = "PHAZE_STORE_FS_CHILD_DIR";
 /// What the child does: `register`, `consume`, `insert_session`, `hold_lock`, `rate_limit_hit`,
@@ -46,14 +44,13 @@ fn runtime() -> Runtime {
         .unwrap()
 }
 
-/// Entry point of the child processes the tests below start. Without the environment variables
-/// (a normal test run) it does nothing.
-#[test]
-fn child_process_entry() {
+/// Entry point of the child processes the tests below start, which `main` calls before the
+/// harness: `false` without the environment variables (a normal test run), which does nothing.
+pub(crate) fn child_process_entry() -> bool {
     let (Ok(dir), Ok(role), Ok(index)) =
         (env::var(ENV_DIR), env::var(ENV_ROLE), env::var(ENV_INDEX))
     else {
-        return;
+        return false;
     };
     let dir = PathBuf::from(dir);
     let data = dir.join("data");
@@ -157,6 +154,7 @@ fn child_process_entry() {
         other => panic!("unknown role {other}"),
     };
     fs::write(dir.join(format!("result-{index}")), outcome).unwrap();
+    true
 }
 
 /// Says this child is ready, then waits for the parent's `go` file, so all children act at once.
@@ -192,7 +190,6 @@ fn spawn_with(dir: &Path, role: &str, count: usize, vars: &[(&str, String)]) -> 
         (0..count)
             .map(|i| {
                 Command::new(&exe)
-                    .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
                     .env(ENV_DIR, dir)
                     .env(ENV_ROLE, role)
                     .env(ENV_INDEX, i.to_string())
@@ -236,7 +233,7 @@ fn race_with(dir: &Path, role: &str, count: usize, vars: &[(&str, String)]) -> V
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "child {i} failed: {stderr}");
         let result = fs::read_to_string(dir.join(format!("result-{i}"))).unwrap_or_else(|e| {
-            panic!("child {i} wrote no result ({e}); did it run {CHILD_TEST}?")
+            panic!("child {i} wrote no result ({e}); did main run child_process_entry?")
         });
         assert!(!result.starts_with("error"), "child {i}: {result}");
         results.push(result);
@@ -244,8 +241,7 @@ fn race_with(dir: &Path, role: &str, count: usize, vars: &[(&str, String)]) -> V
     results
 }
 
-#[test]
-fn processes_registering_one_email_admit_exactly_one() {
+pub(crate) fn processes_registering_one_email_admit_exactly_one() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let store = FsAccounts::open(&data).unwrap();
@@ -273,8 +269,7 @@ fn processes_registering_one_email_admit_exactly_one() {
     );
 }
 
-#[test]
-fn processes_consuming_one_token_admit_exactly_one() {
+pub(crate) fn processes_consuming_one_token_admit_exactly_one() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let store = FsTokens::open(&data).unwrap();
@@ -293,8 +288,7 @@ fn processes_consuming_one_token_admit_exactly_one() {
     );
 }
 
-#[test]
-fn processes_inserting_one_session_key_admit_exactly_one() {
+pub(crate) fn processes_inserting_one_session_key_admit_exactly_one() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let store = FsSessions::open(&data).unwrap();
@@ -314,8 +308,7 @@ fn processes_inserting_one_session_key_admit_exactly_one() {
     assert_eq!(rt.block_on(store.list_user("alice")).unwrap(), vec![stored]);
 }
 
-#[test]
-fn a_killed_lock_holder_does_not_block_others() {
+pub(crate) fn a_killed_lock_holder_does_not_block_others() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsSessions::open(dir.path().join("data")).unwrap();
     let s = record(LOCKED_SESSION, "alice");
@@ -353,8 +346,7 @@ fn a_killed_lock_holder_does_not_block_others() {
     );
 }
 
-#[test]
-fn processes_hitting_one_key_admit_exactly_the_limit() {
+pub(crate) fn processes_hitting_one_key_admit_exactly_the_limit() {
     for (processes, limit) in [(8usize, 5u32), (8, 1), (6, 3), (4, 12), (3, 20)] {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -392,8 +384,7 @@ fn processes_hitting_one_key_admit_exactly_the_limit() {
     }
 }
 
-#[test]
-fn a_killed_rate_limit_lock_holder_does_not_block_others() {
+pub(crate) fn a_killed_rate_limit_lock_holder_does_not_block_others() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsRateLimits::open(dir.path().join("data")).unwrap();
     let window = Window::new(5, time::Duration::minutes(15));
@@ -431,8 +422,7 @@ fn in_use(result: Result<DataDir, FsError>) -> bool {
     matches!(result, Err(FsError::InUse { .. }))
 }
 
-#[test]
-fn a_directory_owned_by_one_process_is_refused_to_every_other() {
+pub(crate) fn a_directory_owned_by_one_process_is_refused_to_every_other() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut children = spawn(dir.path(), "own_exclusive", 1);
@@ -450,8 +440,7 @@ fn a_directory_owned_by_one_process_is_refused_to_every_other() {
     assert_eq!(owner.sharing(), Sharing::Exclusive);
 }
 
-#[test]
-fn processes_sharing_a_directory_keep_an_exclusive_owner_out() {
+pub(crate) fn processes_sharing_a_directory_keep_an_exclusive_owner_out() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut children = spawn(dir.path(), "own_shared", 2);

@@ -58,8 +58,7 @@ fn parse(message: &[u8]) -> (Vec<(String, String)>, String) {
     (fields, body.to_owned())
 }
 
-#[tokio::test]
-async fn hostile_subject_and_body_make_one_well_formed_message() {
+pub(crate) async fn hostile_subject_and_body_make_one_well_formed_message() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = FsOutbox::open(dir.path().join("outbox"), "Phaze <no-reply@example.com>").unwrap();
     let mail = OutgoingMail {
@@ -122,8 +121,7 @@ async fn hostile_subject_and_body_make_one_well_formed_message() {
     assert!(body.contains("From: spoof@evil.example"), "{body}");
 }
 
-#[tokio::test]
-async fn every_message_gets_its_own_file() {
+pub(crate) async fn every_message_gets_its_own_file() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = FsOutbox::open(dir.path(), "no-reply@example.com").unwrap();
     let mail = OutgoingMail {
@@ -154,8 +152,7 @@ async fn every_message_gets_its_own_file() {
     }
 }
 
-#[test]
-fn an_invalid_sender_is_refused_at_open() {
+pub(crate) fn an_invalid_sender_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
     for from in [
         "",
@@ -173,8 +170,7 @@ fn an_invalid_sender_is_refused_at_open() {
     }
 }
 
-#[tokio::test]
-async fn the_portals_default_sender_works() {
+pub(crate) async fn the_portals_default_sender_works() {
     // `mail.from` defaults to this in the portal's settings; a refusal would stop it starting.
     let dir = tempfile::tempdir().unwrap();
     let outbox = FsOutbox::open(dir.path(), "Phaze <no-reply@localhost>").unwrap();

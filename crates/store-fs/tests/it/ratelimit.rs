@@ -30,8 +30,7 @@ fn assert_failed_and_replaced(result: Result<Decision, StoreError>, what: &str) 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_corrupt_or_truncated_file_fails_one_decision_closed_and_is_replaced() {
+pub(crate) async fn a_corrupt_or_truncated_file_fails_one_decision_closed_and_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsRateLimits::open(dir.path()).unwrap();
     let k = key(1);
@@ -79,8 +78,7 @@ async fn a_corrupt_or_truncated_file_fails_one_decision_closed_and_is_replaced()
     assert!(!store.hit(&k, FIVE_PER_15_MIN, t0()).await.unwrap().allowed);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn purge_deletes_exactly_the_idle_files() {
+pub(crate) async fn purge_deletes_exactly_the_idle_files() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsRateLimits::open(dir.path()).unwrap();
     let hour = Window::new(5, Duration::hours(1));
@@ -146,8 +144,7 @@ async fn purge_deletes_exactly_the_idle_files() {
     assert_eq!(names(dir.path()), vec![key(1).to_hex()]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_that_spell_paths_stay_64_hex_names_inside_the_data_directory() {
+pub(crate) async fn keys_that_spell_paths_stay_64_hex_names_inside_the_data_directory() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let store = FsRateLimits::open(&data).unwrap();

@@ -43,10 +43,10 @@ async fn next_event(rx: &mut mpsc::UnboundedReceiver<&'static str>) -> &'static 
 }
 
 /// For the contract: a cached store with its watcher listening.
-pub(crate) async fn cached() -> Option<(PgAccounts, Watching, SchemaGuard)> {
-    let db = support::fresh().await?;
+pub(crate) async fn cached() -> (PgAccounts, Watching, SchemaGuard) {
+    let db = support::fresh().await;
     let (accounts, watching, _events) = watched(&db.pg).await;
-    Some((accounts, watching, db.guard))
+    (accounts, watching, db.guard)
 }
 
 /// Sets the display name behind the adapters' back, with triggers off (as a restore with
@@ -98,11 +98,8 @@ async fn until_gone(store: &PgAccounts, a: &Account, after: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_anywhere_reaches_every_cache() {
-    let Some(db) = support::fresh().await else {
-        return;
-    };
+pub(crate) async fn a_change_anywhere_reaches_every_cache() {
+    let db = support::fresh().await;
     // Two processes' pools on one schema: `here` caches, `there` writes.
     let (here, _watching, _events) = watched(&db.pg).await;
     let there = Postgres::new(&config(Some(db.schema())))
@@ -149,11 +146,8 @@ async fn a_change_anywhere_reaches_every_cache() {
     until_gone(&here, &b, "a truncate").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_listening_watcher_nothing_is_served_from_the_cache() {
-    let Some(db) = support::fresh().await else {
-        return;
-    };
+pub(crate) async fn without_a_listening_watcher_nothing_is_served_from_the_cache() {
+    let db = support::fresh().await;
     let app = db.schema().to_owned();
     let pg = Postgres::new(&PgConfig {
         url: url_named(&app),

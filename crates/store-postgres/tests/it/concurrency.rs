@@ -30,11 +30,8 @@ async fn racers(schema: &str) -> Vec<Postgres> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sixteen_connections_registering_one_email_admit_exactly_one() {
-    let Some(db) = support::fresh().await else {
-        return;
-    };
+pub(crate) async fn sixteen_connections_registering_one_email_admit_exactly_one() {
+    let db = support::fresh().await;
     let barrier = Arc::new(Barrier::new(RACERS));
     let tasks: Vec<_> = racers(db.schema())
         .await
@@ -72,15 +69,12 @@ async fn sixteen_connections_registering_one_email_admit_exactly_one() {
     assert_eq!(rows, 1, "the losers left nothing behind");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sixteen_connections_consuming_one_token_admit_exactly_one() {
-    let Some(db) = support::fresh().await else {
-        return;
-    };
+pub(crate) async fn sixteen_connections_consuming_one_token_admit_exactly_one() {
+    let db = support::fresh().await;
     let handles = racers(db.schema()).await;
     for round in 0..5u8 {
         let t = token(round);
-        db.pg.tokens().insert(&t).await.unwrap();
+        db.pg.tokens().issue(&t).await.unwrap();
         let barrier = Arc::new(Barrier::new(RACERS));
         let tasks: Vec<_> = handles
             .iter()
@@ -101,11 +95,8 @@ async fn sixteen_connections_consuming_one_token_admit_exactly_one() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sixteen_connections_hitting_one_key_admit_exactly_the_limit() {
-    let Some(db) = support::fresh().await else {
-        return;
-    };
+pub(crate) async fn sixteen_connections_hitting_one_key_admit_exactly_the_limit() {
+    let db = support::fresh().await;
     let handles = racers(db.schema()).await;
     for (round, limit) in [1u32, 5, 15, 16, 40].into_iter().enumerate() {
         let window = Window::new(limit, time::Duration::minutes(15));

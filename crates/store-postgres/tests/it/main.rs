@@ -2,8 +2,10 @@
 //! own; and what only this store has to prove: migrations and the schema check, exactness across
 //! processes, hostile input as plain data, TLS, and a pool that survives dead connections.
 //!
-//! Needs PostgreSQL at `PHAZE_TEST_DATABASE_URL` (default: the local server); without it every
-//! test prints SKIPPED and passes, except under `CI=true`, where it fails.
+//! Needs PostgreSQL at `PHAZE_TEST_DATABASE_URL` (default: the local server), checked once before
+//! any test runs: without it the tests that need it are reported as ignored, with the reason,
+//! except under `CI=true`, where they fail (`phaze_testkit::harness`). A child process of the
+//! multi-process tests runs its part from `main`, before the harness.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod account_cache;
@@ -17,37 +19,132 @@ mod schema;
 mod support;
 mod tls;
 
-phaze_testkit::session_store_contract!({
-    match support::contract(phaze_store_postgres::Postgres::sessions).await {
-        Some(x) => x,
-        None => return,
-    }
-});
-phaze_testkit::account_store_contract!({
-    match support::contract(phaze_store_postgres::Postgres::accounts).await {
-        Some(x) => x,
-        None => return,
-    }
-});
-phaze_testkit::token_store_contract!({
-    match support::contract(phaze_store_postgres::Postgres::tokens).await {
-        Some(x) => x,
-        None => return,
-    }
-});
-phaze_testkit::rate_limit_store_contract!({
-    match support::contract(phaze_store_postgres::Postgres::rate_limits).await {
-        Some(x) => x,
-        None => return,
-    }
-});
+use phaze_testkit::harness::{self, Need, Test};
+use std::process::ExitCode;
+
+phaze_testkit::session_store_contract!(
+    support::contract(phaze_store_postgres::Postgres::sessions).await
+);
+phaze_testkit::account_store_contract!(
+    support::contract(phaze_store_postgres::Postgres::accounts).await
+);
+phaze_testkit::token_store_contract!(
+    support::contract(phaze_store_postgres::Postgres::tokens).await
+);
+phaze_testkit::rate_limit_store_contract!(
+    support::contract(phaze_store_postgres::Postgres::rate_limits).await
+);
 
 /// The account contract again, through the cache, with its watcher listening.
 mod cached {
     phaze_testkit::account_store_contract!({
-        match crate::account_cache::cached().await {
-            Some((store, _, guard)) => (store, guard),
-            None => return,
-        }
+        let (store, _, guard) = crate::account_cache::cached().await;
+        (store, guard)
     });
+
+    pub(crate) fn tests() -> Vec<phaze_testkit::harness::Test> {
+        account_store_contract::tests()
+    }
+}
+
+fn main() -> ExitCode {
+    if multiprocess::child_process_entry() {
+        return ExitCode::SUCCESS;
+    }
+    let postgres = Need::check("PostgreSQL", support::reachable);
+    let tls = postgres.and("TLS on the test server", tls::tls_on);
+    let certificate = tls.and("the server's certificate", tls::certificate_readable);
+    let processes = postgres.and("the server's processes", pool::server_processes_here);
+    let mut tests: Vec<Test> = [
+        session_store_contract::tests(),
+        account_store_contract::tests(),
+        token_store_contract::tests(),
+        rate_limit_store_contract::tests(),
+        cached::tests(),
+        phaze_testkit::tests!(
+            |name, test| Test::tokio(name, 2, test);
+            account_cache::{
+                a_change_anywhere_reaches_every_cache,
+                without_a_listening_watcher_nothing_is_served_from_the_cache,
+            },
+            hostile::{sql_lookalikes_round_trip_unchanged, hostile_session_owners_are_plain_bytes},
+            multiprocess::{
+                processes_hitting_one_key_admit_exactly_the_limit,
+                processes_consuming_one_token_admit_exactly_one,
+                processes_registering_one_email_admit_exactly_one,
+            },
+            pool::{
+                a_full_pool_fails_within_the_wait_timeout,
+                a_lock_held_by_a_frozen_process_fails_within_the_query_timeout,
+            },
+            purge::{
+                purge_idle_deletes_exactly_the_logs_no_window_sees,
+                a_limit_of_zero_stores_nothing,
+                token_purge_takes_used_and_expired_tokens_only,
+            },
+            schema::{
+                check_schema_tells_behind_current_and_ahead,
+                migrate_creates_the_schema_and_its_tables_there,
+                migrated_tables_have_the_declared_columns,
+            },
+        ),
+        phaze_testkit::tests!(
+            |name, test| Test::tokio(name, 4, test);
+            concurrency::{
+                sixteen_connections_registering_one_email_admit_exactly_one,
+                sixteen_connections_consuming_one_token_admit_exactly_one,
+                sixteen_connections_hitting_one_key_admit_exactly_the_limit,
+            },
+            pool::{
+                connections_closed_by_the_server_are_replaced,
+                requests_racing_a_restart_recover_within_a_second,
+            },
+            schema::{concurrent_migrations_apply_each_migration_once},
+        ),
+        phaze_testkit::tests!(
+            |name, test| Test::current_thread(name, test);
+            schema::{migrate_and_the_stores_work_on_a_current_thread_runtime},
+        ),
+        phaze_testkit::tests!(
+            |name, test| Test::new(name, test);
+            pools::{each_single_threaded_runtime_uses_its_own_connections},
+        ),
+        tls.gate(phaze_testkit::tests!(
+            |name, test| Test::tokio(name, 2, test);
+            tls::{
+                require_refuses_a_certificate_from_an_unknown_issuer,
+                prefer_encrypts_without_verifying_and_disable_does_not_encrypt,
+            },
+        )),
+        certificate.gate(phaze_testkit::tests!(
+            |name, test| Test::tokio(name, 2, test);
+            tls::{
+                require_with_the_servers_certificate_is_encrypted_and_verified,
+                require_refuses_a_certificate_for_another_name,
+                a_ca_file_turns_verification_on_for_prefer,
+            },
+        )),
+        processes.gate(phaze_testkit::tests!(
+            |name, test| Test::tokio(name, 2, test);
+            pool::{an_idle_connection_that_does_not_answer_is_replaced},
+        )),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    tests = postgres.gate(tests);
+    // Without a server: the refusals, which need none.
+    tests.extend(phaze_testkit::tests!(
+        |name, test| Test::tokio(name, 2, test);
+        pool::{
+            a_server_that_never_answers_fails_within_the_connect_timeout,
+            errors_and_debug_output_never_show_the_password,
+        },
+    ));
+    tests.extend(phaze_testkit::tests!(
+        |name, test| Test::new(name, test);
+        hostile::{invalid_schema_names_are_refused_before_any_sql},
+        tls::{an_unusable_ca_file_is_refused_up_front},
+    ));
+    harness::run(tests)
 }

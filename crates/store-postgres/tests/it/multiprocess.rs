@@ -1,6 +1,6 @@
-//! Several processes on one database. The test binary re-runs itself: each child executes only
-//! [`child_process_entry`], told by environment variables what to do, and reports through a result
-//! file; a `go` file releases all children at once.
+//! Several processes on one database. The test binary re-runs itself: `main` sees the
+//! environment variables and runs only [`child_process_entry`] (no harness, no test), which does
+//! what they say and reports through a result file; a `go` file releases all children at once.
 
 use phaze_auth::{AccountStore, StoreError, TokenStore};
 use phaze_ratelimit::{RateLimitStore, Window};
@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::{self, config};
 
-/// The child's test name, as the harness knows it.
-const CHILD_TEST: &str = "multiprocess::child_process_entry";
 /// The directory of the barrier and result files.
 const ENV_DIR: &str = "PHAZE_STORE_PG_CHILD_DIR";
 /// The schema the children work in.
@@ -36,17 +34,16 @@ const RACED_KEY: u8 = 0x77;
 /// The token every `consume` child tries.
 const RACED_TOKEN: u8 = 5;
 
-/// Entry point of the child processes the tests below start. Without the environment variables
-/// (a normal test run) it does nothing.
-#[test]
-fn child_process_entry() {
+/// Entry point of the child processes the tests below start, which `main` calls before the
+/// harness: `false` without the environment variables (a normal test run), which does nothing.
+pub(crate) fn child_process_entry() -> bool {
     let (Ok(dir), Ok(schema), Ok(role), Ok(index)) = (
         env::var(ENV_DIR),
         env::var(ENV_SCHEMA),
         env::var(ENV_ROLE),
         env::var(ENV_INDEX),
     ) else {
-        return;
+        return false;
     };
     let dir = PathBuf::from(dir);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -102,6 +99,7 @@ fn child_process_entry() {
         }
     });
     fs::write(dir.join(format!("result-{index}")), outcome).unwrap();
+    true
 }
 
 /// Says this child is ready, then waits for the parent's `go` file.
@@ -135,7 +133,6 @@ fn race(schema: &str, role: &str, count: usize, vars: &[(&str, String)]) -> Vec<
         (0..count)
             .map(|i| {
                 Command::new(&exe)
-                    .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
                     .env(ENV_DIR, dir.path())
                     .env(ENV_SCHEMA, schema)
                     .env(ENV_ROLE, role)
@@ -166,7 +163,7 @@ fn race(schema: &str, role: &str, count: usize, vars: &[(&str, String)]) -> Vec<
         assert!(out.status.success(), "child {i} failed: {stderr}");
         let result =
             fs::read_to_string(dir.path().join(format!("result-{i}"))).unwrap_or_else(|e| {
-                panic!("child {i} wrote no result ({e}); did it run {CHILD_TEST}?")
+                panic!("child {i} wrote no result ({e}); did main run child_process_entry?")
             });
         assert!(!result.starts_with("error"), "child {i}: {result}");
         results.push(result);
@@ -174,12 +171,9 @@ fn race(schema: &str, role: &str, count: usize, vars: &[(&str, String)]) -> Vec<
     results
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn processes_hitting_one_key_admit_exactly_the_limit() {
+pub(crate) async fn processes_hitting_one_key_admit_exactly_the_limit() {
     for (processes, limit) in [(6usize, 5u32), (6, 1), (4, 13), (3, 30)] {
-        let Some(db) = support::fresh().await else {
-            return;
-        };
+        let db = support::fresh().await;
         let schema = db.schema().to_owned();
         let results = tokio::task::spawn_blocking(move || {
             race(
@@ -217,12 +211,9 @@ async fn processes_hitting_one_key_admit_exactly_the_limit() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn processes_consuming_one_token_admit_exactly_one() {
-    let Some(db) = support::fresh().await else {
-        return;
-    };
-    db.pg.tokens().insert(&token(RACED_TOKEN)).await.unwrap();
+pub(crate) async fn processes_consuming_one_token_admit_exactly_one() {
+    let db = support::fresh().await;
+    db.pg.tokens().issue(&token(RACED_TOKEN)).await.unwrap();
     let schema = db.schema().to_owned();
     let results = tokio::task::spawn_blocking(move || race(&schema, "consume", 6, &[]))
         .await
@@ -235,11 +226,8 @@ async fn processes_consuming_one_token_admit_exactly_one() {
     assert_eq!(results.iter().filter(|r| *r == "none").count(), 5);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn processes_registering_one_email_admit_exactly_one() {
-    let Some(db) = support::fresh().await else {
-        return;
-    };
+pub(crate) async fn processes_registering_one_email_admit_exactly_one() {
+    let db = support::fresh().await;
     let schema = db.schema().to_owned();
     let results = tokio::task::spawn_blocking(move || race(&schema, "register", 6, &[]))
         .await

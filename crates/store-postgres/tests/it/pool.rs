@@ -88,11 +88,8 @@ async fn burst(pg: &Postgres) -> usize {
 /// connection due to administrator command"), done to this pool's backends only, so the shared
 /// server stays up for everyone else. Once the server has closed them, no request gets a dead
 /// connection: each checkout drops the closed ones and opens new ones.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn connections_closed_by_the_server_are_replaced() {
-    let Some(db) = support::fresh().await else {
-        return;
-    };
+pub(crate) async fn connections_closed_by_the_server_are_replaced() {
+    let db = support::fresh().await;
     let app = db.schema().to_owned();
     let pg = Postgres::new(&PgConfig {
         url: url_named(&app),
@@ -119,11 +116,8 @@ async fn connections_closed_by_the_server_are_replaced() {
 /// Requests racing the termination itself (issued before the connections' drivers have seen the
 /// server's goodbye) may fail, at most once per connection, and within a second every request
 /// succeeds again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn requests_racing_a_restart_recover_within_a_second() {
-    let Some(db) = support::fresh().await else {
-        return;
-    };
+pub(crate) async fn requests_racing_a_restart_recover_within_a_second() {
+    let db = support::fresh().await;
     let app = db.schema().to_owned();
     let pg = Postgres::new(&PgConfig {
         url: url_named(&app),
@@ -152,15 +146,38 @@ async fn requests_racing_a_restart_recover_within_a_second() {
     );
 }
 
+/// The harness's check for [`an_idle_connection_that_does_not_answer_is_replaced`]: the server's
+/// processes are on this machine and this process may signal them (root, as in CI).
+pub(crate) fn server_processes_here() -> Result<(), String> {
+    support::block_on(async {
+        // The backend of a connection held open while it is checked.
+        let admin = support::admin().await;
+        let pid: i32 = admin
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        // Only a local postgres process may be signalled: a remote server's pid means nothing.
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() != "postgres" {
+            return Err("the server's processes are not on this machine".to_owned());
+        }
+        let may_signal = std::process::Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !may_signal {
+            return Err("this process may not signal the server's processes".to_owned());
+        }
+        Ok(())
+    })
+}
+
 /// A connection idle for a second or more is pinged before use; one that does not answer (here:
 /// its server process is stopped, as a vanished host or a silent network would leave it) is
-/// dropped after the connect timeout and replaced. Needs the server on this machine and the right
-/// to signal its processes (root, as in CI); otherwise it says so and skips.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_connection_that_does_not_answer_is_replaced() {
-    let Some(db) = support::fresh().await else {
-        return;
-    };
+/// dropped after the connect timeout and replaced. Needs [`server_processes_here`].
+pub(crate) async fn an_idle_connection_that_does_not_answer_is_replaced() {
+    let db = support::fresh().await;
     let app = db.schema().to_owned();
     let pg = Postgres::new(&PgConfig {
         url: url_named(&app),
@@ -173,22 +190,13 @@ async fn an_idle_connection_that_does_not_answer_is_replaced() {
     let [pid] = backends(&db.admin, &app).await[..] else {
         panic!("one connection expected");
     };
-    // Only a local postgres process may be signalled: a pid of a remote server means nothing here.
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if comm.trim() != "postgres" {
-        eprintln!("SKIPPED: the server's processes are not on this machine");
-        return;
-    }
     let signal = |sig: &str| {
         std::process::Command::new("kill")
             .args([sig, &pid.to_string()])
             .status()
             .is_ok_and(|s| s.success())
     };
-    if !signal("-STOP") {
-        eprintln!("SKIPPED: cannot signal the server's processes");
-        return;
-    }
+    assert!(signal("-STOP"), "cannot stop the backend {pid}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let started = Instant::now();
     let result = pg.ping().await;
@@ -215,11 +223,8 @@ async fn an_idle_connection_that_does_not_answer_is_replaced() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_pool_fails_within_the_wait_timeout() {
-    let Some(db) = support::fresh().await else {
-        return;
-    };
+pub(crate) async fn a_full_pool_fails_within_the_wait_timeout() {
+    let db = support::fresh().await;
     let pg = Postgres::new(&PgConfig {
         pool_size: 1,
         wait_timeout: Duration::from_millis(300),
@@ -265,8 +270,7 @@ async fn a_full_pool_fails_within_the_wait_timeout() {
     pg.ping().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_that_never_answers_fails_within_the_connect_timeout() {
+pub(crate) async fn a_server_that_never_answers_fails_within_the_connect_timeout() {
     // Accepts TCP connections and never says a word: neither the TLS request nor the startup
     // message gets an answer.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -299,8 +303,7 @@ async fn a_server_that_never_answers_fails_within_the_connect_timeout() {
     hold.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn errors_and_debug_output_never_show_the_password() {
+pub(crate) async fn errors_and_debug_output_never_show_the_password() {
     // Nothing listens on port 1: the connection is refused.
     let config = PgConfig {
         url: "postgres://phaze:hunter2-secret@127.0.0.1:1/portal?sslmode=disable".into(),
@@ -333,11 +336,8 @@ async fn errors_and_debug_output_never_show_the_password() {
 
 /// A row lock held by a frozen process (here: an open transaction that never ends) fails a hit on
 /// that key within `query_timeout`, server-side, instead of hanging every request for the key.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lock_held_by_a_frozen_process_fails_within_the_query_timeout() {
-    let Some(db) = support::fresh().await else {
-        return;
-    };
+pub(crate) async fn a_lock_held_by_a_frozen_process_fails_within_the_query_timeout() {
+    let db = support::fresh().await;
     let pg = Postgres::new(&PgConfig {
         query_timeout: Duration::from_millis(300),
         ..config(Some(db.schema()))

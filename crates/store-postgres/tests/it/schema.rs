@@ -6,21 +6,20 @@ use crate::support::{self, config};
 
 const INIT: &str = "20261128000000_init";
 const ACCOUNT_CHANGES: &str = "20261128100000_account_changes";
+const PENDING_REGISTRATIONS: &str = "20261204120000_pending_registrations";
 /// Every migration of this build, oldest first.
-const ALL: [&str; 2] = [INIT, ACCOUNT_CHANGES];
+const ALL: [&str; 3] = [INIT, ACCOUNT_CHANGES, PENDING_REGISTRATIONS];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_schema_tells_behind_current_and_ahead() {
-    let Some(db) = support::unmigrated().await else {
-        return;
-    };
+pub(crate) async fn check_schema_tells_behind_current_and_ahead() {
+    let db = support::unmigrated().await;
     // Nothing there yet, not even the schema.
     let e = db.pg.check_schema().await.unwrap_err();
     assert!(matches!(&e, PgError::SchemaBehind { missing } if missing == &ALL));
     assert_eq!(
         e.to_string(),
         format!(
-            "database schema is behind this build (missing {INIT}, {ACCOUNT_CHANGES}): run \
+            "database schema is behind this build (missing {INIT}, {ACCOUNT_CHANGES}, \
+             {PENDING_REGISTRATIONS}): run \
              `phaze-portal migrate`"
         )
     );
@@ -60,11 +59,8 @@ async fn check_schema_tells_behind_current_and_ahead() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrate_creates_the_schema_and_its_tables_there() {
-    let Some(db) = support::unmigrated().await else {
-        return;
-    };
+pub(crate) async fn migrate_creates_the_schema_and_its_tables_there() {
+    let db = support::unmigrated().await;
     let count = |sql: &'static str| {
         let admin = &db.admin;
         let schema = db.schema().to_owned();
@@ -85,11 +81,8 @@ async fn migrate_creates_the_schema_and_its_tables_there() {
     assert_eq!(count(TABLES).await, 5);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_migrations_apply_each_migration_once() {
-    let Some(db) = support::unmigrated().await else {
-        return;
-    };
+pub(crate) async fn concurrent_migrations_apply_each_migration_once() {
+    let db = support::unmigrated().await;
     let tasks: Vec<_> = (0..4)
         .map(|_| {
             let pg = Postgres::new(&config(Some(db.schema()))).unwrap();
@@ -106,11 +99,8 @@ async fn concurrent_migrations_apply_each_migration_once() {
 
 /// The columns the migrations create, with their SQL types, as `schema.rs` declares them; the
 /// contract tests exercise every one of them through diesel.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrated_tables_have_the_declared_columns() {
-    let Some(db) = support::fresh().await else {
-        return;
-    };
+pub(crate) async fn migrated_tables_have_the_declared_columns() {
+    let db = support::fresh().await;
     let rows = db
         .admin
         .query(
@@ -160,6 +150,9 @@ async fn migrated_tables_have_the_declared_columns() {
         "tokens.user_id uuid",
         "tokens.expires_at timestamptz",
         "tokens.used_at timestamptz null",
+        "tokens.subject text null",
+        "tokens.email text null",
+        "tokens.password_hash text null",
     ];
     assert_eq!(got, expected);
     // The indexes purges and per-user listing rely on.
@@ -179,6 +172,7 @@ async fn migrated_tables_have_the_declared_columns() {
         "sessions_expires_at_idx",
         "sessions_user_id_idx",
         "tokens_expires_at_idx",
+        "tokens_live_subject_key",
     ] {
         assert!(indexes.iter().any(|i| i == wanted), "{wanted}: {indexes:?}");
     }
@@ -186,11 +180,8 @@ async fn migrated_tables_have_the_declared_columns() {
 
 /// The portal runs on actix's current-thread runtimes; `migrate` must not need a multi-threaded
 /// one (diesel's harness is synchronous and runs on the blocking pool).
-#[tokio::test(flavor = "current_thread")]
-async fn migrate_and_the_stores_work_on_a_current_thread_runtime() {
-    let Some(db) = support::unmigrated().await else {
-        return;
-    };
+pub(crate) async fn migrate_and_the_stores_work_on_a_current_thread_runtime() {
+    let db = support::unmigrated().await;
     assert_eq!(db.pg.migrate().await.unwrap(), ALL);
     db.pg.check_schema().await.unwrap();
     let w = phaze_ratelimit::Window::new(2, time::Duration::minutes(1));

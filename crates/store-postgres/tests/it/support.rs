@@ -6,6 +6,7 @@
 //! per process. The seconds come from the database's clock, so test code never reads the clock.
 
 use phaze_store_postgres::{PgConfig, Postgres};
+use phaze_testkit::harness;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
@@ -26,20 +27,43 @@ pub(crate) fn config(schema: Option<&str>) -> PgConfig {
     }
 }
 
+/// Runs `f` to completion on a runtime of its own: what the harness's checks, which run before
+/// any test and outside any runtime, use.
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The harness's check of the test server: it answers a connection, within 5 s.
+pub(crate) fn reachable() -> Result<(), String> {
+    block_on(async {
+        let url = phaze_testkit::database_url();
+        let connect = tokio_postgres::connect(&url, NoTls);
+        match tokio::time::timeout(Duration::from_secs(5), connect).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!(
+                "{} (PHAZE_TEST_DATABASE_URL, or the local server)",
+                harness::sources(&e)
+            )),
+            Err(_) => Err("no answer within 5 s".to_owned()),
+        }
+    })
+}
+
 /// A plain connection to the test server (no TLS: the admin side proves nothing about TLS, and the
-/// local server accepts plain connections), or `None` after reporting the server unreachable
-/// (which fails the test under `CI=true`).
-pub(crate) async fn admin() -> Option<Client> {
+/// local server accepts plain connections). The harness found the server reachable, so an error
+/// fails the test.
+pub(crate) async fn admin() -> Client {
     match tokio_postgres::connect(&phaze_testkit::database_url(), NoTls).await {
         Ok((client, connection)) => {
             tokio::spawn(connection);
             sweep_once(&client).await;
-            Some(client)
+            client
         }
-        Err(e) => {
-            phaze_testkit::server_unavailable("PostgreSQL", &e);
-            None
-        }
+        Err(e) => phaze_testkit::server_unavailable("PostgreSQL", &e),
     }
 }
 
@@ -121,30 +145,29 @@ impl TestDb {
     }
 }
 
-/// A fresh, unmigrated schema's [`Postgres`] (the schema itself does not exist yet), or `None`
-/// if the server is unreachable.
-pub(crate) async fn unmigrated() -> Option<TestDb> {
-    let admin = admin().await?;
+/// A fresh, unmigrated schema's [`Postgres`] (the schema itself does not exist yet).
+pub(crate) async fn unmigrated() -> TestDb {
+    let admin = admin().await;
     let schema = schema_name(&admin).await;
     let pg = Postgres::new(&config(Some(&schema))).unwrap();
-    Some(TestDb {
+    TestDb {
         pg,
         admin,
         guard: SchemaGuard(schema),
-    })
+    }
 }
 
 /// A fresh schema, migrated.
-pub(crate) async fn fresh() -> Option<TestDb> {
-    let db = unmigrated().await?;
+pub(crate) async fn fresh() -> TestDb {
+    let db = unmigrated().await;
     db.pg.migrate().await.unwrap();
-    Some(db)
+    db
 }
 
 /// `(store, guard)` for the contract macros: `pick` chooses the adapter.
-pub(crate) async fn contract<S>(pick: impl FnOnce(&Postgres) -> S) -> Option<(S, SchemaGuard)> {
-    let db = fresh().await?;
-    Some((pick(&db.pg), db.guard))
+pub(crate) async fn contract<S>(pick: impl FnOnce(&Postgres) -> S) -> (S, SchemaGuard) {
+    let db = fresh().await;
+    (pick(&db.pg), db.guard)
 }
 
 /// Every error in `e`'s source chain, Display and Debug, as one string.

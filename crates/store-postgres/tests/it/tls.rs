@@ -2,10 +2,11 @@
 //! self-signed certificate for `localhost`). Encryption is proved from the server's side:
 //! `pg_stat_ssl` of the backends serving this pool, found by their `application_name`.
 //!
-//! Without TLS on the server these tests print SKIPPED, except under `CI=true`, where they fail:
-//! CI's server is Debian's, which has TLS on. The certificate checks also need the server's
-//! certificate file to be readable here and the test URL to point at this machine; if not, they
-//! print SKIPPED (that is a property of where the server runs, not of this code).
+//! The harness checks [`tls_on`] and [`certificate_readable`] before any test runs: without TLS
+//! on the server these tests are ignored, except under `CI=true`, where they fail (CI's server
+//! is Debian's, which has TLS on). The certificate checks also need the server's certificate
+//! file to be readable here and the test URL to point at this machine; that is a property of
+//! where the server runs, not of this code.
 
 use phaze_store_postgres::{PgConfig, PgError, Postgres};
 use std::path::PathBuf;
@@ -22,25 +23,26 @@ struct Server {
     loopback: bool,
 }
 
-fn tls_unavailable(reason: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("TLS tests cannot run under CI=true: {reason}");
-    }
-    eprintln!("SKIPPED: {reason}");
+/// The harness's check: the test server has TLS on, and the URL has no password.
+pub(crate) fn tls_on() -> Result<(), String> {
+    support::block_on(server()).map(drop)
 }
 
-/// The server, if it has TLS on.
-async fn server() -> Option<Server> {
-    let admin = support::admin().await?;
+/// The harness's check: the server is this machine and its certificate is readable here.
+pub(crate) fn certificate_readable() -> Result<(), String> {
+    support::block_on(async { server().await?.certificate().await }).map(drop)
+}
+
+/// The server, if it has TLS on (else why not).
+async fn server() -> Result<Server, String> {
+    let admin = support::admin().await;
     let ssl: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
     if ssl != "on" {
-        tls_unavailable("the PostgreSQL server has ssl = off");
-        return None;
+        return Err("the PostgreSQL server has ssl = off".to_owned());
     }
     let config: tokio_postgres::Config = phaze_testkit::database_url().parse().unwrap();
     if config.get_password().is_some() {
-        eprintln!("SKIPPED: the TLS tests build their own URLs and take none with a password");
-        return None;
+        return Err("the TLS tests build their own URLs and take none with a password".to_owned());
     }
     let loopback = config.get_hosts().iter().all(|h| match h {
         tokio_postgres::config::Host::Tcp(name) => {
@@ -52,7 +54,7 @@ async fn server() -> Option<Server> {
         #[cfg(unix)]
         tokio_postgres::config::Host::Unix(_) => false,
     });
-    Some(Server {
+    Ok(Server {
         admin,
         user: config.get_user().unwrap_or("postgres").to_owned(),
         port: config.get_ports().first().copied().unwrap_or(5432),
@@ -69,11 +71,11 @@ impl Server {
         )
     }
 
-    /// The server's certificate file, if this process can read it and the server is this machine.
-    async fn certificate(&self) -> Option<PathBuf> {
+    /// The server's certificate file, if this process can read it and the server is this machine
+    /// (else why not).
+    async fn certificate(&self) -> Result<PathBuf, String> {
         if !self.loopback {
-            eprintln!("SKIPPED: the test server is not on this machine");
-            return None;
+            return Err("the test server is not on this machine".to_owned());
         }
         let file: String = self
             .admin
@@ -92,13 +94,12 @@ impl Server {
             path = PathBuf::from(data).join(path);
         }
         if std::fs::read(&path).is_err() {
-            eprintln!(
-                "SKIPPED: cannot read the server's certificate {}",
+            return Err(format!(
+                "cannot read the server's certificate {}",
                 path.display()
-            );
-            return None;
+            ));
         }
-        Some(path)
+        Ok(path)
     }
 
     /// `(ssl, version)` of every backend serving `app`.
@@ -135,14 +136,9 @@ fn app_name(test: &str) -> String {
     format!("phaze_tls_{test}_{:016x}", rand::random::<u64>())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn require_with_the_servers_certificate_is_encrypted_and_verified() {
-    let Some(server) = server().await else {
-        return;
-    };
-    let Some(cert) = server.certificate().await else {
-        return;
-    };
+pub(crate) async fn require_with_the_servers_certificate_is_encrypted_and_verified() {
+    let server = server().await.unwrap();
+    let cert = server.certificate().await.unwrap();
     let app = app_name("verified");
     let pg = pg(server.url("localhost", "require", &app), Some(cert));
     pg.ping().await.unwrap();
@@ -154,11 +150,8 @@ async fn require_with_the_servers_certificate_is_encrypted_and_verified() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn require_refuses_a_certificate_from_an_unknown_issuer() {
-    let Some(server) = server().await else {
-        return;
-    };
+pub(crate) async fn require_refuses_a_certificate_from_an_unknown_issuer() {
+    let server = server().await.unwrap();
     // The public roots do not vouch for a self-signed certificate.
     let app = app_name("unknown_issuer");
     let e = pg(server.url("localhost", "require", &app), None)
@@ -172,14 +165,9 @@ async fn require_refuses_a_certificate_from_an_unknown_issuer() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn require_refuses_a_certificate_for_another_name() {
-    let Some(server) = server().await else {
-        return;
-    };
-    let Some(cert) = server.certificate().await else {
-        return;
-    };
+pub(crate) async fn require_refuses_a_certificate_for_another_name() {
+    let server = server().await.unwrap();
+    let cert = server.certificate().await.unwrap();
     // Debian's certificate names `localhost`, not 127.0.0.1.
     let app = app_name("wrong_name");
     let e = pg(server.url("127.0.0.1", "require", &app), Some(cert))
@@ -189,11 +177,8 @@ async fn require_refuses_a_certificate_for_another_name() {
     assert!(chain(&e).contains("not valid for name"), "{}", chain(&e));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prefer_encrypts_without_verifying_and_disable_does_not_encrypt() {
-    let Some(server) = server().await else {
-        return;
-    };
+pub(crate) async fn prefer_encrypts_without_verifying_and_disable_does_not_encrypt() {
+    let server = server().await.unwrap();
     // Each pool stays alive (and its connection open) while the server is asked about it.
     let app = app_name("prefer");
     let prefer = pg(server.url("127.0.0.1", "prefer", &app), None);
@@ -214,14 +199,9 @@ async fn prefer_encrypts_without_verifying_and_disable_does_not_encrypt() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ca_file_turns_verification_on_for_prefer() {
-    let Some(server) = server().await else {
-        return;
-    };
-    let Some(cert) = server.certificate().await else {
-        return;
-    };
+pub(crate) async fn a_ca_file_turns_verification_on_for_prefer() {
+    let server = server().await.unwrap();
+    let cert = server.certificate().await.unwrap();
     let app = app_name("prefer_ca");
     let verified = pg(server.url("localhost", "prefer", &app), Some(cert.clone()));
     verified.ping().await.unwrap();
@@ -237,8 +217,7 @@ async fn a_ca_file_turns_verification_on_for_prefer() {
     assert!(chain(&e).contains("not valid for name"), "{}", chain(&e));
 }
 
-#[test]
-fn an_unusable_ca_file_is_refused_up_front() {
+pub(crate) fn an_unusable_ca_file_is_refused_up_front() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "no certificate here\n").unwrap();

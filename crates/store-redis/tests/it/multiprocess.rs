@@ -1,6 +1,6 @@
 //! Several processes, each with many tasks, hitting one key: exactly the limit passes in total.
-//! The test binary re-runs itself: each child executes only [`child_process_entry`], told by
-//! environment variables what to do, and reports through a result file.
+//! The test binary re-runs itself: `main` sees the environment variables and runs only
+//! [`child_process_entry`] (no harness, no test), which reports through a result file.
 
 use phaze_ratelimit::{RateLimitStore, Window};
 use phaze_store_redis::Redis;
@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::{config, redis};
 
-/// The child's test name, as the harness knows it (module path without the crate).
-const CHILD_TEST: &str = "multiprocess::child_process_entry";
 /// The directory for the barrier (`ready-<n>`, `go`) and result (`result-<n>`) files.
 const ENV_DIR: &str = "PHAZE_STORE_REDIS_CHILD_DIR";
 /// The Redis URL and key prefix the children share with the parent.
@@ -30,10 +28,9 @@ const TASKS: usize = 12;
 const HITS_PER_TASK: usize = 3;
 const RACED_KEY: u8 = 0x77;
 
-/// Entry point of the child processes the test below starts. Without the environment variables
-/// (a normal test run) it does nothing.
-#[test]
-fn child_process_entry() {
+/// Entry point of the child processes the test below starts, which `main` calls before the
+/// harness: `false` without the environment variables (a normal test run), which does nothing.
+pub(crate) fn child_process_entry() -> bool {
     let (Ok(dir), Ok(url), Ok(prefix), Ok(limit), Ok(index)) = (
         env::var(ENV_DIR),
         env::var(ENV_URL),
@@ -41,7 +38,7 @@ fn child_process_entry() {
         env::var(ENV_LIMIT),
         env::var(ENV_INDEX),
     ) else {
-        return;
+        return false;
     };
     let dir = Path::new(&dir);
     let window = Window::new(limit.parse().unwrap(), time::Duration::minutes(15));
@@ -90,6 +87,7 @@ fn child_process_entry() {
         format!("allowed {allowed}")
     });
     fs::write(dir.join(format!("result-{index}")), outcome).unwrap();
+    true
 }
 
 /// Children that are killed if the test fails before it waits for them.
@@ -104,19 +102,15 @@ impl Drop for Children {
     }
 }
 
-#[tokio::test]
-async fn processes_hitting_one_key_admit_exactly_the_limit() {
+pub(crate) async fn processes_hitting_one_key_admit_exactly_the_limit() {
     for (processes, limit) in [(6usize, 5u32), (4, 1), (5, 40), (3, 100), (4, 143)] {
-        let Some((redis, cleanup)) = redis().await else {
-            return;
-        };
+        let (redis, cleanup) = redis().await;
         let dir = tempfile::tempdir().unwrap();
         let exe = env::current_exe().unwrap();
         let mut children = Children(
             (0..processes)
                 .map(|i| {
                     Command::new(&exe)
-                        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
                         .env(ENV_DIR, dir.path())
                         .env(ENV_URL, phaze_testkit::redis_url())
                         .env(ENV_PREFIX, cleanup.prefix())

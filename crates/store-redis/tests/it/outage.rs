@@ -26,8 +26,8 @@ fn config(port: u16) -> RedisConfig {
 
 const WINDOW: Window = Window::new(1000, time::Duration::minutes(15));
 
-/// A private server, or `None` (after saying why) where `redis-server` cannot run.
-fn server(dir: &std::path::Path) -> Option<Server> {
+/// A private server (the harness checked that `redis-server` runs).
+fn server(dir: &std::path::Path) -> Server {
     let port = free_port();
     match Server::start(
         port,
@@ -39,11 +39,8 @@ fn server(dir: &std::path::Path) -> Option<Server> {
         ],
         dir,
     ) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            phaze_testkit::server_unavailable("a private redis-server", &e);
-            None
-        }
+        Ok(s) => s,
+        Err(e) => phaze_testkit::server_unavailable("a private redis-server", &e),
     }
 }
 
@@ -92,12 +89,9 @@ async fn all_fail_fast(redis: &Redis, limit: Duration) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_server_fails_fast_and_recovery_is_automatic() {
+pub(crate) async fn a_killed_server_fails_fast_and_recovery_is_automatic() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(mut server) = server(dir.path()) else {
-        return;
-    };
+    let mut server = server(dir.path());
     let redis = Redis::new(&config(server.port())).unwrap();
     // Fill the pool: every connection must be replaced after the restart.
     let warm: Vec<_> = (0..4u8).map(|n| exercise(&redis, n)).collect();
@@ -125,12 +119,9 @@ async fn a_killed_server_fails_fast_and_recovery_is_automatic() {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_connection_that_failed_is_replaced_at_once() {
+pub(crate) async fn a_connection_that_failed_is_replaced_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(mut server) = server(dir.path()) else {
-        return;
-    };
+    let mut server = server(dir.path());
     let redis = Redis::new(&config(server.port())).unwrap();
     exercise(&redis, 1).await.unwrap();
     // A restart well within the second after which an idle connection is checked: the dead
@@ -151,12 +142,9 @@ async fn a_connection_that_failed_is_replaced_at_once() {
     println!("recovered {took:?} after the restart");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hung_server_times_out_instead_of_stalling() {
+pub(crate) async fn a_hung_server_times_out_instead_of_stalling() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(server) = server(dir.path()) else {
-        return;
-    };
+    let server = server(dir.path());
     let redis = Redis::new(&config(server.port())).unwrap();
     exercise(&redis, 1).await.unwrap();
 
@@ -189,8 +177,7 @@ async fn a_hung_server_times_out_instead_of_stalling() {
     assert!(took.is_some(), "the store did not recover within 5 s");
 }
 
-#[tokio::test]
-async fn nothing_listening_is_an_error_not_a_hang() {
+pub(crate) async fn nothing_listening_is_an_error_not_a_hang() {
     let port = free_port();
     let redis = Redis::new(&config(port)).unwrap();
     let start = Instant::now();
@@ -207,8 +194,7 @@ async fn nothing_listening_is_an_error_not_a_hang() {
 
 /// A listener that accepts and never answers (not even the TLS or RESP handshake): connection
 /// set-up itself must time out.
-#[tokio::test]
-async fn a_silent_listener_times_out() {
+pub(crate) async fn a_silent_listener_times_out() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let hold = tokio::spawn(async move {
@@ -236,8 +222,7 @@ async fn a_silent_listener_times_out() {
 }
 
 /// A server with a password: the right one works, a wrong one fails, and no error shows either.
-#[tokio::test]
-async fn passwords_work_and_never_show_in_errors() {
+pub(crate) async fn passwords_work_and_never_show_in_errors() {
     const RIGHT: &str = "right-Pa55word";
     const WRONG: &str = "wrong-Pa55word";
     let dir = tempfile::tempdir().unwrap();
@@ -255,10 +240,7 @@ async fn passwords_work_and_never_show_in_errors() {
         dir.path(),
     ) {
         Ok(s) => s,
-        Err(e) => {
-            phaze_testkit::server_unavailable("a private redis-server", &e);
-            return;
-        }
+        Err(e) => phaze_testkit::server_unavailable("a private redis-server", &e),
     };
     let mut c = config(port);
     c.url = format!("redis://:{RIGHT}@127.0.0.1:{port}");

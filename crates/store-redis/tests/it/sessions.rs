@@ -10,10 +10,7 @@ use crate::support::{keys, raw, server_time, sessions};
 
 macro_rules! store {
     () => {
-        match sessions().await {
-            Some(s) => s,
-            None => return,
-        }
+        sessions().await
     };
 }
 
@@ -31,8 +28,7 @@ async fn ttl(key: &str) -> i64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn layout_is_one_hash_one_set_one_index() {
+pub(crate) async fn layout_is_one_hash_one_set_one_index() {
     let (store, cleanup) = store!();
     let p = cleanup.prefix();
     let s = record(1, "alice@example.com");
@@ -70,8 +66,7 @@ async fn layout_is_one_hash_one_set_one_index() {
     assert_eq!(hex, s.key.to_hex());
 }
 
-#[tokio::test]
-async fn records_outlive_a_past_expiry_by_the_slack() {
+pub(crate) async fn records_outlive_a_past_expiry_by_the_slack() {
     let (store, cleanup) = store!();
     let p = cleanup.prefix();
     // t0 + 1 h is long past on the server's clock: the TTL is the slack alone.
@@ -99,8 +94,7 @@ async fn records_outlive_a_past_expiry_by_the_slack() {
     assert!((3590..=3600).contains(&t), "{t}");
 }
 
-#[tokio::test]
-async fn purge_is_exact_to_the_nanosecond() {
+pub(crate) async fn purge_is_exact_to_the_nanosecond() {
     let (store, _cleanup) = store!();
     for k in 0..5u16 {
         let mut s = record(1, "alice");
@@ -145,8 +139,7 @@ async fn purge_is_exact_to_the_nanosecond() {
     );
 }
 
-#[tokio::test]
-async fn purge_works_through_many_batches() {
+pub(crate) async fn purge_works_through_many_batches() {
     let (store, cleanup) = store!();
     let p = cleanup.prefix().to_owned();
     let n = 1234u16;
@@ -185,8 +178,7 @@ async fn purge_works_through_many_batches() {
     );
 }
 
-#[tokio::test]
-async fn vanished_records_leave_no_trace_in_lists_or_purges() {
+pub(crate) async fn vanished_records_leave_no_trace_in_lists_or_purges() {
     let (store, cleanup) = store!();
     let p = cleanup.prefix();
     let gone = record(1, "alice");
@@ -225,8 +217,7 @@ async fn vanished_records_leave_no_trace_in_lists_or_purges() {
     assert_eq!(index, 0);
 }
 
-#[tokio::test]
-async fn a_stale_index_entry_never_purges_a_recreated_record() {
+pub(crate) async fn a_stale_index_entry_never_purges_a_recreated_record() {
     let (store, cleanup) = store!();
     let p = cleanup.prefix();
     let mut s = record(1, "alice");
@@ -258,8 +249,7 @@ async fn a_stale_index_entry_never_purges_a_recreated_record() {
     assert_eq!(store.get(&s.key).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn update_moves_the_expiry_and_checks_the_owner() {
+pub(crate) async fn update_moves_the_expiry_and_checks_the_owner() {
     let (store, _cleanup) = store!();
     let s = record(1, "alice");
     store.insert(&s).await.unwrap();
@@ -286,8 +276,7 @@ async fn update_moves_the_expiry_and_checks_the_owner() {
     assert!(store.list_user("alice").await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn odd_values_round_trip() {
+pub(crate) async fn odd_values_round_trip() {
     let (store, _cleanup) = store!();
     let expiries = [
         OffsetDateTime::UNIX_EPOCH - Duration::nanoseconds(1),
@@ -318,8 +307,7 @@ async fn odd_values_round_trip() {
     assert_eq!(store.get(&empty.key).await.unwrap(), Some(empty));
 }
 
-#[tokio::test]
-async fn a_foreign_value_is_an_error_not_a_session() {
+pub(crate) async fn a_foreign_value_is_an_error_not_a_session() {
     let (store, cleanup) = store!();
     let p = cleanup.prefix();
     let s = record(1, "alice");

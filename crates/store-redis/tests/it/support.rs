@@ -69,25 +69,45 @@ fn delete_prefix(url: &str, prefix: &str) -> redis::RedisResult<()> {
     }
 }
 
-/// A store on a fresh prefix of the test Redis, or `None` (after saying why) if it does not
-/// answer.
-pub(crate) async fn redis() -> Option<(Redis, Cleanup)> {
+/// The harness's check of the test Redis: it answers `PING` within 2 s.
+pub(crate) fn reachable() -> Result<(), String> {
+    let url = phaze_testkit::redis_url();
+    redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+        .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn))
+        .map(drop)
+        .map_err(|e| format!("{e} (PHAZE_TEST_REDIS_URL, or the local server)"))
+}
+
+/// The harness's check for the outage and TLS tests: `program arg` (a version query) runs.
+pub(crate) fn runs(program: &str, arg: &str) -> Result<(), String> {
+    match Command::new(program).arg(arg).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!("`{program} {arg}` exited with {}", out.status)),
+        Err(e) => Err(format!("cannot run {program}: {e}")),
+    }
+}
+
+/// A store on a fresh prefix of the test Redis. The harness found it answering, so an error
+/// fails the test.
+pub(crate) async fn redis() -> (Redis, Cleanup) {
     let url = phaze_testkit::redis_url();
     let prefix = random_prefix();
     let redis = Redis::new(&config(&url, &prefix)).unwrap();
     if let Err(e) = redis.ping().await {
         phaze_testkit::server_unavailable("Redis", &e);
-        return None;
     }
-    Some((redis, Cleanup { url, prefix }))
+    (redis, Cleanup { url, prefix })
 }
 
-pub(crate) async fn sessions() -> Option<(RedisSessions, Cleanup)> {
-    redis().await.map(|(r, c)| (r.sessions(), c))
+pub(crate) async fn sessions() -> (RedisSessions, Cleanup) {
+    let (r, c) = redis().await;
+    (r.sessions(), c)
 }
 
-pub(crate) async fn rate_limits() -> Option<(RedisRateLimits, Cleanup)> {
-    redis().await.map(|(r, c)| (r.rate_limits(), c))
+pub(crate) async fn rate_limits() -> (RedisRateLimits, Cleanup) {
+    let (r, c) = redis().await;
+    (r.rate_limits(), c)
 }
 
 /// A connection of its own to the test Redis, to look at keys directly.
