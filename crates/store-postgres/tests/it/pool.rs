@@ -41,15 +41,49 @@ pub(crate) async fn terminate(admin: &tokio_postgres::Client, app: &str) {
 }
 
 /// [`terminate`], then waits until the server has ended them, as it has once a restart is under
-/// way, and gives the connections' driver tasks a moment to read the end of their sockets.
+/// way, and until this process's end of each of their sockets is read and closed (the
+/// connection's driver task has seen the server's goodbye), which is what a checkout relies on.
 pub(crate) async fn end_backends(admin: &tokio_postgres::Client, app: &str) {
+    let ports: Vec<u16> = admin
+        .query(
+            "SELECT client_port FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.get::<_, Option<i32>>(0))
+        .filter_map(|p| u16::try_from(p).ok())
+        .collect();
     terminate(admin, app).await;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !backends(admin, app).await.is_empty() {
-        assert!(Instant::now() < deadline, "backends survived termination");
+    while !backends(admin, app).await.is_empty() || unread_closes(&ports) {
+        assert!(
+            Instant::now() < deadline,
+            "backends survived termination, or their clients never noticed"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// Whether a local TCP socket on one of `ports` is in CLOSE_WAIT: the server closed it and this
+/// process has not yet read that and closed its end. Read from Linux's `/proc/self/net/tcp{,6}`;
+/// where they do not exist it is `false`, and nothing is waited for.
+fn unread_closes(ports: &[u16]) -> bool {
+    const CLOSE_WAIT: &str = "08";
+    ["/proc/self/net/tcp", "/proc/self/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .any(|table| {
+            table.lines().skip(1).any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let local_port = fields
+                    .get(1)
+                    .and_then(|a| a.rsplit_once(':'))
+                    .and_then(|(_, port)| u16::from_str_radix(port, 16).ok());
+                fields.get(3) == Some(&CLOSE_WAIT) && local_port.is_some_and(|p| ports.contains(&p))
+            })
+        })
 }
 
 /// Opens every connection of `pg`'s pool.
@@ -197,6 +231,8 @@ pub(crate) async fn an_idle_connection_that_does_not_answer_is_replaced() {
             .is_ok_and(|s| s.success())
     };
     assert!(signal("-STOP"), "cannot stop the backend {pid}");
+    // Not synchronisation: the connection must have been idle for longer than the one second
+    // after which a checkout pings it, and only time makes it so.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let started = Instant::now();
     let result = pg.ping().await;
@@ -225,7 +261,9 @@ pub(crate) async fn an_idle_connection_that_does_not_answer_is_replaced() {
 
 pub(crate) async fn a_full_pool_fails_within_the_wait_timeout() {
     let db = support::fresh().await;
+    let app = db.schema().to_owned();
     let pg = Postgres::new(&PgConfig {
+        url: url_named(&app),
         pool_size: 1,
         wait_timeout: Duration::from_millis(300),
         query_timeout: std::time::Duration::from_secs(5),
@@ -248,7 +286,28 @@ pub(crate) async fn a_full_pool_fails_within_the_wait_timeout() {
         let limits = limits.clone();
         tokio::spawn(async move { limits.hit(&key(1), w, t0()).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Until the pool's only connection is waiting for that row lock.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let waiting: i64 = db
+            .admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                &[&app],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hit never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let started = Instant::now();
     let e = pg.ping().await.unwrap_err();
     let waited = started.elapsed();
