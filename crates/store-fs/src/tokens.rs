@@ -70,10 +70,16 @@ impl TokenStore for FsTokens {
         purpose: TokenPurpose,
         now: OffsetDateTime,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        let (dir, hash) = (self.dir.clone(), *hash);
-        blocking(move || consume(&dir, &hash, purpose, now))
-            .await
-            .map_err(auth_backend)
+        let (this, hash) = (self.clone(), *hash);
+        blocking(move || {
+            let consumed = consume(&this.dir, &hash, purpose, now)?;
+            if let Some(record) = &consumed {
+                forget_subject(&this, record)?;
+            }
+            Ok(consumed)
+        })
+        .await
+        .map_err(auth_backend)
     }
 
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
@@ -204,6 +210,19 @@ fn consume(
     // Durable before it is honoured: a crash must not bring a used token back.
     atomic::remove(dir, &claimed)?;
     Ok((record.expires_at > now).then_some(record))
+}
+
+/// Deletes the subject file of `record` if it still names `record`'s token (a used token leaves
+/// nothing of its subject behind; a newer token's subject file stays).
+fn forget_subject(store: &FsTokens, record: &TokenRecord) -> io::Result<()> {
+    let subject = subject_name(record);
+    let _guard = store.locks.lock(&subject)?;
+    let names_it = atomic::read(&store.subjects.join(&subject))?
+        .is_some_and(|t| t == record.hash.to_hex().as_bytes());
+    if names_it {
+        atomic::remove(&store.subjects, &subject)?;
+    }
+    Ok(())
 }
 
 fn purge_expired(dir: &Path, now: OffsetDateTime) -> io::Result<usize> {

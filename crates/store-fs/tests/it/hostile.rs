@@ -155,7 +155,8 @@ fn check_tree(root: &Path, data: &Path) {
     );
     let canonical = data.canonicalize().unwrap();
     const DIRS: &[&str] = &[
-        "sessions", "records", "users", "locks", "accounts", "emails", "tokens", "outbox",
+        "sessions", "records", "users", "locks", "accounts", "emails", "tokens", "subjects",
+        "outbox",
     ];
     let mut files = 0;
     for path in walk(data) {

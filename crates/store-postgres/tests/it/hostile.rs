@@ -20,7 +20,9 @@ const HOSTILE_EMAILS: &[&str] = &[
     "$1@example.com",
     "{$where}@example.com",
     "*/*@example.com",
-    "x@ex'ample.com",
+    // A quote in the domain is no address (IDNA's STD3 rules refuse it): quotes live in the
+    // local part, where they are valid.
+    "x''='x@example.com",
     "\u{fc}n\u{ef}c\u{f8}d\u{e9}@example.com",
     "\u{1f980}@example.com",
 ];
