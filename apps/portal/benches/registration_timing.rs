@@ -58,14 +58,23 @@ async fn run(pairs: usize) {
         }
     }
     let ms = |d: &Duration| d.as_secs_f64() * 1e3;
-    let (k, n): (Vec<f64>, Vec<f64>) = (known.iter().map(ms).collect(), new.iter().map(ms).collect());
+    let (k, n): (Vec<f64>, Vec<f64>) =
+        (known.iter().map(ms).collect(), new.iter().map(ms).collect());
     let diffs: Vec<f64> = n.iter().zip(&k).map(|(n, k)| n - k).collect();
     let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
     let var = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (diffs.len() - 1) as f64;
     let half_ci = 1.96 * (var / diffs.len() as f64).sqrt();
     println!("registration timing, fs store, {pairs} interleaved pairs");
-    println!("  median known {:.2} ms, new {:.2} ms", median(&k), median(&n));
-    println!("  mean(new - known) {mean:+.2} ms, 95% CI [{:+.2}, {:+.2}] ms", mean - half_ci, mean + half_ci);
+    println!(
+        "  median known {:.2} ms, new {:.2} ms",
+        median(&k),
+        median(&n)
+    );
+    println!(
+        "  mean(new - known) {mean:+.2} ms, 95% CI [{:+.2}, {:+.2}] ms",
+        mean - half_ci,
+        mean + half_ci
+    );
     println!(
         "  best threshold classifier: {:.1}% right (50% = chance)",
         100.0 * best_threshold_accuracy(&k, &n)

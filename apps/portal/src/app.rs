@@ -145,7 +145,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(web::resource("/account").route(get_or_head().to(account::show)))
                 .service(web::resource("/account/profile").post(account::profile))
                 .service(web::resource("/account/password").post(account::password))
-                .service(web::resource("/account/sessions").route(get_or_head().to(account::sessions)))
+                .service(
+                    web::resource("/account/sessions").route(get_or_head().to(account::sessions)),
+                )
                 .service(
                     web::resource("/account/sessions/revoke-others").post(account::revoke_others),
                 )

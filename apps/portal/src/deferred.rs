@@ -116,10 +116,11 @@ mod tests {
             })
             .unwrap();
         is_started.recv().unwrap();
-        let refused = (0..10)
-            .filter(|_| deferred.run(async {}).is_err())
-            .count();
-        assert_eq!(refused, 9, "the queue holds one, the rest are refused at once");
+        let refused = (0..10).filter(|_| deferred.run(async {}).is_err()).count();
+        assert_eq!(
+            refused, 9,
+            "the queue holds one, the rest are refused at once"
+        );
         release.send(()).unwrap();
     }
 }

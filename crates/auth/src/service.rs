@@ -4,8 +4,8 @@ use time::{Duration, OffsetDateTime};
 
 use crate::{
     Account, AccountStore, DisplayName, Email, HashError, MailError, Mailer, OutgoingMail,
-    PasswordHasher, PasswordPolicy, PasswordRejection, Registration, StoreError, Token, TokenHasher,
-    TokenPurpose, TokenRecord, TokenStore, UserId,
+    PasswordHasher, PasswordPolicy, PasswordRejection, Registration, StoreError, Token,
+    TokenHasher, TokenPurpose, TokenRecord, TokenStore, UserId,
 };
 
 /// Settings of [`AuthService`].

@@ -168,11 +168,17 @@ pub async fn a_new_token_kills_the_older_one_of_its_subject(store: Arc<impl Toke
     store.issue(&older).await.unwrap();
     store.issue(&newer).await.unwrap();
     assert_eq!(
-        store.consume(&older.hash, older.purpose, t0()).await.unwrap(),
+        store
+            .consume(&older.hash, older.purpose, t0())
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        store.consume(&newer.hash, newer.purpose, t0()).await.unwrap(),
+        store
+            .consume(&newer.hash, newer.purpose, t0())
+            .await
+            .unwrap(),
         Some(newer)
     );
     // The same for two tokens of one account.
@@ -187,18 +193,27 @@ pub async fn a_new_token_kills_the_older_one_of_its_subject(store: Arc<impl Toke
     store.issue(&first).await.unwrap();
     store.issue(&second).await.unwrap();
     assert_eq!(
-        store.consume(&first.hash, first.purpose, t0()).await.unwrap(),
+        store
+            .consume(&first.hash, first.purpose, t0())
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        store.consume(&second.hash, second.purpose, t0()).await.unwrap(),
+        store
+            .consume(&second.hash, second.purpose, t0())
+            .await
+            .unwrap(),
         Some(second)
     );
     // Once its token is used, a subject can have a new one.
     let third = registration(5, "ada@example.com");
     store.issue(&third).await.unwrap();
     assert_eq!(
-        store.consume(&third.hash, third.purpose, t0()).await.unwrap(),
+        store
+            .consume(&third.hash, third.purpose, t0())
+            .await
+            .unwrap(),
         Some(third)
     );
 }
@@ -226,9 +241,7 @@ pub async fn other_subjects_and_purposes_keep_their_tokens(store: Arc<impl Token
 pub async fn concurrent_issues_for_one_subject_leave_one_live_token(
     store: Arc<impl TokenStore + 'static>,
 ) {
-    let records: Vec<TokenRecord> = (0..8)
-        .map(|n| registration(n, "ada@example.com"))
-        .collect();
+    let records: Vec<TokenRecord> = (0..8).map(|n| registration(n, "ada@example.com")).collect();
     let tasks: Vec<_> = records
         .iter()
         .cloned()
@@ -242,7 +255,12 @@ pub async fn concurrent_issues_for_one_subject_leave_one_live_token(
     }
     let mut live = 0;
     for r in &records {
-        if store.consume(&r.hash, r.purpose, t0()).await.unwrap().is_some() {
+        if store
+            .consume(&r.hash, r.purpose, t0())
+            .await
+            .unwrap()
+            .is_some()
+        {
             live += 1;
         }
     }

@@ -200,7 +200,10 @@ fn unknown_accounts_cost_one_argon2_computation_like_known_ones() {
 
     assert!(!h.verify_sync("wrong password", Some(&stored)).matches);
     assert_eq!(work(&h), one, "known account, wrong password");
-    assert!(h.verify_sync("correct horse battery staple", Some(&stored)).matches);
+    assert!(
+        h.verify_sync("correct horse battery staple", Some(&stored))
+            .matches
+    );
     assert_eq!(work(&h), one, "known account, right password");
     assert!(!h.verify_sync("wrong password", None).matches);
     assert_eq!(work(&h), one, "unknown account");

@@ -375,14 +375,33 @@ fn one_mailbox_has_one_spelling() {
     let canonical = |raw: &str| Email::parse(raw).unwrap().as_str().to_owned();
     // Fullwidth letters, NFD and NFC, and Unicode and ASCII (punycode) domains each give one
     // address: two spellings must never be two accounts.
-    assert_eq!(canonical("\u{FF41}\u{FF44}\u{FF41}@example.com"), "ada@example.com");
+    assert_eq!(
+        canonical("\u{FF41}\u{FF44}\u{FF41}@example.com"),
+        "ada@example.com"
+    );
     assert_eq!(canonical("ada@\u{FF45}xample.com"), "ada@example.com");
-    assert_eq!(canonical("rene\u{301}e@example.com"), canonical("ren\u{E9}e@example.com"));
-    assert_eq!(canonical("ada@b\u{FC}cher.example"), "ada@xn--bcher-kva.example");
-    assert_eq!(canonical("ada@xn--bcher-kva.example"), "ada@xn--bcher-kva.example");
-    assert_eq!(canonical("ada@BU\u{308}CHER.example"), "ada@xn--bcher-kva.example");
+    assert_eq!(
+        canonical("rene\u{301}e@example.com"),
+        canonical("ren\u{E9}e@example.com")
+    );
+    assert_eq!(
+        canonical("ada@b\u{FC}cher.example"),
+        "ada@xn--bcher-kva.example"
+    );
+    assert_eq!(
+        canonical("ada@xn--bcher-kva.example"),
+        "ada@xn--bcher-kva.example"
+    );
+    assert_eq!(
+        canonical("ada@BU\u{308}CHER.example"),
+        "ada@xn--bcher-kva.example"
+    );
     // Every accepted address is one the mailer can send to.
-    for raw in ["ada@example.com", "ada@b\u{FC}cher.example", "ren\u{E9}e@example.com"] {
+    for raw in [
+        "ada@example.com",
+        "ada@b\u{FC}cher.example",
+        "ren\u{E9}e@example.com",
+    ] {
         let email = Email::parse(raw).unwrap();
         let (local, domain) = email.as_str().split_once('@').unwrap();
         assert!(lettre::Address::new(local, domain).is_ok(), "{raw:?}");
@@ -437,20 +456,30 @@ async fn registration_does_the_same_work_before_answering_whether_or_not_the_add
     let (auth, calls, mailer) = counting_kit();
     let finish = |job| auth.complete_registration(job, t0());
     // A confirmed account, and a pending registration.
-    let job = auth.register("known@example.com", pw(PW), &pw(PW)).await.unwrap();
+    let job = auth
+        .register("known@example.com", pw(PW), &pw(PW))
+        .await
+        .unwrap();
     finish(job).await.unwrap();
     let mail = mailer.sent().pop().unwrap();
     let token = &mail.body[mail.body.find("/verify/").unwrap() + 8..];
     auth.verify_email(token.split_whitespace().next().unwrap(), t0())
         .await
         .unwrap();
-    let job = auth.register("pending@example.com", pw(PW), &pw(PW)).await.unwrap();
+    let job = auth
+        .register("pending@example.com", pw(PW), &pw(PW))
+        .await
+        .unwrap();
     finish(job).await.unwrap();
     calls.take();
 
     let mut request_paths = Vec::new();
     let mut jobs = Vec::new();
-    for email in ["new@example.com", "known@example.com", "pending@example.com"] {
+    for email in [
+        "new@example.com",
+        "known@example.com",
+        "pending@example.com",
+    ] {
         jobs.push(auth.register(email, pw(PW), &pw(PW)).await.unwrap());
         request_paths.push(calls.take());
     }
@@ -482,7 +511,10 @@ async fn registration_does_the_same_work_before_answering_whether_or_not_the_add
 #[tokio::test]
 async fn failed_logins_do_the_same_work_for_unknown_and_known_accounts() {
     let (auth, calls, mailer) = counting_kit();
-    let job = auth.register("known@example.com", pw(PW), &pw(PW)).await.unwrap();
+    let job = auth
+        .register("known@example.com", pw(PW), &pw(PW))
+        .await
+        .unwrap();
     auth.complete_registration(job, t0()).await.unwrap();
     let mail = mailer.sent().pop().unwrap();
     let token = &mail.body[mail.body.find("/verify/").unwrap() + 8..];
@@ -540,7 +572,13 @@ async fn pre_registering_an_address_does_not_take_its_account() {
     // Once confirmed, a new registration only notifies, and the link of none works.
     k.register("victim@example.com", "attacker chosen passphrase")
         .await;
-    assert!(k.mailer.sent().pop().unwrap().body.contains("already have an account"));
+    assert!(k
+        .mailer
+        .sent()
+        .pop()
+        .unwrap()
+        .body
+        .contains("already have an account"));
     k.auth.login("victim@example.com", pw(PW)).await.unwrap();
 }
 
@@ -549,9 +587,11 @@ async fn pre_registering_an_address_does_not_take_its_account() {
 #[tokio::test]
 async fn the_newest_registration_of_an_address_is_the_one_that_counts() {
     let k = kit();
-    k.register("ada@example.com", "first chosen passphrase").await;
+    k.register("ada@example.com", "first chosen passphrase")
+        .await;
     let first = k.token_for("ada@example.com");
-    k.register("ada@example.com", "second chosen passphrase").await;
+    k.register("ada@example.com", "second chosen passphrase")
+        .await;
     let second = k.token_for("ada@example.com");
     assert!(matches!(
         k.auth.verify_email(&first, t0()).await,
