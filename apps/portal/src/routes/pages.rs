@@ -372,3 +372,30 @@ pub fn auth_failure(e: AuthError) -> AppError {
         other => AppError::internal(other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::ResponseError;
+
+    /// Finding 12.8: a backend that is down answers 503 whichever backend it is, so the status
+    /// cannot tell which one a request reached (a mail failure used to be a 500, a store's 503).
+    #[test]
+    fn every_backend_failure_is_one_status() {
+        let io = || Box::new(std::io::Error::other("down"));
+        let status = |e: AuthError| auth_failure(e).status_code();
+        assert_eq!(
+            status(AuthError::Store(phaze_auth::StoreError::Backend(io()))),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(AuthError::Mail(phaze_auth::MailError::Transport(io()))),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // A message that cannot be built is a bug, not an outage.
+        assert_eq!(
+            status(AuthError::Mail(phaze_auth::MailError::Build(io()))),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+}
