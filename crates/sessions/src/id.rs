@@ -9,7 +9,8 @@ const ID_BYTES: usize = 32;
 /// Length of an id once base64url-encoded without padding.
 const ID_CHARS: usize = 43;
 
-/// The secret that identifies a session: 256 bits from the OS CSPRNG, base64url in the cookie.
+/// The secret that identifies a session: 256 bits from the OS CSPRNG, base64url in the cookie
+/// (after a rotation, 256 bits derived from the old id and a fresh random salt).
 ///
 /// It is never stored: the store only sees its [`SessionKey`]. `Debug` does not print it.
 #[derive(Clone, PartialEq, Eq)]
@@ -36,6 +37,21 @@ impl SessionId {
     /// The value to put in the cookie.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// The id this one rotates into, given the rotation's salt: SHA-256 over a domain label, this
+    /// id and the salt. Deriving it, rather than drawing it, lets a request that lost a rotation
+    /// race compute the winner's id from the id it holds and the salt sealed in the retired
+    /// record, so no id is ever stored, not even sealed; and without the old id (which only the
+    /// client has) the salt is worth nothing. A fresh 256-bit salt from the OS CSPRNG per rotation
+    /// keeps every successor as unguessable as a generated id.
+    pub(crate) fn successor(&self, salt: &[u8; 32]) -> Self {
+        let digest = Sha256::new()
+            .chain_update(b"phaze-session-successor\0")
+            .chain_update(self.0.as_bytes())
+            .chain_update(salt)
+            .finalize();
+        Self(URL_SAFE_NO_PAD.encode(digest))
     }
 
     /// The store key: SHA-256 of the id. A 256-bit random id needs no salt or slow hash.

@@ -1,6 +1,7 @@
 //! Server-side sessions for Phaze, in the shape the security review asked for.
 //!
-//! - A session id is 256 bits from the OS CSPRNG ([`SessionId`]); it only ever lives in the cookie.
+//! - A session id is 256 bits from the OS CSPRNG ([`SessionId`]), or derived from one at rotation
+//!   (below); it only ever lives in the cookie.
 //! - The store is keyed by the SHA-256 of the id ([`SessionKey`]), and what it holds is sealed with
 //!   XChaCha20-Poly1305 ([`Sealer`]), so a dump of the store yields neither a usable cookie nor the
 //!   session's contents. Sealing keys are a list: the first seals, all of them open, so a key can be
@@ -8,6 +9,17 @@
 //! - [`SessionManager`] enforces the absolute lifetime, the idle timeout, rotation with a short
 //!   grace for requests in flight, optional IP binding, and the per-user index behind "list my
 //!   sessions" and "log out everywhere".
+//!
+//! Rotation is a compare-and-swap in the store ([`SessionStore::rotate`]), so a session has one
+//! successor however many requests carry its id when it falls due. The winner retires the old
+//! record: it points at the successor's key, expires after the grace period, and holds, sealed,
+//! the random salt from which the successor's id is derived (SHA-256 of the old id and the salt).
+//! A request that loses the race, or arrives within the grace period with the old id, derives the
+//! same successor from the id it carries and is given it as its new cookie; the successor's id is
+//! never stored, not even sealed, and the salt is useless without the old id, which only the
+//! client has. A retired id works only through its successor, and [`SessionStore::remove`]
+//! follows successor pointers, so a logout or revocation made with any id of the chain ends the
+//! old id and the new one at once.
 //!
 //! **Invariant:** this crate never reads the clock, the network or the filesystem: time comes in as
 //! `now`, and storage goes through the [`SessionStore`] port.
@@ -24,4 +36,4 @@ pub use manager::{
     SessionPolicy,
 };
 pub use seal::{SealError, Sealer, SealingKey};
-pub use store::{SessionStore, StoreError, StoredSession};
+pub use store::{Rotation, SessionStore, StoreError, StoredSession};

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use time::{Duration, OffsetDateTime};
 
-use crate::{Sealer, SessionId, SessionKey, SessionStore, StoreError, StoredSession};
+use crate::{Rotation, Sealer, SessionId, SessionKey, SessionStore, StoreError, StoredSession};
 
 /// The limits a [`SessionManager`] enforces. `Default` is the contract's: 8 h absolute, 30 min idle,
 /// rotation every 15 min with 10 s of grace, IP binding off.
@@ -131,7 +131,9 @@ pub struct Session {
 pub struct Loaded {
     /// The session, as of this request.
     pub session: Session,
-    /// Set when this request rotated the id: the portal must send this new id as the cookie.
+    /// Set when the client's id is no longer the session's: this request rotated it, or the
+    /// request carried an id that another one had just rotated away (within the grace period).
+    /// Either way this is the session's one current id, and the portal must send it as the cookie.
     pub rotated_to: Option<SessionId>,
 }
 
@@ -178,6 +180,19 @@ struct Opened {
 
 /// Opened sessions remembered before the memo starts over: a bound on memory.
 const OPENED_CAPACITY: usize = 8192;
+
+/// Records one load may look at: a retired id leads to its successor, a lost rotation race or a
+/// failed touch to a fresh read. Two or three is the norm (the grace is seconds, rotation every
+/// few minutes); the bound only stops a tampered store from sending a request round in circles.
+const MAX_STEPS: usize = 8;
+
+/// How [`SessionManager::rotate`] ended.
+enum Rotated {
+    Won(SessionId, Session),
+    /// Another request rotated first: its retired record, to follow.
+    Lost(StoredSession),
+    Gone,
+}
 
 impl SessionManager {
     /// A manager over `store`, sealing with `sealer`, enforcing `policy`.
@@ -237,48 +252,105 @@ impl SessionManager {
 
     /// Loads the session behind `id` and applies every rule: expiry (absolute, idle), IP binding,
     /// the idle touch, and rotation. A session that breaks a rule is deleted and `None` returned.
+    ///
+    /// An id rotated away less than the grace period ago loads its successor, and
+    /// [`Loaded::rotated_to`] tells the portal to hand the client that id: requests that were in
+    /// flight, or raced the rotation, all end up on the one successor.
     pub async fn load(
         &self,
         id: &SessionId,
         meta: &ClientMeta,
         now: OffsetDateTime,
     ) -> Result<Option<Loaded>, Error> {
-        let key = id.key();
-        let Some(stored) = self.store.get(&key).await? else {
+        let mut id = id.clone();
+        let mut rotated_to = None;
+        let Some(mut stored) = self.store.get(&id.key()).await? else {
             return Ok(None);
         };
-        let Some(data) = self
-            .open(&stored)
-            .filter(|d| self.is_live(&stored, d, meta, now))
-        else {
-            self.store.remove(&key).await?;
-            return Ok(None);
-        };
-        let session = Session { key, data };
-        if stored.superseded {
-            return Ok(Some(Loaded {
-                session,
-                rotated_to: None,
-            }));
-        }
-        if now - session.data.rotated_at >= self.policy.rotate_after {
-            return self.rotate(stored, session, now).await;
-        }
-        if now - session.data.last_seen >= self.policy.touch_interval {
-            let mut touched = session;
-            touched.data.last_seen = now;
-            if !self.store.update(&self.to_stored(&touched)?).await? {
+        for _ in 0..MAX_STEPS {
+            if stored.successor.is_some() {
+                // A retired id lives only through its successor, so ending the successor ends it.
+                // Past its grace it is dead; the purge deletes it, and deleting it here would
+                // take the successor along.
+                let Some(next) = self.successor_of(&id, &stored, now) else {
+                    return Ok(None);
+                };
+                match self.store.get(&next.key()).await? {
+                    Some(s) if s.user_id == stored.user_id => stored = s,
+                    _ => return Ok(None),
+                }
+                rotated_to = Some(next.clone());
+                id = next;
+                continue;
+            }
+            let key = id.key();
+            let Some(data) = self
+                .open(&stored)
+                .filter(|d| self.is_live(&stored, d, meta, now))
+            else {
+                self.store.remove(&key).await?;
                 return Ok(None);
+            };
+            let session = Session { key, data };
+            if now - session.data.rotated_at >= self.policy.rotate_after {
+                match self.rotate(&id, &stored, session, now).await? {
+                    Rotated::Won(new_id, new_session) => {
+                        return Ok(Some(Loaded {
+                            session: new_session,
+                            rotated_to: Some(new_id),
+                        }))
+                    }
+                    Rotated::Lost(retired) => {
+                        stored = retired;
+                        continue;
+                    }
+                    Rotated::Gone => return Ok(None),
+                }
+            }
+            if now - session.data.last_seen >= self.policy.touch_interval {
+                let mut touched = session;
+                touched.data.last_seen = now;
+                if self.store.update(&self.to_stored(&touched)?).await? {
+                    return Ok(Some(Loaded {
+                        session: touched,
+                        rotated_to,
+                    }));
+                }
+                // Revoked, or rotated by a parallel request, since it was read: read it again.
+                let Some(again) = self.store.get(&key).await? else {
+                    return Ok(None);
+                };
+                stored = again;
+                continue;
             }
             return Ok(Some(Loaded {
-                session: touched,
-                rotated_to: None,
+                session,
+                rotated_to,
             }));
         }
-        Ok(Some(Loaded {
-            session,
-            rotated_to: None,
-        }))
+        Ok(None)
+    }
+
+    /// The id a retired record leads to, if its grace has not run out and its sealed salt opens
+    /// and derives exactly the successor the record names.
+    fn successor_of(
+        &self,
+        id: &SessionId,
+        retired: &StoredSession,
+        now: OffsetDateTime,
+    ) -> Option<SessionId> {
+        let named = retired.successor?;
+        if retired.expires_at <= now {
+            return None;
+        }
+        let salt: [u8; 32] = self
+            .sealer
+            .open(&retired.key, &retired.sealed)
+            .ok()?
+            .try_into()
+            .ok()?;
+        let next = id.successor(&salt);
+        (next.key() == named).then_some(next)
     }
 
     fn is_live(
@@ -295,33 +367,55 @@ impl SessionManager {
             && self.policy.ip_binding.allows(data.ip, meta.ip)
     }
 
+    /// Gives the session a new id through the store's compare-and-swap
+    /// ([`SessionStore::rotate`]): the old record is retired with a pointer to the successor's key,
+    /// a grace deadline and, sealed, the salt the successor's id is derived from, so a request
+    /// that loses the race derives the same id from the one it carries.
     async fn rotate(
         &self,
-        old: StoredSession,
+        id: &SessionId,
+        old: &StoredSession,
         session: Session,
         now: OffsetDateTime,
-    ) -> Result<Option<Loaded>, Error> {
+    ) -> Result<Rotated, Error> {
         let mut data = session.data;
         data.rotated_at = now;
         data.last_seen = now;
-        let (new_id, new_session) = self.insert_fresh(data).await?;
-        let retired = StoredSession {
-            superseded: true,
-            expires_at: old.expires_at.min(now + self.policy.grace),
-            ..old
-        };
-        if !self.store.update(&retired).await? {
-            // Revoked while we rotated: the new session must not outlive the old one.
-            self.store.remove(&new_session.key).await?;
-            return Ok(None);
+        // A collision of two 256-bit ids does not happen; a new salt on `Duplicate` keeps the code
+        // honest about the port's contract anyway.
+        let mut attempts = 0;
+        loop {
+            let mut salt = [0u8; 32];
+            OsRng.fill_bytes(&mut salt);
+            let new_id = id.successor(&salt);
+            let successor = Session {
+                key: new_id.key(),
+                data: data.clone(),
+            };
+            let retired = StoredSession {
+                key: old.key,
+                user_id: old.user_id.clone(),
+                expires_at: old.expires_at.min(now + self.policy.grace),
+                successor: Some(successor.key),
+                sealed: self.sealer.seal(&old.key, &salt),
+            };
+            match self
+                .store
+                .rotate(&retired, &self.to_stored(&successor)?)
+                .await
+            {
+                Ok(Rotation::Won) => return Ok(Rotated::Won(new_id, successor)),
+                Ok(Rotation::Lost(current)) => return Ok(Rotated::Lost(current)),
+                Ok(Rotation::Gone) => return Ok(Rotated::Gone),
+                Err(StoreError::Duplicate) if attempts < 2 => attempts += 1,
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(Some(Loaded {
-            session: new_session,
-            rotated_to: Some(new_id),
-        }))
     }
 
-    /// Deletes the session behind `id` (logout). Unknown ids are fine.
+    /// Deletes the session behind `key` (logout), under every id it has had since: the store
+    /// follows rotations, so the id this one replaced dies with it (it lives only through its
+    /// successor) and an id that replaced this one is deleted too. Unknown keys are fine.
     pub async fn destroy(&self, key: &SessionKey) -> Result<(), Error> {
         self.memo().remove(key);
         self.store.remove(key).await?;
@@ -339,7 +433,7 @@ impl SessionManager {
             .list_user(user_id)
             .await?
             .into_iter()
-            .filter(|s| !s.superseded)
+            .filter(|s| s.successor.is_none())
             .filter_map(|s| {
                 let data = self.open(&s)?;
                 let live = s.expires_at > now
@@ -358,7 +452,8 @@ impl SessionManager {
         Ok(out)
     }
 
-    /// Revokes one session, only if it belongs to `user_id`; `false` if there was none such.
+    /// Revokes one session, only if it belongs to `user_id`; `false` if there was none such. A
+    /// handle that has rotated away since the list was shown still ends the session it became.
     pub async fn revoke(&self, user_id: &str, key: &SessionKey) -> Result<bool, Error> {
         match self.store.get(key).await? {
             Some(s) if s.user_id == user_id => Ok(self.store.remove(key).await?),
@@ -417,7 +512,7 @@ impl SessionManager {
             user_id: data.user_id.clone(),
             expires_at: (data.created_at + self.policy.absolute)
                 .min(data.last_seen + self.policy.idle),
-            superseded: false,
+            successor: None,
             sealed: self.sealer.seal(&session.key, &plain),
         })
     }

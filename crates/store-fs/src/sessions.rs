@@ -1,7 +1,7 @@
 //! [`SessionStore`] over a directory: one file per session, a directory of empty markers per user.
 
 use async_trait::async_trait;
-use phaze_sessions::{SessionKey, SessionStore, StoreError, StoredSession};
+use phaze_sessions::{Rotation, SessionKey, SessionStore, StoreError, StoredSession};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -73,6 +73,19 @@ impl SessionStore for FsSessions {
         blocking(move || dirs.update(&session))
             .await
             .map_err(backend)
+    }
+
+    async fn rotate(
+        &self,
+        retired: &StoredSession,
+        successor: &StoredSession,
+    ) -> Result<Rotation, StoreError> {
+        let (dirs, retired, successor) = (self.dirs.clone(), retired.clone(), successor.clone());
+        match blocking(move || dirs.rotate(&retired, &successor)).await {
+            Ok(Some(rotation)) => Ok(rotation),
+            Ok(None) => Err(StoreError::Duplicate),
+            Err(e) => Err(backend(e)),
+        }
     }
 
     async fn remove(&self, key: &SessionKey) -> Result<bool, StoreError> {
@@ -202,7 +215,7 @@ impl Dirs {
         // either lands before it (and is then removed) or finds nothing and writes nothing.
         let _guard = self.locks.lock(&name)?;
         match self.read_record(&name)? {
-            Some(old) if old.user_id == session.user_id => {
+            Some(old) if old.user_id == session.user_id && old.successor.is_none() => {
                 self.cache
                     .changing(&name, || atomic::replace(&self.records, &name, &bytes))?;
                 Ok(true)
@@ -211,15 +224,88 @@ impl Dirs {
         }
     }
 
+    /// [`SessionStore::rotate`]; `None` if the successor's name is taken. Atomic under the old
+    /// record's shard lock, which every writer of that record takes: of racing rotations one
+    /// finds the record live, the rest find it retired. Only that one lock is held (see
+    /// `lock.rs`); the successor's name is fresh and unknown to anyone else until the old record
+    /// names it, and its record is written before its marker, so a listing that meets the marker
+    /// always finds the record. The old record is retired last: a reader that sees it retired
+    /// finds the successor in place. A crash part-way leaves at worst a successor nobody holds the
+    /// id of, which expires idle.
+    fn rotate(
+        &self,
+        retired: &StoredSession,
+        successor: &StoredSession,
+    ) -> io::Result<Option<Rotation>> {
+        let name = retired.key.to_hex();
+        let next = successor.key.to_hex();
+        let (retired_bytes, successor_bytes) = (encode(retired)?, encode(successor)?);
+        let _guard = self.locks.lock(&name)?;
+        match self.read_record(&name)? {
+            Some(old) if old.user_id != retired.user_id => return Ok(Some(Rotation::Gone)),
+            Some(old) if old.successor.is_some() => return Ok(Some(Rotation::Lost(old))),
+            Some(_) => {}
+            None => return Ok(Some(Rotation::Gone)),
+        }
+        if !self.cache.changing(&next, || {
+            atomic::create(&self.records, &next, &successor_bytes)
+        })? {
+            return Ok(None);
+        }
+        self.add_marker(&self.user_dir(&successor.user_id), &next)?;
+        self.cache.changing(&name, || {
+            atomic::replace(&self.records, &name, &retired_bytes)
+        })?;
+        Ok(Some(Rotation::Won))
+    }
+
     fn remove(&self, name: &str) -> io::Result<bool> {
-        let _guard = self.locks.lock(name)?;
-        let removed = match self.slot(name)? {
-            Slot::Missing => false,
-            Slot::Corrupt => self.delete_locked(name, None)?,
-            Slot::Present(old) => self.delete_locked(name, Some(&old.user_id))?,
+        let (removed, next) = {
+            let _guard = self.locks.lock(name)?;
+            match self.slot(name)? {
+                Slot::Missing => (false, None),
+                Slot::Corrupt => (self.delete_locked(name, None)?, None),
+                Slot::Present(old) => (
+                    self.delete_locked(name, Some(&old.user_id))?,
+                    old.successor.map(|k| (k, old.user_id)),
+                ),
+            }
         };
-        if removed {
+        let followed = match next {
+            Some((key, owner)) => self.remove_successors(key, &owner, None)?,
+            None => 0,
+        };
+        if removed || followed > 0 {
             atomic::sync_dir(&self.records)?;
+        }
+        Ok(removed)
+    }
+
+    /// Deletes `first` and the records it was rotated into, while they belong to `owner`, up to
+    /// `keep`; returns how many went. One record at a time, each under its own shard lock (no
+    /// code path holds two), each read under that lock: a rotation of the chain's last record
+    /// either happened before (and the walk follows its pointer) or finds the record gone. The
+    /// caller syncs the records directory.
+    fn remove_successors(
+        &self,
+        first: SessionKey,
+        owner: &str,
+        keep: Option<&str>,
+    ) -> io::Result<usize> {
+        let mut removed = 0;
+        let mut next = Some(first.to_hex());
+        // Each step deletes a record, so even a cycle in a tampered chain ends.
+        while let Some(name) = next.take() {
+            if keep == Some(name.as_str()) {
+                break;
+            }
+            let _guard = self.locks.lock(&name)?;
+            if let Slot::Present(s) = self.slot(&name)? {
+                if s.user_id == owner && self.delete_locked(&name, Some(owner))? {
+                    removed += 1;
+                    next = s.successor.map(|k| k.to_hex());
+                }
+            }
         }
         Ok(removed)
     }
@@ -274,8 +360,18 @@ impl Dirs {
                     atomic::remove_unsynced(&user_dir, &name)?;
                 }
                 // This user's record, or one nobody can read whose marker is in this user's
-                // directory: theirs either way.
-                Slot::Present(_) | Slot::Corrupt => {
+                // directory: theirs either way. A record rotated after the names were read has
+                // a successor the list lacks: it goes too (after this lock is released).
+                Slot::Present(s) => {
+                    if self.delete_locked(&name, Some(user_id))? {
+                        removed += 1;
+                        if let Some(next) = s.successor {
+                            drop(_guard);
+                            removed += self.remove_successors(next, user_id, keep)?;
+                        }
+                    }
+                }
+                Slot::Corrupt => {
                     if self.delete_locked(&name, Some(user_id))? {
                         removed += 1;
                     }
@@ -338,15 +434,29 @@ impl Dirs {
 /// Format tag and version of a session record.
 const MAGIC: &[u8; 4] = b"PZS1";
 
-/// Encodes a record: magic, superseded flag (1 byte), `expires_at` as Unix nanoseconds (i128 LE),
-/// key (32), user id length (u32 LE) and bytes, then the sealed data to the end.
+/// Retirement flags: live; retired before records named their successor (read as retired, naming
+/// itself: it leads nowhere); retired, followed by the successor's key (32 bytes).
+const LIVE: u8 = 0;
+const RETIRED_UNNAMED: u8 = 1;
+const RETIRED: u8 = 2;
+
+/// Encodes a record: magic, retirement flag (1 byte, and the successor's key if it has one),
+/// `expires_at` as Unix nanoseconds (i128 LE), key (32), user id length (u32 LE) and bytes, then
+/// the sealed data to the end.
 fn encode(s: &StoredSession) -> io::Result<Vec<u8>> {
     let user = s.user_id.as_bytes();
     let user_len =
         u32::try_from(user.len()).map_err(|_| io::Error::other("session user id too long"))?;
-    let mut out = Vec::with_capacity(MAGIC.len() + 1 + 16 + 32 + 4 + user.len() + s.sealed.len());
+    let mut out =
+        Vec::with_capacity(MAGIC.len() + 1 + 32 + 16 + 32 + 4 + user.len() + s.sealed.len());
     out.extend_from_slice(MAGIC);
-    out.push(u8::from(s.superseded));
+    match &s.successor {
+        None => out.push(LIVE),
+        Some(next) => {
+            out.push(RETIRED);
+            out.extend_from_slice(next.as_bytes());
+        }
+    }
     out.extend_from_slice(&s.expires_at.unix_timestamp_nanos().to_le_bytes());
     out.extend_from_slice(s.key.as_bytes());
     out.extend_from_slice(&user_len.to_le_bytes());
@@ -359,9 +469,13 @@ fn decode(bytes: &[u8]) -> io::Result<StoredSession> {
     let bad = || corrupt("session record");
     let rest = bytes.strip_prefix(MAGIC).ok_or_else(bad)?;
     let (&flag, rest) = rest.split_first().ok_or_else(bad)?;
-    let superseded = match flag {
-        0 => false,
-        1 => true,
+    let (successor, rest) = match flag {
+        LIVE => (Successor::None, rest),
+        RETIRED_UNNAMED => (Successor::Itself, rest),
+        RETIRED => {
+            let (next, rest) = rest.split_first_chunk::<32>().ok_or_else(bad)?;
+            (Successor::Key(SessionKey::from(*next)), rest)
+        }
         _ => return Err(bad()),
     };
     let (nanos, rest) = rest.split_first_chunk::<16>().ok_or_else(bad)?;
@@ -375,13 +489,25 @@ fn decode(bytes: &[u8]) -> io::Result<StoredSession> {
     }
     let (user, sealed) = rest.split_at(len);
     let user_id = String::from_utf8(user.to_vec()).map_err(|_| bad())?;
+    let key = SessionKey::from(*key);
     Ok(StoredSession {
-        key: SessionKey::from(*key),
+        key,
         user_id,
         expires_at,
-        superseded,
+        successor: match successor {
+            Successor::None => None,
+            Successor::Itself => Some(key),
+            Successor::Key(next) => Some(next),
+        },
         sealed: sealed.to_vec(),
     })
+}
+
+/// A decoded retirement flag, before the record's own key is known.
+enum Successor {
+    None,
+    Itself,
+    Key(SessionKey),
 }
 
 fn decode_named(name: &str, bytes: &[u8]) -> io::Result<StoredSession> {

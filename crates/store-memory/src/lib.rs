@@ -18,7 +18,7 @@ use phaze_auth::{
     Account, AccountStore, Email, MailError, Mailer, OutgoingMail, StoreError as AuthStoreError,
     TokenHash, TokenPurpose, TokenRecord, TokenStore, UserId,
 };
-use phaze_sessions::{SessionKey, SessionStore, StoreError, StoredSession};
+use phaze_sessions::{Rotation, SessionKey, SessionStore, StoreError, StoredSession};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use time::OffsetDateTime;
@@ -44,6 +44,23 @@ impl SessionTables {
             keys.remove(key);
             if keys.is_empty() {
                 self.by_user.remove(&old.user_id);
+            }
+        }
+        true
+    }
+
+    /// Removes `key` and the records it was rotated into, while they belong to the same user.
+    fn remove_chain(&mut self, key: &SessionKey) -> bool {
+        let Some(first) = self.by_key.get(key) else {
+            return false;
+        };
+        let user = first.user_id.clone();
+        let mut next = Some(*key);
+        // Each step deletes a record, so even a cycle in a tampered chain ends.
+        while let Some(k) = next.take() {
+            if self.by_key.get(&k).is_some_and(|s| s.user_id == user) {
+                next = self.by_key.get(&k).and_then(|s| s.successor);
+                self.remove(&k);
             }
         }
         true
@@ -76,7 +93,7 @@ impl SessionStore for MemorySessions {
     async fn update(&self, s: &StoredSession) -> Result<bool, StoreError> {
         let mut t = lock(&self.0);
         match t.by_key.get_mut(&s.key) {
-            Some(existing) if existing.user_id == s.user_id => {
+            Some(existing) if existing.user_id == s.user_id && existing.successor.is_none() => {
                 *existing = s.clone();
                 Ok(true)
             }
@@ -84,8 +101,32 @@ impl SessionStore for MemorySessions {
         }
     }
 
+    async fn rotate(
+        &self,
+        retired: &StoredSession,
+        successor: &StoredSession,
+    ) -> Result<Rotation, StoreError> {
+        let mut t = lock(&self.0);
+        match t.by_key.get(&retired.key) {
+            Some(old) if old.user_id != retired.user_id => return Ok(Rotation::Gone),
+            Some(old) if old.successor.is_some() => return Ok(Rotation::Lost(old.clone())),
+            Some(_) => {}
+            None => return Ok(Rotation::Gone),
+        }
+        if t.by_key.contains_key(&successor.key) {
+            return Err(StoreError::Duplicate);
+        }
+        t.by_user
+            .entry(successor.user_id.clone())
+            .or_default()
+            .insert(successor.key);
+        t.by_key.insert(successor.key, successor.clone());
+        t.by_key.insert(retired.key, retired.clone());
+        Ok(Rotation::Won)
+    }
+
     async fn remove(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        Ok(lock(&self.0).remove(key))
+        Ok(lock(&self.0).remove_chain(key))
     }
 
     async fn list_user(&self, user_id: &str) -> Result<Vec<StoredSession>, StoreError> {

@@ -56,10 +56,10 @@ diesel::table! {
         user_id -> Bytea,
         /// Dead after this instant.
         expires_at -> Timestamptz,
-        /// Replaced by a rotation; valid for the grace period only.
-        superseded -> Bool,
         /// The sealed session data.
         sealed -> Bytea,
+        /// Set when a rotation retired the row: the key of the row that replaced it, 32 bytes.
+        successor -> Nullable<Bytea>,
     }
 }
 

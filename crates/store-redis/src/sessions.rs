@@ -2,8 +2,10 @@
 //! method one command or one Lua script.
 //!
 //! - `<prefix>session:<key hex>` is a hash: `user` (the id, for the ownership check), `uh` (the
-//!   SHA-256 hex of the id, naming the user's set), `exp` (`expires_at`, see below), `sup` (`0` or
-//!   `1`) and `data` (the sealed bytes). Its TTL is `max(expires_at − TIME, 0)` + [`TTL_SLACK`]
+//!   SHA-256 hex of the id, naming the user's set), `exp` (`expires_at`, see below), `sup` (`0`
+//!   while live; once retired by a rotation, the successor's key hex; `1` on records retired
+//!   before records named their successor, read as naming themselves) and `data` (the sealed
+//!   bytes). Its TTL is `max(expires_at − TIME, 0)` + [`TTL_SLACK`]
 //!   seconds, `TIME` being the Redis server's clock read inside the script.
 //! - `<prefix>user-sessions:<sha256(user) hex>` is a set of key hexes. Its TTL is raised to the
 //!   longest TTL of a record added to it, so an abandoned user's set goes with their records.
@@ -19,7 +21,7 @@
 //! process agrees on. The TTL is the safety net for a portal that stops purging, never the rule.
 
 use async_trait::async_trait;
-use phaze_sessions::{SessionKey, SessionStore, StoreError, StoredSession};
+use phaze_sessions::{Rotation, SessionKey, SessionStore, StoreError, StoredSession};
 use redis::{Script, Value};
 use sha2::{Digest, Sha256};
 use std::sync::LazyLock;
@@ -35,47 +37,93 @@ const PURGE_BATCH: usize = 500;
 /// Width of an encoded `expires_at`: `u128::MAX` has 39 digits.
 const EXP_DIGITS: usize = 39;
 
-/// Writes the record and its index entries; the tail of [`INSERT_LUA`] and [`UPDATE_LUA`].
-/// `KEYS`: record, user set, expiry index. `ARGV`: key hex, user id, user hash, exp (encoded),
-/// expires_at (Unix seconds), superseded (`0`/`1`), sealed data, TTL slack (seconds).
+/// `write(record, user set, expiry index, key hex, user id, user hash, exp (encoded), expires_at
+/// (Unix seconds), sup, sealed data, TTL slack (seconds))` writes a record and its index
+/// entries; the head of the scripts that write records.
 const WRITE_LUA: &str = r"
-redis.call('HSET', KEYS[1], 'user', ARGV[2], 'uh', ARGV[3], 'exp', ARGV[4], 'sup', ARGV[6],
-  'data', ARGV[7])
-local ttl = tonumber(ARGV[5]) - tonumber(redis.call('TIME')[1])
-if ttl < 0 then ttl = 0 end
-ttl = ttl + tonumber(ARGV[8])
-redis.call('EXPIRE', KEYS[1], ttl)
-redis.call('SADD', KEYS[2], ARGV[1])
-if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
-redis.call('ZADD', KEYS[3], 0, ARGV[4] .. ':' .. ARGV[1])
-return 1
+local function write(rec, uset, zset, hex, user, uh, exp, exp_secs, sup, data, slack)
+  redis.call('HSET', rec, 'user', user, 'uh', uh, 'exp', exp, 'sup', sup, 'data', data)
+  local ttl = tonumber(exp_secs) - tonumber(redis.call('TIME')[1])
+  if ttl < 0 then ttl = 0 end
+  ttl = ttl + tonumber(slack)
+  redis.call('EXPIRE', rec, ttl)
+  redis.call('SADD', uset, hex)
+  if redis.call('TTL', uset) < ttl then redis.call('EXPIRE', uset, ttl) end
+  redis.call('ZADD', zset, 0, exp .. ':' .. hex)
+end
 ";
 
-/// Create-if-absent; returns 0 if the key is taken. Arguments as [`WRITE_LUA`].
+/// `KEYS`: record, user set, expiry index. `ARGV`: key hex, user id, user hash, exp (encoded),
+/// expires_at (Unix seconds), sup, sealed data, TTL slack (seconds); the arguments of
+/// [`INSERT`] and [`UPDATE`].
+const WRITE_ARGS: &str = "KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], \
+                          ARGV[6], ARGV[7], ARGV[8]";
+
+/// Create-if-absent; returns 0 if the key is taken.
 static INSERT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n{WRITE_LUA}"
+        r"{WRITE_LUA}
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+write({WRITE_ARGS})
+return 1"
     ))
 });
 
-/// Replace-if-same-user; returns 0, writing nothing, if the record is gone or another user's.
-/// Arguments as [`WRITE_LUA`]. The old expiry's index entry goes first.
+/// Replace-if-same-user-and-live; returns 0, writing nothing, if the record is gone, another
+/// user's, or retired (a touch finishing after a rotation must not make the old id live again).
+/// The old expiry's index entry goes first.
 static UPDATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"local old = redis.call('HMGET', KEYS[1], 'user', 'exp')
-if old[1] ~= ARGV[2] then return 0 end
+        r"{WRITE_LUA}
+local old = redis.call('HMGET', KEYS[1], 'user', 'exp', 'sup')
+if old[1] ~= ARGV[2] or old[3] ~= '0' then return 0 end
 if old[2] then redis.call('ZREM', KEYS[3], old[2] .. ':' .. ARGV[1]) end
-{WRITE_LUA}"
+write({WRITE_ARGS})
+return 1"
     ))
 });
 
-/// `KEYS`: record, expiry index. `ARGV`: key hex, prefix. Returns 1 if the record existed.
+/// The compare-and-swap of [`SessionStore::rotate`]. `KEYS`: old record, successor record, user
+/// set, expiry index. `ARGV`: old key hex, successor key hex, user id, user hash, TTL slack, then
+/// exp (encoded), expires_at (Unix seconds) and sealed data of the retired record, then the same
+/// three of the successor. Returns `{code, exp, sup, data}`: code 1 won; 2 lost, with the old
+/// record's fields; 0 gone; 3 the successor's key is taken.
+static ROTATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{WRITE_LUA}
+local old = redis.call('HMGET', KEYS[1], 'user', 'exp', 'sup', 'data')
+if old[1] ~= ARGV[3] then return {{0, '', '', ''}} end
+if old[3] ~= '0' then return {{2, old[2] or '', old[3] or '', old[4] or ''}} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {{3, '', '', ''}} end
+write(KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3], ARGV[4], ARGV[9], ARGV[10], '0', ARGV[11],
+  ARGV[5])
+if old[2] then redis.call('ZREM', KEYS[4], old[2] .. ':' .. ARGV[1]) end
+write(KEYS[1], KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARGV[4], ARGV[6], ARGV[7], ARGV[2], ARGV[8],
+  ARGV[5])
+return {{1, '', '', ''}}"
+    ))
+});
+
+/// `KEYS`: record, expiry index. `ARGV`: key hex, prefix. Deletes the record and, following
+/// `sup`, the records of the same user it was rotated into, all in this one script. Returns 1 if
+/// the record existed.
 static REMOVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"local r = redis.call('HMGET', KEYS[1], 'uh', 'exp')
-if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-if r[1] then redis.call('SREM', ARGV[2] .. 'user-sessions:' .. r[1], ARGV[1]) end
-if r[2] then redis.call('ZREM', KEYS[2], r[2] .. ':' .. ARGV[1]) end
+        r"local owner = redis.call('HGET', KEYS[1], 'user')
+if not owner then
+  return redis.call('DEL', KEYS[1])
+end
+local hex = ARGV[1]
+-- Each step deletes a record, so even a cycle in a tampered chain ends.
+while hex do
+  local rec = ARGV[2] .. 'session:' .. hex
+  local r = redis.call('HMGET', rec, 'user', 'uh', 'exp', 'sup')
+  if r[1] ~= owner then break end
+  redis.call('DEL', rec)
+  if r[2] then redis.call('SREM', ARGV[2] .. 'user-sessions:' .. r[2], hex) end
+  if r[3] then redis.call('ZREM', KEYS[2], r[3] .. ':' .. hex) end
+  if r[4] and string.len(r[4]) == 64 then hex = r[4] else hex = nil end
+end
 return 1",
     )
 });
@@ -184,7 +232,7 @@ impl RedisSessions {
                     .arg(user_hash(&s.user_id))
                     .arg(encode_expiry(s.expires_at))
                     .arg(s.expires_at.unix_timestamp())
-                    .arg(if s.superseded { "1" } else { "0" })
+                    .arg(sup(s))
                     .arg(s.sealed.as_slice())
                     .arg(TTL_SLACK),
             )
@@ -245,6 +293,45 @@ impl SessionStore for RedisSessions {
 
     async fn update(&self, session: &StoredSession) -> Result<bool, StoreError> {
         self.write(&UPDATE, session).await.map_err(backend)
+    }
+
+    async fn rotate(
+        &self,
+        retired: &StoredSession,
+        successor: &StoredSession,
+    ) -> Result<Rotation, StoreError> {
+        let (old_hex, new_hex) = (retired.key.to_hex(), successor.key.to_hex());
+        let (code, exp, sup, data): (i64, Vec<u8>, Vec<u8>, Vec<u8>) = self
+            .redis
+            .invoke(
+                ROTATE
+                    .key(self.record_key(&old_hex))
+                    .key(self.record_key(&new_hex))
+                    .key(self.user_key(&retired.user_id))
+                    .key(self.expiry_key())
+                    .arg(&old_hex)
+                    .arg(&new_hex)
+                    .arg(&retired.user_id)
+                    .arg(user_hash(&retired.user_id))
+                    .arg(TTL_SLACK)
+                    .arg(encode_expiry(retired.expires_at))
+                    .arg(retired.expires_at.unix_timestamp())
+                    .arg(retired.sealed.as_slice())
+                    .arg(encode_expiry(successor.expires_at))
+                    .arg(successor.expires_at.unix_timestamp())
+                    .arg(successor.sealed.as_slice()),
+            )
+            .await
+            .map_err(backend)?;
+        match code {
+            1 => Ok(Rotation::Won),
+            2 => decode_record(retired.key, retired.user_id.as_bytes(), &exp, &sup, data)
+                .map(Rotation::Lost)
+                .map_err(backend),
+            0 => Ok(Rotation::Gone),
+            3 => Err(StoreError::Duplicate),
+            _ => Err(backend(RedisError::Malformed("rotation reply"))),
+        }
     }
 
     async fn remove(&self, key: &SessionKey) -> Result<bool, StoreError> {
@@ -345,6 +432,12 @@ fn decode_expiry(digits: &[u8]) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos((offset ^ (1 << 127)).cast_signed()).ok()
 }
 
+/// The `sup` field of a record: `0` while live, else the successor's key hex.
+fn sup(s: &StoredSession) -> String {
+    s.successor
+        .map_or_else(|| "0".to_owned(), |next| next.to_hex())
+}
+
 fn decode_record(
     key: SessionKey,
     user: &[u8],
@@ -355,16 +448,22 @@ fn decode_record(
     let user_id =
         String::from_utf8(user.to_vec()).map_err(|_| RedisError::Malformed("session user id"))?;
     let expires_at = decode_expiry(exp).ok_or(RedisError::Malformed("session expiry"))?;
-    let superseded = match sup {
-        b"0" => false,
-        b"1" => true,
-        _ => return Err(RedisError::Malformed("session superseded flag")),
+    let successor = match sup {
+        b"0" => None,
+        // Retired before records named their successor: it leads nowhere.
+        b"1" => Some(key),
+        hex => Some(
+            std::str::from_utf8(hex)
+                .ok()
+                .and_then(SessionKey::from_hex)
+                .ok_or(RedisError::Malformed("session successor"))?,
+        ),
     };
     Ok(StoredSession {
         key,
         user_id,
         expires_at,
-        superseded,
+        successor,
         sealed,
     })
 }

@@ -84,11 +84,12 @@ async fn idle_timeout_and_absolute_lifetime() {
         .unwrap()
         .unwrap();
     let id = loaded.rotated_to.unwrap_or(id);
-    assert!(m
+    let loaded = m
         .load(&id, &meta("192.0.2.1"), at(58))
         .await
         .unwrap()
-        .is_some());
+        .unwrap();
+    let id = loaded.rotated_to.unwrap_or(id);
     assert!(
         m.load(&id, &meta("192.0.2.1"), at(58 + 31))
             .await
@@ -139,13 +140,15 @@ async fn rotation_keeps_the_session_and_gives_the_old_id_a_short_grace() {
         "absolute clock kept"
     );
     assert_eq!(loaded.session.data.csrf_secret, created.data.csrf_secret);
-    // In flight: the old id still loads, without rotating again.
+    // In flight: the old id still loads the session, without rotating again: it is told the new
+    // id, so the client converges on the one successor.
     let grace = m
         .load(&old, &meta("192.0.2.1"), now + Duration::seconds(9))
         .await
         .unwrap()
         .unwrap();
-    assert!(grace.rotated_to.is_none());
+    assert_eq!(grace.rotated_to.as_ref(), Some(&new));
+    assert_eq!(grace.session.key, new.key());
     assert!(m
         .load(&old, &meta("192.0.2.1"), now + Duration::seconds(10))
         .await
@@ -348,4 +351,77 @@ async fn purge_removes_expired_records() {
         1
     );
     assert!(store.get(&id.key()).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_requests_at_rotation_time_share_one_successor() {
+    let (m, store) = manager(SessionPolicy::default());
+    let (old, _) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
+    let now = t0() + Duration::minutes(15);
+    // A page and its assets, sent with one cookie just as the id falls due for rotation.
+    let requests: Vec<_> = (0..16)
+        .map(|_| {
+            let (m, old) = (m.clone(), old.clone());
+            tokio::spawn(async move { m.load(&old, &meta("192.0.2.1"), now).await })
+        })
+        .collect();
+    let mut successors = Vec::new();
+    for request in requests {
+        let loaded = request.await.unwrap().unwrap().expect("the session lives");
+        let new = loaded.rotated_to.expect("every request is told the new id");
+        assert_eq!(loaded.session.key, new.key());
+        successors.push(new);
+    }
+    assert!(
+        successors.iter().all(|s| *s == successors[0]),
+        "one successor, not one per request"
+    );
+    assert_ne!(successors[0], old);
+    assert_eq!(
+        store.list_user("u").await.unwrap().len(),
+        2,
+        "the retired record and its one successor"
+    );
+    assert_eq!(m.list("u", now).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn logout_ends_the_rotated_away_id_and_its_successor_at_once() {
+    let (m, _) = manager(SessionPolicy::default());
+    let ip = meta("192.0.2.1");
+    let now = t0() + Duration::minutes(15);
+    let soon = now + Duration::seconds(1);
+    let rotated = |old: SessionId| {
+        let m = m.clone();
+        async move {
+            let new = m
+                .load(&old, &meta("192.0.2.1"), now)
+                .await
+                .unwrap()
+                .unwrap();
+            (old, new.rotated_to.expect("rotated at 15 min"))
+        }
+    };
+
+    // Logout with the new id ends the old one too, though its grace has not run out.
+    let (old, new) = rotated(m.create("u", &ip, t0()).await.unwrap().0).await;
+    m.destroy(&new.key()).await.unwrap();
+    assert!(m.load(&old, &ip, soon).await.unwrap().is_none(), "old id");
+    assert!(m.load(&new, &ip, soon).await.unwrap().is_none(), "new id");
+
+    // Logout from a request that still carried the old id ends the new one too: the portal
+    // destroys the session the request loaded.
+    let (old, new) = rotated(m.create("u", &ip, t0()).await.unwrap().0).await;
+    let in_flight = m.load(&old, &ip, soon).await.unwrap().unwrap();
+    m.destroy(&in_flight.session.key).await.unwrap();
+    assert!(m.load(&new, &ip, soon).await.unwrap().is_none(), "new id");
+    assert!(m.load(&old, &ip, soon).await.unwrap().is_none(), "old id");
+
+    // Revoking the handle the sessions page showed before the rotation ends the session it
+    // became.
+    let (old, new) = rotated(m.create("u", &ip, t0()).await.unwrap().0).await;
+    assert!(m.revoke("u", &old.key()).await.unwrap());
+    assert!(m.load(&new, &ip, soon).await.unwrap().is_none(), "new id");
+    assert!(m.load(&old, &ip, soon).await.unwrap().is_none(), "old id");
+    assert!(m.list("u", soon).await.unwrap().is_empty());
 }

@@ -7,8 +7,14 @@ use crate::support::{self, config};
 const INIT: &str = "20261128000000_init";
 const ACCOUNT_CHANGES: &str = "20261128100000_account_changes";
 const PENDING_REGISTRATIONS: &str = "20261204120000_pending_registrations";
+const SESSION_SUCCESSORS: &str = "20261205000000_session_successors";
 /// Every migration of this build, oldest first.
-const ALL: [&str; 3] = [INIT, ACCOUNT_CHANGES, PENDING_REGISTRATIONS];
+const ALL: [&str; 4] = [
+    INIT,
+    ACCOUNT_CHANGES,
+    PENDING_REGISTRATIONS,
+    SESSION_SUCCESSORS,
+];
 
 pub(crate) async fn check_schema_tells_behind_current_and_ahead() {
     let db = support::unmigrated().await;
@@ -19,7 +25,7 @@ pub(crate) async fn check_schema_tells_behind_current_and_ahead() {
         e.to_string(),
         format!(
             "database schema is behind this build (missing {INIT}, {ACCOUNT_CHANGES}, \
-             {PENDING_REGISTRATIONS}): run \
+             {PENDING_REGISTRATIONS}, {SESSION_SUCCESSORS}): run \
              `phaze-portal migrate`"
         )
     );
@@ -143,8 +149,8 @@ pub(crate) async fn migrated_tables_have_the_declared_columns() {
         "sessions.key bytea",
         "sessions.user_id bytea",
         "sessions.expires_at timestamptz",
-        "sessions.superseded bool",
         "sessions.sealed bytea",
+        "sessions.successor bytea null",
         "tokens.hash bytea",
         "tokens.purpose text",
         "tokens.user_id uuid",

@@ -55,10 +55,24 @@ fn user_sets_are_named_by_a_hash() {
 fn records_decode_strictly() {
     let key = SessionKey::from([7; 32]);
     let exp = encode_expiry(datetime!(2026-01-01 00:00:00 UTC));
-    let ok = decode_record(key, b"alice", exp.as_bytes(), b"1", vec![1, 2]).unwrap();
+    let ok = decode_record(key, b"alice", exp.as_bytes(), b"0", vec![1, 2]).unwrap();
     assert_eq!(ok.user_id, "alice");
-    assert!(ok.superseded);
+    assert_eq!(ok.successor, None);
+    let next = SessionKey::from([8; 32]);
+    let retired = decode_record(
+        key,
+        b"alice",
+        exp.as_bytes(),
+        next.to_hex().as_bytes(),
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(retired.successor, Some(next));
+    // Retired before records named their successor: it leads nowhere.
+    let legacy = decode_record(key, b"alice", exp.as_bytes(), b"1", vec![]).unwrap();
+    assert_eq!(legacy.successor, Some(key));
     assert!(decode_record(key, b"alice", exp.as_bytes(), b"yes", vec![]).is_err());
+    assert!(decode_record(key, b"alice", exp.as_bytes(), &[b'A'; 64], vec![]).is_err());
     assert!(decode_record(key, b"\xff", exp.as_bytes(), b"0", vec![]).is_err());
     assert!(decode_record(key, b"alice", b"soon", b"0", vec![]).is_err());
 }

@@ -289,7 +289,7 @@ pub(crate) async fn odd_values_round_trip() {
             key: key_n(n as u16),
             user_id: format!("ünïcødé user {n} *?[]\\ \0 ../"),
             expires_at,
-            superseded: n % 2 == 1,
+            successor: (n % 2 == 1).then(|| key_n(100 + n as u16)),
             sealed: (0..=255u8).collect(),
         };
         store.insert(&s).await.unwrap();
@@ -300,7 +300,7 @@ pub(crate) async fn odd_values_round_trip() {
         key: key_n(99),
         user_id: String::new(),
         expires_at: t0(),
-        superseded: false,
+        successor: None,
         sealed: vec![],
     };
     store.insert(&empty).await.unwrap();
