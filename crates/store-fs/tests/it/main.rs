@@ -148,6 +148,7 @@ fn main() -> ExitCode {
                 processes_registering_one_email_admit_exactly_one,
                 processes_consuming_one_token_admit_exactly_one,
                 processes_inserting_one_session_key_admit_exactly_one,
+                processes_rotating_one_session_agree_on_one_successor,
                 a_killed_lock_holder_does_not_block_others,
                 processes_hitting_one_key_admit_exactly_the_limit,
                 a_killed_rate_limit_lock_holder_does_not_block_others,

@@ -4,11 +4,11 @@
 
 use phaze_auth::{AccountStore, Email, StoreError as AuthError, TokenStore};
 use phaze_ratelimit::{RateLimitStore, Window};
-use phaze_sessions::{SessionStore, StoreError};
+use phaze_sessions::{Rotation, SessionStore, StoreError};
 use phaze_store_fs::{DataDir, FsAccounts, FsError, FsRateLimits, FsSessions, FsTokens, Sharing};
 use phaze_testkit::accounts::account;
 use phaze_testkit::ratelimit::key;
-use phaze_testkit::sessions::record;
+use phaze_testkit::sessions::{record, rotation};
 use phaze_testkit::t0;
 use phaze_testkit::tokens::token;
 use std::env;
@@ -20,8 +20,8 @@ use tokio::runtime::Runtime;
 
 /// The directory a child works in: barrier and result files, and the data directory `data/`.
 const ENV_DIR: &str = "PHAZE_STORE_FS_CHILD_DIR";
-/// What the child does: `register`, `consume`, `insert_session`, `hold_lock`, `rate_limit_hit`,
-/// `hold_rate_limit_lock`, `own_exclusive` or `own_shared`.
+/// What the child does: `register`, `consume`, `insert_session`, `rotate_session`, `hold_lock`,
+/// `rate_limit_hit`, `hold_rate_limit_lock`, `own_exclusive` or `own_shared`.
 const ENV_ROLE: &str = "PHAZE_STORE_FS_CHILD_ROLE";
 /// The limit a `rate_limit_hit` child decides against.
 const ENV_LIMIT: &str = "PHAZE_STORE_FS_CHILD_LIMIT";
@@ -29,6 +29,8 @@ const ENV_LIMIT: &str = "PHAZE_STORE_FS_CHILD_LIMIT";
 const ENV_INDEX: &str = "PHAZE_STORE_FS_CHILD_INDEX";
 /// How many processes race.
 const RACERS: usize = 8;
+/// The session every `rotate_session` child rotates, each into key byte 0x80 + its index.
+const ROTATED_SESSION: u8 = 0x21;
 /// The session whose shard the `hold_lock` child locks: key byte 0x3c, so shard `3c`.
 const LOCKED_SESSION: u8 = 0x3c;
 /// The rate-limit key every `rate_limit_hit` child hits, and whose file `hold_rate_limit_lock`
@@ -85,6 +87,21 @@ pub(crate) fn child_process_entry() -> bool {
             match rt.block_on(store.insert(&s)) {
                 Ok(()) => "won".to_owned(),
                 Err(StoreError::Duplicate) => "duplicate".to_owned(),
+                Err(e) => format!("error {e:?}"),
+            }
+        }
+        "rotate_session" => {
+            let store = FsSessions::open(&data).unwrap();
+            let n: u8 = index.parse().unwrap();
+            let (retired, successor) = rotation(&record(ROTATED_SESSION, "alice"), 0x80 + n);
+            wait_for_go(&dir, &index);
+            match rt.block_on(store.rotate(&retired, &successor)) {
+                Ok(Rotation::Won) => "won".to_owned(),
+                Ok(Rotation::Lost(found)) => match found.successor {
+                    Some(next) => format!("lost {}", next.to_hex()),
+                    None => format!("error lost to a live record {found:?}"),
+                },
+                Ok(Rotation::Gone) => "error gone".to_owned(),
                 Err(e) => format!("error {e:?}"),
             }
         }
@@ -306,6 +323,33 @@ pub(crate) fn processes_inserting_one_session_key_admit_exactly_one() {
         "the winner's record, whole"
     );
     assert_eq!(rt.block_on(store.list_user("alice")).unwrap(), vec![stored]);
+}
+
+pub(crate) fn processes_rotating_one_session_agree_on_one_successor() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = FsSessions::open(&data).unwrap();
+    let rt = runtime();
+    let old = record(ROTATED_SESSION, "alice");
+    rt.block_on(store.insert(&old)).unwrap();
+    let results = race(dir.path(), "rotate_session");
+    let winners: Vec<usize> = (0..RACERS).filter(|&i| results[i] == "won").collect();
+    assert_eq!(winners.len(), 1, "one successor per session: {results:?}");
+    let (retired, successor) = rotation(&old, 0x80 + u8::try_from(winners[0]).unwrap());
+    let lost = format!("lost {}", successor.key.to_hex());
+    assert!(
+        results.iter().all(|r| *r == "won" || *r == lost),
+        "every loser is given the winner's successor: {results:?}"
+    );
+    assert_eq!(rt.block_on(store.get(&old.key)).unwrap(), Some(retired));
+    assert_eq!(
+        rt.block_on(store.list_user("alice")).unwrap().len(),
+        2,
+        "the retired record and one successor; the losers wrote nothing"
+    );
+    // A logout with the old id ends the successor too.
+    assert!(rt.block_on(store.remove(&old.key)).unwrap());
+    assert!(rt.block_on(store.list_user("alice")).unwrap().is_empty());
 }
 
 pub(crate) fn a_killed_lock_holder_does_not_block_others() {
