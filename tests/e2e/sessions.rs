@@ -1,7 +1,8 @@
 //! Session fixation, cookie flags, logout, password change, expiry and rotation, revocation.
 
 use actix_web::http::StatusCode;
-use phaze_e2e::{spawn_portal, spawn_portal_with};
+use futures_util::future::join_all;
+use phaze_e2e::{spawn_portal, spawn_portal_with, Browser};
 use time::Duration;
 
 use crate::PW;
@@ -266,6 +267,65 @@ async fn rotation_issues_a_new_id_with_a_short_grace() {
         StatusCode::OK,
         "the new id lives on"
     );
+}
+
+#[actix_web::test]
+async fn parallel_requests_at_rotation_share_one_new_id_and_logout_ends_both() {
+    let p = spawn_portal().await;
+    let b = p.user("fork@example.com", PW).await;
+    let old = b.cookie("phaze_session").unwrap();
+    p.advance(Duration::minutes(16));
+    // Three tabs of one browser reload at once, each with the id that is now due for rotation.
+    let tabs: Vec<Browser> = (0..3)
+        .map(|_| {
+            let tab = p.browser();
+            tab.set_cookie("phaze_session", &old);
+            tab
+        })
+        .collect();
+    let pages = join_all(tabs.iter().map(|tab| tab.get("/account"))).await;
+    for page in &pages {
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(
+            page.set_cookie("phaze_session").is_some(),
+            "each is told the new id"
+        );
+    }
+    let new: Vec<String> = tabs
+        .iter()
+        .map(|t| t.cookie("phaze_session").unwrap())
+        .collect();
+    assert!(
+        new.iter().all(|n| *n == new[0]),
+        "one new id, not three: {new:?}"
+    );
+    assert_ne!(new[0], old);
+
+    // Logging out with the new id ends the old one at once, well inside its grace period.
+    let r = tabs[0].post_form("/logout", &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    for (what, id) in [("old id", &old), ("new id", &new[0])] {
+        let replay = p.browser();
+        replay.set_cookie("phaze_session", id);
+        assert!(is_login_redirect(&replay.get("/account").await), "{what}");
+    }
+
+    // The other way round: a logout that still carries the old id ends the new one too.
+    let b = p.browser();
+    b.login("fork@example.com", PW).await;
+    let old = b.cookie("phaze_session").unwrap();
+    p.advance(Duration::minutes(16));
+    assert_eq!(b.get("/account").await.status, StatusCode::OK);
+    let new = b.cookie("phaze_session").unwrap();
+    assert_ne!(new, old);
+    b.set_cookie("phaze_session", &old);
+    let r = b.post_form("/logout", &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    for (what, id) in [("old id", &old), ("new id", &new)] {
+        let replay = p.browser();
+        replay.set_cookie("phaze_session", id);
+        assert!(is_login_redirect(&replay.get("/account").await), "{what}");
+    }
 }
 
 #[actix_web::test]
