@@ -25,5 +25,6 @@ pub use challenge::{solve, Challenge, ChallengeError, ChallengeIssuer};
 pub use client::{client_network, ClientInfo, ForwardedHeaders, Headers, TrustedProxies};
 pub use guard::{Counter, LoginGuard, LoginPolicy};
 pub use limit::{
-    conclude, decide, unix_nanos, Decision, KeyHasher, LimitKey, RateLimitStore, StoreError, Window,
+    conclude, decide, unix_nanos, Decision, KeyHasher, LimitKey, Op, RateLimitStore, Step,
+    StoreError, Window, MAX_STEPS,
 };

@@ -186,6 +186,62 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// What a [`Step`] does to its key's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// [`decide`] with `record = true`.
+    Hit,
+    /// [`decide`] with `record = false`.
+    Peek,
+}
+
+/// One decision of a [`RateLimitStore::run`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The log.
+    pub key: LimitKey,
+    /// The window it is judged by.
+    pub window: Window,
+    /// Hit or peek.
+    pub op: Op,
+    /// A refusal of this step ends the run: no later step is judged or recorded.
+    pub stop_if_refused: bool,
+}
+
+impl Step {
+    /// A hit that ends the run when refused.
+    pub const fn hit(key: LimitKey, window: Window) -> Self {
+        Self {
+            key,
+            window,
+            op: Op::Hit,
+            stop_if_refused: true,
+        }
+    }
+
+    /// A peek that ends the run when refused (a lock that is held, a challenge that is due).
+    pub const fn peek(key: LimitKey, window: Window) -> Self {
+        Self {
+            key,
+            window,
+            op: Op::Peek,
+            stop_if_refused: true,
+        }
+    }
+
+    /// This step, but a refusal does not end the run.
+    pub const fn and_go_on(self) -> Self {
+        Self {
+            stop_if_refused: false,
+            ..self
+        }
+    }
+}
+
+/// The most steps one [`RateLimitStore::run`] takes; more is a caller's bug, answered with
+/// [`StoreError::Backend`] and nothing recorded.
+pub const MAX_STEPS: usize = 8;
+
 /// Storage for sliding logs. Each method is ONE atomic operation of the backend (a mutex, a file
 /// lock around one key's file, one Lua script): of N simultaneous hits against a limit L, exactly
 /// L are allowed, across every process sharing the store.
@@ -207,6 +263,32 @@ pub trait RateLimitStore: Send + Sync {
     ) -> Result<Decision, StoreError>;
     /// Forgets the key's log (e.g. failures after a successful login).
     async fn reset(&self, key: &LimitKey) -> Result<(), StoreError>;
+    /// Runs `steps` in order as ONE atomic operation over all their keys (keys may repeat): no
+    /// other decision on any of those keys, in any process, interleaves. Returns one decision
+    /// per step judged; the list ends at the first refused step with `stop_if_refused`, and the
+    /// steps after it record nothing. This is what lets a login's checks before the password is
+    /// verified (client budget, lock, challenge, reservation) cost one round trip and stay exact
+    /// under concurrency. More than [`MAX_STEPS`] steps: an error, nothing recorded.
+    ///
+    /// TODO(issue 13): the default below runs the steps one by one and is NOT atomic; every
+    /// adapter overrides it, and then the default goes.
+    async fn run(&self, steps: &[Step], now: OffsetDateTime) -> Result<Vec<Decision>, StoreError> {
+        if steps.len() > MAX_STEPS {
+            return Err(StoreError::Backend("too many steps in one run".into()));
+        }
+        let mut out = Vec::with_capacity(steps.len());
+        for step in steps {
+            let d = match step.op {
+                Op::Hit => self.hit(&step.key, step.window, now).await?,
+                Op::Peek => self.peek(&step.key, step.window, now).await?,
+            };
+            out.push(d);
+            if !d.allowed && step.stop_if_refused {
+                break;
+            }
+        }
+        Ok(out)
+    }
     /// Deletes logs that no window can see any more; returns how many. Stores that expire keys
     /// by themselves (memory sweeps, Redis TTLs) keep the default, which does nothing.
     async fn purge_idle(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
