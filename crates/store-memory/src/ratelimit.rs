@@ -1,9 +1,13 @@
 //! [`RateLimitStore`] in memory: 64 shards, each a mutex over its keys' sliding logs, so
 //! decisions on different keys rarely contend, and idle keys are swept so memory stays bounded
-//! under a flood of distinct keys.
+//! under a flood of distinct keys. A [`RateLimitStore::run`] locks the distinct shards of its
+//! keys in ascending order (so two runs never wait for each other in a cycle) and holds them all
+//! while it decides.
 
 use async_trait::async_trait;
-use phaze_ratelimit::{decide, Decision, LimitKey, RateLimitStore, StoreError, Window};
+use phaze_ratelimit::{
+    decide, Decision, LimitKey, Op, RateLimitStore, Step, StoreError, Window, MAX_STEPS,
+};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -58,12 +62,20 @@ impl Default for MemoryRateLimits {
     }
 }
 
+/// The shard holding `key`.
+fn shard_of(key: &LimitKey) -> usize {
+    usize::from(key.as_bytes()[31]) % SHARDS
+}
+
 impl MemoryRateLimits {
-    fn shard(&self, key: &LimitKey) -> MutexGuard<'_, Shard> {
-        let i = usize::from(key.as_bytes()[31]) % SHARDS;
-        self.shards[i]
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        self.shards[shard]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn shard(&self, key: &LimitKey) -> MutexGuard<'_, Shard> {
+        self.lock(shard_of(key))
     }
 
     /// How many keys are held (tests of the memory bound).
@@ -87,23 +99,63 @@ impl MemoryRateLimits {
         now: OffsetDateTime,
         record: bool,
     ) -> Decision {
-        let now_ns = i64::try_from(now.unix_timestamp_nanos()).unwrap_or(i64::MAX);
-        let mut shard = self.shard(key);
-        if now_ns >= shard.next_sweep {
-            shard.logs.retain(|_, e| e.idle_at > now_ns);
-            if shard.logs.capacity() > 64 && shard.logs.len() < shard.logs.capacity() / 4 {
-                shard.logs.shrink_to_fit();
+        self.shard(key).decide(key, window, now, record)
+    }
+
+    /// The decisions of `steps`, under the locks of all their shards at once.
+    fn run_locked(&self, steps: &[Step], now: OffsetDateTime) -> Result<Vec<Decision>, StoreError> {
+        if steps.len() > MAX_STEPS {
+            return Err(StoreError::Backend("too many steps in one run".into()));
+        }
+        let mut shards: Vec<usize> = steps.iter().map(|s| shard_of(&s.key)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let mut held: Vec<MutexGuard<'_, Shard>> = shards.iter().map(|&i| self.lock(i)).collect();
+        let mut out = Vec::with_capacity(steps.len());
+        for step in steps {
+            // Every step's shard is in `shards`, so the search always finds it.
+            let Some(shard) = shards
+                .binary_search(&shard_of(&step.key))
+                .ok()
+                .and_then(|i| held.get_mut(i))
+            else {
+                return Err(StoreError::Backend("a step's shard was not locked".into()));
+            };
+            let d = shard.decide(&step.key, step.window, now, step.op == Op::Hit);
+            out.push(d);
+            if !d.allowed && step.stop_if_refused {
+                break;
             }
-            shard.next_sweep = now_ns.saturating_add(SWEEP_EVERY_NS);
+        }
+        Ok(out)
+    }
+}
+
+impl Shard {
+    /// [`decide`] on `key`'s log in this (locked) shard, sweeping idle keys now and then.
+    fn decide(
+        &mut self,
+        key: &LimitKey,
+        window: Window,
+        now: OffsetDateTime,
+        record: bool,
+    ) -> Decision {
+        let now_ns = i64::try_from(now.unix_timestamp_nanos()).unwrap_or(i64::MAX);
+        if now_ns >= self.next_sweep {
+            self.logs.retain(|_, e| e.idle_at > now_ns);
+            if self.logs.capacity() > 64 && self.logs.len() < self.logs.capacity() / 4 {
+                self.logs.shrink_to_fit();
+            }
+            self.next_sweep = now_ns.saturating_add(SWEEP_EVERY_NS);
         }
         let period_ns = i64::try_from(window.period.whole_nanoseconds()).unwrap_or(i64::MAX);
-        match shard.logs.get_mut(key) {
+        match self.logs.get_mut(key) {
             Some(entry) => {
                 let d = decide(&mut entry.log, window, now, record);
                 if let Some(newest) = entry.log.iter().max() {
                     entry.idle_at = entry.idle_at.max(newest.saturating_add(period_ns));
                 } else {
-                    shard.logs.remove(key);
+                    self.logs.remove(key);
                 }
                 d
             }
@@ -112,7 +164,7 @@ impl MemoryRateLimits {
                 let d = decide(&mut log, window, now, record);
                 if !log.is_empty() {
                     let idle_at = now_ns.saturating_add(period_ns);
-                    shard.logs.insert(*key, Entry { log, idle_at });
+                    self.logs.insert(*key, Entry { log, idle_at });
                 }
                 d
             }
@@ -143,5 +195,9 @@ impl RateLimitStore for MemoryRateLimits {
     async fn reset(&self, key: &LimitKey) -> Result<(), StoreError> {
         self.shard(key).logs.remove(key);
         Ok(())
+    }
+
+    async fn run(&self, steps: &[Step], now: OffsetDateTime) -> Result<Vec<Decision>, StoreError> {
+        self.run_locked(steps, now)
     }
 }
