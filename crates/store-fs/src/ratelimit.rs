@@ -22,6 +22,15 @@
 //!   (`nlink > 0`, one `fstat`) and otherwise reopens the path, so nobody decides on a deleted
 //!   file. Only a lock holder deletes, and nothing renames these files, so a linked inode is the
 //!   one the name points to. Without Unix link counts (Windows) files are emptied, not deleted.
+//! - **Runs.** A [`RateLimitStore::run`] locks the file of every distinct key it names, in
+//!   ascending key order (so two runs never wait for each other in a cycle; single decisions hold
+//!   one lock and cannot take part in one), exclusively for a key it hits and shared for a key it
+//!   only peeks, and decides only once it holds them all. A key only peeked whose file does not
+//!   exist has nothing to lock; once the others are held, the run checks that it still does not
+//!   exist (else it releases everything and starts over), so an absent file reads as an empty
+//!   log at that same instant. Only the logs that changed are written back, each as a hit writes
+//!   its own. A write that fails part-way fails the run with the logs before it already
+//!   rewritten: a recorded hit too many only ever makes a limit stricter.
 //! - **Durability.** Nothing is synced: rate-limit state need not survive a machine crash (losing
 //!   it forgives some recent failures), but it must be exact between live processes, which the
 //!   page cache shared by all processes already guarantees.
@@ -37,7 +46,9 @@
 //! ```
 
 use async_trait::async_trait;
-use phaze_ratelimit::{decide, Decision, LimitKey, RateLimitStore, StoreError, Window};
+use phaze_ratelimit::{
+    decide, Decision, LimitKey, Op, RateLimitStore, Step, StoreError, Window, MAX_STEPS,
+};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -62,7 +73,7 @@ const REOPEN_RETRIES: usize = 64;
 ///
 /// Each `hit`, `peek` and `reset` is one atomic operation across every process sharing the
 /// directory (an exclusive `File::lock` on the key's file; `peek` takes a shared one), and keys
-/// never share a lock. Idle files stay until [`FsRateLimits::purge_idle`] deletes them; run it
+/// never share a lock; a `run` holds the locks of all its keys at once (see the module docs). Idle files stay until [`FsRateLimits::purge_idle`] deletes them; run it
 /// now and then (e.g. every few minutes).
 #[derive(Clone, Debug)]
 pub struct FsRateLimits {
@@ -160,6 +171,19 @@ impl RateLimitStore for FsRateLimits {
     async fn reset(&self, key: &LimitKey) -> Result<(), StoreError> {
         let path = self.dir.join(key.to_hex());
         blocking(move || reset(&path)).await.map_err(backend)
+    }
+
+    async fn run(&self, steps: &[Step], now: OffsetDateTime) -> Result<Vec<Decision>, StoreError> {
+        if steps.len() > MAX_STEPS {
+            return Err(StoreError::Backend("too many steps in one run".into()));
+        }
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (dir, steps) = (self.dir.clone(), steps.to_vec());
+        blocking(move || run(&dir, &steps, now))
+            .await
+            .map_err(backend)
     }
 }
 
@@ -361,19 +385,27 @@ fn read_or_replace(file: &File, path: &Path) -> io::Result<Log> {
     }
 }
 
-fn hit(path: &Path, window: Window, now: OffsetDateTime) -> io::Result<Decision> {
-    let file = open_locked(path, Access::Create)?
-        .ok_or_else(|| io::Error::other("created rate limit file missing"))?;
-    let mut log = read_or_replace(&file, path)?;
+/// A hit on `log`: [`decide`] with `record`, and the expiry it moves. Returns the decision and
+/// whether the file must be rewritten: a denied hit that dropped nothing and extended nothing
+/// leaves it as it is.
+fn hit_log(log: &mut Log, window: Window, now: OffsetDateTime) -> (Decision, bool) {
     let before = log.instants.len();
     let decision = decide(&mut log.instants, window, now, true);
     let expiry = match log.instants.iter().max() {
         Some(newest) => log.expiry.max(newest.saturating_add(period_nanos(window))),
         None => i64::MIN,
     };
-    // A denied hit that dropped nothing and extended nothing leaves the file as it is.
-    if decision.allowed || log.instants.len() != before || expiry != log.expiry {
-        log.expiry = expiry;
+    let changed = decision.allowed || log.instants.len() != before || expiry != log.expiry;
+    log.expiry = expiry;
+    (decision, changed)
+}
+
+fn hit(path: &Path, window: Window, now: OffsetDateTime) -> io::Result<Decision> {
+    let file = open_locked(path, Access::Create)?
+        .ok_or_else(|| io::Error::other("created rate limit file missing"))?;
+    let mut log = read_or_replace(&file, path)?;
+    let (decision, changed) = hit_log(&mut log, window, now);
+    if changed {
         write_log(&file, &log)?;
     }
     Ok(decision)
@@ -385,24 +417,144 @@ fn peek(path: &Path, window: Window, now: OffsetDateTime) -> io::Result<Decision
         None => Ok(Log::EMPTY),
     };
     let mut log = match read {
+        // The shared lock and its read-only handle were dropped above.
         Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-            // The shared lock and its read-only handle were dropped above; emptying needs the
-            // exclusive lock, under which the file is read again: a `hit` that came first may
-            // have replaced it already, and then this peek fails without touching the new log.
-            return Err(match open_locked(path, Access::Write)? {
-                Some(file) => match read_log(&file) {
-                    Err(again) if again.kind() == io::ErrorKind::InvalidData => {
-                        replace_corrupt(&file, path, again)
-                    }
-                    Err(other) => other,
-                    Ok(_) => e,
-                },
-                None => e,
-            });
+            return Err(replace_after_peek(path, e))
         }
         read => read?,
     };
     Ok(decide(&mut log.instants, window, now, false))
+}
+
+/// What a peek that found the file at `path` corrupt (`e`) under a shared lock does once it has
+/// let go of that lock: emptying needs the exclusive lock, under which the file is read again (a
+/// `hit` that came first may have replaced it already, and then the peek fails without touching
+/// the new log). Returns the error that fails the peek.
+fn replace_after_peek(path: &Path, e: io::Error) -> io::Error {
+    match open_locked(path, Access::Write) {
+        Ok(Some(file)) => match read_log(&file) {
+            Err(again) if again.kind() == io::ErrorKind::InvalidData => {
+                replace_corrupt(&file, path, again)
+            }
+            Err(other) => other,
+            Ok(_) => e,
+        },
+        Ok(None) => e,
+        Err(other) => other,
+    }
+}
+
+/// One distinct key of a run, locked.
+struct Held {
+    key: LimitKey,
+    path: PathBuf,
+    /// Whether a step hits the key: then its file is open read-write (created if absent) and
+    /// locked exclusively; otherwise read-only and shared.
+    hit: bool,
+    /// `None` for a key only peeked whose file does not exist: an empty log, nothing to lock.
+    file: Option<File>,
+    log: Log,
+    /// Whether a hit changed the log, which is then written back.
+    changed: bool,
+}
+
+/// A whole run in `dir`: lock, read, decide, write back (see the module docs).
+fn run(dir: &Path, steps: &[Step], now: OffsetDateTime) -> io::Result<Vec<Decision>> {
+    let mut keys: Vec<(LimitKey, bool)> = steps.iter().map(|s| (s.key, s.op == Op::Hit)).collect();
+    // Sorted by key, a key's hit first: dedup keeps that one.
+    keys.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    keys.dedup_by_key(|k| k.0);
+    for _ in 0..REOPEN_RETRIES {
+        let mut held = Vec::with_capacity(keys.len());
+        for &(key, hit) in &keys {
+            let path = dir.join(key.to_hex());
+            let access = if hit { Access::Create } else { Access::Read };
+            let file = open_locked(&path, access)?;
+            held.push(Held {
+                key,
+                path,
+                hit,
+                file,
+                log: Log::EMPTY,
+                changed: false,
+            });
+        }
+        // A file that appeared for an unlocked key while the later ones were being locked may
+        // hold events decided after what the locked files show: start over, and lock it.
+        let mut appeared = false;
+        for h in held.iter().filter(|h| h.file.is_none()) {
+            match fs::symlink_metadata(&h.path) {
+                Ok(_) => appeared = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !appeared {
+            return run_held(held, steps, now);
+        }
+    }
+    Err(io::Error::other(
+        "rate limit files kept appearing while a run locked its keys",
+    ))
+}
+
+/// The decisions of a run whose keys are all `held`.
+fn run_held(mut held: Vec<Held>, steps: &[Step], now: OffsetDateTime) -> io::Result<Vec<Decision>> {
+    // A corrupt file fails the run closed and is emptied, as it fails and is emptied by a
+    // decision of its own: every corrupt file of the run at once, so the next run starts afresh.
+    let mut failures = Vec::new();
+    let mut corrupt_peeked = Vec::new();
+    for h in &mut held {
+        let Some(file) = &h.file else { continue };
+        let read = if h.hit {
+            read_or_replace(file, &h.path)
+        } else {
+            read_log(file)
+        };
+        match read {
+            Ok(log) => h.log = log,
+            Err(e) if !h.hit && e.kind() == io::ErrorKind::InvalidData => {
+                corrupt_peeked.push((h.path.clone(), e));
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    if !failures.is_empty() || !corrupt_peeked.is_empty() {
+        // Releases every lock first: emptying a file only peeked takes its exclusive lock.
+        drop(held);
+        for (path, e) in corrupt_peeked {
+            failures.push(replace_after_peek(&path, e));
+        }
+        return Err(failures
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| io::Error::other("a run failed")));
+    }
+    let mut out = Vec::with_capacity(steps.len());
+    for step in steps {
+        let Some(h) = held.iter_mut().find(|h| h.key == step.key) else {
+            return Err(io::Error::other("a step's key was not locked"));
+        };
+        let d = match step.op {
+            Op::Hit => {
+                let (d, changed) = hit_log(&mut h.log, step.window, now);
+                h.changed |= changed;
+                d
+            }
+            Op::Peek => decide(&mut h.log.instants, step.window, now, false),
+        };
+        out.push(d);
+        if !d.allowed && step.stop_if_refused {
+            break;
+        }
+    }
+    for h in held.iter().filter(|h| h.changed) {
+        // Only hits change a log, and a hit's key always has its file.
+        if let Some(file) = &h.file {
+            write_log(file, &h.log)?;
+        }
+    }
+    Ok(out)
 }
 
 fn reset(path: &Path) -> io::Result<()> {

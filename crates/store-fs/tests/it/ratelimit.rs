@@ -1,7 +1,7 @@
 //! What only the filesystem rate-limit store has to prove: a damaged file fails closed, idle
 //! files are purged, and keys never become anything but 64-hex file names.
 
-use phaze_ratelimit::{Decision, LimitKey, RateLimitStore, StoreError, Window};
+use phaze_ratelimit::{LimitKey, RateLimitStore, Step, StoreError, Window};
 use phaze_store_fs::FsRateLimits;
 use phaze_testkit::ratelimit::key;
 use phaze_testkit::t0;
@@ -19,7 +19,7 @@ fn file_of(data: &Path, k: &LimitKey) -> PathBuf {
 
 /// `result` is the `Backend` error of a decision on a corrupt file, saying that it was emptied
 /// (the portal logs that chain with the 503).
-fn assert_failed_and_replaced(result: Result<Decision, StoreError>, what: &str) {
+fn assert_failed_and_replaced<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
     match result {
         Err(StoreError::Backend(e)) => {
             let e = e.to_string();
@@ -64,7 +64,28 @@ pub(crate) async fn a_corrupt_or_truncated_file_fails_one_decision_closed_and_is
         assert_failed_and_replaced(store.peek(&k, FIVE_PER_15_MIN, t0()).await, what);
         let d = store.peek(&k, FIVE_PER_15_MIN, t0()).await.unwrap();
         assert_eq!(d.remaining, 5, "peek after a {what} file");
+
+        // A run that hits it or only peeks it fails the same way, as a whole: its other key
+        // records nothing. The next run starts afresh.
+        let other = key(3);
+        for op in [Step::hit, Step::peek] {
+            let steps = [Step::hit(other, FIVE_PER_15_MIN), op(k, FIVE_PER_15_MIN)];
+            fs::write(&path, bytes).unwrap();
+            assert_failed_and_replaced(store.run(&steps, t0()).await, what);
+            let d = store.peek(&other, FIVE_PER_15_MIN, t0()).await.unwrap();
+            assert_eq!(d.remaining, 5, "the failed run's other key, {what}");
+            let d = store.run(&steps, t0()).await.unwrap();
+            assert!(d.len() == 2 && d.iter().all(|d| d.allowed), "{what}: {d:?}");
+            store.reset(&other).await.unwrap();
+        }
     }
+
+    // A run that only peeks an absent key leaves no file behind.
+    store
+        .run(&[Step::peek(key(4), FIVE_PER_15_MIN)], t0())
+        .await
+        .unwrap();
+    assert!(!file_of(dir.path(), &key(4)).exists());
 
     // A purge deletes a corrupt file, even while an intact one would still be counted.
     fs::write(&path, &flipped).unwrap();
