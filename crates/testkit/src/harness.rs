@@ -5,7 +5,7 @@
 //! checked once when the binary starts; outside CI the tests that need it are reported as
 //! *ignored* (the summary says `N passed; 0 failed; M ignored`) and the reason is printed
 //! uncaptured, and under `CI=true` they fail. `main` also runs a child process's entry point
-//! before the harness, so that entry point is not a test.
+//! ([`crate::processes`]) before the harness, so that entry point is not a test.
 //!
 //! ```text
 //! [[test]]            # Cargo.toml
@@ -161,6 +161,11 @@ pub fn under_ci() -> bool {
 /// with an unmet need is ignored, and each reason is printed once with the number of tests it
 /// keeps from running; under `CI=true` those tests fail instead.
 pub fn run(tests: Vec<Test>) -> ExitCode {
+    // A child that reached the harness would run every test, each starting children of its own.
+    assert!(
+        !crate::processes::in_child(),
+        "a child process reached the test harness: `main` must call `Processes::child_entry` first"
+    );
     let args = Arguments::from_args();
     let ci = under_ci();
     let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();

@@ -8,12 +8,14 @@
 //! The macro argument is an expression giving `(store, guard)`: the guard (a temporary directory, a
 //! schema) lives as long as the test. An adapter is done when every contract it implements passes.
 //! In a test binary without libtest's harness ([`harness`]), the macro's module also has a
-//! `tests()` listing the same rules as [`harness::Test`]s.
+//! `tests()` listing the same rules as [`harness::Test`]s. Several processes on one store have a
+//! contract too, run by re-executing the test binary: [`processes`].
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 #![allow(unreachable_pub)] // items are used by the adapters' test binaries through the macros
 
 pub mod accounts;
 pub mod harness;
+pub mod processes;
 pub mod ratelimit;
 pub mod sessions;
 pub mod tokens;
