@@ -3,8 +3,9 @@
 //! the outbox's message format.
 //!
 //! The harness is `phaze_testkit::harness` (libtest-mimic), so that a child process of the
-//! multi-process tests runs its part from `main`, before any test, instead of as a test that
-//! passes in every normal run. A test is an `async fn` (or `fn`) listed in `main`.
+//! multi-process tests (`phaze_testkit::processes`) plays its role from `main`, before any test,
+//! instead of as a test that passes in every normal run. A test is an `async fn` (or `fn`)
+//! listed in `main`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod hostile;
@@ -102,8 +103,9 @@ mod exclusive {
 }
 
 fn main() -> ExitCode {
-    if multiprocess::child_process_entry() {
-        return ExitCode::SUCCESS;
+    let processes = multiprocess::processes();
+    if let Some(exit) = processes.child_entry() {
+        return exit;
     }
     let tests = [
         session_store_contract::tests(),
@@ -111,6 +113,7 @@ fn main() -> ExitCode {
         token_store_contract::tests(),
         rate_limit_store_contract::tests(),
         exclusive::tests(),
+        processes.tests(),
         phaze_testkit::tests!(
             |name, test| Test::tokio(name, 2, test);
             hostile::{hostile_inputs_stay_inside_the_data_directory},
@@ -145,12 +148,7 @@ fn main() -> ExitCode {
         phaze_testkit::tests!(
             |name, test| Test::new(name, test);
             multiprocess::{
-                processes_registering_one_email_admit_exactly_one,
-                processes_consuming_one_token_admit_exactly_one,
-                processes_inserting_one_session_key_admit_exactly_one,
-                processes_rotating_one_session_agree_on_one_successor,
                 a_killed_lock_holder_does_not_block_others,
-                processes_hitting_one_key_admit_exactly_the_limit,
                 a_killed_rate_limit_lock_holder_does_not_block_others,
                 a_directory_owned_by_one_process_is_refused_to_every_other,
                 processes_sharing_a_directory_keep_an_exclusive_owner_out,
