@@ -15,10 +15,15 @@
 //! newest instant in the log (`PEXPIRE`, relative, rounded up to a millisecond; the newest instant
 //! is later than `now` when another process's clock runs ahead): once that has passed every
 //! instant has left every process's window, so an idle log deletes itself.
+//!
+//! A [`RateLimitStore::run`] is one script too, over every key of the run: Redis runs a script
+//! alone, so no other command on any key interleaves. Its steps run the same Lua function as a
+//! single decision, in order, and the script stops at the first refused step that says so.
 
 use async_trait::async_trait;
 use phaze_ratelimit::{
-    conclude, unix_nanos, Decision, LimitKey, RateLimitStore, StoreError, Window,
+    conclude, unix_nanos, Decision, LimitKey, Op, RateLimitStore, Step, StoreError, Window,
+    MAX_STEPS,
 };
 use redis::Script;
 use std::sync::LazyLock;
@@ -26,34 +31,64 @@ use time::OffsetDateTime;
 
 use crate::{Redis, RedisError};
 
-/// One decision. `KEYS[1]` the log. `ARGV`: the lexicographic bound `(<start>;`, the instant
-/// `now` (20 digits), the limit, `1` to record (a hit) or `0` (a peek), the period in milliseconds.
+/// One decision, as a Lua function both scripts define: `key` the log, `bound` the lexicographic
+/// bound `(<start>;`, `now` the instant (20 digits), `limit` the limit (a string), `record`
+/// whether to record (a hit) or not (a peek), `ttl` the period in milliseconds (a string).
 /// Returns `{live count, oldest live member or ""}`, both taken before this hit is recorded.
-const DECIDE_LUA: &str = r"
-local key, bound, now = KEYS[1], ARGV[1], ARGV[2]
-local record = ARGV[4] == '1'
-if record then
-  redis.call('ZREMRANGEBYLEX', key, '-', bound)
+const DECIDE_FN: &str = r"
+local function decide(key, bound, now, limit, record, ttl)
+  if record then
+    redis.call('ZREMRANGEBYLEX', key, '-', bound)
+  end
+  local count = redis.call('ZLEXCOUNT', key, bound, '+')
+  local oldest = redis.call('ZRANGEBYLEX', key, bound, '+', 'LIMIT', 0, 1)[1] or ''
+  if record and count < tonumber(limit) then
+    local same = redis.call('ZLEXCOUNT', key, '[' .. now .. ':', '(' .. now .. ';')
+    redis.call('ZADD', key, 0, now .. ':' .. same)
+    -- Live one period past the newest instant, which another process's fast clock may have put
+    -- ahead of `now`. The first 14 of the 20 digits are milliseconds: exact as a Lua number.
+    local newest = redis.call('ZREVRANGEBYLEX', key, '+', '-', 'LIMIT', 0, 1)[1]
+    local ahead = tonumber(string.sub(newest, 1, 14)) - tonumber(string.sub(now, 1, 14))
+    if ahead > 0 then ahead = ahead + 1 else ahead = 0 end
+    redis.call('PEXPIRE', key, tonumber(ttl) + ahead)
+  end
+  return {count, oldest}
 end
-local count = redis.call('ZLEXCOUNT', key, bound, '+')
-local oldest = redis.call('ZRANGEBYLEX', key, bound, '+', 'LIMIT', 0, 1)[1] or ''
-if record and count < tonumber(ARGV[3]) then
-  local same = redis.call('ZLEXCOUNT', key, '[' .. now .. ':', '(' .. now .. ';')
-  redis.call('ZADD', key, 0, now .. ':' .. same)
-  -- Live one period past the newest instant, which another process's fast clock may have put
-  -- ahead of `now`. The first 14 of the 20 digits are milliseconds: exact as a Lua number.
-  local newest = redis.call('ZREVRANGEBYLEX', key, '+', '-', 'LIMIT', 0, 1)[1]
-  local ahead = tonumber(string.sub(newest, 1, 14)) - tonumber(string.sub(now, 1, 14))
-  if ahead > 0 then ahead = ahead + 1 else ahead = 0 end
-  redis.call('PEXPIRE', key, tonumber(ARGV[5]) + ahead)
-end
-return {count, oldest}
 ";
 
-static DECIDE: LazyLock<Script> = LazyLock::new(|| Script::new(DECIDE_LUA));
+/// One decision. `KEYS[1]` the log. `ARGV`: the bound, `now`, the limit, `1` to record (a hit)
+/// or `0` (a peek), the period in milliseconds (see [`DECIDE_FN`]).
+const DECIDE_ONE: &str = r"
+return decide(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1', ARGV[5])
+";
 
-/// [`RateLimitStore`] in `<prefix>ratelimit:<key hex>`. Each `hit`, `peek` and `reset` is one
-/// atomic Redis operation; idle keys expire by themselves, so `purge_idle` does nothing.
+/// A run of steps. `KEYS[i]` is step i's log (a key may repeat). `ARGV[1]` is `now`, then five
+/// arguments per step: the bound, the limit, `1` to record or `0`, the period in milliseconds,
+/// and `1` if a refusal ends the run. Returns one `{live count, oldest}` per step judged; a step
+/// is refused when its count has reached its limit, as in [`phaze_ratelimit::conclude`].
+///
+/// The keys are declared, but in Redis Cluster they would also need one hash slot (a hash tag
+/// in the key names), which this store does not give them: it needs one Redis (see the crate).
+const RUN_STEPS: &str = r"
+local now, out = ARGV[1], {}
+for i = 1, #KEYS do
+  local a = 1 + (i - 1) * 5
+  local limit = ARGV[a + 2]
+  local reply = decide(KEYS[i], ARGV[a + 1], now, limit, ARGV[a + 3] == '1', ARGV[a + 4])
+  out[i] = reply
+  if ARGV[a + 5] == '1' and reply[1] >= tonumber(limit) then
+    break
+  end
+end
+return out
+";
+
+static DECIDE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{DECIDE_FN}{DECIDE_ONE}")));
+static RUN: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{DECIDE_FN}{RUN_STEPS}")));
+
+/// [`RateLimitStore`] in `<prefix>ratelimit:<key hex>`. Each `hit`, `peek`, `reset` and `run`
+/// is one atomic Redis operation; idle keys expire by themselves, so `purge_idle` does nothing.
 #[derive(Clone, Debug)]
 pub struct RedisRateLimits {
     redis: Redis,
@@ -90,12 +125,66 @@ impl RedisRateLimits {
                     .arg(ttl_millis(period_ns)),
             )
             .await?;
-        let oldest = if oldest.is_empty() {
-            None
-        } else {
-            Some(decode_member(&oldest).ok_or(RedisError::Malformed("rate-limit log member"))?)
-        };
-        Ok(conclude(count, oldest, window, now_ns, record))
+        Ok(conclude(
+            count,
+            oldest_instant(&oldest)?,
+            window,
+            now_ns,
+            record,
+        ))
+    }
+
+    /// The steps, as one script; `steps` is at most [`MAX_STEPS`] long.
+    async fn run_script(
+        &self,
+        steps: &[Step],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Decision>, RedisError> {
+        let now_ns = unix_nanos(now);
+        let mut script = RUN.prepare_invoke();
+        script.arg(encode_instant(now_ns));
+        for step in steps {
+            let period_ns = step.window.period_nanos();
+            let start = now_ns.saturating_sub(period_ns);
+            script
+                .key(self.key(&step.key))
+                .arg(format!("({};", encode_instant(start)))
+                .arg(step.window.limit)
+                .arg(if step.op == Op::Hit { "1" } else { "0" })
+                .arg(ttl_millis(period_ns))
+                .arg(if step.stop_if_refused { "1" } else { "0" });
+        }
+        let replies: Vec<(u64, Vec<u8>)> = self.redis.invoke(&script).await?;
+        if replies.len() > steps.len() {
+            return Err(RedisError::Malformed(
+                "more rate-limit decisions than steps",
+            ));
+        }
+        steps
+            .iter()
+            .zip(replies)
+            .map(|(step, (count, oldest))| {
+                let record = step.op == Op::Hit;
+                Ok(conclude(
+                    count,
+                    oldest_instant(&oldest)?,
+                    step.window,
+                    now_ns,
+                    record,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// The instant of the oldest live member a script returned, `""` when the log is empty.
+fn oldest_instant(member: &[u8]) -> Result<Option<i64>, RedisError> {
+    if member.is_empty() {
+        Ok(None)
+    } else {
+        decode_member(member)
+            .map(Some)
+            .ok_or(RedisError::Malformed("rate-limit log member"))
     }
 }
 
@@ -128,6 +217,16 @@ impl RateLimitStore for RedisRateLimits {
             .query::<()>(redis::cmd("DEL").arg(self.key(key)))
             .await
             .map_err(backend)
+    }
+
+    async fn run(&self, steps: &[Step], now: OffsetDateTime) -> Result<Vec<Decision>, StoreError> {
+        if steps.len() > MAX_STEPS {
+            return Err(StoreError::Backend("too many steps in one run".into()));
+        }
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run_script(steps, now).await.map_err(backend)
     }
 }
 
