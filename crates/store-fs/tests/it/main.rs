@@ -103,8 +103,8 @@ mod exclusive {
 }
 
 fn main() -> ExitCode {
-    let processes = multiprocess::processes();
-    if let Some(exit) = processes.child_entry() {
+    let cross_process = multiprocess::processes();
+    if let Some(exit) = cross_process.child_entry() {
         return exit;
     }
     let tests = [
@@ -113,7 +113,7 @@ fn main() -> ExitCode {
         token_store_contract::tests(),
         rate_limit_store_contract::tests(),
         exclusive::tests(),
-        processes.tests(),
+        cross_process.tests(),
         phaze_testkit::tests!(
             |name, test| Test::tokio(name, 2, test);
             hostile::{hostile_inputs_stay_inside_the_data_directory},

@@ -5,7 +5,8 @@
 //! Needs PostgreSQL at `PHAZE_TEST_DATABASE_URL` (default: the local server), checked once before
 //! any test runs: without it the tests that need it are reported as ignored, with the reason,
 //! except under `CI=true`, where they fail (`phaze_testkit::harness`). A child process of the
-//! multi-process tests runs its part from `main`, before the harness.
+//! multi-process tests (`phaze_testkit::processes`) plays its role from `main`, before the
+//! harness.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod account_cache;
@@ -48,8 +49,9 @@ mod cached {
 }
 
 fn main() -> ExitCode {
-    if multiprocess::child_process_entry() {
-        return ExitCode::SUCCESS;
+    let cross_process = multiprocess::processes();
+    if let Some(exit) = cross_process.child_entry() {
+        return exit;
     }
     let postgres = Need::check("PostgreSQL", support::reachable);
     let tls = postgres.and("TLS on the test server", tls::tls_on);
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         token_store_contract::tests(),
         rate_limit_store_contract::tests(),
         cached::tests(),
+        cross_process.tests(),
         phaze_testkit::tests!(
             |name, test| Test::tokio(name, 2, test);
             account_cache::{
@@ -68,11 +71,6 @@ fn main() -> ExitCode {
                 without_a_listening_watcher_nothing_is_served_from_the_cache,
             },
             hostile::{sql_lookalikes_round_trip_unchanged, hostile_session_owners_are_plain_bytes},
-            multiprocess::{
-                processes_hitting_one_key_admit_exactly_the_limit,
-                processes_consuming_one_token_admit_exactly_one,
-                processes_registering_one_email_admit_exactly_one,
-            },
             pool::{
                 a_full_pool_fails_within_the_wait_timeout,
                 a_lock_held_by_a_frozen_process_fails_within_the_query_timeout,
