@@ -1,0 +1,78 @@
+//! `phaze_actix::PhazeSessionStore` under actix-session's own `SessionMiddleware`, on
+//! `actix_web::test` services: actix-session's acceptance workflows, then what Phaze adds (hashed
+//! ids, sealed state, server-side expiry, hostile cookies), on the memory and filesystem stores,
+//! and once on Redis.
+//!
+//! The harness is `phaze_testkit::harness`: without a Redis at `PHAZE_TEST_REDIS_URL` (default
+//! `redis://127.0.0.1:6379`) the Redis test is reported as ignored, with the reason, except
+//! under `CI=true`, where it fails. Each test runs on an actix system of its own.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+mod acceptance;
+mod redis;
+mod sessions;
+mod support;
+
+use phaze_testkit::harness::{self, Need, Test};
+use std::future::Future;
+use std::process::ExitCode;
+
+/// A test on an actix system (a single-threaded tokio runtime) of its own, as `#[actix_web::test]`.
+fn actix<F>(name: impl Into<String>, test: impl FnOnce() -> F + Send + 'static) -> Test
+where
+    F: Future<Output = ()> + 'static,
+{
+    Test::new(name, move || actix_web::rt::System::new().block_on(test()))
+}
+
+/// Each listed `fn(Fixture)` as one test on the memory store and one on the filesystem store.
+macro_rules! on_memory_and_fs {
+    ($($module:ident :: { $($test:ident),* $(,)? }),* $(,)?) => {
+        vec![$($(
+            actix(
+                concat!("memory::", stringify!($module), "::", stringify!($test)),
+                || $module::$test(support::Fixture::memory()),
+            ),
+            actix(
+                concat!("fs::", stringify!($module), "::", stringify!($test)),
+                || $module::$test(support::Fixture::fs()),
+            ),
+        )*)*]
+    };
+}
+
+fn main() -> ExitCode {
+    let redis = Need::check("Redis", redis::reachable);
+    let mut tests = on_memory_and_fs!(
+        acceptance::{
+            basic_workflow,
+            expiration_is_refreshed_on_changes,
+            expiration_is_refreshed_on_every_request_if_configured,
+            complex_workflow,
+        },
+        sessions::{
+            insert_get_change_purge,
+            renew_gives_a_new_id_and_the_old_one_no_longer_loads,
+            the_store_is_keyed_by_the_sha256_of_the_cookie_value,
+            stored_bytes_hold_no_state_in_clear,
+            forged_truncated_or_unknown_cookies_give_a_fresh_empty_session,
+            a_record_moved_to_another_key_does_not_open,
+            a_record_sealed_under_a_dropped_key_is_a_fresh_session,
+            expired_records_are_not_served_and_are_deleted,
+            a_moved_clear_expiry_does_not_extend_a_session,
+            every_request_moves_the_expiry_if_configured,
+            update_keeps_the_id_while_the_record_lives,
+            hostile_cookie_values_are_refused_without_panics,
+            purge_expired_sweeps_what_nobody_presented,
+        },
+    );
+    tests.extend(phaze_testkit::tests!(
+        |name, test| actix(name, test);
+        sessions::{a_store_failure_is_a_500_not_a_fresh_session},
+    ));
+    tests.extend(redis.gate(phaze_testkit::tests!(
+        |name, test| actix(name, test);
+        redis::{sessions_on_redis_are_hashed_and_sealed},
+    )));
+    harness::run(tests)
+}
