@@ -1,7 +1,7 @@
 //! The purges the portal runs periodically: what goes and, as much, what stays.
 
 use phaze_auth::TokenStore;
-use phaze_ratelimit::{RateLimitStore, Window};
+use phaze_ratelimit::{RateLimitStore, Step, Window};
 use phaze_testkit::ratelimit::key;
 use phaze_testkit::t0;
 use phaze_testkit::tokens::token;
@@ -116,6 +116,19 @@ pub(crate) async fn a_limit_of_zero_stores_nothing() {
         assert!(!limits.hit(&key(1), none, t0()).await.unwrap().allowed);
     }
     assert_eq!(rows(&db, "rate_limits").await, 0);
+    // Nor does a run of peeks and such hits: the rows it inserted to lock absent keys go before
+    // it commits. A run that records keeps exactly the rows it recorded in.
+    let five = Window::new(5, Duration::minutes(15));
+    let steps = [
+        Step::peek(key(2), five),
+        Step::hit(key(3), none).and_go_on(),
+        Step::peek(key(4), five),
+    ];
+    assert_eq!(limits.run(&steps, t0()).await.unwrap().len(), 3);
+    assert_eq!(rows(&db, "rate_limits").await, 0);
+    let steps = [Step::peek(key(2), five), Step::hit(key(5), five)];
+    assert!(limits.run(&steps, t0()).await.unwrap()[1].allowed);
+    assert_eq!(rows(&db, "rate_limits").await, 1);
 }
 
 pub(crate) async fn token_purge_takes_used_and_expired_tokens_only() {
