@@ -7,7 +7,7 @@
 //! `redis-server` processes on free ports. What they need is checked once before any test runs:
 //! without it the tests that need it are reported as ignored, with the reason, except under
 //! `CI=true`, where they fail (`phaze_testkit::harness`). A child process of the multi-process
-//! test runs its part from `main`, before the harness.
+//! tests (`phaze_testkit::processes`) plays its role from `main`, before the harness.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod multiprocess;
@@ -25,8 +25,9 @@ phaze_testkit::session_store_contract!(crate::support::sessions().await);
 phaze_testkit::rate_limit_store_contract!(crate::support::rate_limits().await);
 
 fn main() -> ExitCode {
-    if multiprocess::child_process_entry() {
-        return ExitCode::SUCCESS;
+    let cross_process = multiprocess::processes();
+    if let Some(exit) = cross_process.child_entry() {
+        return exit;
     }
     let redis = Need::check("Redis", support::reachable);
     let redis_server = Need::check("redis-server (the program)", || {
@@ -38,9 +39,9 @@ fn main() -> ExitCode {
     let shared: Vec<Test> = [
         session_store_contract::tests(),
         rate_limit_store_contract::tests(),
+        cross_process.tests(),
         phaze_testkit::tests!(
             |name, test| Test::current_thread(name, test);
-            multiprocess::{processes_hitting_one_key_admit_exactly_the_limit},
             ratelimit::{
                 a_key_is_one_sorted_set_living_one_period,
                 a_log_lives_a_period_past_its_newest_instant_even_from_a_fast_clock,
