@@ -335,14 +335,23 @@ impl RateLimitStore for PgRateLimits {
     }
 
     /// Deletes the rows of keys whose log is empty at `now` under every window they were hit
-    /// with. A key being hit right now holds its row lock; the delete waits for it and then
-    /// re-checks the row, so a hit that lands meanwhile keeps its log.
+    /// with. Rows being decided on right now (locked by a hit or a run) are skipped, not waited
+    /// for: the next purge takes them if they are still idle. Waiting would hold the rows deleted
+    /// so far while waiting for one more, in the table's order, and so could close a cycle with
+    /// a run, which holds rows in key order; PostgreSQL would then abort one of the two. A row
+    /// is re-checked when it is locked, so a hit that committed since the purge began keeps its
+    /// log.
     async fn purge_idle(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
         let mut conn = self.conn().await?;
-        diesel::delete(rate_limits::table.filter(rate_limits::idle_after.le(now)))
-            .execute(&mut conn)
-            .await
-            .map_err(backend)
+        // Raw SQL: diesel's DSL takes no locking clause in a subselect.
+        diesel::sql_query(
+            "DELETE FROM rate_limits WHERE key IN \
+             (SELECT key FROM rate_limits WHERE idle_after <= $1 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind::<diesel::sql_types::Timestamptz, _>(now)
+        .execute(&mut conn)
+        .await
+        .map_err(backend)
     }
 }
 
