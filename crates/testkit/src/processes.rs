@@ -179,7 +179,7 @@ pub struct Children {
 /// get ready by themselves; [`Children::wait_ready`] waits for that.
 pub fn spawn(role: &str, count: usize, args: &[(&str, &str)]) -> Children {
     let dir = Scratch::new();
-    let exe = std::env::current_exe().unwrap();
+    let exe = this_binary();
     let running = (0..count)
         .map(|i| {
             let out = fs::File::create(dir.0.join(format!("stderr-{i}"))).unwrap();
@@ -200,6 +200,17 @@ pub fn spawn(role: &str, count: usize, args: &[(&str, &str)]) -> Children {
         role: role.to_owned(),
         running,
         dir,
+    }
+}
+
+/// The running test binary. On Linux its `/proc` link, which executes this very file even if a
+/// build (another `cargo test` on a shared target directory) has replaced or removed it since:
+/// children must run the parent's code, and the path may be missing for a moment.
+fn this_binary() -> PathBuf {
+    if cfg!(target_os = "linux") {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().unwrap()
     }
 }
 
