@@ -17,11 +17,11 @@
 //!
 //! // tests/it/main.rs
 //! fn main() -> ExitCode {
-//!     let processes = multiprocess::processes();
-//!     if let Some(exit) = processes.child_entry() {
+//!     let cross_process = multiprocess::processes();
+//!     if let Some(exit) = cross_process.child_entry() {
 //!         return exit; // a child: it played its role; no harness, so no test counted
 //!     }
-//!     harness::run(redis.gate(processes.tests()))
+//!     harness::run(redis.gate(cross_process.tests()))
 //! }
 //! ```
 //!
@@ -32,6 +32,7 @@
 //! goes to `stderr-<n>`, which the parent shows when a child fails. A child that waits to be
 //! killed ([`Child::hold`]) waits for its stdin to close, so it also ends when its parent dies.
 //! Nothing here sleeps in place of a signal: every wait is for a file or an exit, with a deadline.
+
 use crate::harness::Test;
 use futures_util::future::LocalBoxFuture;
 use phaze_auth::{AccountStore, Email, StoreError as AuthError, TokenStore};
@@ -136,7 +137,7 @@ impl Child {
 }
 
 /// A role's body: runs in the child, returns what it reports to the parent.
-type Play = Box<dyn Fn(&Child) -> String + Send + Sync>;
+pub type Play = fn(&Child) -> String;
 
 // ---------------------------------------------------------------------------------------------
 // The parent's side.
@@ -343,6 +344,7 @@ pub struct Place {
 }
 
 impl Place {
+    /// A place named `name` (what [`Open`] is given), kept as long as `guard` lives.
     pub fn new(name: impl Into<String>, guard: impl Any) -> Self {
         Self {
             name: name.into(),
@@ -350,6 +352,7 @@ impl Place {
         }
     }
 
+    /// What [`Open`] is given.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -489,10 +492,10 @@ impl Processes {
     }
 
     /// A role of the suite's own tests, which start children in it with [`spawn`] or [`race`].
-    pub fn role(mut self, name: &'static str, play: fn(&Child) -> String) -> Self {
+    pub fn role(mut self, name: &'static str, play: Play) -> Self {
         let taken = Rule::ALL.iter().any(|r| r.role() == name);
         assert!(!taken, "role {name} is the contract's");
-        let previous = self.roles.insert(name, Box::new(play));
+        let previous = self.roles.insert(name, play);
         assert!(previous.is_none(), "role {name} registered twice");
         self
     }
