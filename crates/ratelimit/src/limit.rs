@@ -269,26 +269,7 @@ pub trait RateLimitStore: Send + Sync {
     /// steps after it record nothing. This is what lets a login's checks before the password is
     /// verified (client budget, lock, challenge, reservation) cost one round trip and stay exact
     /// under concurrency. More than [`MAX_STEPS`] steps: an error, nothing recorded.
-    ///
-    /// TODO(issue 13): the default below runs the steps one by one and is NOT atomic; every
-    /// adapter overrides it, and then the default goes.
-    async fn run(&self, steps: &[Step], now: OffsetDateTime) -> Result<Vec<Decision>, StoreError> {
-        if steps.len() > MAX_STEPS {
-            return Err(StoreError::Backend("too many steps in one run".into()));
-        }
-        let mut out = Vec::with_capacity(steps.len());
-        for step in steps {
-            let d = match step.op {
-                Op::Hit => self.hit(&step.key, step.window, now).await?,
-                Op::Peek => self.peek(&step.key, step.window, now).await?,
-            };
-            out.push(d);
-            if !d.allowed && step.stop_if_refused {
-                break;
-            }
-        }
-        Ok(out)
-    }
+    async fn run(&self, steps: &[Step], now: OffsetDateTime) -> Result<Vec<Decision>, StoreError>;
     /// Deletes logs that no window can see any more; returns how many. Stores that expire keys
     /// by themselves (memory sweeps, Redis TTLs) keep the default, which does nothing.
     async fn purge_idle(&self, now: OffsetDateTime) -> Result<usize, StoreError> {

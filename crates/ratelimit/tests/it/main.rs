@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use phaze_ratelimit::{
-    Counter, Decision, KeyHasher, LimitKey, LoginGuard, LoginPolicy, RateLimitStore, StoreError,
-    Window,
+    Counter, Decision, KeyHasher, LimitKey, LoginGuard, LoginPolicy, RateLimitStore, Step,
+    StoreError, Window,
 };
 use phaze_store_memory::MemoryRateLimits;
 use secrecy::SecretBox;
@@ -66,6 +66,10 @@ impl RateLimitStore for SlowLastSlot {
 
     async fn reset(&self, key: &LimitKey) -> Result<(), StoreError> {
         self.inner.reset(key).await
+    }
+
+    async fn run(&self, steps: &[Step], now: OffsetDateTime) -> Result<Vec<Decision>, StoreError> {
+        self.inner.run(steps, now).await
     }
 }
 
