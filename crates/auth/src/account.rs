@@ -3,7 +3,6 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 use time::OffsetDateTime;
-use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
 /// An account's permanent id: a random UUID, never derived from the email.
@@ -61,16 +60,8 @@ impl Email {
     /// leading, trailing or doubled dots or characters that need quoting, a domain of DNS labels
     /// with at least one dot, 254 bytes in all. Returns `None` for anything else.
     pub fn parse(raw: &str) -> Option<Self> {
-        let raw = raw.trim();
-        if raw.chars().any(phaze_sanitize::is_control_or_invisible) {
-            return None;
-        }
-        let folded: String = raw.nfkc().collect::<String>().to_lowercase();
-        let (local, domain) = folded.split_once('@')?;
-        // Strict UTS #46: STD3 letters, digits and hyphens only, no label that starts or ends
-        // with a hyphen, DNS lengths.
-        let domain = idna::domain_to_ascii_strict(domain).ok()?;
-        let email = format!("{local}@{domain}");
+        let email = phaze_sanitize::fold_email(raw)?;
+        let (local, domain) = email.split_once('@')?;
         let ok = email.len() <= 254
             && (1..=64).contains(&local.len())
             && (1..=253).contains(&domain.len())
@@ -87,7 +78,7 @@ impl Email {
                     )
             })
             // The mailer's own rules, so that every stored address can be mailed.
-            && lettre::Address::new(local, &domain).is_ok();
+            && lettre::Address::new(local, domain).is_ok();
         ok.then_some(Self(email))
     }
 

@@ -43,6 +43,25 @@ pub fn single_line(input: &str, max_chars: usize) -> Result<String, TextError> {
     Ok(text.to_owned())
 }
 
+/// The one spelling of an email address, before any check of its shape: surrounding white space
+/// trimmed, refused (`None`) if it holds a control or invisible character, Unicode NFKC, lower
+/// case, and the domain (after the first `@`) converted to ASCII by strict IDNA (UTS #46), so
+/// `Bücher.example`, `bücher.example` and `xn--bcher-kva.example` are one domain. Whatever
+/// counts or stores addresses (accounts, login failure counters) folds them here, so no two
+/// spellings of one mailbox are two subjects.
+pub fn fold_email(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    if raw.chars().any(is_control_or_invisible) {
+        return None;
+    }
+    let folded: String = raw.nfkc().collect::<String>().to_lowercase();
+    let (local, domain) = folded.split_once('@')?;
+    // Strict UTS #46: STD3 letters, digits and hyphens only, no label that starts or ends with a
+    // hyphen, DNS lengths.
+    let domain = idna::domain_to_ascii_strict(domain).ok()?;
+    Some(format!("{local}@{domain}"))
+}
+
 /// Whether `c` is a control character (Unicode category Cc) or an invisible character that can
 /// spoof how text reads or make two strings that look alike differ: bidi embeddings, overrides
 /// and isolates, zero-width spaces and joiners, the soft hyphen, the byte order mark, variation
