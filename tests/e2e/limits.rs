@@ -2,13 +2,13 @@
 
 use actix_web::http::StatusCode;
 use phaze_e2e::{spawn_portal_with, Browser, Resp, TestPortal};
-use phaze_portal::settings::RateLimitSettings;
+use phaze_ratelimit::RateLimitPolicy;
 
 use crate::PW;
 
 async fn limited_portal(trust_local_proxy: bool) -> TestPortal {
     spawn_portal_with(move |s| {
-        s.ratelimit = RateLimitSettings::default();
+        s.ratelimit = RateLimitPolicy::default();
         if trust_local_proxy {
             s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
         }

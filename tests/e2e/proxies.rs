@@ -4,7 +4,7 @@
 //! own address (a fresh login budget per request) or its own scheme.
 
 use phaze_e2e::{spawn_portal_with, Browser, TestPortal};
-use phaze_portal::settings::RateLimitSettings;
+use phaze_ratelimit::RateLimitPolicy;
 use phaze_ratelimit::ForwardedHeaders;
 
 use crate::PW;
@@ -12,7 +12,7 @@ use crate::PW;
 /// The portal behind a proxy on 127.0.0.1 with the real login budgets (5 per client).
 async fn behind_local_proxy(tweak: impl FnOnce(&mut phaze_portal::Settings)) -> TestPortal {
     spawn_portal_with(|s| {
-        s.ratelimit = RateLimitSettings::default();
+        s.ratelimit = RateLimitPolicy::default();
         s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
         tweak(s);
     })

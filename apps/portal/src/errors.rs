@@ -46,6 +46,15 @@ impl AppError {
     }
 }
 
+impl From<phaze_ratelimit::LimitError> for AppError {
+    fn from(e: phaze_ratelimit::LimitError) -> Self {
+        match e {
+            phaze_ratelimit::LimitError::Limited(d) => AppError::TooManyRequests(d),
+            phaze_ratelimit::LimitError::Store(s) => AppError::unavailable(s),
+        }
+    }
+}
+
 impl From<phaze_sessions::Error> for AppError {
     fn from(e: phaze_sessions::Error) -> Self {
         Self::unavailable(e)

@@ -3,7 +3,7 @@
 //! value stops the process with one line naming the key.
 
 use ipnet::IpNet;
-use phaze_ratelimit::ForwardedHeaders;
+use phaze_ratelimit::{ForwardedHeaders, RateLimitPolicy};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::IpAddr;
@@ -24,7 +24,7 @@ pub struct Settings {
     /// Passwords and verification.
     pub auth: AuthSettings,
     /// Request budgets.
-    pub ratelimit: RateLimitSettings,
+    pub ratelimit: RateLimitPolicy,
     /// Keys; generated into the data directory when not given.
     pub secrets: SecretSettings,
     /// Logging.
@@ -180,84 +180,6 @@ pub struct AuthSettings {
     pub hash_concurrency: usize,
     /// Lifetime of an email verification link, in seconds (24 h).
     pub verification_ttl_secs: u32,
-}
-
-/// `[ratelimit]`: budgets per client network (sliding windows).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RateLimitSettings {
-    /// IPv4 clients are grouped by this prefix (32).
-    pub client_v4_prefix: u8,
-    /// IPv6 clients are grouped by this prefix (64).
-    pub client_v6_prefix: u8,
-    /// Login attempts per client network per `login_period_secs` (5).
-    pub login_per_client: u32,
-    /// (900)
-    pub login_period_secs: u32,
-    /// Registrations per client network per `register_period_secs` (10).
-    pub register_per_client: u32,
-    /// (3600)
-    pub register_period_secs: u32,
-    /// Any POST per client network per `post_period_secs` (120).
-    pub post_per_client: u32,
-    /// (60)
-    pub post_period_secs: u32,
-    /// Verification link visits per client network per `verify_period_secs` (20).
-    pub verify_per_client: u32,
-    /// (3600)
-    pub verify_period_secs: u32,
-    /// Password change attempts per account per `password_change_period_secs` (5).
-    pub password_change_per_account: u32,
-    /// (900)
-    pub password_change_period_secs: u32,
-    /// Profile API calls per account per `profile_api_period_secs` (30).
-    pub profile_api_per_account: u32,
-    /// (60)
-    pub profile_api_period_secs: u32,
-    /// Failed logins for one identifier after which a proof-of-work challenge is required (3).
-    pub challenge_after_failures: u32,
-    /// The period failures are counted over, in seconds (3600).
-    pub failure_period_secs: u32,
-    /// Leading zero bits the challenge asks for (14: about 16,000 SHA-256 calls on average, under
-    /// a second of WebCrypto; node's WebCrypto needed ~3 s for a 16-bit one here).
-    pub challenge_difficulty_bits: u8,
-    /// Lifetime of a challenge, in seconds (300).
-    pub challenge_ttl_secs: u32,
-    /// Failed logins for one identifier within `failure_period_secs` that lock it (10).
-    pub lockout_after_failures: u32,
-    /// How long a locked identifier stays locked, in seconds (900).
-    pub lockout_secs: u32,
-    /// Failures a browser with a device cookie for the identifier may make within
-    /// `failure_period_secs` before that device is locked too (5).
-    pub device_failures: u32,
-}
-
-impl Default for RateLimitSettings {
-    fn default() -> Self {
-        Self {
-            client_v4_prefix: 32,
-            client_v6_prefix: 64,
-            login_per_client: 5,
-            login_period_secs: 900,
-            register_per_client: 10,
-            register_period_secs: 3600,
-            post_per_client: 120,
-            post_period_secs: 60,
-            verify_per_client: 20,
-            verify_period_secs: 3600,
-            password_change_per_account: 5,
-            password_change_period_secs: 900,
-            profile_api_per_account: 30,
-            profile_api_period_secs: 60,
-            challenge_after_failures: 3,
-            failure_period_secs: 3600,
-            challenge_difficulty_bits: 14,
-            challenge_ttl_secs: 300,
-            lockout_after_failures: 10,
-            lockout_secs: 900,
-            device_failures: 5,
-        }
-    }
 }
 
 /// `[secrets]`: base64 of 32 random bytes each (`openssl rand -base64 32`).
@@ -473,35 +395,8 @@ impl Settings {
         if s.ip_v6_prefix > 128 {
             return fail("session.ip_v6_prefix", "must be at most 128");
         }
-        let r = &self.ratelimit;
-        if r.client_v4_prefix > 32 || r.client_v4_prefix < 8 {
-            return fail("ratelimit.client_v4_prefix", "must be between 8 and 32");
-        }
-        if r.client_v6_prefix > 128 || r.client_v6_prefix < 32 {
-            return fail("ratelimit.client_v6_prefix", "must be between 32 and 128");
-        }
-        let periods = [
-            r.login_period_secs,
-            r.register_period_secs,
-            r.post_period_secs,
-            r.verify_period_secs,
-            r.password_change_period_secs,
-            r.profile_api_period_secs,
-            r.failure_period_secs,
-            r.challenge_ttl_secs,
-            r.lockout_secs,
-        ];
-        if r.challenge_difficulty_bits > 28 {
-            return fail("ratelimit.challenge_difficulty_bits", "must be at most 28");
-        }
-        if r.lockout_after_failures < 1 || r.device_failures < 1 {
-            return fail(
-                "ratelimit.lockout_after_failures",
-                "lockout and device budgets must be at least 1",
-            );
-        }
-        if periods.contains(&0) {
-            return fail("ratelimit", "periods must be above 0");
+        if let Err(e) = self.ratelimit.validate() {
+            return fail(e.key, e.why);
         }
         let a = &self.auth;
         if a.password_min < 8 {

@@ -7,7 +7,7 @@ use phaze_auth::{
     AccountStore, Argon2id, AuthConfig, AuthService, HashParams, Mailer, PasswordPolicy,
     TokenHasher, TokenStore,
 };
-use phaze_ratelimit::{ChallengeIssuer, RateLimitStore};
+use phaze_ratelimit::{LimitKeys, Limits, RateLimitStore};
 use phaze_sessions::{IpBinding, Sealer, SealingKey, SessionManager, SessionPolicy, SessionStore};
 use phaze_store_fs::{DataDir, FsOutbox, Sharing};
 use phaze_store_memory::{MemoryAccounts, MemoryRateLimits, MemorySessions, MemoryTokens};
@@ -24,8 +24,6 @@ use crate::deferred::Deferred;
 use crate::hashing::OffloadedHasher;
 use crate::http::client::TrustedProxies;
 use crate::http::csrf::Csrf;
-use crate::http::device::DeviceCookies;
-use crate::http::limits::Limits;
 use crate::secrets;
 use crate::settings::{Settings, StoreKind};
 
@@ -102,12 +100,8 @@ pub struct AppState {
     pub probes: Vec<Probe>,
     /// Token store, for the periodic purge.
     pub tokens: Arc<dyn TokenStore>,
-    /// Request budgets.
+    /// Request budgets and the login sequence (lockout, challenges, device cookies).
     pub limits: Limits,
-    /// Proof-of-work challenges for identifiers under attack.
-    pub challenges: ChallengeIssuer,
-    /// Device cookies, so a lockout does not lock out the owner.
-    pub devices: DeviceCookies,
     /// Work that runs after the answer has left (finishing registrations).
     pub deferred: Deferred,
     /// Tasks the stores need, for as long as the state lives.
@@ -136,16 +130,16 @@ impl AppState {
 
         // Rate-limit keys get their own secret, derived from the token pepper, so one generated
         // file serves both without either revealing the other.
-        let limit_key = derive(&keys.token_pepper, b"phaze/ratelimit-keys");
-        let devices = DeviceCookies::new(SecretBox::new(Box::new(derive(
-            &keys.csrf,
-            b"phaze/device-cookies",
-        ))));
-        let limits = Limits::new(rate_limits, limit_key, settings.ratelimit.clone());
-        let challenges = ChallengeIssuer::new(
-            SecretBox::new(Box::new(derive(&keys.token_pepper, b"phaze/challenges"))),
-            settings.ratelimit.challenge_difficulty_bits,
-            Duration::seconds(settings.ratelimit.challenge_ttl_secs.into()),
+        // Device cookies are keyed from the CSRF secret, challenges from the pepper.
+        let secret = |master, purpose| SecretBox::new(Box::new(derive(master, purpose)));
+        let limits = Limits::new(
+            rate_limits,
+            LimitKeys {
+                keys: secret(&keys.token_pepper, b"phaze/ratelimit-keys"),
+                devices: secret(&keys.csrf, b"phaze/device-cookies"),
+                challenges: secret(&keys.token_pepper, b"phaze/challenges"),
+            },
+            settings.ratelimit.clone(),
         );
 
         let a = &settings.auth;
@@ -212,8 +206,6 @@ impl AppState {
             probes,
             tokens,
             limits,
-            challenges,
-            devices,
             settings,
             _background: background,
         })

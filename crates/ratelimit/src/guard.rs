@@ -39,14 +39,9 @@ pub struct LoginPolicy {
 }
 
 impl Default for LoginPolicy {
+    /// [`crate::RateLimitPolicy`]'s defaults: one set of numbers.
     fn default() -> Self {
-        Self {
-            challenge_after: 3,
-            lockout_after: 10,
-            device_failures: 5,
-            period: Duration::hours(1),
-            lockout: Duration::minutes(15),
-        }
+        crate::RateLimitPolicy::default().login()
     }
 }
 
@@ -80,8 +75,13 @@ impl LoginGuard {
         }
     }
 
+    /// The policy in force.
+    pub fn policy(&self) -> &LoginPolicy {
+        &self.policy
+    }
+
     /// The keys and the threshold of a counter.
-    fn counter_keys(&self, counter: &Counter<'_>) -> CounterKeys {
+    pub(crate) fn counter_keys(&self, counter: &Counter<'_>) -> CounterKeys {
         let (class, subject, threshold) = match counter {
             Counter::Identifier(id) => ("identifier", (*id).to_owned(), self.policy.lockout_after),
             Counter::Device(nonce) => ("device", hex::encode(nonce), self.policy.device_failures),
@@ -95,10 +95,6 @@ impl LoginGuard {
         }
     }
 
-    fn lock_window(&self) -> Window {
-        Window::new(1, self.policy.lockout)
-    }
-
     /// Whether logins for `identifier` must carry a solved challenge: `challenge_after` attempts
     /// in the period, unless the log is spent (its lock has ended: the owner starts afresh).
     pub async fn challenge_required(
@@ -107,8 +103,12 @@ impl LoginGuard {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let keys = self.counter_keys(&Counter::Identifier(identifier));
-        let window = Window::new(self.policy.challenge_after, self.policy.period);
-        if self.store.peek(&keys.attempts, window, now).await?.allowed {
+        if self
+            .store
+            .peek(&keys.attempts, self.challenge_window(), now)
+            .await?
+            .allowed
+        {
             return Ok(false);
         }
         let full = Window::new(keys.threshold, self.policy.period);
@@ -136,11 +136,42 @@ impl LoginGuard {
         now: OffsetDateTime,
     ) -> Result<Result<Decision, Decision>, StoreError> {
         let keys = self.counter_keys(counter);
-        let window = Window::new(keys.threshold, self.policy.period);
-        let d = self.store.hit(&keys.attempts, window, now).await?;
+        let d = self
+            .store
+            .hit(&keys.attempts, self.attempts_window(&keys), now)
+            .await?;
         if d.allowed {
             return Ok(Ok(d));
         }
+        self.reserve_after_refusal(counter, d, now).await
+    }
+
+    /// The window of a counter's attempts log: its threshold over the period.
+    pub(crate) fn attempts_window(&self, keys: &CounterKeys) -> Window {
+        Window::new(keys.threshold, self.policy.period)
+    }
+
+    /// The window whose refusal means a challenge is due (unless the log is spent).
+    pub(crate) fn challenge_window(&self) -> Window {
+        Window::new(self.policy.challenge_after, self.policy.period)
+    }
+
+    /// The window of a lock.
+    pub(crate) fn lock_window(&self) -> Window {
+        Window::new(1, self.policy.lockout)
+    }
+
+    /// The rest of [`LoginGuard::reserve_attempt`] once the hit on the attempts log, `d`, was
+    /// refused: the counter is locked, or its log is spent and may be renewed, or it is being
+    /// locked. Rare (only around lockouts), so it may take several round trips.
+    pub(crate) async fn reserve_after_refusal(
+        &self,
+        counter: &Counter<'_>,
+        d: Decision,
+        now: OffsetDateTime,
+    ) -> Result<Result<Decision, Decision>, StoreError> {
+        let keys = self.counter_keys(counter);
+        let window = self.attempts_window(&keys);
         if let Some(lock) = self.locked(counter, now).await? {
             return Ok(Err(lock));
         }
@@ -191,12 +222,17 @@ impl LoginGuard {
         ttl: Duration,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let key = self.keys.key("challenge/used", &hex::encode(nonce));
+        let key = self.challenge_key(nonce);
         Ok(self
             .store
             .hit(&key, Window::new(1, ttl), now)
             .await?
             .allowed)
+    }
+
+    /// The key that marks a challenge's nonce used.
+    pub(crate) fn challenge_key(&self, nonce: &[u8]) -> LimitKey {
+        self.keys.key("challenge/used", &hex::encode(nonce))
     }
 
     /// Locks the counter; `true` if this call took the lock. The log stays full, so no slot is
@@ -219,12 +255,12 @@ impl LoginGuard {
 }
 
 /// The store keys of one counter, and its threshold.
-struct CounterKeys {
+pub(crate) struct CounterKeys {
     /// The attempts log (slots).
-    attempts: LimitKey,
+    pub(crate) attempts: LimitKey,
     /// The lock: a limit-1 window of `lockout`.
-    lock: LimitKey,
+    pub(crate) lock: LimitKey,
     /// Who may clear a spent log: a limit-1 window of `lockout`.
     renewal: LimitKey,
-    threshold: u32,
+    pub(crate) threshold: u32,
 }

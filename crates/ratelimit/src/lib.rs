@@ -18,13 +18,21 @@
 
 mod challenge;
 mod client;
+mod device;
 mod guard;
 mod limit;
+mod limits;
+mod policy;
 
 pub use challenge::{solve, Challenge, ChallengeError, ChallengeIssuer};
 pub use client::{client_network, ClientInfo, ForwardedHeaders, Headers, TrustedProxies};
+pub use device::DeviceCookies;
 pub use guard::{Counter, LoginGuard, LoginPolicy};
 pub use limit::{
     conclude, decide, unix_nanos, Decision, KeyHasher, LimitKey, Op, RateLimitStore, Step,
     StoreError, Window, MAX_STEPS,
 };
+pub use limits::{
+    identifier, LimitError, LimitKeys, Limits, LoginAttempt, LoginError, LoginOutcome, Verdict,
+};
+pub use policy::{Budget, PolicyError, RateLimitPolicy};

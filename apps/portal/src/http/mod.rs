@@ -4,7 +4,5 @@
 pub mod client;
 pub mod cookies;
 pub mod csrf;
-pub mod device;
 pub mod frame;
-pub mod limits;
 pub mod visitor;

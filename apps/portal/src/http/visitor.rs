@@ -13,6 +13,7 @@ use actix_web::middleware::Next;
 use actix_web::web::{self, Bytes};
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use phaze_auth::{Account, UserId};
+use phaze_ratelimit::Budget;
 use phaze_sessions::{ClientMeta, Session, SessionId};
 use std::future::{ready, Ready};
 use std::ops::Deref;
@@ -22,7 +23,6 @@ use crate::errors::AppError;
 use crate::http::client::ClientInfo;
 use crate::http::cookies::CookieNames;
 use crate::http::csrf::{self, Binding};
-use crate::http::limits::Budget;
 use crate::state::AppState;
 
 /// The session behind this request, if any.
@@ -251,7 +251,11 @@ async fn prepare(req: &mut ServiceRequest) -> Result<Prepared, actix_web::Error>
             tracing::warn!(target: "security", event = "csrf_failure", client = %client.ip, path = %req.path());
             return Err(AppError::Forbidden("csrf token missing or invalid").into());
         }
-        state.limits.spend(Budget::Post, client.ip, now).await?;
+        state
+            .limits
+            .spend(Budget::Post, client.ip, now)
+            .await
+            .map_err(AppError::from)?;
     }
 
     req.extensions_mut().insert(Visitor(Rc::new(VisitorData {

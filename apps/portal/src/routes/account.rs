@@ -11,10 +11,10 @@ use super::pages::auth_failure;
 use super::{layout, require_user, see_other};
 use crate::errors::AppError;
 use crate::http::cookies::PendingNotice;
-use crate::http::limits::Budget;
 use crate::http::visitor::{Current, SessionCookieSet, Visitor};
 use crate::state::AppState;
 use crate::views::{self, format_time, AccountPage, AccountView, Notice, SessionRow, SessionsPage};
+use phaze_ratelimit::Budget;
 
 type State = web::Data<AppState>;
 type Page = Result<HttpResponse, actix_web::Error>;
@@ -130,8 +130,9 @@ pub async fn password(
     let user = current.account.id;
     state
         .limits
-        .spend_for_account(Budget::PasswordChange, &user, now)
-        .await?;
+        .spend_for_account(Budget::PasswordChange, &user.to_string(), now)
+        .await
+        .map_err(AppError::from)?;
     let status = StatusCode::UNPROCESSABLE_ENTITY;
     match state
         .auth

@@ -7,9 +7,9 @@ use serde::Deserialize;
 use super::pages::auth_failure;
 use super::require_user;
 use crate::errors::AppError;
-use crate::http::limits::Budget;
 use crate::http::visitor::Visitor;
 use crate::state::AppState;
+use phaze_ratelimit::Budget;
 
 type State = web::Data<AppState>;
 
@@ -47,8 +47,9 @@ pub async fn profile(
     let now = state.clock.now();
     state
         .limits
-        .spend_for_account(Budget::ProfileApi, &current.account.id, now)
-        .await?;
+        .spend_for_account(Budget::ProfileApi, &current.account.id.to_string(), now)
+        .await
+        .map_err(AppError::from)?;
     match state
         .auth
         .update_display_name(&current.account.id, &body.display_name)

@@ -8,8 +8,7 @@ use serde::Deserialize;
 
 use super::{layout, see_other};
 use crate::errors::AppError;
-use crate::http::limits::{self, Budget, Counter};
-use phaze_ratelimit::Challenge;
+use phaze_ratelimit::{Budget, Challenge, LoginAttempt, LoginError, LoginOutcome, Verdict};
 
 const CHALLENGE_MESSAGE: &str =
     "Too many failed attempts for this address. Your browser will solve a short check before \
@@ -80,7 +79,8 @@ pub async fn register(
     state
         .limits
         .spend(Budget::Register, visitor.client.ip, now)
-        .await?;
+        .await
+        .map_err(AppError::from)?;
     match state
         .auth
         .register(email, form.password, &form.password_confirm)
@@ -136,7 +136,8 @@ pub async fn verify(
     state
         .limits
         .spend(Budget::Verify, visitor.client.ip, state.clock.now())
-        .await?;
+        .await
+        .map_err(AppError::from)?;
     let token = token.into_inner();
     let failed = || {
         views::render(
@@ -233,56 +234,45 @@ pub async fn login(
     let form = form.into_inner();
     let next = form.next.as_deref().or(query.next.as_deref());
     let now = state.clock.now();
-    // Counted before any work: of N parallel attempts, exactly the budget is judged.
-    state
+    let device = req.cookie(visitor.cookies.device);
+    let attempt = LoginAttempt {
+        client: visitor.client.ip,
+        identifier: &form.email,
+        device_cookie: device.as_ref().map(|c| c.value()),
+        challenge_answer: form.challenge.as_deref(),
+    };
+    let password = form.password;
+    let outcome = state
         .limits
-        .spend(Budget::Login, visitor.client.ip, now)
-        .await?;
-    let identifier = limits::identifier(&form.email);
-    // A browser that logged in to this identifier before counts its failures on its own.
-    let device = req
-        .cookie(visitor.cookies.device)
-        .and_then(|c| state.devices.verify(c.value(), &identifier));
-    let counter = match &device {
-        Some(nonce) => Counter::Device(nonce),
-        None => Counter::Identifier(&identifier),
+        .login(attempt, now, || async {
+            match state.auth.login(&form.email, password).await {
+                Ok(account) => Ok(Verdict::Right(Some(account))),
+                // The password was right: this was no guess.
+                Err(AuthError::EmailNotVerified) => Ok(Verdict::Right(None)),
+                Err(AuthError::InvalidCredentials) => Ok(Verdict::Wrong),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            LoginError::Store(s) => AppError::unavailable(s),
+            LoginError::Check(e) => auth_failure(e),
+        })?;
+    let page = |status, error, challenge| {
+        login_page(
+            &visitor,
+            status,
+            form.email.trim(),
+            next,
+            Some(error),
+            challenge,
+        )
     };
-    if let Some(lock) = state.limits.locked(&counter, now).await? {
-        tracing::info!(target: "security", event = "locked_out", client = %visitor.client.ip, identifier = %state.limits.log_hash(&counter));
-        return Err(AppError::TooManyRequests(lock));
-    }
-    if device.is_none() && state.limits.challenge_required(&identifier, now).await? {
-        let solved = match form.challenge.as_deref().filter(|a| !a.is_empty()) {
-            Some(answer) => match state.challenges.verify(&identifier, answer, now) {
-                Ok(nonce) => {
-                    state
-                        .limits
-                        .use_challenge(&nonce, state.challenges.ttl(), now)
-                        .await?
-                }
-                Err(_) => false,
-            },
-            None => false,
-        };
-        if !solved {
-            tracing::info!(target: "security", event = "challenge_required", client = %visitor.client.ip, identifier = %state.limits.log_hash(&counter));
-            return login_page(
-                &visitor,
-                StatusCode::UNAUTHORIZED,
-                form.email.trim(),
-                next,
-                Some(CHALLENGE_MESSAGE),
-                Some(state.challenges.issue(&identifier, now)),
-            );
-        }
-    }
-    let reservation = match state.limits.reserve_attempt(&counter, now).await? {
-        Ok(reservation) => reservation,
-        Err(lock) => return Err(AppError::TooManyRequests(lock)),
-    };
-    match state.auth.login(&form.email, form.password).await {
-        Ok(account) => {
-            state.limits.clear_failures(&counter).await?;
+    match outcome {
+        LoginOutcome::Right {
+            value: Some(account),
+            device_cookie,
+        } => {
             if let Some(old) = &visitor.current {
                 state.sessions.destroy(&old.session.key).await?;
             }
@@ -297,38 +287,15 @@ pub async fn login(
             let mut res = see_other(target);
             res.add_cookie(&visitor.cookies.session(id.expose()))
                 .map_err(AppError::internal)?;
-            let device_value = state.devices.issue(&identifier);
-            res.add_cookie(&visitor.cookies.device(&device_value))
+            res.add_cookie(&visitor.cookies.device(&device_cookie))
                 .map_err(AppError::internal)?;
             res.extensions_mut().insert(SessionCookieSet);
             Ok(res)
         }
-        Err(AuthError::InvalidCredentials) => {
-            tracing::info!(target: "security", event = "login_failure", client = %visitor.client.ip, identifier = %state.limits.log_hash(&counter));
-            state.limits.failed(&counter, &reservation, now).await?;
-            // Once the identifier needs a challenge, the page carries one, so the next attempt
-            // can be solved before it is sent.
-            let challenge =
-                if device.is_none() && state.limits.challenge_required(&identifier, now).await? {
-                    Some(state.challenges.issue(&identifier, now))
-                } else {
-                    None
-                };
-            login_page(
-                &visitor,
-                StatusCode::UNAUTHORIZED,
-                form.email.trim(),
-                next,
-                Some("Invalid email or password."),
-                challenge,
-            )
-        }
-        Err(AuthError::EmailNotVerified) => {
-            // The password was right: this was no guess.
-            state.limits.clear_failures(&counter).await?;
+        LoginOutcome::Right { value: None, .. } => {
             // Only reachable with the right password, so it reveals nothing to a guesser.
-            if let Some(account) = phaze_auth::Email::parse(&form.email) {
-                if let Some(a) = state.auth.accounts().by_email(&account).await? {
+            if let Some(email) = phaze_auth::Email::parse(&form.email) {
+                if let Some(a) = state.auth.accounts().by_email(&email).await? {
                     state
                         .auth
                         .send_verification(&a, now)
@@ -336,16 +303,21 @@ pub async fn login(
                         .map_err(auth_failure)?;
                 }
             }
-            login_page(
-                &visitor,
+            page(
                 StatusCode::FORBIDDEN,
-                form.email.trim(),
-                next,
-                Some("Please confirm your email address first: we have sent you a new link."),
+                "Please confirm your email address first: we have sent you a new link.",
                 None,
             )
         }
-        Err(e) => Err(auth_failure(e)),
+        LoginOutcome::Wrong { challenge } => page(
+            StatusCode::UNAUTHORIZED,
+            "Invalid email or password.",
+            challenge,
+        ),
+        LoginOutcome::ChallengeRequired(challenge) => {
+            page(StatusCode::UNAUTHORIZED, CHALLENGE_MESSAGE, Some(challenge))
+        }
+        LoginOutcome::Limited(decision) => Err(AppError::TooManyRequests(decision)),
     }
 }
 

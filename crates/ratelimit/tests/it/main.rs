@@ -2,6 +2,8 @@
 //! device budgets, with time as a parameter.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod login;
+
 use phaze_ratelimit::{
     Counter, Decision, KeyHasher, LimitKey, LoginGuard, LoginPolicy, RateLimitStore, Step,
     StoreError, Window,
