@@ -7,6 +7,7 @@ use phaze_ratelimit::{
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
+use crate::processes::{self, Child, Fresh, Open};
 use crate::t0;
 
 /// A key with first byte `n`.
@@ -605,5 +606,151 @@ pub async fn parallel_runs_never_see_each_other_half_done(
             store.peek(&k, w, t0()).await.unwrap().remaining as usize,
             1000 - TASKS * RUNS
         );
+    }
+}
+
+// The gate across processes. The cross-process contract (`processes`) has no rule for runs yet,
+// so each suite registers the role and its test: `.role(GATE_RACE_ROLE, |child|
+// play_gate_race(child, open, tasks))` and a test calling [`gate_race`].
+
+/// The role of a child in [`gate_race`].
+pub const GATE_RACE_ROLE: &str = "ratelimit::run_gate";
+/// Runs each task of a gate-race child makes, one after the other.
+const GATE_RUNS_PER_TASK: usize = 3;
+
+/// The gate of the races: the lock's key sorts between the budgets', as in the contract's rule.
+fn gate_race_steps(l1: u32, l2: u32, flipped: bool) -> [Step; 3] {
+    gate(
+        (spread_key(0x63), Window::new(l1, Duration::minutes(15))),
+        (spread_key(0x62), Window::new(1, Duration::minutes(15))),
+        (spread_key(0x61), Window::new(l2, Duration::hours(1))),
+        flipped,
+    )
+}
+
+fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A child's part in [`gate_race`]: opens the store with `open` at the place its parent names,
+/// opens `tasks` connections, waits for the start, then runs the gate from `tasks` tasks at
+/// once, a few times each, taking the two budgets in turns in either order. Reports its tally.
+pub fn play_gate_race(child: &Child, open: Open<dyn RateLimitStore>, tasks: usize) -> String {
+    let rt = multi_thread_runtime();
+    let store = {
+        let _entered = rt.enter();
+        open(&child.arg("place"))
+    };
+    let (l1, l2): (u32, u32) = (
+        child.arg("l1").parse().unwrap(),
+        child.arg("l2").parse().unwrap(),
+    );
+    let idle = spread_key(0x60);
+    rt.block_on(async {
+        let warm = (0..tasks).map(|_| store.peek(&idle, Window::new(1, Duration::HOUR), t0()));
+        for d in futures_util::future::join_all(warm).await {
+            d.unwrap();
+        }
+    });
+    child.wait_for_go();
+    let first = child.index();
+    let tally = rt.block_on(async {
+        let runs = (0..tasks).map(|task| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut runs = Vec::new();
+                for run in 0..GATE_RUNS_PER_TASK {
+                    let flipped = (first + task + run) % 2 == 1;
+                    let steps = gate_race_steps(l1, l2, flipped);
+                    runs.push((store.run(&steps, t0()).await.unwrap(), flipped));
+                }
+                runs
+            })
+        });
+        let mut tally = GateTally::default();
+        for task in futures_util::future::join_all(runs).await {
+            for (decisions, flipped) in task.unwrap() {
+                tally.add(&decisions, flipped);
+            }
+        }
+        tally
+    });
+    format!(
+        "full {} client {} attempts {}",
+        tally.full, tally.client, tally.attempts
+    )
+}
+
+/// The parent's part: for each pair of limits (client budget L1, attempt budget L2), a fresh
+/// place, `processes` children in [`GATE_RACE_ROLE`] there with `tasks` tasks each, and the
+/// verdict: exactly min(runs, L1, L2) full runs over all of them, and each log holding exactly
+/// the hits reported allowed. Prints each race's numbers.
+pub fn gate_race(
+    fresh: fn() -> Fresh,
+    open: Open<dyn RateLimitStore>,
+    processes: usize,
+    tasks: usize,
+) {
+    let runs = processes * tasks * GATE_RUNS_PER_TASK;
+    let most = u32::try_from(runs).unwrap();
+    for (l1, l2) in [
+        (1, most),
+        (5, 3),
+        (3, 7),
+        (most - 1, most - 1),
+        (most + 2, most),
+    ] {
+        let rt = multi_thread_runtime();
+        let place = rt.block_on(fresh());
+        let reports = processes::race(
+            GATE_RACE_ROLE,
+            processes,
+            &[
+                ("place", place.name()),
+                ("l1", &l1.to_string()),
+                ("l2", &l2.to_string()),
+            ],
+        );
+        let mut sum = GateTally::default();
+        for r in &reports {
+            let n: Vec<usize> = r
+                .split_whitespace()
+                .skip(1)
+                .step_by(2)
+                .map(|n| {
+                    n.parse()
+                        .unwrap_or_else(|_| panic!("a child reported {r:?}"))
+                })
+                .collect();
+            let [full, client, attempts] = n[..] else {
+                panic!("a child reported {r:?}")
+            };
+            sum.full += full;
+            sum.client += client;
+            sum.attempts += attempts;
+        }
+        let context = format!(
+            "{processes} processes × {tasks} tasks, {runs} runs, L1={l1} L2={l2}: {sum:?}, \
+             per child {reports:?}"
+        );
+        println!("gate race: {context}");
+        let expected = runs.min(l1 as usize).min(l2 as usize);
+        assert_eq!(sum.full, expected, "{context}");
+        let store = {
+            let _entered = rt.enter();
+            open(place.name())
+        };
+        rt.block_on(async {
+            let [client, lock, attempts] = gate_race_steps(l1, l2, false);
+            for (step, allowed) in [(client, sum.client), (attempts, sum.attempts), (lock, 0)] {
+                let d = store.peek(&step.key, step.window, t0()).await.unwrap();
+                let limit = step.window.limit as usize;
+                assert_eq!(d.remaining as usize, limit - allowed, "{step:?}: {context}");
+            }
+        });
     }
 }
