@@ -164,15 +164,12 @@ async fn admin(settings: Settings, grant: bool, email: &str) -> anyhow::Result<(
         Arc::new(phaze_portal::clock::SystemClock),
     )
     .await?;
-    let email = phaze_auth::Email::parse(email).context("not an email address")?;
-    let mut account = state
-        .auth
-        .accounts()
-        .by_email(&email)
-        .await?
-        .with_context(|| format!("no account for {email}"))?;
-    account.is_admin = grant;
-    state.auth.accounts().update(&account).await?;
+    let account = match state.auth.set_admin(email, grant).await {
+        Err(phaze_auth::AuthError::InvalidEmail) => anyhow::bail!("not an email address"),
+        Err(phaze_auth::AuthError::AccountGone) => anyhow::bail!("no account for {email}"),
+        other => other?,
+    };
+    let email = &account.email;
     let ended = state
         .sessions
         .revoke_all(&account.id.to_string(), None)

@@ -8,7 +8,7 @@ use phaze_auth::{
     TokenHasher, TokenStore,
 };
 use phaze_ratelimit::{LimitKeys, Limits, RateLimitStore};
-use phaze_sessions::{IpBinding, Sealer, SealingKey, SessionManager, SessionPolicy, SessionStore};
+use phaze_sessions::{Csrf, IpBinding, Sealer, SealingKey, SessionManager, SessionPolicy, SessionStore};
 use phaze_store_fs::{DataDir, FsOutbox, Sharing};
 use phaze_store_memory::{MemoryAccounts, MemoryRateLimits, MemorySessions, MemoryTokens};
 use phaze_store_postgres::{PgConfig, Postgres, WatchEvent};
@@ -23,7 +23,6 @@ use crate::clock::Clock;
 use crate::deferred::Deferred;
 use crate::hashing::OffloadedHasher;
 use crate::http::client::TrustedProxies;
-use crate::http::csrf::Csrf;
 use crate::secrets;
 use crate::settings::{Settings, StoreKind};
 

@@ -193,6 +193,45 @@ impl AuthService {
         self.send_link(account.id, registration, now).await
     }
 
+    /// After [`AuthService::login`] answered [`AuthError::EmailNotVerified`] for `email`, and only
+    /// then (the caller has just proved the password, so this reveals nothing and mails no one
+    /// who did not ask): a new confirmation link for that unconfirmed account.
+    pub async fn resend_verification(
+        &self,
+        email: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), AuthError> {
+        let Some(email) = Email::parse(email) else {
+            return Ok(());
+        };
+        match self.accounts.by_email(&email).await? {
+            Some(account) if !account.email_verified => self.send_verification(&account, now).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// The account behind a session's user id, if it still exists.
+    pub async fn account(&self, user: &UserId) -> Result<Option<Account>, AuthError> {
+        Ok(self.accounts.by_id(user).await?)
+    }
+
+    /// Grants (`true`) or takes away the admin flag of the account of `email`. The caller ends
+    /// the account's sessions, so the change never applies to a session that predates it.
+    pub async fn set_admin(&self, email: &str, admin: bool) -> Result<Account, AuthError> {
+        let email = Email::parse(email).ok_or(AuthError::InvalidEmail)?;
+        let mut account = self
+            .accounts
+            .by_email(&email)
+            .await?
+            .ok_or(AuthError::AccountGone)?;
+        if account.is_admin != admin {
+            account.is_admin = admin;
+            self.accounts.update(&account).await?;
+        }
+        tracing::info!(target: "security", event = "role_changed", user = %account.id, admin);
+        Ok(account)
+    }
+
     /// Issues the link of a pending registration (killing the address's older link) and mails it.
     async fn send_link(
         &self,

@@ -21,15 +21,20 @@
 //! follows successor pointers, so a logout or revocation made with any id of the chain ends the
 //! old id and the new one at once.
 //!
+//! - [`Csrf`] makes and checks the CSRF tokens bound to a session's secret, or before login to a
+//!   signed anonymous cookie.
+//!
 //! **Invariant:** this crate never reads the clock, the network or the filesystem: time comes in as
 //! `now`, and storage goes through the [`SessionStore`] port.
 #![warn(missing_docs)]
 
+mod csrf;
 mod id;
 mod manager;
 mod seal;
 mod store;
 
+pub use csrf::{new_anonymous_value, valid_anonymous_value, Binding, Csrf};
 pub use id::{SessionId, SessionKey};
 pub use manager::{
     ClientMeta, Error, IpBinding, Loaded, Session, SessionData, SessionInfo, SessionManager,

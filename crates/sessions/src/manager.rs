@@ -232,6 +232,37 @@ impl SessionManager {
         self.insert_fresh(data).await
     }
 
+    /// Logs `user_id` in: the session the request presented, if any, is deleted server-side
+    /// (with every id it has had), and a brand-new one with a fresh id and CSRF secret is
+    /// created. Nothing the client held before login names the new session: no fixation, and no
+    /// CSRF token from before login works after it.
+    pub async fn start(
+        &self,
+        user_id: &str,
+        replacing: Option<&SessionKey>,
+        meta: &ClientMeta,
+        now: OffsetDateTime,
+    ) -> Result<(SessionId, Session), Error> {
+        if let Some(old) = replacing {
+            self.destroy(old).await?;
+        }
+        self.create(user_id, meta, now).await
+    }
+
+    /// After a change to what the account's sessions stand for (a new password, a new role):
+    /// every session of `user_id` ends, on every device, the one making the change included,
+    /// and that one is given a new session. Returns it and how many ended.
+    pub async fn restart_for_user(
+        &self,
+        user_id: &str,
+        meta: &ClientMeta,
+        now: OffsetDateTime,
+    ) -> Result<(SessionId, Session, usize), Error> {
+        let ended = self.revoke_all(user_id, None).await?;
+        let (id, session) = self.create(user_id, meta, now).await?;
+        Ok((id, session, ended))
+    }
+
     async fn insert_fresh(&self, data: SessionData) -> Result<(SessionId, Session), Error> {
         // A collision of two 256-bit random ids does not happen; retrying once keeps the code
         // honest about the port's contract anyway.

@@ -3,6 +3,5 @@
 
 pub mod client;
 pub mod cookies;
-pub mod csrf;
 pub mod frame;
 pub mod visitor;

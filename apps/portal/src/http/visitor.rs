@@ -14,7 +14,9 @@ use actix_web::web::{self, Bytes};
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use phaze_auth::{Account, UserId};
 use phaze_ratelimit::Budget;
-use phaze_sessions::{ClientMeta, Session, SessionId};
+use phaze_sessions::{
+    new_anonymous_value, valid_anonymous_value, Binding, ClientMeta, Session, SessionId,
+};
 use std::future::{ready, Ready};
 use std::ops::Deref;
 use std::rc::Rc;
@@ -22,7 +24,6 @@ use std::rc::Rc;
 use crate::errors::AppError;
 use crate::http::client::ClientInfo;
 use crate::http::cookies::CookieNames;
-use crate::http::csrf::{self, Binding};
 use crate::state::AppState;
 
 /// The session behind this request, if any.
@@ -186,10 +187,9 @@ async fn prepare(req: &mut ServiceRequest) -> Result<Prepared, actix_web::Error>
                     let account = match user {
                         Some(u) => state
                             .auth
-                            .accounts()
-                            .by_id(&u)
+                            .account(&u)
                             .await
-                            .map_err(AppError::from)?,
+                            .map_err(crate::routes::pages::auth_failure)?,
                         None => None,
                     };
                     match account {
@@ -220,23 +220,23 @@ async fn prepare(req: &mut ServiceRequest) -> Result<Prepared, actix_web::Error>
 
     // The CSRF binding: the session's secret, or the anonymous cookie (new if absent or bad).
     let mut new_anon = None;
-    let csrf_token = match &current {
-        Some(c) => state
-            .csrf
-            .token(&Binding::Session(&c.session.data.csrf_secret)),
+    let anonymous;
+    let binding = match &current {
+        Some(c) => Binding::Session(&c.session.data.csrf_secret),
         None => {
-            let value = req
+            anonymous = req
                 .cookie(cookies.csrf)
                 .map(|c| c.value().to_owned())
-                .filter(|v| csrf::valid_anonymous_value(v))
+                .filter(|v| valid_anonymous_value(v))
                 .unwrap_or_else(|| {
-                    let v = csrf::new_anonymous_value();
+                    let v = new_anonymous_value();
                     new_anon = Some(v.clone());
                     v
                 });
-            state.csrf.token(&Binding::Anonymous(&value))
+            Binding::Anonymous(&anonymous)
         }
     };
+    let csrf_token = state.csrf.token(&binding);
 
     if is_unsafe(req.method()) {
         check_origin(req, &state, client)?;
@@ -245,8 +245,7 @@ async fn prepare(req: &mut ServiceRequest) -> Result<Prepared, actix_web::Error>
             Some(v) => v.to_str().unwrap_or_default().to_owned(),
             None => form,
         };
-        let valid = provided.len() == csrf_token.len()
-            && subtle::ConstantTimeEq::ct_eq(provided.as_bytes(), csrf_token.as_bytes()).into();
+        let valid = state.csrf.verify(&binding, &provided);
         if !valid {
             tracing::warn!(target: "security", event = "csrf_failure", client = %client.ip, path = %req.path());
             return Err(AppError::Forbidden("csrf token missing or invalid").into());

@@ -140,14 +140,9 @@ pub async fn password(
         .await
     {
         Ok(_) => {
-            let ended = state
+            let (id, _, ended) = state
                 .sessions
-                .revoke_all(&user.to_string(), None)
-                .await
-                .map_err(AppError::from)?;
-            let (id, _) = state
-                .sessions
-                .create(&user.to_string(), &visitor.meta(), now)
+                .restart_for_user(&user.to_string(), &visitor.meta(), now)
                 .await
                 .map_err(AppError::from)?;
             tracing::info!(target: "security", event = "password_changed", user = %user, sessions_ended = ended);

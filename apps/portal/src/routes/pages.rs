@@ -273,12 +273,10 @@ pub async fn login(
             value: Some(account),
             device_cookie,
         } => {
-            if let Some(old) = &visitor.current {
-                state.sessions.destroy(&old.session.key).await?;
-            }
+            let presented = visitor.current.as_ref().map(|c| &c.session.key);
             let (id, _) = state
                 .sessions
-                .create(&account.id.to_string(), &visitor.meta(), now)
+                .start(&account.id.to_string(), presented, &visitor.meta(), now)
                 .await?;
             tracing::info!(target: "security", event = "login_success", user = %account.id, client = %visitor.client.ip);
             let target = next
@@ -294,15 +292,11 @@ pub async fn login(
         }
         LoginOutcome::Right { value: None, .. } => {
             // Only reachable with the right password, so it reveals nothing to a guesser.
-            if let Some(email) = phaze_auth::Email::parse(&form.email) {
-                if let Some(a) = state.auth.accounts().by_email(&email).await? {
-                    state
-                        .auth
-                        .send_verification(&a, now)
-                        .await
-                        .map_err(auth_failure)?;
-                }
-            }
+            state
+                .auth
+                .resend_verification(&form.email, now)
+                .await
+                .map_err(auth_failure)?;
             page(
                 StatusCode::FORBIDDEN,
                 "Please confirm your email address first: we have sent you a new link.",

@@ -646,3 +646,80 @@ async fn an_unconfirmed_account_from_an_older_version_takes_the_password_of_the_
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn roles_change_through_the_service_and_only_for_real_accounts() {
+    let k = kit();
+    let id = k.verified("ada@example.com").await;
+    let account = k.auth.set_admin(" ADA@example.com ", true).await.unwrap();
+    assert_eq!(account.id, id);
+    assert!(k.auth.account(&id).await.unwrap().unwrap().is_admin);
+    assert!(
+        !k.auth
+            .set_admin("ada@example.com", false)
+            .await
+            .unwrap()
+            .is_admin
+    );
+    assert!(!k.auth.account(&id).await.unwrap().unwrap().is_admin);
+    assert!(matches!(
+        k.auth.set_admin("nobody@example.com", true).await,
+        Err(AuthError::AccountGone)
+    ));
+    for hostile in ["", "not an address", "ada@example.com\u{200b}", "a@b"] {
+        assert!(
+            matches!(
+                k.auth.set_admin(hostile, true).await,
+                Err(AuthError::InvalidEmail)
+            ),
+            "{hostile:?}"
+        );
+    }
+    assert!(k.auth.account(&UserId::generate()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_new_link_goes_only_to_an_unconfirmed_account() {
+    let k = kit();
+    k.verified("ada@example.com").await;
+    let sent = k.mailer.sent().len();
+    for email in ["ada@example.com", "nobody@example.com", "not an address"] {
+        k.auth.resend_verification(email, t0()).await.unwrap();
+    }
+    assert_eq!(
+        k.mailer.sent().len(),
+        sent,
+        "nothing for confirmed or unknown addresses"
+    );
+    let hasher = Argon2id::new(HashParams {
+        m_cost: 64,
+        t_cost: 1,
+        p_cost: 1,
+    })
+    .unwrap();
+    let legacy = phaze_auth::Account {
+        id: UserId::generate(),
+        email: Email::parse("bob@example.com").unwrap(),
+        email_verified: false,
+        password_hash: hasher.hash_sync(PW).unwrap(),
+        display_name: phaze_auth::DisplayName::parse("bob").unwrap(),
+        is_admin: false,
+        created_at: t0(),
+        password_changed_at: t0(),
+    };
+    k.accounts.insert(&legacy).await.unwrap();
+    assert!(matches!(
+        k.auth.login("bob@example.com", pw(PW)).await,
+        Err(AuthError::EmailNotVerified)
+    ));
+    k.auth
+        .resend_verification("bob@example.com", t0())
+        .await
+        .unwrap();
+    assert_eq!(k.mailer.sent().len(), sent + 1);
+    k.auth
+        .verify_email(&k.token_for("bob@example.com"), t0())
+        .await
+        .unwrap();
+    k.auth.login("bob@example.com", pw(PW)).await.unwrap();
+}

@@ -425,3 +425,43 @@ async fn logout_ends_the_rotated_away_id_and_its_successor_at_once() {
     assert!(m.load(&old, &ip, soon).await.unwrap().is_none(), "old id");
     assert!(m.list("u", soon).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn login_replaces_the_presented_session_with_a_new_id_and_csrf_secret() {
+    let (m, _) = manager(SessionPolicy::default());
+    let ip = meta("192.0.2.1");
+    // A session the visitor held before logging in (another account's, or one an attacker
+    // planted): login ends it and shares nothing with the new one.
+    let (before, old) = m.create("mallory", &ip, t0()).await.unwrap();
+    let (after, new) = m.start("ada", Some(&old.key), &ip, t0()).await.unwrap();
+    assert_ne!(after, before);
+    assert_ne!(new.data.csrf_secret, old.data.csrf_secret);
+    assert_eq!(new.data.user_id, "ada");
+    assert!(m.load(&before, &ip, t0()).await.unwrap().is_none());
+    assert!(m.load(&after, &ip, t0()).await.unwrap().is_some());
+    // Without one, a login simply starts a session.
+    let (other, _) = m.start("ada", None, &ip, t0()).await.unwrap();
+    assert_eq!(m.list("ada", t0()).await.unwrap().len(), 2);
+    assert_ne!(other, after);
+}
+
+#[tokio::test]
+async fn a_restart_ends_every_session_of_the_user_and_gives_this_one_a_new_id() {
+    let (m, _) = manager(SessionPolicy::default());
+    let ip = meta("192.0.2.1");
+    let (mine, _) = m.create("ada", &ip, t0()).await.unwrap();
+    let (laptop, _) = m.create("ada", &meta("198.51.100.7"), t0()).await.unwrap();
+    let (bobs, _) = m.create("bob", &ip, t0()).await.unwrap();
+    let (renewed, session, ended) = m.restart_for_user("ada", &ip, t0()).await.unwrap();
+    assert_eq!(ended, 2);
+    assert_eq!(session.data.user_id, "ada");
+    for (what, id) in [("this id", &mine), ("the laptop", &laptop)] {
+        assert!(m.load(id, &ip, t0()).await.unwrap().is_none(), "{what}");
+    }
+    assert!(m.load(&renewed, &ip, t0()).await.unwrap().is_some());
+    assert!(
+        m.load(&bobs, &ip, t0()).await.unwrap().is_some(),
+        "other users keep theirs"
+    );
+    assert_eq!(m.list("ada", t0()).await.unwrap().len(), 1);
+}

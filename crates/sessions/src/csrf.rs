@@ -1,23 +1,25 @@
-//! CSRF defence in depth: a token bound to the visitor, and the browser's own word about where a
-//! request comes from.
+//! CSRF tokens, bound to the visitor: the rule lives with the session it is bound to.
 //!
-//! - Logged in, the token is a MAC of the session's CSRF secret, which is new at every login, so a
-//!   token from before login is dead after it. Anonymous visitors get a random `phaze_csrf` cookie
-//!   and the token is a MAC of it (signed double submit), so forms work before there is a session.
-//! - `Sec-Fetch-Site: cross-site` and an `Origin` other than the portal's own are refused whatever
-//!   the token says.
-//! - Tokens are compared in constant time.
+//! - Logged in, the token is a MAC of the session's CSRF secret ([`crate::SessionData`]), which
+//!   is new at every login, so a token from before login is dead after it.
+//! - Before login, the visitor holds a random anonymous cookie and the token is a MAC of it (the
+//!   signed double submit), so forms work before there is a session, and a token cannot be made
+//!   for a cookie without the server's key.
+//! - [`Csrf::verify`] compares in constant time (`subtle`, which also keeps the compiler from
+//!   turning the comparison into an early-exit loop; `constant_time_eq` would do the job but adds
+//!   a crate for what `subtle` already in the tree does).
+//!
+//! The browser's word about where a request comes from (`Sec-Fetch-Site`, `Origin`) is HTTP, and
+//! is checked by the HTTP layer before it asks this module about the token.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::rngs::OsRng;
 use rand::RngCore;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-
-use crate::secrets::Key;
 
 /// What a token is bound to.
 pub enum Binding<'a> {
@@ -29,12 +31,12 @@ pub enum Binding<'a> {
 
 /// Makes and checks CSRF tokens.
 pub struct Csrf {
-    key: Key,
+    key: SecretBox<[u8; 32]>,
 }
 
 impl Csrf {
     /// Tokens under `key`.
-    pub fn new(key: Key) -> Self {
+    pub fn new(key: SecretBox<[u8; 32]>) -> Self {
         Self { key }
     }
 
@@ -55,7 +57,8 @@ impl Csrf {
         URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 
-    /// Whether `provided` is the token for `binding`, in constant time.
+    /// Whether `provided` is the token for `binding`, in constant time. The only way a token is
+    /// checked: a request path that compared tokens itself would be a second rule to keep right.
     pub fn verify(&self, binding: &Binding<'_>, provided: &str) -> bool {
         let expected = self.token(binding);
         expected.len() == provided.len()
@@ -78,7 +81,6 @@ pub fn valid_anonymous_value(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::SecretBox;
 
     fn csrf(k: u8) -> Csrf {
         Csrf::new(SecretBox::new(Box::new([k; 32])))
