@@ -36,7 +36,7 @@
 use crate::harness::Test;
 use futures_util::future::LocalBoxFuture;
 use phaze_auth::{AccountStore, Email, StoreError as AuthError, TokenStore};
-use phaze_ratelimit::{RateLimitStore, Window};
+use phaze_ratelimit::{RateLimitStore, Step, Window};
 use phaze_sessions::{Rotation, SessionStore, StoreError as SessionError};
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -49,7 +49,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::accounts::account;
-use crate::ratelimit::key;
+use crate::ratelimit::{gate, key, spread_key, GateTally};
 use crate::sessions::{record, rotation};
 use crate::t0;
 use crate::tokens::token;
@@ -75,6 +75,8 @@ const HITS_PER_TASK: usize = 3;
 const RACED_LIMIT_KEY: u8 = 0x77;
 /// A rate-limit key only the warm-up looks at.
 const WARM_LIMIT_KEY: u8 = 0x01;
+/// Runs each task of a gate-racing child makes, one after the other.
+const GATE_RUNS_PER_TASK: usize = 3;
 /// The session every inserting child inserts (with sealed bytes of its own).
 const INSERTED_SESSION: u8 = 0x01;
 /// The session every rotating child rotates, each into key byte `ROTATED_INTO + n`.
@@ -363,6 +365,10 @@ impl Place {
 pub enum Rule {
     /// Processes, each hitting one rate-limit key from several tasks, admit exactly the limit.
     HittingOneKey,
+    /// Processes running the login gate's steps (client budget, lock, attempt budget) from
+    /// several tasks, the budgets in either order, admit exactly the lesser limit: a run is one
+    /// atomic operation over its keys, and free of deadlock, across processes too.
+    RunningOneGate,
     /// Processes inserting one session key admit exactly one, whose record is whole.
     InsertingOneSessionKey,
     /// Processes rotating one session agree on one successor.
@@ -378,6 +384,7 @@ impl Rule {
     pub fn name(self) -> &'static str {
         match self {
             Self::HittingOneKey => "processes_hitting_one_key_admit_exactly_the_limit",
+            Self::RunningOneGate => "processes_running_one_gate_admit_exactly_the_limit",
             Self::InsertingOneSessionKey => "processes_inserting_one_session_key_admit_exactly_one",
             Self::RotatingOneSession => "processes_rotating_one_session_agree_on_one_successor",
             Self::ConsumingOneToken => "processes_consuming_one_token_admit_exactly_one",
@@ -389,6 +396,7 @@ impl Rule {
     fn role(self) -> &'static str {
         match self {
             Self::HittingOneKey => "ratelimit::hit",
+            Self::RunningOneGate => "ratelimit::run_gate",
             Self::InsertingOneSessionKey => "sessions::insert",
             Self::RotatingOneSession => "sessions::rotate",
             Self::ConsumingOneToken => "tokens::consume",
@@ -396,8 +404,9 @@ impl Rule {
         }
     }
 
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 6] = [
         Self::HittingOneKey,
+        Self::RunningOneGate,
         Self::InsertingOneSessionKey,
         Self::RotatingOneSession,
         Self::ConsumingOneToken,
@@ -572,10 +581,23 @@ fn window(limit: usize) -> Window {
     Window::new(u32::try_from(limit).unwrap(), time::Duration::minutes(15))
 }
 
+/// The gate of the gate race, with client budget `l1` and attempt budget `l2`: the lock's key
+/// sorts between the budgets', so a run that locks its keys in order takes them across the two.
+fn gate_steps(l1: usize, l2: usize, flipped: bool) -> [Step; 3] {
+    let minutes =
+        |limit: usize, m| Window::new(u32::try_from(limit).unwrap(), time::Duration::minutes(m));
+    gate(
+        (spread_key(0x63), minutes(l1, 15)),
+        (spread_key(0x62), minutes(1, 15)),
+        (spread_key(0x61), minutes(l2, 60)),
+        flipped,
+    )
+}
+
 impl Adapter {
     fn has(&self, rule: Rule) -> bool {
         match rule {
-            Rule::HittingOneKey => self.rate_limits.is_some(),
+            Rule::HittingOneKey | Rule::RunningOneGate => self.rate_limits.is_some(),
             Rule::InsertingOneSessionKey | Rule::RotatingOneSession => self.sessions.is_some(),
             Rule::ConsumingOneToken => self.tokens.is_some(),
             Rule::RegisteringOneEmail => self.accounts.is_some(),
@@ -616,6 +638,45 @@ impl Adapter {
                     done.into_iter().map(Result::unwrap).sum::<usize>()
                 });
                 format!("allowed {allowed}")
+            }
+            Rule::RunningOneGate => {
+                let store = Self::open(&rt, opener(self.rate_limits, "rate-limit"), &place);
+                let (l1, l2) = (
+                    child.arg("l1").parse().unwrap(),
+                    child.arg("l2").parse().unwrap(),
+                );
+                let idle = spread_key(0x60);
+                rt.block_on(warm(tasks, || store.peek(&idle, window(1), t0())));
+                child.wait_for_go();
+                let first = child.index();
+                let tally = rt.block_on(async {
+                    let runs = (0..tasks).map(|task| {
+                        let store = store.clone();
+                        tokio::spawn(async move {
+                            let mut runs = Vec::new();
+                            for run in 0..GATE_RUNS_PER_TASK {
+                                // The two budgets in turns in either order.
+                                let flipped = (first + task + run) % 2 == 1;
+                                let steps = gate_steps(l1, l2, flipped);
+                                runs.push((store.run(&steps, t0()).await.unwrap(), flipped));
+                            }
+                            runs
+                        })
+                    });
+                    let mut tally = GateTally::default();
+                    for task in futures_util::future::join_all(runs).await {
+                        for (decisions, flipped) in task.unwrap() {
+                            tally.add(&decisions, flipped);
+                        }
+                    }
+                    tally
+                });
+                let GateTally {
+                    full,
+                    client,
+                    attempts,
+                } = tally;
+                format!("full {full} client {client} attempts {attempts}")
             }
             Rule::InsertingOneSessionKey => {
                 let store = Self::open(&rt, opener(self.sessions, "session"), &place);
@@ -680,6 +741,7 @@ impl Adapter {
     fn run(&self, rule: Rule) {
         match rule {
             Rule::HittingOneKey => self.hitting_one_key(),
+            Rule::RunningOneGate => self.running_one_gate(),
             Rule::InsertingOneSessionKey => self.inserting_one_session_key(),
             Rule::RotatingOneSession => self.rotating_one_session(),
             Rule::ConsumingOneToken => self.consuming_one_token(),
@@ -733,6 +795,67 @@ impl Adapter {
                 .block_on(store.peek(&key(RACED_LIMIT_KEY), window(limit), t0()))
                 .unwrap();
             assert_eq!(d.remaining as usize, limit - allowed);
+            self.after(rule, &place);
+        }
+    }
+
+    fn running_one_gate(&self) {
+        let rule = Rule::RunningOneGate;
+        let open = opener(self.rate_limits, "rate-limit");
+        let (processes, tasks) = (self.processes, self.tasks);
+        let runs = processes * tasks * GATE_RUNS_PER_TASK;
+        // The client budget (L1) or the attempt budget (L2) the lesser, or neither below the runs.
+        for (l1, l2) in [
+            (1, runs),
+            (5, 3),
+            (3, 7),
+            (runs - 1, runs - 1),
+            (runs + 2, runs),
+        ] {
+            let rt = runtime();
+            let place = rt.block_on((self.fresh)());
+            let reports = race(
+                rule.role(),
+                processes,
+                &[
+                    ("place", place.name()),
+                    ("l1", &l1.to_string()),
+                    ("l2", &l2.to_string()),
+                ],
+            );
+            let mut sum = GateTally::default();
+            for r in &reports {
+                let counts: Vec<usize> = r
+                    .split_whitespace()
+                    .skip(1)
+                    .step_by(2)
+                    .map(|n| {
+                        n.parse()
+                            .unwrap_or_else(|_| panic!("a child reported {r:?}"))
+                    })
+                    .collect();
+                let [full, client, attempts] = counts[..] else {
+                    panic!("a child reported {r:?}")
+                };
+                sum.full += full;
+                sum.client += client;
+                sum.attempts += attempts;
+            }
+            let context = format!(
+                "{processes} processes × {tasks} tasks, {runs} runs, L1={l1} L2={l2}: {sum:?}, \
+                 per child {reports:?}"
+            );
+            assert_eq!(sum.full, runs.min(l1).min(l2), "{context}");
+            // Each log holds exactly the hits reported allowed; the lock, only peeked, none.
+            let store = Self::open(&rt, open, place.name());
+            let [client, lock, attempts] = gate_steps(l1, l2, false);
+            for (step, allowed) in [(client, sum.client), (attempts, sum.attempts), (lock, 0)] {
+                let d = rt
+                    .block_on(store.peek(&step.key, step.window, t0()))
+                    .unwrap();
+                let limit = step.window.limit as usize;
+                assert_eq!(d.remaining as usize, limit - allowed, "{step:?}: {context}");
+            }
             self.after(rule, &place);
         }
     }

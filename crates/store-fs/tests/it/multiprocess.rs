@@ -6,7 +6,7 @@ use phaze_ratelimit::{RateLimitStore, Window};
 use phaze_sessions::SessionStore;
 use phaze_store_fs::{DataDir, FsAccounts, FsError, FsRateLimits, FsSessions, FsTokens, Sharing};
 use phaze_testkit::processes::{self, Child, Fresh, Place, Processes, Rule};
-use phaze_testkit::ratelimit::{self, key, GATE_RACE_ROLE};
+use phaze_testkit::ratelimit::key;
 use phaze_testkit::sessions::record;
 use phaze_testkit::t0;
 use std::fs;
@@ -48,19 +48,6 @@ pub(crate) fn processes() -> Processes {
         })
         .role(OWN_EXCLUSIVE, |child| own(child, Sharing::Exclusive))
         .role(OWN_SHARED, |child| own(child, Sharing::Shared))
-        .role(GATE_RACE_ROLE, |child| {
-            ratelimit::play_gate_race(child, open_rate_limits, 2)
-        })
-}
-
-fn open_rate_limits(data: &str) -> Arc<dyn RateLimitStore> {
-    Arc::new(FsRateLimits::open(data).unwrap())
-}
-
-/// Processes running the login gate's steps (client budget, lock, attempt budget) from two
-/// tasks each admit exactly the lesser limit, and the files hold exactly the allowed hits.
-pub(crate) fn processes_running_one_gate_admit_exactly_the_limit() {
-    ratelimit::gate_race(fresh, open_rate_limits, 8, 2);
 }
 
 fn fresh() -> Fresh {

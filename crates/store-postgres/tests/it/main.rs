@@ -106,7 +106,6 @@ fn main() -> ExitCode {
         phaze_testkit::tests!(
             |name, test| Test::new(name, test);
             pools::{each_single_threaded_runtime_uses_its_own_connections},
-            multiprocess::{processes_running_one_gate_admit_exactly_the_limit},
         ),
         tls.gate(phaze_testkit::tests!(
             |name, test| Test::tokio(name, 2, test);

@@ -69,7 +69,6 @@ fn main() -> ExitCode {
                 each_single_threaded_runtime_uses_its_own_connections,
                 the_commands_of_one_thread_share_one_connection_even_after_an_idle_second,
             },
-            multiprocess::{processes_running_one_gate_admit_exactly_the_limit},
         ),
     ]
     .into_iter()

@@ -1,10 +1,8 @@
 //! Several processes on one Redis: the cross-process contract of the ports
 //! (`phaze_testkit::processes`), each race on a fresh key prefix of its own.
 
-use phaze_ratelimit::RateLimitStore;
 use phaze_store_redis::{Redis, RedisConfig};
 use phaze_testkit::processes::{Fresh, Place, Processes};
-use phaze_testkit::ratelimit::{self, GATE_RACE_ROLE};
 use std::sync::Arc;
 
 use crate::support::{self, config};
@@ -18,19 +16,6 @@ pub(crate) fn processes() -> Processes {
         .tasks(TASKS)
         .sessions(|prefix| Arc::new(redis(prefix).sessions()))
         .rate_limits(|prefix| Arc::new(redis(prefix).rate_limits()))
-        .role(GATE_RACE_ROLE, |child| {
-            ratelimit::play_gate_race(child, open_rate_limits, TASKS)
-        })
-}
-
-fn open_rate_limits(prefix: &str) -> Arc<dyn RateLimitStore> {
-    Arc::new(redis(prefix).rate_limits())
-}
-
-/// Processes running the login gate's steps (client budget, lock, attempt budget) from many
-/// tasks each admit exactly the lesser limit, and the logs hold exactly the allowed hits.
-pub(crate) fn processes_running_one_gate_admit_exactly_the_limit() {
-    ratelimit::gate_race(fresh, open_rate_limits, 6, TASKS);
 }
 
 fn fresh() -> Fresh {
