@@ -568,9 +568,16 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Runs `op` `n` times at once, so a store's pool holds `n` open connections before a race: the
-/// race is between operations, not connection setups.
-async fn warm<F: std::future::Future>(n: usize, op: impl Fn() -> F) {
-    futures_util::future::join_all((0..n).map(|_| op())).await;
+/// race is between operations, not connection setups. A store that fails here fails the child.
+async fn warm<T, E: std::fmt::Debug, F>(n: usize, op: impl Fn() -> F)
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    for done in futures_util::future::join_all((0..n).map(|_| op())).await {
+        if let Err(e) = done {
+            panic!("the store failed before the start: {e:?}");
+        }
+    }
 }
 
 fn opener<T: ?Sized>(open: Option<Open<T>>, port: &str) -> Open<T> {
