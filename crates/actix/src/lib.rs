@@ -77,10 +77,6 @@
 //!   login time in the state and checks it.
 //! - **Regeneration on login**, unless the service calls `Session::renew()` when the privilege
 //!   level changes, as actix-session's documentation asks.
-//! - **A revocation that beats a request in flight.** Like actix-session's own Redis store,
-//!   `update` of a record that has gone (expired while the request ran, or purged by a parallel
-//!   logout) saves the state under a new id: a request that changed the state while another
-//!   request of the same client logged out brings the session back under that new id.
 //! - **Exact TTL refreshes under concurrency.** With `OnEveryRequest`, `update_ttl` reads the record
 //!   and writes it back with the new expiry (the port has no "set expiry" operation), so a state
 //!   change by a parallel request of the same session that lands between the two is lost. With

@@ -209,8 +209,11 @@ impl ActixSessionStore for PhazeSessionStore {
     }
 
     /// Replaces the state behind `value` and moves its expiry to `ttl` from now, keeping the id
-    /// while the record lives; if it has gone (expired while the request ran, or deleted by a
-    /// parallel logout) the state is saved under a fresh id, as actix-session's Redis store does.
+    /// while the record lives. If it has gone (expired while the request ran, or deleted by a
+    /// parallel logout) the logout wins: the request's state is dropped and the client is handed
+    /// an id with no record behind it, so its next request starts an empty session.
+    /// (actix-session's Redis store saves the state under a new id instead, which brings a
+    /// logged-out session back.)
     async fn update(
         &self,
         value: CookieValue,
@@ -241,12 +244,8 @@ impl ActixSessionStore for PhazeSessionStore {
                 }
             }
         }
-        self.insert_fresh(&state, expires_at)
-            .await
-            .map_err(|e| match e {
-                Fresh::Serialization(e) => UpdateError::Serialization(e),
-                Fresh::Other(e) => UpdateError::Other(e),
-            })
+        drop(state);
+        cookie_value(&SessionId::generate()).map_err(UpdateError::Other)
     }
 
     /// Moves the expiry of a live record to `ttl` from now; nothing if it is missing, expired or
