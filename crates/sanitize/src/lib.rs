@@ -3,6 +3,25 @@
 //! (askama's HTML escaping for pages, [`js_string`] and [`header_value`] for the other contexts).
 //!
 //! **Invariant:** nothing here does I/O or allocates more than a copy of its input.
+//!
+//! ```
+//! use phaze_sanitize::{fold_email, same_origin_path, single_line, TextError};
+//!
+//! // One spelling per mailbox: NFKC, lower case, the domain as IDNA ASCII.
+//! assert_eq!(fold_email(" Anna@Bücher.Example ").as_deref(), Some("anna@xn--bcher-kva.example"));
+//! assert_eq!(fold_email("anna\u{200B}@example.org"), None); // invisible characters are refused
+//!
+//! // A text field is normalised and refused, never stripped.
+//! assert_eq!(single_line("  Anna Müller ", 64).as_deref(), Ok("Anna Müller"));
+//! assert_eq!(single_line("Anna\nBcc: x@example.org", 64), Err(TextError::ControlCharacter));
+//! assert_eq!(single_line("Anna", 3), Err(TextError::TooLong { max: 3 }));
+//!
+//! // Only a same-origin path is a redirect target.
+//! assert_eq!(same_origin_path("/account?tab=sessions"), Some("/account?tab=sessions"));
+//! for next in ["//evil.example", "/\\evil.example", "https://evil.example", "/\t/evil.example"] {
+//!     assert_eq!(same_origin_path(next), None);
+//! }
+//! ```
 #![warn(missing_docs)]
 
 use unicode_normalization::UnicodeNormalization;
@@ -103,9 +122,9 @@ pub fn same_origin_path(next: &str) -> Option<&str> {
 }
 
 /// Escapes `s` for the inside of a JavaScript string literal (single or double quoted) that may sit
-/// in an HTML `<script>` element: quotes, backslash, `<`, `>`, `&`, line terminators and every
-/// control character become `\uXXXX` escapes, so the value can neither end the string nor the
-/// element.
+/// in an HTML `<script>` element: quotes, backticks, backslash, `<`, `>`, `&`, line terminators
+/// and every control character become `\uXXXX` escapes, so the value can neither end the string
+/// nor the element.
 pub fn js_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
