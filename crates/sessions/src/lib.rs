@@ -26,6 +26,47 @@
 //!
 //! **Invariant:** this crate never reads the clock, the network or the filesystem: time comes in as
 //! `now`, and storage goes through the [`SessionStore`] port.
+//!
+//! ```
+//! use phaze_sessions::{Binding, ClientMeta, Csrf, Sealer, SealingKey, SessionId, SessionManager,
+//!     SessionPolicy};
+//! use phaze_store_memory::MemorySessions;
+//! use secrecy::SecretBox;
+//! use std::sync::Arc;
+//! use time::{macros::datetime, Duration};
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // Keys come from configuration, never from code.
+//! let sealer = Sealer::new(vec![SealingKey::new(&[7; 32])])?;
+//! let sessions = SessionManager::new(
+//!     Arc::new(MemorySessions::default()),
+//!     sealer,
+//!     SessionPolicy::default(), // 8 h absolute, 30 min idle, a new id every 15 min
+//! );
+//! let csrf = Csrf::new(SecretBox::new(Box::new([9; 32])));
+//! let meta = ClientMeta::default();
+//! let login = datetime!(2026-01-01 09:00 UTC);
+//!
+//! // Login: the id goes into the cookie; the store sees only its hash and sealed data.
+//! let (id, session) = sessions.create("user-1", &meta, login).await?;
+//! let token = csrf.token(&Binding::Session(&session.data.csrf_secret)); // into each form
+//!
+//! // A later request: the cookie loads the session, and the form's token must match it.
+//! let cookie = SessionId::parse(id.expose()).ok_or("not an id")?;
+//! let loaded = sessions.load(&cookie, &meta, login + Duration::minutes(5)).await?.ok_or("gone")?;
+//! assert_eq!(loaded.session.data.user_id, "user-1");
+//! assert!(csrf.verify(&Binding::Session(&loaded.session.data.csrf_secret), &token));
+//! assert!(!csrf.verify(&Binding::Session(&[0; 32]), &token));
+//!
+//! // 20 minutes in, the id is due for rotation: the response must set the new one.
+//! let later = login + Duration::minutes(20);
+//! let rotated = sessions.load(&cookie, &meta, later).await?.ok_or("gone")?;
+//! let new_id = rotated.rotated_to.ok_or("not rotated")?;
+//!
+//! // Past the grace period the old id is dead; past the idle timeout the new one is too.
+//! assert!(sessions.load(&cookie, &meta, login + Duration::minutes(21)).await?.is_none());
+//! assert!(sessions.load(&new_id, &meta, login + Duration::hours(1)).await?.is_none());
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+//! ```
 #![warn(missing_docs)]
 
 mod csrf;

@@ -282,7 +282,9 @@ impl SessionManager {
     }
 
     /// Loads the session behind `id` and applies every rule: expiry (absolute, idle), IP binding,
-    /// the idle touch, and rotation. A session that breaks a rule is deleted and `None` returned.
+    /// the idle touch, and rotation. A session that breaks a rule is deleted and `None` returned;
+    /// a store failure is an `Err`, never `None`, so the caller fails closed rather than treating
+    /// the visitor as logged out (or in).
     ///
     /// An id rotated away less than the grace period ago loads its successor, and
     /// [`Loaded::rotated_to`] tells the portal to hand the client that id: requests that were in
