@@ -2,7 +2,6 @@
 //! ([`crate::http::frame`]) renders every error status as the generic page or JSON, with the
 //! request id, and logs the source chain. Nothing internal ever reaches a client.
 
-use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
@@ -90,19 +89,7 @@ impl ResponseError for AppError {
         // The body is filled in by the frame middleware, which knows the request id.
         let mut res = HttpResponse::new(self.status_code());
         if let AppError::TooManyRequests(d) = self {
-            // Whole seconds, rounded up: a client that waits this long gets through.
-            let secs = |t: time::Duration| (t.whole_milliseconds().max(0) as u64).div_ceil(1000);
-            let h = res.headers_mut();
-            let mut set = |name: &'static str, value: u64| {
-                h.insert(HeaderName::from_static(name), HeaderValue::from(value));
-            };
-            set(
-                "retry-after",
-                secs(d.retry_after().unwrap_or(d.reset_after)).max(1),
-            );
-            set("ratelimit-limit", u64::from(d.limit));
-            set("ratelimit-remaining", u64::from(d.remaining));
-            set("ratelimit-reset", secs(d.reset_after));
+            phaze_actix::rate_limit_headers(&mut res, d);
         }
         res
     }

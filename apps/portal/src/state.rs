@@ -3,12 +3,15 @@
 
 use anyhow::Context as _;
 use hmac::{Hmac, Mac};
+use phaze_actix::VisitorLayer;
 use phaze_auth::{
     AccountStore, Argon2id, AuthConfig, AuthService, HashParams, Mailer, PasswordPolicy,
     TokenHasher, TokenStore,
 };
-use phaze_ratelimit::{LimitKeys, Limits, RateLimitStore};
-use phaze_sessions::{Csrf, IpBinding, Sealer, SealingKey, SessionManager, SessionPolicy, SessionStore};
+use phaze_ratelimit::{LimitKeys, Limits, RateLimitStore, TrustedProxies};
+use phaze_sessions::{
+    Csrf, IpBinding, Sealer, SealingKey, SessionManager, SessionPolicy, SessionStore,
+};
 use phaze_store_fs::{DataDir, FsOutbox, Sharing};
 use phaze_store_memory::{MemoryAccounts, MemoryRateLimits, MemorySessions, MemoryTokens};
 use phaze_store_postgres::{PgConfig, Postgres, WatchEvent};
@@ -22,7 +25,6 @@ use time::Duration;
 use crate::clock::Clock;
 use crate::deferred::Deferred;
 use crate::hashing::OffloadedHasher;
-use crate::http::client::TrustedProxies;
 use crate::secrets;
 use crate::settings::{Settings, StoreKind};
 
@@ -88,11 +90,11 @@ pub struct AppState {
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// Account use cases.
-    pub auth: AuthService,
+    pub auth: Arc<AuthService>,
     /// Sessions.
-    pub sessions: SessionManager,
-    /// CSRF tokens.
-    pub csrf: Csrf,
+    pub sessions: Arc<SessionManager>,
+    /// The visitor layer (session, account, CSRF, POST budget, cookies) over the two above.
+    pub visitors: VisitorLayer,
     /// Trusted-proxy rules.
     pub proxies: TrustedProxies,
     /// What `/readyz` checks.
@@ -100,7 +102,7 @@ pub struct AppState {
     /// Token store, for the periodic purge.
     pub tokens: Arc<dyn TokenStore>,
     /// Request budgets and the login sequence (lockout, challenges, device cookies).
-    pub limits: Limits,
+    pub limits: Arc<Limits>,
     /// Work that runs after the answer has left (finishing registrations).
     pub deferred: Deferred,
     /// Tasks the stores need, for as long as the state lives.
@@ -131,7 +133,7 @@ impl AppState {
         // file serves both without either revealing the other.
         // Device cookies are keyed from the CSRF secret, challenges from the pepper.
         let secret = |master, purpose| SecretBox::new(Box::new(derive(master, purpose)));
-        let limits = Limits::new(
+        let limits = Arc::new(Limits::new(
             rate_limits,
             LimitKeys {
                 keys: secret(&keys.token_pepper, b"phaze/ratelimit-keys"),
@@ -139,7 +141,7 @@ impl AppState {
                 challenges: secret(&keys.token_pepper, b"phaze/challenges"),
             },
             settings.ratelimit.clone(),
-        );
+        ));
 
         let a = &settings.auth;
         let argon = Argon2id::new(HashParams {
@@ -151,7 +153,7 @@ impl AppState {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let auth = AuthService::new(
+        let auth = Arc::new(AuthService::new(
             accounts,
             tokens.clone(),
             mailer,
@@ -165,7 +167,7 @@ impl AppState {
                 verification_ttl: Duration::seconds(a.verification_ttl_secs.into()),
                 public_url: public_url.clone(),
             },
-        );
+        ));
 
         let s = &settings.session;
         let sealer = Sealer::new(
@@ -190,16 +192,28 @@ impl AppState {
             },
         };
 
+        let sessions = Arc::new(SessionManager::new(sessions, sealer, policy));
+        let public_origin = origin_of(&public_url);
+        let layer_clock = clock.clone();
+        let visitors = VisitorLayer::builder(
+            sessions.clone(),
+            auth.clone(),
+            Csrf::new(keys.csrf),
+            &public_origin,
+        )
+        .post_budget(limits.clone())
+        .clock(move || layer_clock.now())
+        .build();
         Ok(Self {
             proxies: TrustedProxies::new(
                 settings.http.trusted_proxies.clone(),
                 settings.http.forwarded_headers,
             ),
-            csrf: Csrf::new(keys.csrf),
-            sessions: SessionManager::new(sessions, sealer, policy),
+            sessions,
+            visitors,
             auth,
             clock,
-            public_origin: origin_of(&public_url),
+            public_origin,
             deferred: Deferred::start(DEFERRED_QUEUE)?,
             public_url,
             probes,

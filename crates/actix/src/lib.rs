@@ -1,8 +1,17 @@
 //! Phaze for services built on actix-web: the pieces of Phaze's security stack that sit in the
 //! HTTP layer, reusable outside the portal.
 //!
-//! For now that is [`PhazeSessionStore`], an [`actix_session::storage::SessionStore`] over Phaze's
-//! session stores (memory, a local directory, Redis, PostgreSQL): a service already on
+//! - [`VisitorLayer`]: Phaze's own sessions and CSRF as middleware. It loads the session
+//!   (expiry, rotation, IP binding) and its account, checks CSRF on every unsafe request
+//!   (`Sec-Fetch-Site`, `Origin`, then the token from the form or `X-CSRF-Token`), spends the
+//!   client's budget of unsafe requests, and writes every cookie; handlers extract a [`Visitor`]
+//!   and ask it to start or end the session.
+//! - [`client::resolve`]: the client's address and scheme behind trusted proxies;
+//!   [`headers::SecurityHeaders`]: the security headers of every response; [`Error`]: the
+//!   layer's refusals as statuses, 429 with `Retry-After` and `RateLimit-*`
+//!   ([`rate_limit_headers`]).
+//! - [`PhazeSessionStore`], an [`actix_session::storage::SessionStore`] over Phaze's
+//!   session stores (memory, a local directory, Redis, PostgreSQL): a service already on
 //! actix-session keeps its handlers and its
 //! [`SessionMiddleware`](actix_session::SessionMiddleware) and changes the one line that builds
 //! the store. The cookie then carries a 256-bit id from the OS CSPRNG, the store is keyed by its
@@ -87,6 +96,13 @@
 //! served past its expiry; a store error is never turned into "no session".
 #![warn(missing_docs)]
 
+pub mod client;
+pub mod cookies;
+mod error;
+pub mod headers;
 pub mod session_store;
+pub mod visitor;
 
+pub use error::{rate_limit_headers, Error};
 pub use session_store::PhazeSessionStore;
+pub use visitor::{Current, Visitor, VisitorLayer};

@@ -1,11 +1,10 @@
 //! The outermost layer of every request: it gives the request an id (in every log line of the
-//! request, and on the 500 page), decides the client ([`ClientInfo`]), adds the security headers,
+//! request, and on the 500 page), decides the client ([`phaze_actix::client::resolve`]), adds the security headers,
 //! and turns every error status into the generic page (or JSON under `/api/`), so no internal
 //! message, path or trace reaches a client in any build profile.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpResponse};
@@ -13,9 +12,9 @@ use rand::RngCore;
 use tracing::Instrument;
 
 use crate::errors::{chain, AppError};
-use crate::http::client::{ActixHeaders, ClientInfo};
 use crate::state::AppState;
 use crate::views::{ErrorPage, Layout, Rendered};
+use phaze_actix::headers::SecurityHeaders;
 
 /// A short random id per request: 12 hex characters.
 #[derive(Clone, Debug)]
@@ -28,9 +27,6 @@ impl RequestId {
     }
 }
 
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
 /// The frame middleware; see the module doc.
 pub async fn frame(
     req: ServiceRequest,
@@ -40,11 +36,7 @@ pub async fn frame(
         return Ok(req.into_response(HttpResponse::InternalServerError().finish()));
     };
     let request_id = RequestId::new();
-    let client = state.proxies.client(
-        req.peer_addr().map(|p| p.ip()),
-        &ActixHeaders(req.headers()),
-    );
-    req.extensions_mut().insert(client);
+    let client = phaze_actix::client::resolve(&req, &state.proxies);
     req.extensions_mut().insert(request_id.clone());
     let is_api = req.path().starts_with("/api/");
     let is_static = req.path().starts_with("/static/");
@@ -69,8 +61,13 @@ pub async fn frame(
             .response()
             .error()
             .map(|e| {
-                e.as_error::<AppError>()
-                    .map_or_else(|| e.to_string(), |app| chain(app))
+                if let Some(app) = e.as_error::<AppError>() {
+                    chain(app)
+                } else if let Some(layer) = e.as_error::<phaze_actix::Error>() {
+                    chain(layer)
+                } else {
+                    e.to_string()
+                }
             })
             .unwrap_or_default();
         tracing::error!(status = status.as_u16(), error = %detail, "request failed");
@@ -84,46 +81,8 @@ pub async fn frame(
     {
         res = generic_error(res, &request_id, is_api);
     }
-    security_headers(res.headers_mut(), client, is_static);
+    SecurityHeaders::default().apply(res.headers_mut(), client.https, is_static);
     Ok(res)
-}
-
-fn security_headers(h: &mut header::HeaderMap, client: ClientInfo, is_static: bool) {
-    let mut set = |name: HeaderName, value: &'static str| {
-        h.insert(name, HeaderValue::from_static(value));
-    };
-    set(header::CONTENT_SECURITY_POLICY, CSP);
-    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(header::X_FRAME_OPTIONS, "DENY");
-    // Not `no-referrer`: under it, browsers send `Origin: null` with every form POST (Fetch,
-    // "serialize a request origin"), which the CSRF origin check rightly refuses, so no form
-    // would work. `same-origin` still sends nothing to other sites: no token in a URL (a
-    // verification link) leaks to them in a `Referer`.
-    set(header::REFERRER_POLICY, "same-origin");
-    set(
-        HeaderName::from_static("permissions-policy"),
-        "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()",
-    );
-    set(
-        HeaderName::from_static("cross-origin-opener-policy"),
-        "same-origin",
-    );
-    set(
-        HeaderName::from_static("cross-origin-resource-policy"),
-        "same-origin",
-    );
-    if client.https {
-        set(
-            header::STRICT_TRANSPORT_SECURITY,
-            "max-age=63072000; includeSubDomains",
-        );
-    }
-    if is_static {
-        set(header::CACHE_CONTROL, "public, max-age=3600");
-    } else {
-        set(header::CACHE_CONTROL, "no-store");
-    }
-    h.remove(header::SERVER);
 }
 
 fn generic_error(

@@ -11,7 +11,7 @@ use super::pages::auth_failure;
 use super::{layout, require_user, see_other};
 use crate::errors::AppError;
 use crate::http::cookies::PendingNotice;
-use crate::http::visitor::{Current, SessionCookieSet, Visitor};
+use crate::http::visitor::{Current, Visitor};
 use crate::state::AppState;
 use crate::views::{self, format_time, AccountPage, AccountView, Notice, SessionRow, SessionsPage};
 use phaze_ratelimit::Budget;
@@ -49,15 +49,9 @@ fn account_page(
 }
 
 /// `303 See Other` to `location`, leaving `notice` for the page there.
-fn see_other_with(
-    visitor: &Visitor,
-    location: &str,
-    notice: Notice,
-) -> Result<HttpResponse, AppError> {
-    let mut res = see_other(location);
-    res.add_cookie(&visitor.cookies.notice(notice))
-        .map_err(AppError::internal)?;
-    Ok(res)
+fn see_other_with(visitor: &Visitor, location: &str, notice: Notice) -> HttpResponse {
+    visitor.queue_cookie(crate::http::cookies::notice(&visitor.cookies, notice));
+    see_other(location)
 }
 
 /// `GET /account`, with the notice a form on it left, if any.
@@ -93,7 +87,7 @@ pub async fn profile(
         .update_display_name(&current.account.id, &form.display_name)
         .await
     {
-        Ok(_) => Ok(see_other_with(&visitor, "/account", Notice::ProfileSaved)?),
+        Ok(_) => Ok(see_other_with(&visitor, "/account", Notice::ProfileSaved)),
         Err(AuthError::InvalidDisplayName(why)) => {
             let message = format!("Display name: {why}.");
             let status = StatusCode::UNPROCESSABLE_ENTITY;
@@ -146,11 +140,12 @@ pub async fn password(
                 .await
                 .map_err(AppError::from)?;
             tracing::info!(target: "security", event = "password_changed", user = %user, sessions_ended = ended);
-            let mut res = see_other_with(&visitor, "/account", Notice::PasswordChanged)?;
-            res.add_cookie(&visitor.cookies.session(id.expose()))
-                .map_err(AppError::internal)?;
-            res.extensions_mut().insert(SessionCookieSet);
-            Ok(res)
+            visitor.start_session(&id);
+            Ok(see_other_with(
+                &visitor,
+                "/account",
+                Notice::PasswordChanged,
+            ))
         }
         Err(AuthError::InvalidCredentials) => Ok(account_page(
             &state,
@@ -231,17 +226,14 @@ pub async fn revoke(
     }
     tracing::info!(target: "security", event = "session_revoked", user = %user);
     if key == current.session.key {
-        let mut res = see_other("/");
-        res.add_cookie(&visitor.cookies.clear_session())
-            .map_err(AppError::internal)?;
-        res.extensions_mut().insert(SessionCookieSet);
-        return Ok(res);
+        visitor.end_session();
+        return Ok(see_other("/"));
     }
     Ok(see_other_with(
         &visitor,
         "/account/sessions",
         Notice::SessionRevoked,
-    )?)
+    ))
 }
 
 /// `POST /account/sessions/revoke-others`
@@ -258,5 +250,5 @@ pub async fn revoke_others(state: State, visitor: Visitor, req: HttpRequest) -> 
         &visitor,
         "/account/sessions",
         Notice::OtherSessionsRevoked,
-    )?)
+    ))
 }

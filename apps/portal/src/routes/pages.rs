@@ -14,7 +14,7 @@ const CHALLENGE_MESSAGE: &str =
     "Too many failed attempts for this address. Your browser will solve a short check before \
      you can try again; please enter your password again.";
 use crate::http::cookies::PendingNotice;
-use crate::http::visitor::{SessionCookieSet, Visitor};
+use crate::http::visitor::Visitor;
 use crate::state::AppState;
 use crate::views::{
     self, IndexPage, LoginPage, Notice, RegisterDonePage, RegisterPage, VerifyFailedPage,
@@ -153,10 +153,11 @@ pub async fn verify(
     match state.auth.verify_email(&token, state.clock.now()).await {
         Ok(account) => {
             tracing::info!(target: "security", event = "email_verified", user = %account.id);
-            let mut res = see_other("/login");
-            res.add_cookie(&visitor.cookies.notice(Notice::EmailConfirmed))
-                .map_err(AppError::internal)?;
-            Ok(res)
+            visitor.queue_cookie(crate::http::cookies::notice(
+                &visitor.cookies,
+                Notice::EmailConfirmed,
+            ));
+            Ok(see_other("/login"))
         }
         Err(AuthError::InvalidToken) => failed(),
         Err(e) => Err(auth_failure(e)),
@@ -282,13 +283,9 @@ pub async fn login(
             let target = next
                 .and_then(phaze_sanitize::same_origin_path)
                 .unwrap_or("/account");
-            let mut res = see_other(target);
-            res.add_cookie(&visitor.cookies.session(id.expose()))
-                .map_err(AppError::internal)?;
-            res.add_cookie(&visitor.cookies.device(&device_cookie))
-                .map_err(AppError::internal)?;
-            res.extensions_mut().insert(SessionCookieSet);
-            Ok(res)
+            visitor.start_session(&id);
+            visitor.set_device_cookie(&device_cookie);
+            Ok(see_other(target))
         }
         LoginOutcome::Right { value: None, .. } => {
             // Only reachable with the right password, so it reveals nothing to a guesser.
@@ -321,11 +318,8 @@ pub async fn logout(state: State, visitor: Visitor) -> Result<HttpResponse, AppE
         state.sessions.destroy(&current.session.key).await?;
         tracing::info!(target: "security", event = "logout", user = %current.account.id);
     }
-    let mut res = see_other("/");
-    res.add_cookie(&visitor.cookies.clear_session())
-        .map_err(AppError::internal)?;
-    res.extensions_mut().insert(SessionCookieSet);
-    Ok(res)
+    visitor.end_session();
+    Ok(see_other("/"))
 }
 
 /// Maps the errors no page handles itself: stores or the mail transport down → 503 (one status for
