@@ -216,7 +216,7 @@ pub enum StoreError {
     /// No such record.
     #[error("not found")]
     NotFound,
-    /// The backend failed.
+    /// The backend failed; callers fail closed (503), never "no such account".
     #[error("account store unavailable")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

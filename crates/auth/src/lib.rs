@@ -15,6 +15,59 @@
 //! the CPU-heavy hashing off its async workers).
 //!
 //! **Invariant:** this crate never reads the clock, the network or the filesystem.
+//!
+//! ```
+//! use phaze_auth::{
+//!     Argon2id, AuthConfig, AuthError, AuthService, HashParams, PasswordPolicy, TokenHasher,
+//! };
+//! use phaze_store_memory::{MemoryAccounts, MemoryMailer, MemoryTokens};
+//! use secrecy::{SecretBox, SecretString};
+//! use std::sync::Arc;
+//! use time::{macros::datetime, Duration};
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let mailer = Arc::new(MemoryMailer::default());
+//! let auth = AuthService::new(
+//!     Arc::new(MemoryAccounts::default()),
+//!     Arc::new(MemoryTokens::default()),
+//!     mailer.clone(),
+//!     Arc::new(Argon2id::new(HashParams::default())?), // OWASP: 19 MiB, 2 passes
+//!     TokenHasher::new(SecretBox::new(Box::new([3; 32]))), // the pepper, from configuration
+//!     AuthConfig {
+//!         policy: PasswordPolicy::default(),
+//!         verification_ttl: Duration::hours(24),
+//!         public_url: "https://portal.example".into(),
+//!     },
+//! );
+//! let password = || SecretString::from("correct horse battery staple".to_owned());
+//! let now = datetime!(2026-01-01 09:00 UTC);
+//!
+//! // Register: input checked and password hashed, no store touched, so the answer cannot tell
+//! // whether the address is taken. The portal answers, then completes the registration.
+//! let job = auth.register(" Ada@Example.com ", password(), &password()).await?;
+//! auth.complete_registration(job, now).await?;
+//! // Pending until its link is used: there is no account yet, so no password works.
+//! let early = auth.login("ada@example.com", password()).await;
+//! assert!(matches!(early, Err(AuthError::InvalidCredentials)));
+//!
+//! // The link in the mail creates the account, once.
+//! let mail = mailer.sent().pop().ok_or("no mail")?;
+//! assert_eq!(mail.to.as_str(), "ada@example.com");
+//! let link = mail.body.split("/verify/").nth(1).ok_or("no link")?;
+//! let token = link.split_whitespace().next().ok_or("no token")?;
+//! let account = auth.verify_email(token, now).await?;
+//! let again = auth.verify_email(token, now).await;
+//! assert!(matches!(again, Err(AuthError::InvalidToken)));
+//!
+//! // Login: any spelling of the address; a wrong password and an unknown address get the same
+//! // error after the same argon2id work.
+//! assert_eq!(auth.login("ADA@example.com", password()).await?.id, account.id);
+//! let wrong = SecretString::from("not the password".to_owned());
+//! let refused = auth.login("ada@example.com", wrong).await;
+//! assert!(matches!(refused, Err(AuthError::InvalidCredentials)));
+//! let unknown = auth.login("nobody@example.com", password()).await;
+//! assert!(matches!(unknown, Err(AuthError::InvalidCredentials)));
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+//! ```
 #![warn(missing_docs)]
 
 mod account;
