@@ -1,13 +1,40 @@
 //! Every Phaze port over process memory. State dies with the process, so this is for tests,
 //! embedding in another service's tests, and single-process development (`store = "memory"`).
 //!
-//! **Invariant:** each port method takes one lock once, so every operation is atomic.
+//! **Invariant:** each port method takes its lock once and holds it to the end (a rate-limit
+//! `run`, the locks of all its keys' shards), so every operation is atomic.
 //!
 //! ```
+//! use phaze_auth::{AccountStore, Mailer, TokenStore};
+//! use phaze_ratelimit::{LimitKey, RateLimitStore, Window};
 //! use phaze_sessions::SessionStore;
-//! use phaze_store_memory::MemorySessions;
-//! let store: std::sync::Arc<dyn SessionStore> = std::sync::Arc::new(MemorySessions::default());
+//! use phaze_store_memory::{
+//!     MemoryAccounts, MemoryMailer, MemoryRateLimits, MemorySessions, MemoryTokens,
+//! };
+//! use std::sync::Arc;
+//! use time::{macros::datetime, Duration};
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // What the domain crates take: one trait object per port.
+//! let sessions: Arc<dyn SessionStore> = Arc::new(MemorySessions::default());
+//! let accounts: Arc<dyn AccountStore> = Arc::new(MemoryAccounts::default());
+//! let tokens: Arc<dyn TokenStore> = Arc::new(MemoryTokens::default());
+//! let mailer: Arc<dyn Mailer> = Arc::new(MemoryMailer::default());
+//! let limits: Arc<dyn RateLimitStore> = Arc::new(MemoryRateLimits::default());
+//!
+//! // A hit checks and records under one lock: of five hits on a limit of three, three pass.
+//! let key = LimitKey::from([7; 32]); // the portal derives keys with `KeyHasher::key`
+//! let window = Window::new(3, Duration::minutes(15));
+//! let now = datetime!(2026-01-01 09:00 UTC);
+//! let mut allowed = 0;
+//! for _ in 0..5 {
+//!     allowed += u32::from(limits.hit(&key, window, now).await?.allowed);
+//! }
+//! assert_eq!(allowed, 3);
+//! // A denied hit is not recorded: the log frees up 15 minutes after the first hit.
+//! assert!(limits.hit(&key, window, now + Duration::minutes(15)).await?.allowed);
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
+#![warn(missing_docs)]
 
 mod ratelimit;
 

@@ -17,7 +17,11 @@ const SHARDS: usize = 64;
 /// A shard drops its idle keys at most this often (nanoseconds of the callers' `now`).
 const SWEEP_EVERY_NS: i64 = 1_000_000_000;
 
-/// Sliding logs in process memory.
+/// [`RateLimitStore`] in process memory: the sliding logs in 64 shards, each behind its own
+/// mutex. A decision holds its key's shard lock throughout, and a `run` the locks of all its
+/// keys' shards at once (taken in shard order, so two runs never deadlock): every decision is
+/// exact under any concurrency. Keys no window can see are swept as the shards are used, so a
+/// flood of distinct keys leaves nothing behind one window later.
 pub struct MemoryRateLimits {
     shards: Box<[Mutex<Shard>]>,
 }
