@@ -46,12 +46,31 @@
 //! - Library code never panics; I/O errors become the port's `Backend` error.
 //!
 //! ```
+//! use phaze_ratelimit::{LimitKey, RateLimitStore, Window};
 //! use phaze_sessions::SessionStore;
-//! use phaze_store_fs::FsSessions;
+//! use phaze_store_fs::{DataDir, FsError, Sharing};
+//! use std::sync::Arc;
+//! use time::{macros::datetime, Duration};
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let dir = tempfile::tempdir()?;
-//! let store: std::sync::Arc<dyn SessionStore> = std::sync::Arc::new(FsSessions::open(dir.path())?);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! // The portal's default: this process alone. The stores opened from `data` share its lock.
+//! let data = DataDir::open(dir.path(), Sharing::Exclusive)?;
+//! let sessions: Arc<dyn SessionStore> = Arc::new(data.sessions()?);
+//! let limits: Arc<dyn RateLimitStore> = Arc::new(data.rate_limits()?);
+//! // Any other opener, in this process or another, is refused while `data` or a store lives.
+//! let second = DataDir::open(dir.path(), Sharing::Shared);
+//! assert!(matches!(second, Err(FsError::InUse { .. })));
+//!
+//! // One decision is one lock on the key's own file, named by the key's hex.
+//! let key = LimitKey::from([7; 32]); // the portal derives keys with `KeyHasher::key`
+//! let window = Window::new(1, Duration::minutes(1));
+//! let now = datetime!(2026-01-01 09:00 UTC);
+//! assert!(limits.hit(&key, window, now).await?.allowed);
+//! assert!(!limits.hit(&key, window, now).await?.allowed);
+//! assert!(dir.path().join("ratelimits").join(key.to_hex()).is_file());
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
+#![warn(missing_docs)]
 
 mod accounts;
 mod atomic;

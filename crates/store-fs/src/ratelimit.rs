@@ -73,8 +73,12 @@ const REOPEN_RETRIES: usize = 64;
 ///
 /// Each `hit`, `peek` and `reset` is one atomic operation across every process sharing the
 /// directory (an exclusive `File::lock` on the key's file; `peek` takes a shared one), and keys
-/// never share a lock; a `run` holds the locks of all its keys at once (see the module docs). Idle files stay until [`FsRateLimits::purge_idle`] deletes them; run it
-/// now and then (e.g. every few minutes).
+/// never share a lock; a `run` holds the locks of all its keys at once, taken in key order, and
+/// decides only once it holds them all. A torn or corrupt file fails its decision closed
+/// (`Backend`, never an empty log) and is emptied under the same lock, so the next decision
+/// starts afresh. Nothing is synced: limits are exact between live processes, not durable across
+/// a machine crash. Idle files stay until [`FsRateLimits::purge_idle`] deletes them; run it now
+/// and then (e.g. every few minutes).
 #[derive(Clone, Debug)]
 pub struct FsRateLimits {
     dir: Arc<PathBuf>,
