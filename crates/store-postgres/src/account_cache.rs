@@ -3,7 +3,7 @@
 //! query per page would cost more than the rest of the page.
 //!
 //! - A trigger on `accounts` (migration `account_changes`) sends the id of every updated or
-//!   deleted row on the channel [`CHANNEL`] when its transaction commits (`*` for a `TRUNCATE`).
+//!   deleted row on the channel `phaze_accounts` when its transaction commits (`*` for a `TRUNCATE`).
 //!   [`AccountWatcher`] listens on a connection of its own and drops the entry of each id it
 //!   hears about; the process's own writes drop theirs at once, without waiting for the echo.
 //! - The cache serves nothing unless the watcher is listening: until the first `LISTEN` has

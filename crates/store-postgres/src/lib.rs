@@ -23,6 +23,30 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Building a [`Postgres`] validates the configuration and opens no connection, so a
+//! configuration can be checked without a server:
+//!
+//! ```
+//! use phaze_store_postgres::{PgConfig, PgError, Postgres};
+//! use std::time::Duration;
+//! let config = |schema: &str| PgConfig {
+//!     url: "postgres://phaze:s3cret@db.internal/phaze?sslmode=require".into(),
+//!     schema: Some(schema.into()),
+//!     ca_file: None,
+//!     pool_size: 16,
+//!     connect_timeout: Duration::from_secs(3),
+//!     wait_timeout: Duration::from_secs(2),
+//!     query_timeout: Duration::from_secs(5),
+//! };
+//! let pg = Postgres::new(&config("tenant_a"))?;
+//! // Neither the configuration nor the store ever shows the password.
+//! assert!(!format!("{:?} {pg:?}", config("tenant_a")).contains("s3cret"));
+//! // The schema is the one name spliced into SQL: a plain lower-case identifier or nothing.
+//! let refused = Postgres::new(&config("public; DROP TABLE phaze_accounts"));
+//! assert!(matches!(refused, Err(PgError::InvalidSchema { .. })));
+//! # Ok::<(), PgError>(())
+//! ```
+//!
 //! **Why diesel-async on deadpool, not diesel on r2d2 and a blocking pool.** The portal is async
 //! (actix-web on tokio) and every request that reaches a store awaits it. With r2d2 each query
 //! holds one of tokio's blocking threads for its whole round trip and `get` parks a thread while
