@@ -62,6 +62,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use phaze_store_redis::{Redis, RedisConfig};
+//! use std::sync::Arc;
 //! use std::time::Duration;
 //! let redis = Redis::new(&RedisConfig {
 //!     url: "redis://127.0.0.1:6379".to_owned(),
@@ -72,10 +73,33 @@
 //!     response_timeout: Duration::from_secs(1),
 //! })?;
 //! redis.ping().await?;
-//! let sessions: std::sync::Arc<dyn phaze_sessions::SessionStore> = std::sync::Arc::new(redis.sessions());
-//! let limits: std::sync::Arc<dyn phaze_ratelimit::RateLimitStore> = std::sync::Arc::new(redis.rate_limits());
+//! let sessions: Arc<dyn phaze_sessions::SessionStore> = Arc::new(redis.sessions());
+//! let limits: Arc<dyn phaze_ratelimit::RateLimitStore> = Arc::new(redis.rate_limits());
 //! # Ok(()) }
 //! ```
+//!
+//! [`Redis::new`] checks the configuration and connects to nothing, so a configuration can be
+//! checked without a server:
+//!
+//! ```
+//! use phaze_store_redis::{Redis, RedisConfig, RedisError};
+//! use std::time::Duration;
+//! let config = |prefix: &str| RedisConfig {
+//!     url: "rediss://:s3cret@cache.internal:6380/0".to_owned(),
+//!     prefix: prefix.to_owned(),
+//!     pool_size: 16,
+//!     connect_timeout: Duration::from_secs(2),
+//!     wait_timeout: Duration::from_secs(2),
+//!     response_timeout: Duration::from_secs(1),
+//! };
+//! let redis = Redis::new(&config("phaze:"))?;
+//! // Neither the configuration nor the store ever shows the password.
+//! assert!(!format!("{:?} {redis:?}", config("phaze:")).contains("s3cret"));
+//! // A glob character is refused: `SCAN MATCH <prefix>*` must find this deployment's keys only.
+//! assert!(matches!(Redis::new(&config("phaze*")), Err(RedisError::InvalidPrefix(_))));
+//! # Ok::<(), RedisError>(())
+//! ```
+#![warn(missing_docs)]
 
 mod ratelimit;
 mod sessions;

@@ -189,7 +189,7 @@ return {{n, #batch}}"
     ))
 });
 
-/// [`SessionStore`] under the deployment's prefix (see the module docs for the layout). Several
+/// [`SessionStore`] under the deployment's prefix (key layout in the crate docs). Several
 /// processes may share it; every method is atomic in Redis.
 #[derive(Clone, Debug)]
 pub struct RedisSessions {
@@ -392,7 +392,7 @@ impl SessionStore for RedisSessions {
             .map_err(backend)
     }
 
-    /// Deletes the records expired at `now`, [`PURGE_BATCH`] per script call: each batch is
+    /// Deletes the records expired at `now`, 500 per script call: each batch is
     /// atomic, the whole purge is not (records expiring meanwhile may or may not be counted).
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
         let bound = format!("({};", encode_expiry(now));
