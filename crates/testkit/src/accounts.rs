@@ -19,7 +19,10 @@ pub fn account(email: &str) -> Account {
     }
 }
 
-/// Runs the whole [`AccountStore`] contract against an adapter.
+/// Runs the whole [`AccountStore`] contract against an adapter. The argument is an expression
+/// giving a fresh `(store, guard)` for each rule (see the crate docs). Defines a module of
+/// the macro's name with a `#[tokio::test]` per rule, and `tests()` listing them for
+/// [`crate::harness::run`].
 #[macro_export]
 macro_rules! account_store_contract {
     ($make:expr) => {
@@ -42,6 +45,8 @@ macro_rules! account_store_contract {
     };
 }
 
+/// An inserted account is found, unchanged, by its email (under any spelling that normalises
+/// to it) and by its id.
 pub async fn insert_then_lookup_by_email_and_id(store: Arc<impl AccountStore>) {
     let a = account("ada@example.com");
     store.insert(&a).await.unwrap();
@@ -51,6 +56,8 @@ pub async fn insert_then_lookup_by_email_and_id(store: Arc<impl AccountStore>) {
     assert_eq!(store.by_email(&upper).await.unwrap(), Some(a));
 }
 
+/// A second account with the same normalised email is [`StoreError::Duplicate`], and the loser
+/// leaves no record behind.
 pub async fn email_is_unique(store: Arc<impl AccountStore>) {
     let a = account("ada@example.com");
     store.insert(&a).await.unwrap();
@@ -64,6 +71,7 @@ pub async fn email_is_unique(store: Arc<impl AccountStore>) {
     assert_eq!(store.by_email(&a.email).await.unwrap(), Some(a));
 }
 
+/// Lookups of an email or id never stored are `Ok(None)`, not an error.
 pub async fn lookups_of_unknown_are_none(store: Arc<impl AccountStore>) {
     assert_eq!(
         store
@@ -75,6 +83,8 @@ pub async fn lookups_of_unknown_are_none(store: Arc<impl AccountStore>) {
     assert_eq!(store.by_id(&UserId::generate()).await.unwrap(), None);
 }
 
+/// `update` replaces a stored account (here its name, HTML kept as typed, and its admin flag) and
+/// is [`StoreError::NotFound`] for an account never inserted.
 pub async fn update_replaces_and_requires_existing(store: Arc<impl AccountStore>) {
     let mut a = account("ada@example.com");
     assert!(matches!(store.update(&a).await, Err(StoreError::NotFound)));
@@ -85,6 +95,8 @@ pub async fn update_replaces_and_requires_existing(store: Arc<impl AccountStore>
     assert_eq!(store.by_email(&a.email).await.unwrap(), Some(a));
 }
 
+/// Sixteen tasks insert accounts with one email at once: exactly one succeeds, the others get
+/// [`StoreError::Duplicate`], and the email finds the winner.
 pub async fn concurrent_registrations_of_one_email_admit_exactly_one(
     store: Arc<impl AccountStore + 'static>,
 ) {
@@ -114,6 +126,8 @@ pub async fn concurrent_registrations_of_one_email_admit_exactly_one(
     assert_eq!(found.id, winners[0]);
 }
 
+/// Addresses shaped like paths, globs or encoded dots are stored and found as plain data, and
+/// never reach another record.
 pub async fn hostile_emails_are_plain_data(store: Arc<impl AccountStore>) {
     // Addresses that look like paths, globs or keys of other records stay plain data.
     for raw in [

@@ -10,6 +10,25 @@
 //! In a test binary without libtest's harness ([`harness`]), the macro's module also has a
 //! `tests()` listing the same rules as [`harness::Test`]s. Several processes on one store have a
 //! contract too, run by re-executing the test binary: [`processes`].
+//!
+//! An adapter's `tests/it/main.rs`, with `harness = false` for that target in its `Cargo.toml`
+//! (under libtest's own harness the macro lines alone are the suite: each rule is a
+//! `#[tokio::test]`):
+//!
+//! ```
+//! use phaze_store_memory::{MemoryRateLimits, MemorySessions};
+//!
+//! // Each rule gets a fresh `(store, guard)`: the guard (a temporary directory, a schema) lives
+//! // as long as the test; the memory stores need none.
+//! phaze_testkit::session_store_contract!((MemorySessions::default(), ()));
+//! phaze_testkit::rate_limit_store_contract!((MemoryRateLimits::default(), ()));
+//!
+//! fn main() -> std::process::ExitCode {
+//!     let tests = [session_store_contract::tests(), rate_limit_store_contract::tests()];
+//!     phaze_testkit::harness::run(tests.into_iter().flatten().collect())
+//! }
+//! ```
+#![warn(missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 #![allow(unreachable_pub)] // items are used by the adapters' test binaries through the macros
 

@@ -25,7 +25,10 @@ pub fn spread_key(n: u8) -> LimitKey {
     LimitKey::from(k)
 }
 
-/// Runs the whole [`RateLimitStore`] contract against an adapter.
+/// Runs the whole [`RateLimitStore`] contract against an adapter. The argument is an expression
+/// giving a fresh `(store, guard)` for each rule (see the crate docs). Defines a module of
+/// the macro's name with a `#[tokio::test]` per rule, and `tests()` listing them for
+/// [`crate::harness::run`].
 #[macro_export]
 macro_rules! rate_limit_store_contract {
     ($make:expr) => {
@@ -54,6 +57,8 @@ macro_rules! rate_limit_store_contract {
 
 const FIVE_PER_15_MIN: Window = Window::new(5, Duration::minutes(15));
 
+/// Five hits of a five-per-15-minutes window are allowed with `remaining` counting down; the
+/// sixth is denied with the `retry_after` of the oldest hit.
 pub async fn allows_the_limit_then_denies(store: Arc<impl RateLimitStore>) {
     for i in 0..5u32 {
         let d = store
@@ -76,6 +81,7 @@ pub async fn allows_the_limit_then_denies(store: Arc<impl RateLimitStore>) {
     );
 }
 
+/// A spent key denies while another key is still allowed.
 pub async fn keys_are_independent(store: Arc<impl RateLimitStore>) {
     for _ in 0..5 {
         store.hit(&key(1), FIVE_PER_15_MIN, t0()).await.unwrap();
@@ -96,6 +102,8 @@ pub async fn keys_are_independent(store: Arc<impl RateLimitStore>) {
     );
 }
 
+/// The window slides: a slot frees exactly one period after the hit that took it, not at a
+/// bucket edge, and long after the whole budget is back.
 pub async fn the_window_slides(store: Arc<impl RateLimitStore>) {
     for i in 0..5 {
         store
@@ -137,6 +145,8 @@ pub async fn the_window_slides(store: Arc<impl RateLimitStore>) {
     }
 }
 
+/// `peek` never records, and reads one log under another window (3 failures within a
+/// 10-per-hour log).
 pub async fn peek_records_nothing(store: Arc<impl RateLimitStore>) {
     for _ in 0..10 {
         assert!(
@@ -165,6 +175,7 @@ pub async fn peek_records_nothing(store: Arc<impl RateLimitStore>) {
     );
 }
 
+/// `reset` empties a key's log, and of an unknown key is fine.
 pub async fn reset_forgets(store: Arc<impl RateLimitStore>) {
     for _ in 0..5 {
         store.hit(&key(1), FIVE_PER_15_MIN, t0()).await.unwrap();
@@ -181,6 +192,8 @@ pub async fn reset_forgets(store: Arc<impl RateLimitStore>) {
     );
 }
 
+/// N tasks released together hit one key of limit L: exactly `min(N, L)` are allowed, for
+/// several N and L.
 pub async fn exactly_the_limit_passes_under_concurrency(store: Arc<impl RateLimitStore + 'static>) {
     for (round, (n, limit)) in [(10u8, 5u32), (40, 5), (64, 1), (50, 17), (8, 10)]
         .into_iter()
@@ -272,6 +285,9 @@ impl Rng {
     }
 }
 
+/// A `run` decides exactly as its steps one by one would on an idle store: repeated keys see
+/// earlier steps, a stopping refusal ends the list and records nothing after it, and random runs
+/// leave the same logs as their steps.
 pub async fn a_run_equals_its_steps_one_by_one(store: Arc<impl RateLimitStore>) {
     let (a, b, c) = (spread_key(10), spread_key(11), spread_key(12));
     let wa = Window::new(3, Duration::minutes(10));
@@ -384,6 +400,8 @@ pub async fn a_run_equals_its_steps_one_by_one(store: Arc<impl RateLimitStore>) 
     }
 }
 
+/// A run of more than [`MAX_STEPS`] steps is [`StoreError::Backend`] and records nothing; one of
+/// `MAX_STEPS` is decided in full.
 pub async fn a_run_of_more_than_max_steps_is_refused_and_records_nothing(
     store: Arc<impl RateLimitStore>,
 ) {
@@ -465,6 +483,9 @@ impl GateTally {
     }
 }
 
+/// Parallel runs of the login [`gate`], in both step orders, let exactly the lesser of the two
+/// budgets' limits through (none while the lock is held), and each log holds exactly the hits
+/// reported allowed.
 pub async fn parallel_gate_runs_admit_exactly_the_lesser_limit(
     store: Arc<impl RateLimitStore + 'static>,
 ) {
@@ -549,6 +570,8 @@ pub async fn parallel_gate_runs_admit_exactly_the_lesser_limit(
     }
 }
 
+/// Runs that hit two keys, racing runs that peek both, are never seen half done: every reader
+/// finds the two logs equally long.
 pub async fn parallel_runs_never_see_each_other_half_done(
     store: Arc<impl RateLimitStore + 'static>,
 ) {

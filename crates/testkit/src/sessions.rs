@@ -36,7 +36,10 @@ pub fn rotation(old: &StoredSession, n: u8) -> (StoredSession, StoredSession) {
     (retired, successor)
 }
 
-/// Runs the whole [`SessionStore`] contract against an adapter.
+/// Runs the whole [`SessionStore`] contract against an adapter. The argument is an expression
+/// giving a fresh `(store, guard)` for each rule (see the crate docs). Defines a module of
+/// the macro's name with a `#[tokio::test]` per rule, and `tests()` listing them for
+/// [`crate::harness::run`].
 #[macro_export]
 macro_rules! session_store_contract {
     ($make:expr) => {
@@ -73,12 +76,15 @@ macro_rules! session_store_contract {
     };
 }
 
+/// An inserted record comes back from `get` byte for byte.
 pub async fn insert_then_get_round_trips(store: Arc<impl SessionStore>) {
     let s = record(1, "u1");
     store.insert(&s).await.unwrap();
     assert_eq!(store.get(&s.key).await.unwrap(), Some(s));
 }
 
+/// Inserting a taken key is [`StoreError::Duplicate`], even for another user, and the first
+/// record is untouched.
 pub async fn duplicate_insert_is_rejected(store: Arc<impl SessionStore>) {
     let s = record(1, "u1");
     store.insert(&s).await.unwrap();
@@ -95,10 +101,13 @@ pub async fn duplicate_insert_is_rejected(store: Arc<impl SessionStore>) {
     );
 }
 
+/// `get` of a key never stored is `Ok(None)`, not an error.
 pub async fn get_of_unknown_key_is_none(store: Arc<impl SessionStore>) {
     assert_eq!(store.get(&record(7, "u").key).await.unwrap(), None);
 }
 
+/// `update` of a missing record returns `false` and creates nothing; of a live one it replaces
+/// the sealed data and expiry.
 pub async fn update_replaces_existing_only(store: Arc<impl SessionStore>) {
     let mut s = record(1, "u1");
     assert!(
@@ -113,6 +122,7 @@ pub async fn update_replaces_existing_only(store: Arc<impl SessionStore>) {
     assert_eq!(store.get(&s.key).await.unwrap(), Some(s));
 }
 
+/// `remove` says whether the record existed, and a removed record leaves the user's index too.
 pub async fn remove_reports_existence(store: Arc<impl SessionStore>) {
     let s = record(1, "u1");
     assert!(!store.remove(&s.key).await.unwrap());
@@ -126,6 +136,8 @@ pub async fn remove_reports_existence(store: Arc<impl SessionStore>) {
     );
 }
 
+/// `list_user` returns exactly the user's records; user ids shaped like paths, globs or NUL are
+/// plain data and list nothing.
 pub async fn list_user_returns_only_that_users_sessions(store: Arc<impl SessionStore>) {
     for (n, user) in [(1, "alice"), (2, "alice"), (3, "bob"), (4, "alice")] {
         store.insert(&record(n, user)).await.unwrap();
@@ -153,6 +165,8 @@ pub async fn list_user_returns_only_that_users_sessions(store: Arc<impl SessionS
     }
 }
 
+/// `remove_user` deletes every record of the user but `keep`, counts them, and leaves other
+/// users alone.
 pub async fn remove_user_keeps_the_named_session(store: Arc<impl SessionStore>) {
     for (n, user) in [(1, "alice"), (2, "alice"), (3, "bob"), (4, "alice")] {
         store.insert(&record(n, user)).await.unwrap();
@@ -173,6 +187,8 @@ pub async fn remove_user_keeps_the_named_session(store: Arc<impl SessionStore>) 
     );
 }
 
+/// `purge_expired` deletes exactly the records expired at `now` (from the index too) and counts
+/// them.
 pub async fn purge_removes_only_expired(store: Arc<impl SessionStore>) {
     let mut old = record(1, "alice");
     old.expires_at = t0();
@@ -184,6 +200,8 @@ pub async fn purge_removes_only_expired(store: Arc<impl SessionStore>) {
     assert_eq!(store.list_user("alice").await.unwrap(), vec![fresh]);
 }
 
+/// Sixteen tasks insert one key at once: exactly one succeeds, the others get
+/// [`StoreError::Duplicate`].
 pub async fn concurrent_inserts_of_one_key_admit_exactly_one(
     store: Arc<impl SessionStore + 'static>,
 ) {
@@ -209,6 +227,8 @@ pub async fn concurrent_inserts_of_one_key_admit_exactly_one(
     assert_eq!(store.list_user("alice").await.unwrap().len(), 1);
 }
 
+/// An `update` racing a `remove` of the same record never brings it back: after both, the
+/// record is gone (a request finishing after a logout).
 pub async fn update_racing_remove_never_resurrects(store: Arc<impl SessionStore + 'static>) {
     for round in 0..20u8 {
         let s = record(round, "alice");
@@ -228,6 +248,8 @@ pub async fn update_racing_remove_never_resurrects(store: Arc<impl SessionStore 
     assert!(store.list_user("alice").await.unwrap().is_empty());
 }
 
+/// A winning `rotate` stores the retired record in place of the old one and inserts the
+/// successor; both are in the user's index.
 pub async fn rotate_retires_the_old_record_and_inserts_the_successor(
     store: Arc<impl SessionStore>,
 ) {
@@ -248,6 +270,8 @@ pub async fn rotate_retires_the_old_record_and_inserts_the_successor(
     assert_eq!(listed, vec![retired, successor], "both in the user's index");
 }
 
+/// `rotate` of a missing record or another user's is [`Rotation::Gone`], and of a retired one
+/// [`Rotation::Lost`] with the first rotation's record; none of them writes anything.
 pub async fn rotate_of_a_missing_foreign_or_retired_record_writes_nothing(
     store: Arc<impl SessionStore>,
 ) {
@@ -286,6 +310,8 @@ pub async fn rotate_of_a_missing_foreign_or_retired_record_writes_nothing(
     assert_eq!(store.list_user("alice").await.unwrap().len(), 2);
 }
 
+/// A `rotate` whose successor key is taken is [`StoreError::Duplicate`] and writes nothing: the
+/// old record stays live.
 pub async fn rotate_onto_a_taken_key_is_a_duplicate_and_writes_nothing(
     store: Arc<impl SessionStore>,
 ) {
@@ -302,6 +328,8 @@ pub async fn rotate_onto_a_taken_key_is_a_duplicate_and_writes_nothing(
     assert_eq!(store.get(&taken.key).await.unwrap(), Some(taken));
 }
 
+/// Sixteen tasks rotate one record at once: exactly one wins, every loser is handed the
+/// winner's retired record, and no loser's successor is stored.
 pub async fn concurrent_rotations_of_one_record_admit_exactly_one_successor(
     store: Arc<impl SessionStore + 'static>,
 ) {
@@ -351,6 +379,8 @@ pub async fn concurrent_rotations_of_one_record_admit_exactly_one_successor(
     );
 }
 
+/// An `update` of a retired record (a touch computed before the rotation) returns `false` and
+/// writes nothing; the successor updates normally.
 pub async fn update_never_revives_a_retired_record(store: Arc<impl SessionStore>) {
     let old = record(1, "alice");
     store.insert(&old).await.unwrap();
@@ -369,6 +399,8 @@ pub async fn update_never_revives_a_retired_record(store: Arc<impl SessionStore>
     );
 }
 
+/// `remove` of any id in a rotation chain ends the whole session; a successor pointer to another
+/// user's record (a tampered store) is not followed.
 pub async fn remove_ends_the_whole_chain(store: Arc<impl SessionStore>) {
     // alice: 1 rotated into 2, rotated into 3.
     let first = record(1, "alice");
@@ -403,6 +435,7 @@ pub async fn remove_ends_the_whole_chain(store: Arc<impl SessionStore>) {
     assert_eq!(store.get(&bob.key).await.unwrap(), Some(bob));
 }
 
+/// `remove_user` ends rotated sessions under all their ids and keeps only `keep`.
 pub async fn remove_user_ends_chains_and_keeps_the_named_session(store: Arc<impl SessionStore>) {
     let first = record(1, "alice");
     store.insert(&first).await.unwrap();
@@ -419,6 +452,8 @@ pub async fn remove_user_ends_chains_and_keeps_the_named_session(store: Arc<impl
     assert_eq!(store.list_user("bob").await.unwrap().len(), 1);
 }
 
+/// A `rotate` racing a `remove` of the old id leaves neither id live: a logout during a rotation
+/// ends the session.
 pub async fn rotation_racing_remove_leaves_neither_id(store: Arc<impl SessionStore + 'static>) {
     for round in 0..20u8 {
         let old = record(round, "alice");
@@ -436,6 +471,8 @@ pub async fn rotation_racing_remove_leaves_neither_id(store: Arc<impl SessionSto
     }
 }
 
+/// A `rotate` racing a `remove_user` leaves neither id live: "log out everywhere" during a
+/// rotation ends the session.
 pub async fn rotation_racing_remove_user_leaves_neither_id(
     store: Arc<impl SessionStore + 'static>,
 ) {
@@ -459,6 +496,7 @@ pub async fn rotation_racing_remove_user_leaves_neither_id(
     }
 }
 
+/// Purging a retired record at the end of its grace deletes it alone, never its live successor.
 pub async fn purge_never_takes_a_successor_along(store: Arc<impl SessionStore>) {
     let old = record(1, "alice");
     store.insert(&old).await.unwrap();

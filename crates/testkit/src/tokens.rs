@@ -30,7 +30,10 @@ pub fn registration(n: u8, email: &str) -> TokenRecord {
     }
 }
 
-/// Runs the whole [`TokenStore`] contract against an adapter.
+/// Runs the whole [`TokenStore`] contract against an adapter. The argument is an expression
+/// giving a fresh `(store, guard)` for each rule (see the crate docs). Defines a module of
+/// the macro's name with a `#[tokio::test]` per rule, and `tests()` listing them for
+/// [`crate::harness::run`].
 #[macro_export]
 macro_rules! token_store_contract {
     ($make:expr) => {
@@ -57,6 +60,8 @@ macro_rules! token_store_contract {
     };
 }
 
+/// A token is consumed once: the first `consume` returns it, the second and one for an unknown
+/// hash return `None`.
 pub async fn consume_is_single_use(store: Arc<impl TokenStore>) {
     let r = token(1);
     store.issue(&r).await.unwrap();
@@ -75,6 +80,7 @@ pub async fn consume_is_single_use(store: Arc<impl TokenStore>) {
     );
 }
 
+/// Issuing a hash that exists is [`StoreError::Duplicate`].
 pub async fn duplicate_issue_is_rejected(store: Arc<impl TokenStore>) {
     store.issue(&token(1)).await.unwrap();
     assert!(matches!(
@@ -83,6 +89,7 @@ pub async fn duplicate_issue_is_rejected(store: Arc<impl TokenStore>) {
     ));
 }
 
+/// A `consume` with another purpose returns `None` and leaves the token usable for its own.
 pub async fn wrong_purpose_does_not_consume(store: Arc<impl TokenStore>) {
     let r = token(1);
     store.issue(&r).await.unwrap();
@@ -99,6 +106,8 @@ pub async fn wrong_purpose_does_not_consume(store: Arc<impl TokenStore>) {
     );
 }
 
+/// A token presented at its expiry is refused and gone: not even an earlier `now` brings it
+/// back.
 pub async fn expired_token_is_refused_and_gone(store: Arc<impl TokenStore>) {
     let r = token(1);
     store.issue(&r).await.unwrap();
@@ -116,6 +125,7 @@ pub async fn expired_token_is_refused_and_gone(store: Arc<impl TokenStore>) {
     );
 }
 
+/// Eight tasks consume one token at once, ten times over: exactly one gets it each time.
 pub async fn concurrent_consumes_admit_exactly_one(store: Arc<impl TokenStore + 'static>) {
     for round in 0..10u8 {
         let r = token(round);
@@ -136,6 +146,8 @@ pub async fn concurrent_consumes_admit_exactly_one(store: Arc<impl TokenStore + 
     }
 }
 
+/// `purge_expired` deletes exactly the tokens expired at `now` and counts them; a live one stays
+/// usable.
 pub async fn purge_removes_only_expired(store: Arc<impl TokenStore>) {
     let mut old = token(1);
     old.expires_at = t0();
@@ -152,6 +164,7 @@ pub async fn purge_removes_only_expired(store: Arc<impl TokenStore>) {
     );
 }
 
+/// A registration link comes back from `consume` with its address and password hash intact.
 pub async fn registrations_round_trip(store: Arc<impl TokenStore>) {
     let r = registration(1, "ada@example.com");
     store.issue(&r).await.unwrap();
@@ -161,6 +174,9 @@ pub async fn registrations_round_trip(store: Arc<impl TokenStore>) {
     );
 }
 
+/// One live token per purpose and subject: a new registration of an address kills the older
+/// link, a new reset token the older one of its account, and once its token is used a subject
+/// can get a new one.
 pub async fn a_new_token_kills_the_older_one_of_its_subject(store: Arc<impl TokenStore>) {
     // A new registration of one address kills the older link.
     let older = registration(1, "ada@example.com");
@@ -218,6 +234,7 @@ pub async fn a_new_token_kills_the_older_one_of_its_subject(store: Arc<impl Toke
     );
 }
 
+/// Issuing never kills a token of another subject, or of another purpose for the same account.
 pub async fn other_subjects_and_purposes_keep_their_tokens(store: Arc<impl TokenStore>) {
     let ada = registration(1, "ada@example.com");
     let bob = registration(2, "bob@example.com");
@@ -238,6 +255,7 @@ pub async fn other_subjects_and_purposes_keep_their_tokens(store: Arc<impl Token
     }
 }
 
+/// Eight tasks issue links for one address at once: exactly one of them stays usable.
 pub async fn concurrent_issues_for_one_subject_leave_one_live_token(
     store: Arc<impl TokenStore + 'static>,
 ) {
