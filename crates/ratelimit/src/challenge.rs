@@ -45,7 +45,11 @@ pub enum ChallengeError {
     NotSolved,
 }
 
-/// Issues and checks challenges under a server key.
+/// Issues and checks proof-of-work challenges under a server key: a token is
+/// `base64url(expiry ‖ nonce ‖ tag)`, the tag an HMAC-SHA256 over the identifier, difficulty,
+/// expiry and nonce, so it cannot be forged, moved to another identifier or used after it
+/// expires. Single use is not this type's job: the caller records the nonce (see
+/// [`crate::Limits::login`]), so it holds across processes.
 pub struct ChallengeIssuer {
     key: SecretBox<[u8; 32]>,
     difficulty: u8,
@@ -103,7 +107,8 @@ impl ChallengeIssuer {
         }
     }
 
-    /// Checks `answer` for `identifier`; on success returns the challenge's nonce, which the
+    /// Checks `answer` (`<token>.<counter>`) for `identifier`: the tag is compared in constant
+    /// time, then the expiry, then the work. On success returns the challenge's nonce, which the
     /// caller marks used.
     pub fn verify(
         &self,

@@ -18,7 +18,9 @@ use subtle::ConstantTimeEq;
 const NONCE: usize = 16;
 const TAG: usize = 16;
 
-/// Issues and checks device cookies.
+/// Issues and checks OWASP device cookies: `base64url(nonce ‖ tag)`, the tag an HMAC-SHA256
+/// under the server key over the identifier and a random nonce. A cookie cannot be forged or
+/// moved to another identifier, and does not reveal the identifier it is bound to.
 pub struct DeviceCookies {
     key: SecretBox<[u8; 32]>,
 }
@@ -49,7 +51,8 @@ impl DeviceCookies {
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    /// The cookie's nonce if `value` is a cookie this server issued for `identifier`.
+    /// The cookie's nonce if `value` is a cookie this server issued for `identifier`; the tag is
+    /// compared in constant time.
     pub fn verify(&self, value: &str, identifier: &str) -> Option<[u8; NONCE]> {
         let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
         if bytes.len() != NONCE + TAG {
