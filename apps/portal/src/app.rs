@@ -154,6 +154,10 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(web::resource("/api/v1/me").route(get_or_head().to(api::me)))
                 .service(web::resource("/api/v1/profile").post(api::profile))
                 // Routes with path parameters last: each one the router passes is a regex match.
+                .service(
+                    web::resource(["/auth/verify", "/auth/verify/{tail:.*}"])
+                        .route(get_or_head().to(crate::routes::forward_auth::verify)),
+                )
                 // GET only: the link is single use, and a HEAD must not spend it.
                 .service(web::resource("/verify/{token}").get(pages::verify))
                 .service(web::resource("/account/sessions/{id}/revoke").post(account::revoke))
