@@ -4,6 +4,7 @@
 mod accounts;
 mod csrf;
 mod edge;
+mod forward_auth;
 mod hostile;
 mod limits;
 mod proxies;
