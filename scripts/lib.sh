@@ -8,9 +8,16 @@ token() { sed -n 's/.*name="csrf-token" content="\([^"]*\)".*/\1/p' | head -n1; 
 # /account answers 200, and prints the session cookie's value. The cookies stay in JAR.
 verified_session() {
   local base=$1 work=$2 email=$3 password=$4 jar=$5 t link session
+  local mails
+  mails=$(find "$work/var/outbox" -name '*.eml' 2>/dev/null | wc -l)
   t=$(curl -s -c "$jar" -b "$jar" "$base/register" | token)
   curl -s -o /dev/null -c "$jar" -b "$jar" --data-urlencode "email=$email" --data-urlencode "password=$password" \
     --data-urlencode "password_confirm=$password" --data-urlencode "csrf_token=$t" "$base/register"
+  # The portal mails the link after answering the registration: wait for it (up to 10 s).
+  for _ in $(seq 1 100); do
+    [ "$(find "$work/var/outbox" -name '*.eml' 2>/dev/null | wc -l)" -gt "$mails" ] && break
+    sleep 0.1
+  done
   link=$(grep -hoE '/verify/[A-Za-z0-9_-]+' "$(ls -t "$work"/var/outbox/*.eml | head -n1)" | head -n1)
   curl -s -o /dev/null "$base$link"
   t=$(curl -s -c "$jar" -b "$jar" "$base/login" | token)

@@ -4,8 +4,9 @@
 #   bash scripts/load.sh                 # embedded default (fs store)
 #   STORE=cluster bash scripts/load.sh   # PostgreSQL + Redis (PHAZE_TEST_DATABASE_URL/REDIS_URL)
 #
-# Measures, in one run: GET /healthz (baseline), authenticated GET /account, GET /account p99
-# while 16 clients log in continuously, idle RSS; with STORE=cluster also login throughput on the
+# Measures, in one run: GET /healthz (baseline), authenticated GET /account, forward
+# authentication (GET /auth/verify with the same cookie), GET /account p99 while 16 clients log
+# in continuously, idle RSS; with STORE=cluster also login throughput on the
 # cluster stores against the same binary on memory stores (the argon2-only bound).
 # Bounded: a few runs of $DURATION each.
 set -euo pipefail
@@ -77,6 +78,8 @@ echo "== GET /healthz (baseline), wrk -t2 -c64 -d$DURATION"
 wrk -t2 -c64 -d"$DURATION" --latency "$BASE/healthz" | tee "$WORK/healthz.txt"
 echo "== GET /account (authenticated), wrk -t2 -c64 -d$DURATION"
 wrk -t2 -c64 -d"$DURATION" --latency -H "Cookie: phaze_session=$SESSION" "$BASE/account" | tee "$WORK/account.txt"
+echo "== GET /auth/verify (forward authentication, logged in), wrk -t2 -c64 -d$DURATION"
+wrk -t2 -c64 -d"$DURATION" --latency -H "Cookie: phaze_session=$SESSION" "$BASE/auth/verify" | tee "$WORK/verify.txt"
 
 # 16 clients logging in continuously (each request: argon2id verify + new session), while one
 # wrk measures GET /account latency.
@@ -105,6 +108,11 @@ echo "== summary ($STORE)"
 echo "healthz req/s:  $(rps "$WORK/healthz.txt")"
 echo "account req/s:  $(rps "$WORK/account.txt")"
 awk -v a="$(rps "$WORK/account.txt")" -v h="$(rps "$WORK/healthz.txt")" 'BEGIN {printf "ratio account/healthz: %.2f\n", a / h}'
+echo "verify req/s:   $(rps "$WORK/verify.txt") (non-2xx: $(awk '/Non-2xx/ {n = $5} END {print n + 0}' "$WORK/verify.txt"))"
+awk -v a="$(rps "$WORK/verify.txt")" -v h="$(rps "$WORK/healthz.txt")" 'BEGIN {printf "ratio verify/healthz: %.2f\n", a / h}'
+for f in healthz account verify; do
+  echo "$f latency avg $(awk '/Latency/ {print $2; exit}' "$WORK/$f.txt"), p50 $(awk '/ 50%/ {print $2}' "$WORK/$f.txt"), p99 $(awk '/ 99%/ {print $2}' "$WORK/$f.txt")"
+done
 echo "account p99 under login load: $(awk '/ 99%/ {print $2}' "$WORK/account-under-login.txt")"
 echo "logins/s under the mixed load: $(rps "$WORK/logins.txt")"
 echo "idle RSS: $IDLE_RSS; RSS after load: $AFTER_RSS"
