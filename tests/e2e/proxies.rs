@@ -4,8 +4,8 @@
 //! own address (a fresh login budget per request) or its own scheme.
 
 use phaze_e2e::{spawn_portal_with, Browser, TestPortal};
-use phaze_ratelimit::RateLimitPolicy;
 use phaze_ratelimit::ForwardedHeaders;
+use phaze_ratelimit::RateLimitPolicy;
 
 use crate::PW;
 

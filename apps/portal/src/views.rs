@@ -75,7 +75,7 @@ impl<'a> Layout<'a> {
 
 /// What a form POST tells the page its redirect leads to, once: the result the visitor would
 /// otherwise have to guess from a silent redirect. It travels in a short-lived cookie as a fixed
-/// code (see [`crate::http::cookies::CookieNames::notice`]), never as text, so nothing a visitor
+/// code (see [`crate::http::cookies::notice`]), never as text, so nothing a visitor
 /// or a sibling site plants in that cookie can put words on a page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Notice {

@@ -10,14 +10,19 @@
 //!   [`headers::SecurityHeaders`]: the security headers of every response; [`Error`]: the
 //!   layer's refusals as statuses, 429 with `Retry-After` and `RateLimit-*`
 //!   ([`rate_limit_headers`]).
-//! - [`PhazeSessionStore`], an [`actix_session::storage::SessionStore`] over Phaze's
-//!   session stores (memory, a local directory, Redis, PostgreSQL): a service already on
-//! actix-session keeps its handlers and its
+//! - [`PhazeSessionStore`], an [`actix_session::storage::SessionStore`] over Phaze's session
+//!   stores (memory, a local directory, Redis, PostgreSQL), below.
+//!
+//! The layers in order, as the portal wires them: [`client::resolve`] first (outermost), then
+//! the [`VisitorLayer`] around every page and API route, with signed webhooks mounted outside it.
+//!
+//! # actix-session
+//!
+//! A service already on actix-session keeps its handlers and its
 //! [`SessionMiddleware`](actix_session::SessionMiddleware) and changes the one line that builds
 //! the store. The cookie then carries a 256-bit id from the OS CSPRNG, the store is keyed by its
 //! SHA-256 and holds the session state sealed (XChaCha20-Poly1305, the store key as associated
-//! data), exactly as Phaze's own sessions are kept. The portal's middleware (sessions, CSRF,
-//! security headers, client address, rate-limit guards) is to move here too.
+//! data), exactly as Phaze's own sessions are kept.
 //!
 //! ```
 //! use actix_session::{Session, SessionMiddleware};

@@ -1,3 +1,4 @@
+//! `phaze_actix::VisitorLayer` as an embedder wires it (`visitor`), and
 //! `phaze_actix::PhazeSessionStore` under actix-session's own `SessionMiddleware`, on
 //! `actix_web::test` services: actix-session's acceptance workflows, then what Phaze adds (hashed
 //! ids, sealed state, server-side expiry, hostile cookies), on the memory and filesystem stores,
@@ -12,6 +13,7 @@ mod acceptance;
 mod redis;
 mod sessions;
 mod support;
+mod visitor;
 
 use phaze_testkit::harness::{self, Need, Test};
 use std::future::Future;
@@ -69,6 +71,16 @@ fn main() -> ExitCode {
     tests.extend(phaze_testkit::tests!(
         |name, test| actix(name, test);
         sessions::{a_store_failure_is_a_500_not_a_fresh_session},
+    ));
+    tests.extend(phaze_testkit::tests!(
+        |name, test| actix(name, test);
+        visitor::{
+            unsafe_requests_need_the_token_and_the_site_s_own_origin,
+            the_layer_writes_the_session_cookie_and_login_kills_the_old_token,
+            a_due_rotation_hands_the_new_id_to_the_client,
+            forged_cookies_are_anonymous_and_cleared,
+            the_post_budget_answers_429_with_retry_after,
+        },
     ));
     tests.extend(redis.gate(phaze_testkit::tests!(
         |name, test| actix(name, test);
