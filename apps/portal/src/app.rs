@@ -15,6 +15,8 @@ use crate::http::{frame::frame, visitor::visitor};
 use crate::routes::{account, api, health, pages};
 use crate::settings::Settings;
 use crate::state::AppState;
+use phaze_actix::limits::Guards;
+use phaze_ratelimit::Budget;
 
 /// A built, bound, not yet running portal.
 pub struct Application {
@@ -58,7 +60,7 @@ impl Application {
                         .limit(limit)
                         .error_handler(json_error),
                 )
-                .configure(routes)
+                .configure(|cfg| routes(cfg, &app_state))
                 .wrap(from_fn(frame))
         })
         .workers(workers)
@@ -122,7 +124,13 @@ impl Application {
 
 /// Every route of this slice. Routes that authenticate by signature (webhooks) will be registered
 /// before the `visitor` scope, which is what exempts them from CSRF and nothing else is.
-pub fn routes(cfg: &mut ServiceConfig) {
+pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
+    // Budgets spent before the handler runs (after the visitor layer's CSRF check): 429 with
+    // `Retry-After` and `RateLimit-*`, 503 when the store cannot say.
+    let clock = state.clock.clone();
+    let guards = Guards::new(state.limits.clone()).clock(move || clock.now());
+    let per_client = |b| from_fn(guards.per_client(b));
+    let per_account = |b| from_fn(guards.per_account(b));
     cfg.service(web::resource("/healthz").route(get_or_head().to(health::healthz)))
         .service(web::resource("/readyz").route(get_or_head().to(health::readyz)))
         .service(web::resource("/static/app.css").route(get_or_head().to(health::css)))
@@ -134,7 +142,11 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(
                     web::resource("/register")
                         .route(get_or_head().to(pages::register_form))
-                        .post(pages::register),
+                        .route(
+                            web::post()
+                                .to(pages::register)
+                                .wrap(per_client(Budget::Register)),
+                        ),
                 )
                 .service(
                     web::resource("/login")
@@ -144,7 +156,13 @@ pub fn routes(cfg: &mut ServiceConfig) {
                 .service(web::resource("/logout").post(pages::logout))
                 .service(web::resource("/account").route(get_or_head().to(account::show)))
                 .service(web::resource("/account/profile").post(account::profile))
-                .service(web::resource("/account/password").post(account::password))
+                .service(
+                    web::resource("/account/password").route(
+                        web::post()
+                            .to(account::password)
+                            .wrap(per_account(Budget::PasswordChange)),
+                    ),
+                )
                 .service(
                     web::resource("/account/sessions").route(get_or_head().to(account::sessions)),
                 )
@@ -152,14 +170,26 @@ pub fn routes(cfg: &mut ServiceConfig) {
                     web::resource("/account/sessions/revoke-others").post(account::revoke_others),
                 )
                 .service(web::resource("/api/v1/me").route(get_or_head().to(api::me)))
-                .service(web::resource("/api/v1/profile").post(api::profile))
+                .service(
+                    web::resource("/api/v1/profile").route(
+                        web::post()
+                            .to(api::profile)
+                            .wrap(per_account(Budget::ProfileApi)),
+                    ),
+                )
                 // Routes with path parameters last: each one the router passes is a regex match.
                 .service(
                     web::resource(["/auth/verify", "/auth/verify/{tail:.*}"])
                         .route(get_or_head().to(crate::routes::forward_auth::verify)),
                 )
                 // GET only: the link is single use, and a HEAD must not spend it.
-                .service(web::resource("/verify/{token}").get(pages::verify))
+                .service(
+                    web::resource("/verify/{token}").route(
+                        web::get()
+                            .to(pages::verify)
+                            .wrap(per_client(Budget::Verify)),
+                    ),
+                )
                 .service(web::resource("/account/sessions/{id}/revoke").post(account::revoke))
                 .default_service(web::to(not_found)),
         );

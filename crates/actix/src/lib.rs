@@ -105,6 +105,7 @@ pub mod client;
 pub mod cookies;
 mod error;
 pub mod headers;
+pub mod limits;
 pub mod session_store;
 pub mod visitor;
 

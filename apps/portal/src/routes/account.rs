@@ -14,7 +14,6 @@ use crate::http::cookies::PendingNotice;
 use crate::http::visitor::{Current, Visitor};
 use crate::state::AppState;
 use crate::views::{self, format_time, AccountPage, AccountView, Notice, SessionRow, SessionsPage};
-use phaze_ratelimit::Budget;
 
 type State = web::Data<AppState>;
 type Page = Result<HttpResponse, actix_web::Error>;
@@ -122,11 +121,6 @@ pub async fn password(
     let form = form.into_inner();
     let now = state.clock.now();
     let user = current.account.id;
-    state
-        .limits
-        .spend_for_account(Budget::PasswordChange, &user.to_string(), now)
-        .await
-        .map_err(AppError::from)?;
     let status = StatusCode::UNPROCESSABLE_ENTITY;
     match state
         .auth

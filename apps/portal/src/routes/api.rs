@@ -9,7 +9,6 @@ use super::require_user;
 use crate::errors::AppError;
 use crate::http::visitor::Visitor;
 use crate::state::AppState;
-use phaze_ratelimit::Budget;
 
 type State = web::Data<AppState>;
 
@@ -44,12 +43,6 @@ pub async fn profile(
     body: web::Json<ProfileBody>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let current = require_user(&visitor, req.path())?;
-    let now = state.clock.now();
-    state
-        .limits
-        .spend_for_account(Budget::ProfileApi, &current.account.id.to_string(), now)
-        .await
-        .map_err(AppError::from)?;
     match state
         .auth
         .update_display_name(&current.account.id, &body.display_name)

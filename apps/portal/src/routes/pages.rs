@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{layout, see_other};
 use crate::errors::AppError;
-use phaze_ratelimit::{Budget, Challenge, LoginAttempt, LoginError, LoginOutcome, Verdict};
+use phaze_ratelimit::{Challenge, LoginAttempt, LoginError, LoginOutcome, Verdict};
 
 const CHALLENGE_MESSAGE: &str =
     "Too many failed attempts for this address. Your browser will solve a short check before \
@@ -76,11 +76,6 @@ pub async fn register(
     let form = form.into_inner();
     let email = form.email.trim();
     let now = state.clock.now();
-    state
-        .limits
-        .spend(Budget::Register, visitor.client.ip, now)
-        .await
-        .map_err(AppError::from)?;
     match state
         .auth
         .register(email, form.password, &form.password_confirm)
@@ -133,11 +128,6 @@ pub async fn verify(
     visitor: Visitor,
     token: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    state
-        .limits
-        .spend(Budget::Verify, visitor.client.ip, state.clock.now())
-        .await
-        .map_err(AppError::from)?;
     let token = token.into_inner();
     let failed = || {
         views::render(

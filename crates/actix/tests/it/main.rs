@@ -80,6 +80,7 @@ fn main() -> ExitCode {
             a_due_rotation_hands_the_new_id_to_the_client,
             forged_cookies_are_anonymous_and_cleared,
             the_post_budget_answers_429_with_retry_after,
+            route_guards_spend_before_the_handler_and_answer_429,
         },
     ));
     tests.extend(redis.gate(phaze_testkit::tests!(

@@ -11,7 +11,7 @@ use phaze_auth::{
     Account, AccountStore, Argon2id, AuthConfig, AuthService, DisplayName, Email, HashParams,
     PasswordPolicy, TokenHasher, UserId,
 };
-use phaze_ratelimit::{LimitKeys, Limits, RateLimitPolicy};
+use phaze_ratelimit::{Budget, LimitKeys, Limits, RateLimitPolicy};
 use phaze_sessions::{Csrf, Sealer, SealingKey, SessionManager, SessionPolicy};
 use phaze_store_memory::{
     MemoryAccounts, MemoryMailer, MemoryRateLimits, MemorySessions, MemoryTokens,
@@ -389,4 +389,84 @@ pub(crate) async fn the_post_budget_answers_429_with_retry_after() {
     assert_eq!(h.get("ratelimit-limit").unwrap(), "2");
     assert_eq!(h.get("ratelimit-remaining").unwrap(), "0");
     assert_eq!(*w.runs.lock().unwrap(), 2);
+}
+
+pub(crate) async fn route_guards_spend_before_the_handler_and_answer_429() {
+    let limits = Arc::new(Limits::new(
+        Arc::new(MemoryRateLimits::default()),
+        LimitKeys {
+            keys: secret(3),
+            devices: secret(4),
+            challenges: secret(5),
+        },
+        RateLimitPolicy {
+            register_per_client: 2,
+            ..RateLimitPolicy::default()
+        },
+    ));
+    let start = OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
+    let clock = Arc::new(Mutex::new(start));
+    let now = clock.clone();
+    let guards = phaze_actix::limits::Guards::new(limits).clock(move || *now.lock().unwrap());
+    let runs = Arc::new(Mutex::new(0u32));
+    let counted = runs.clone();
+    let app = test::init_service(
+        App::new()
+            .route(
+                "/register",
+                web::post()
+                    .to(move || {
+                        let runs = counted.clone();
+                        async move {
+                            *runs.lock().unwrap() += 1;
+                            HttpResponse::Ok().finish()
+                        }
+                    })
+                    .wrap(from_fn(guards.per_client(Budget::Register))),
+            )
+            .route(
+                "/profile",
+                web::post()
+                    .to(|| async { HttpResponse::Ok().finish() })
+                    .wrap(from_fn(guards.per_account(Budget::ProfileApi))),
+            ),
+    )
+    .await;
+    let call = |uri: &'static str| test::TestRequest::post().uri(uri).to_request();
+    for _ in 0..2 {
+        assert_eq!(
+            test::call_service(&app, call("/register")).await.status(),
+            StatusCode::OK
+        );
+    }
+    let res = test::call_service(&app, call("/register")).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let h = res.headers();
+    assert_eq!(h.get("ratelimit-limit").unwrap(), "2");
+    let retry: i64 = h
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3000..=3600).contains(&retry), "{retry}");
+    assert_eq!(
+        *runs.lock().unwrap(),
+        2,
+        "the refused request never reached the handler"
+    );
+    // The window slides on the guard's clock.
+    *clock.lock().unwrap() += Duration::hours(1);
+    assert_eq!(
+        test::call_service(&app, call("/register")).await.status(),
+        StatusCode::OK
+    );
+    // An account budget spends nothing for an anonymous request: the handler decides.
+    for _ in 0..40 {
+        assert_eq!(
+            test::call_service(&app, call("/profile")).await.status(),
+            StatusCode::OK
+        );
+    }
 }
