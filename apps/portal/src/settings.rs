@@ -4,6 +4,7 @@
 
 use ipnet::IpNet;
 use phaze_ratelimit::{ForwardedHeaders, RateLimitPolicy};
+use phaze_sessions::SessionSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::IpAddr;
@@ -140,28 +141,6 @@ pub struct MailSettings {
     pub from: String,
 }
 
-/// `[session]`
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SessionSettings {
-    /// Absolute lifetime in seconds (8 h).
-    pub absolute_secs: u32,
-    /// Idle timeout in seconds (30 min).
-    pub idle_secs: u32,
-    /// Rotate the id after this many seconds (15 min).
-    pub rotate_secs: u32,
-    /// Seconds an id rotated away keeps working, for requests in flight (10).
-    pub grace_secs: u32,
-    /// Write `last_seen` back at most this often, in seconds (60).
-    pub touch_secs: u32,
-    /// Bind sessions to the client's network.
-    pub ip_binding: bool,
-    /// Network prefix for IPv4 binding (24).
-    pub ip_v4_prefix: u8,
-    /// Network prefix for IPv6 binding (64).
-    pub ip_v6_prefix: u8,
-}
-
 /// `[auth]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -279,21 +258,6 @@ impl Default for MailSettings {
     }
 }
 
-impl Default for SessionSettings {
-    fn default() -> Self {
-        Self {
-            absolute_secs: 8 * 3600,
-            idle_secs: 30 * 60,
-            rotate_secs: 15 * 60,
-            grace_secs: 10,
-            touch_secs: 60,
-            ip_binding: false,
-            ip_v4_prefix: 24,
-            ip_v6_prefix: 64,
-        }
-    }
-}
-
 impl Default for AuthSettings {
     fn default() -> Self {
         Self {
@@ -379,21 +343,8 @@ impl Settings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
-        let s = &self.session;
-        if s.absolute_secs == 0 || s.idle_secs == 0 || s.rotate_secs == 0 {
-            return fail(
-                "session",
-                "absolute_secs, idle_secs and rotate_secs must be above 0",
-            );
-        }
-        if s.grace_secs > 120 {
-            return fail("session.grace_secs", "must be at most 120");
-        }
-        if s.ip_v4_prefix > 32 {
-            return fail("session.ip_v4_prefix", "must be at most 32");
-        }
-        if s.ip_v6_prefix > 128 {
-            return fail("session.ip_v6_prefix", "must be at most 128");
+        if let Err(e) = self.session.validate() {
+            return fail(e.key, e.why);
         }
         if let Err(e) = self.ratelimit.validate() {
             return fail(e.key, e.why);

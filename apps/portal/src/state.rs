@@ -9,9 +9,7 @@ use phaze_auth::{
     TokenHasher, TokenStore,
 };
 use phaze_ratelimit::{LimitKeys, Limits, RateLimitStore, TrustedProxies};
-use phaze_sessions::{
-    Csrf, IpBinding, Sealer, SealingKey, SessionManager, SessionPolicy, SessionStore,
-};
+use phaze_sessions::{Csrf, Sealer, SealingKey, SessionManager, SessionStore};
 use phaze_store_fs::{DataDir, FsOutbox, Sharing};
 use phaze_store_memory::{MemoryAccounts, MemoryRateLimits, MemorySessions, MemoryTokens};
 use phaze_store_postgres::{PgConfig, Postgres, WatchEvent};
@@ -169,28 +167,13 @@ impl AppState {
             },
         ));
 
-        let s = &settings.session;
         let sealer = Sealer::new(
             keys.session
                 .iter()
                 .map(|k| SealingKey::new(k.expose_secret()))
                 .collect(),
         )?;
-        let policy = SessionPolicy {
-            absolute: Duration::seconds(s.absolute_secs.into()),
-            idle: Duration::seconds(s.idle_secs.into()),
-            rotate_after: Duration::seconds(s.rotate_secs.into()),
-            grace: Duration::seconds(s.grace_secs.into()),
-            touch_interval: Duration::seconds(s.touch_secs.into()),
-            ip_binding: if s.ip_binding {
-                IpBinding::Network {
-                    v4_prefix: s.ip_v4_prefix,
-                    v6_prefix: s.ip_v6_prefix,
-                }
-            } else {
-                IpBinding::Off
-            },
-        };
+        let policy = settings.session.policy();
 
         let sessions = Arc::new(SessionManager::new(sessions, sealer, policy));
         let public_origin = origin_of(&public_url);

@@ -73,6 +73,7 @@ mod csrf;
 mod id;
 mod manager;
 mod seal;
+mod settings;
 mod store;
 
 pub use csrf::{new_anonymous_value, valid_anonymous_value, Binding, Csrf};
@@ -82,4 +83,5 @@ pub use manager::{
     SessionPolicy,
 };
 pub use seal::{SealError, Sealer, SealingKey};
+pub use settings::{SessionSettings, SettingsError};
 pub use store::{Rotation, SessionStore, StoreError, StoredSession};

@@ -28,15 +28,9 @@ pub struct SessionPolicy {
 }
 
 impl Default for SessionPolicy {
+    /// [`crate::SessionSettings`]' defaults: one set of numbers.
     fn default() -> Self {
-        Self {
-            absolute: Duration::hours(8),
-            idle: Duration::minutes(30),
-            rotate_after: Duration::minutes(15),
-            grace: Duration::seconds(10),
-            touch_interval: Duration::seconds(60),
-            ip_binding: IpBinding::Off,
-        }
+        crate::SessionSettings::default().policy()
     }
 }
 
