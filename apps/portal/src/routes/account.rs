@@ -64,7 +64,7 @@ pub async fn show(state: State, visitor: Visitor, req: HttpRequest, notice: Pend
         None,
         notice.get(),
     )?;
-    Ok(notice.shown(page)?)
+    Ok(page)
 }
 
 /// `POST /account/profile` fields.
@@ -196,7 +196,7 @@ pub async fn sessions(
             sessions: rows,
         },
     )?;
-    Ok(notice.shown(page)?)
+    Ok(page)
 }
 
 /// `POST /account/sessions/{id}/revoke`: only the user's own sessions; anything else is a 404.

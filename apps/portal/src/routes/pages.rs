@@ -189,7 +189,7 @@ pub async fn login_form(
     query: web::Query<NextQuery>,
     notice: PendingNotice,
 ) -> Result<HttpResponse, AppError> {
-    let page = views::render(
+    views::render(
         StatusCode::OK,
         &LoginPage {
             layout: layout(&visitor).with_notice(notice.get()),
@@ -200,8 +200,7 @@ pub async fn login_form(
                 .and_then(phaze_sanitize::same_origin_path),
             challenge: None,
         },
-    )?;
-    notice.shown(page)
+    )
 }
 
 /// `POST /login` fields. `totp` is accepted for forward compatibility.
