@@ -120,12 +120,13 @@ async fn an_admin_session_says_admin() {
     let id = user_id(&b).await;
     assert_admitted(&b.get(VERIFY).await, &id, "customer", "before the grant");
     // What `phaze-portal admin grant` does: the flag, then the end of the user's sessions.
-    state
+    let boss = state
         .auth
         .set_admin("boss@example.com", true)
         .await
         .unwrap();
-    state.sessions.revoke_all(&id, None).await.unwrap();
+    assert_eq!(boss.id.to_string(), id);
+    state.sessions.revoke_all(&boss.id, None).await.unwrap();
     assert_refused(&b.get(VERIFY).await, "a session from before the grant");
     b.login("boss@example.com", PW).await;
     assert_admitted(&b.get(VERIFY).await, &id, "admin", "after the grant");

@@ -170,10 +170,7 @@ async fn admin(settings: Settings, grant: bool, email: &str) -> anyhow::Result<(
         other => other?,
     };
     let email = &account.email;
-    let ended = state
-        .sessions
-        .revoke_all(&account.id.to_string(), None)
-        .await?;
+    let ended = state.sessions.revoke_all(&account.id, None).await?;
     println!(
         "{email}: admin {}; {ended} session(s) ended",
         if grant { "granted" } else { "revoked" }

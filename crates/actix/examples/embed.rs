@@ -98,7 +98,7 @@ async fn login(
             let presented = v.current.as_ref().map(|c| c.session.key);
             let (id, _) = p
                 .sessions
-                .start(&account.id.to_string(), presented.as_ref(), &v.meta(), now)
+                .start(&account.id, presented.as_ref(), &v.meta(), now)
                 .await
                 .map_err(actix_web::error::ErrorServiceUnavailable)?;
             v.start_session(&id); // the layer writes the cookie

@@ -271,10 +271,11 @@ impl VisitorLayer {
                     Some(loaded) => {
                         let id = loaded.rotated_to.clone().unwrap_or(id);
                         rotated = loaded.rotated_to;
-                        let account = match loaded.session.data.user_id.parse::<UserId>() {
-                            Ok(user) => s.auth.account(&user).await.map_err(Error::from)?,
-                            Err(_) => None,
-                        };
+                        let account = s
+                            .auth
+                            .account(&loaded.session.data.user_id)
+                            .await
+                            .map_err(Error::from)?;
                         match account {
                             Some(account) => {
                                 current = Some(Current {

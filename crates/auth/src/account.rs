@@ -1,45 +1,9 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::str::FromStr;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-/// An account's permanent id: a random UUID, never derived from the email.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct UserId(Uuid);
-
-impl UserId {
-    /// A fresh random id.
-    pub fn generate() -> Self {
-        Self(Uuid::new_v4())
-    }
-
-    /// The UUID, for stores with a native UUID type.
-    pub fn as_uuid(&self) -> &Uuid {
-        &self.0
-    }
-}
-
-impl From<Uuid> for UserId {
-    fn from(id: Uuid) -> Self {
-        Self(id)
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.as_hyphenated().fmt(f)
-    }
-}
-
-impl FromStr for UserId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self)
-    }
-}
+pub use phaze_ids::UserId;
 
 /// An email address in its one canonical form: the login identifier, and an address the mailer
 /// accepts.

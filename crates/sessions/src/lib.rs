@@ -28,7 +28,7 @@
 //! `now`, and storage goes through the [`SessionStore`] port.
 //!
 //! ```
-//! use phaze_sessions::{Binding, ClientMeta, Csrf, Sealer, SealingKey, SessionId, SessionManager,
+//! use phaze_sessions::{Binding, ClientMeta, Csrf, Sealer, SealingKey, SessionId, SessionManager, UserId,
 //!     SessionPolicy};
 //! use phaze_store_memory::MemorySessions;
 //! use secrecy::SecretBox;
@@ -47,13 +47,14 @@
 //! let login = datetime!(2026-01-01 09:00 UTC);
 //!
 //! // Login: the id goes into the cookie; the store sees only its hash and sealed data.
-//! let (id, session) = sessions.create("user-1", &meta, login).await?;
+//! let ada = UserId::generate(); // the account's id
+//! let (id, session) = sessions.create(&ada, &meta, login).await?;
 //! let token = csrf.token(&Binding::Session(&session.data.csrf_secret)); // into each form
 //!
 //! // A later request: the cookie loads the session, and the form's token must match it.
 //! let cookie = SessionId::parse(id.expose()).ok_or("not an id")?;
 //! let loaded = sessions.load(&cookie, &meta, login + Duration::minutes(5)).await?.ok_or("gone")?;
-//! assert_eq!(loaded.session.data.user_id, "user-1");
+//! assert_eq!(loaded.session.data.user_id, ada);
 //! assert!(csrf.verify(&Binding::Session(&loaded.session.data.csrf_secret), &token));
 //! assert!(!csrf.verify(&Binding::Session(&[0; 32]), &token));
 //!
@@ -82,6 +83,7 @@ pub use manager::{
     ClientMeta, Error, IpBinding, Loaded, Session, SessionData, SessionInfo, SessionManager,
     SessionPolicy,
 };
+pub use phaze_ids::UserId;
 pub use seal::{SealError, Sealer, SealingKey};
 pub use settings::{SessionSettings, SettingsError};
 pub use store::{Rotation, SessionStore, StoreError, StoredSession};

@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use time::{Duration, OffsetDateTime};
 
-use crate::{Rotation, Sealer, SessionId, SessionKey, SessionStore, StoreError, StoredSession};
+use crate::{
+    Rotation, Sealer, SessionId, SessionKey, SessionStore, StoreError, StoredSession, UserId,
+};
 
 /// The limits a [`SessionManager`] enforces. `Default` is the contract's: 8 h absolute, 30 min idle,
 /// rotation every 15 min with 10 s of grace, IP binding off.
@@ -92,8 +94,8 @@ pub struct ClientMeta {
 /// The sealed part of a session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionData {
-    /// Owner.
-    pub user_id: String,
+    /// Owner: the account's id.
+    pub user_id: UserId,
     /// Login time; the absolute lifetime counts from here, across rotations.
     #[serde(with = "time::serde::timestamp")]
     pub created_at: OffsetDateTime,
@@ -208,14 +210,14 @@ impl SessionManager {
     /// login by destroying the request's old session (if any) and calling this.
     pub async fn create(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         meta: &ClientMeta,
         now: OffsetDateTime,
     ) -> Result<(SessionId, Session), Error> {
         let mut csrf_secret = [0u8; 32];
         OsRng.fill_bytes(&mut csrf_secret);
         let data = SessionData {
-            user_id: user_id.to_owned(),
+            user_id: *user_id,
             created_at: now,
             last_seen: now,
             rotated_at: now,
@@ -232,7 +234,7 @@ impl SessionManager {
     /// CSRF token from before login works after it.
     pub async fn start(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         replacing: Option<&SessionKey>,
         meta: &ClientMeta,
         now: OffsetDateTime,
@@ -248,7 +250,7 @@ impl SessionManager {
     /// and that one is given a new session. Returns it and how many ended.
     pub async fn restart_for_user(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         meta: &ClientMeta,
         now: OffsetDateTime,
     ) -> Result<(SessionId, Session, usize), Error> {
@@ -388,7 +390,7 @@ impl SessionManager {
         now: OffsetDateTime,
     ) -> bool {
         stored.expires_at > now
-            && data.user_id == stored.user_id
+            && data.user_id.to_string() == stored.user_id
             && data.created_at + self.policy.absolute > now
             && data.last_seen + self.policy.idle > now
             && self.policy.ip_binding.allows(data.ip, meta.ip)
@@ -452,12 +454,12 @@ impl SessionManager {
     /// The user's live sessions, most recently active first.
     pub async fn list(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         now: OffsetDateTime,
     ) -> Result<Vec<SessionInfo>, Error> {
         let mut out: Vec<SessionInfo> = self
             .store
-            .list_user(user_id)
+            .list_user(&user_id.to_string())
             .await?
             .into_iter()
             .filter(|s| s.successor.is_none())
@@ -481,9 +483,9 @@ impl SessionManager {
 
     /// Revokes one session, only if it belongs to `user_id`; `false` if there was none such. A
     /// handle that has rotated away since the list was shown still ends the session it became.
-    pub async fn revoke(&self, user_id: &str, key: &SessionKey) -> Result<bool, Error> {
+    pub async fn revoke(&self, user_id: &UserId, key: &SessionKey) -> Result<bool, Error> {
         match self.store.get(key).await? {
-            Some(s) if s.user_id == user_id => Ok(self.store.remove(key).await?),
+            Some(s) if s.user_id == user_id.to_string() => Ok(self.store.remove(key).await?),
             _ => Ok(false),
         }
     }
@@ -491,10 +493,10 @@ impl SessionManager {
     /// Revokes every session of `user_id` except `keep` (log out everywhere else, or everywhere).
     pub async fn revoke_all(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         keep: Option<&SessionKey>,
     ) -> Result<usize, Error> {
-        Ok(self.store.remove_user(user_id, keep).await?)
+        Ok(self.store.remove_user(&user_id.to_string(), keep).await?)
     }
 
     /// Deletes expired records; the portal calls this periodically.
@@ -536,7 +538,7 @@ impl SessionManager {
             serde_json::to_vec(data).map_err(|e| Error::Store(StoreError::Backend(Box::new(e))))?;
         Ok(StoredSession {
             key: session.key,
-            user_id: data.user_id.clone(),
+            user_id: data.user_id.to_string(),
             expires_at: (data.created_at + self.policy.absolute)
                 .min(data.last_seen + self.policy.idle),
             successor: None,

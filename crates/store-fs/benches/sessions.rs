@@ -52,18 +52,19 @@ fn sessions(c: &mut Criterion) {
         .unwrap();
     let (managers, _dirs) = adapters();
     let meta = meta();
+    let user = phaze_sessions::UserId::generate();
 
     let mut group = c.benchmark_group("create");
     for (name, m) in &managers {
         group.bench_function(*name, |b| {
-            b.iter(|| rt.block_on(m.create("user-1", &meta, t0())).unwrap());
+            b.iter(|| rt.block_on(m.create(&user, &meta, t0())).unwrap());
         });
     }
     group.finish();
 
     let mut group = c.benchmark_group("load");
     for (name, m) in &managers {
-        let (id, _) = rt.block_on(m.create("user-2", &meta, t0())).unwrap();
+        let (id, _) = rt.block_on(m.create(&user, &meta, t0())).unwrap();
         // Ten seconds later: neither the touch (60 s) nor the rotation (15 min) is due.
         let now = t0() + Duration::seconds(10);
         group.bench_function(*name, |b| {
@@ -84,7 +85,7 @@ fn sessions(c: &mut Criterion) {
         let now = t0() + m.policy().rotate_after + Duration::seconds(1);
         group.bench_function(*name, |b| {
             b.iter_batched(
-                || rt.block_on(m.create("user-3", &meta, t0())).unwrap().0,
+                || rt.block_on(m.create(&user, &meta, t0())).unwrap().0,
                 |id| {
                     let loaded = rt.block_on(m.load(&id, &meta, now)).unwrap().unwrap();
                     assert!(loaded.rotated_to.is_some());

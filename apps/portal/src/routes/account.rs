@@ -130,7 +130,7 @@ pub async fn password(
         Ok(_) => {
             let (id, _, ended) = state
                 .sessions
-                .restart_for_user(&user.to_string(), &visitor.meta(), now)
+                .restart_for_user(&user, &visitor.meta(), now)
                 .await
                 .map_err(AppError::from)?;
             tracing::info!(target: "security", event = "password_changed", user = %user, sessions_ended = ended);
@@ -175,7 +175,7 @@ pub async fn sessions(
     let now = state.clock.now();
     let list = state
         .sessions
-        .list(&current.account.id.to_string(), now)
+        .list(&current.user(), now)
         .await
         .map_err(AppError::from)?;
     let rows: Vec<SessionRow> = list
@@ -209,7 +209,7 @@ pub async fn revoke(
 ) -> Page {
     let current = require_user(&visitor, req.path())?;
     let key = SessionKey::from_hex(&handle).ok_or(AppError::NotFound)?;
-    let user = current.account.id.to_string();
+    let user = current.user();
     if !state
         .sessions
         .revoke(&user, &key)
@@ -233,7 +233,7 @@ pub async fn revoke(
 /// `POST /account/sessions/revoke-others`
 pub async fn revoke_others(state: State, visitor: Visitor, req: HttpRequest) -> Page {
     let current = require_user(&visitor, req.path())?;
-    let user = current.account.id.to_string();
+    let user = current.user();
     let ended = state
         .sessions
         .revoke_all(&user, Some(&current.session.key))

@@ -266,7 +266,7 @@ pub async fn login(
             let presented = visitor.current.as_ref().map(|c| &c.session.key);
             let (id, _) = state
                 .sessions
-                .start(&account.id.to_string(), presented, &visitor.meta(), now)
+                .start(&account.id, presented, &visitor.meta(), now)
                 .await?;
             tracing::info!(target: "security", event = "login_success", user = %account.id, client = %visitor.client.ip);
             let target = next

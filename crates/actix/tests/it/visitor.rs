@@ -143,7 +143,7 @@ macro_rules! app {
                                 let now =
                                     OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
                                 let (id, _) = sessions
-                                    .start(&ada.to_string(), presented.as_ref(), &v.meta(), now)
+                                    .start(&ada, presented.as_ref(), &v.meta(), now)
                                     .await
                                     .unwrap();
                                 v.start_session(&id);

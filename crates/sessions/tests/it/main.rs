@@ -3,7 +3,7 @@
 
 use phaze_sessions::{
     ClientMeta, IpBinding, Sealer, SealingKey, SessionId, SessionManager, SessionPolicy,
-    SessionStore,
+    SessionStore, UserId,
 };
 use phaze_store_memory::MemorySessions;
 use std::sync::Arc;
@@ -11,6 +11,14 @@ use time::{Duration, OffsetDateTime};
 
 fn t0() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap()
+}
+
+/// A fixed account id per name, so tests read as names.
+fn user(name: &str) -> UserId {
+    let mut bytes = [0u8; 16];
+    let n = name.len().min(16);
+    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
+    UserId::from(uuid::Uuid::from_bytes(bytes))
 }
 
 fn meta(ip: &str) -> ClientMeta {
@@ -35,11 +43,14 @@ fn manager(policy: SessionPolicy) -> (SessionManager, Arc<MemorySessions>) {
 #[tokio::test]
 async fn ids_are_long_random_and_stored_only_as_hashes() {
     let (m, store) = manager(SessionPolicy::default());
-    let (id, s) = m.create("user-1", &meta("192.0.2.1"), t0()).await.unwrap();
+    let (id, s) = m
+        .create(&user("user-1"), &meta("192.0.2.1"), t0())
+        .await
+        .unwrap();
     assert_eq!(id.expose().len(), 43, "256 bits, base64url");
     assert_ne!(
         id,
-        m.create("user-1", &meta("192.0.2.1"), t0())
+        m.create(&user("user-1"), &meta("192.0.2.1"), t0())
             .await
             .unwrap()
             .0
@@ -75,7 +86,10 @@ async fn malformed_cookie_values_are_refused_before_the_store() {
 #[tokio::test]
 async fn idle_timeout_and_absolute_lifetime() {
     let (m, store) = manager(SessionPolicy::default());
-    let (id, _) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
+    let (id, _) = m
+        .create(&user("u"), &meta("192.0.2.1"), t0())
+        .await
+        .unwrap();
     let at = |mins: i64| t0() + Duration::minutes(mins);
     // The request at 29 min moved the idle deadline to 59 (and rotated the id: follow it).
     let loaded = m
@@ -102,7 +116,10 @@ async fn idle_timeout_and_absolute_lifetime() {
         "deleted, not just refused"
     );
 
-    let (mut id, _) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
+    let (mut id, _) = m
+        .create(&user("u"), &meta("192.0.2.1"), t0())
+        .await
+        .unwrap();
     let mut now = t0();
     while now < t0() + Duration::hours(8) - Duration::minutes(20) {
         now += Duration::minutes(20);
@@ -126,7 +143,10 @@ async fn idle_timeout_and_absolute_lifetime() {
 #[tokio::test]
 async fn rotation_keeps_the_session_and_gives_the_old_id_a_short_grace() {
     let (m, _) = manager(SessionPolicy::default());
-    let (old, created) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
+    let (old, created) = m
+        .create(&user("u"), &meta("192.0.2.1"), t0())
+        .await
+        .unwrap();
     let now = t0() + Duration::minutes(15);
     let loaded = m
         .load(&old, &meta("192.0.2.1"), now)
@@ -160,17 +180,26 @@ async fn rotation_keeps_the_session_and_gives_the_old_id_a_short_grace() {
         .unwrap()
         .is_some());
     // The rotated-away record is not listed as a session of its own.
-    assert_eq!(m.list("u", now).await.unwrap().len(), 1);
+    assert_eq!(m.list(&user("u"), now).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn revoked_sessions_stay_dead() {
     let (m, _) = manager(SessionPolicy::default());
-    let (a, sa) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
-    let (b, _) = m.create("u", &meta("192.0.2.2"), t0()).await.unwrap();
-    let (c, _) = m.create("other", &meta("192.0.2.3"), t0()).await.unwrap();
+    let (a, sa) = m
+        .create(&user("u"), &meta("192.0.2.1"), t0())
+        .await
+        .unwrap();
+    let (b, _) = m
+        .create(&user("u"), &meta("192.0.2.2"), t0())
+        .await
+        .unwrap();
+    let (c, _) = m
+        .create(&user("other"), &meta("192.0.2.3"), t0())
+        .await
+        .unwrap();
     assert!(
-        !m.revoke("other", &a.key()).await.unwrap(),
+        !m.revoke(&user("other"), &a.key()).await.unwrap(),
         "only the owner revokes"
     );
     assert!(m
@@ -178,7 +207,7 @@ async fn revoked_sessions_stay_dead() {
         .await
         .unwrap()
         .is_some());
-    assert_eq!(m.revoke_all("u", Some(&sa.key)).await.unwrap(), 1);
+    assert_eq!(m.revoke_all(&user("u"), Some(&sa.key)).await.unwrap(), 1);
     assert!(m
         .load(&b, &meta("192.0.2.2"), t0())
         .await
@@ -189,7 +218,7 @@ async fn revoked_sessions_stay_dead() {
         .await
         .unwrap()
         .is_some());
-    assert!(m.revoke("u", &a.key()).await.unwrap());
+    assert!(m.revoke(&user("u"), &a.key()).await.unwrap());
     assert!(m
         .load(&a, &meta("192.0.2.1"), t0())
         .await
@@ -203,30 +232,42 @@ async fn revoked_sessions_stay_dead() {
         "others untouched"
     );
     // A late touch or rotation of a revoked session does not bring it back.
-    let (d, _) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
-    m.revoke_all("u", None).await.unwrap();
+    let (d, _) = m
+        .create(&user("u"), &meta("192.0.2.1"), t0())
+        .await
+        .unwrap();
+    m.revoke_all(&user("u"), None).await.unwrap();
     let later = t0() + Duration::minutes(20);
     assert!(m
         .load(&d, &meta("192.0.2.1"), later)
         .await
         .unwrap()
         .is_none());
-    assert!(m.list("u", later).await.unwrap().is_empty());
+    assert!(m.list(&user("u"), later).await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn listing_shows_metadata_newest_first() {
     let (m, _) = manager(SessionPolicy::default());
-    m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
-    m.create("u", &meta("2001:db8::1"), t0() + Duration::minutes(1))
+    m.create(&user("u"), &meta("192.0.2.1"), t0())
         .await
         .unwrap();
-    let list = m.list("u", t0() + Duration::minutes(2)).await.unwrap();
+    m.create(
+        &user("u"),
+        &meta("2001:db8::1"),
+        t0() + Duration::minutes(1),
+    )
+    .await
+    .unwrap();
+    let list = m
+        .list(&user("u"), t0() + Duration::minutes(2))
+        .await
+        .unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list[0].ip, Some("2001:db8::1".parse().unwrap()));
     assert_eq!(list[1].user_agent, "Mozilla/5.0 test");
     assert!(
-        m.list("u", t0() + Duration::hours(9))
+        m.list(&user("u"), t0() + Duration::hours(9))
             .await
             .unwrap()
             .is_empty(),
@@ -244,7 +285,10 @@ async fn ip_binding_refuses_other_networks() {
         ..SessionPolicy::default()
     };
     let (m, _) = manager(policy);
-    let (id, _) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
+    let (id, _) = m
+        .create(&user("u"), &meta("192.0.2.1"), t0())
+        .await
+        .unwrap();
     assert!(
         m.load(&id, &meta("192.0.2.99"), t0())
             .await
@@ -266,7 +310,10 @@ async fn ip_binding_refuses_other_networks() {
             .is_none(),
         "and it is gone"
     );
-    let (id6, _) = m.create("u", &meta("2001:db8:1:2::1"), t0()).await.unwrap();
+    let (id6, _) = m
+        .create(&user("u"), &meta("2001:db8:1:2::1"), t0())
+        .await
+        .unwrap();
     assert!(
         m.load(&id6, &meta("2001:db8:1:2:abcd::7"), t0())
             .await
@@ -284,13 +331,19 @@ async fn ip_binding_refuses_other_networks() {
 #[tokio::test]
 async fn tampered_or_moved_records_do_not_open() {
     let (m, store) = manager(SessionPolicy::default());
-    let (a, _) = m.create("alice", &meta("192.0.2.1"), t0()).await.unwrap();
-    let (b, _) = m.create("mallory", &meta("192.0.2.2"), t0()).await.unwrap();
+    let (a, _) = m
+        .create(&user("alice"), &meta("192.0.2.1"), t0())
+        .await
+        .unwrap();
+    let (b, _) = m
+        .create(&user("mallory"), &meta("192.0.2.2"), t0())
+        .await
+        .unwrap();
     // Someone with write access to the store grafts alice's sealed data onto mallory's key.
     let alice = store.get(&a.key()).await.unwrap().unwrap();
     let mut grafted = store.get(&b.key()).await.unwrap().unwrap();
     grafted.sealed = alice.sealed.clone();
-    grafted.user_id = "alice".into();
+    grafted.user_id = user("alice").to_string();
     store.remove(&b.key()).await.unwrap();
     store.insert(&grafted).await.unwrap();
     assert!(m
@@ -314,7 +367,10 @@ async fn tampered_or_moved_records_do_not_open() {
 async fn sealing_keys_rotate_without_logging_anyone_out() {
     let store = Arc::new(MemorySessions::default());
     let old = SessionManager::new(store.clone(), sealer(&[1]), SessionPolicy::default());
-    let (id, _) = old.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
+    let (id, _) = old
+        .create(&user("u"), &meta("192.0.2.1"), t0())
+        .await
+        .unwrap();
     // New key first, old key kept: existing sessions open, new ones seal under the new key.
     let both = SessionManager::new(store.clone(), sealer(&[2, 1]), SessionPolicy::default());
     assert!(both
@@ -322,7 +378,10 @@ async fn sealing_keys_rotate_without_logging_anyone_out() {
         .await
         .unwrap()
         .is_some());
-    let (fresh, _) = both.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
+    let (fresh, _) = both
+        .create(&user("u"), &meta("192.0.2.1"), t0())
+        .await
+        .unwrap();
     // Old key dropped: sessions sealed under it are gone, the new ones live.
     let new_only = SessionManager::new(store, sealer(&[2]), SessionPolicy::default());
     assert!(new_only
@@ -341,7 +400,10 @@ async fn sealing_keys_rotate_without_logging_anyone_out() {
 #[tokio::test]
 async fn purge_removes_expired_records() {
     let (m, store) = manager(SessionPolicy::default());
-    let (id, _) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
+    let (id, _) = m
+        .create(&user("u"), &meta("192.0.2.1"), t0())
+        .await
+        .unwrap();
     assert_eq!(
         m.purge_expired(t0() + Duration::minutes(29)).await.unwrap(),
         0
@@ -356,7 +418,10 @@ async fn purge_removes_expired_records() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_requests_at_rotation_time_share_one_successor() {
     let (m, store) = manager(SessionPolicy::default());
-    let (old, _) = m.create("u", &meta("192.0.2.1"), t0()).await.unwrap();
+    let (old, _) = m
+        .create(&user("u"), &meta("192.0.2.1"), t0())
+        .await
+        .unwrap();
     let now = t0() + Duration::minutes(15);
     // A page and its assets, sent with one cookie just as the id falls due for rotation.
     let requests: Vec<_> = (0..16)
@@ -378,11 +443,11 @@ async fn parallel_requests_at_rotation_time_share_one_successor() {
     );
     assert_ne!(successors[0], old);
     assert_eq!(
-        store.list_user("u").await.unwrap().len(),
+        store.list_user(&user("u").to_string()).await.unwrap().len(),
         2,
         "the retired record and its one successor"
     );
-    assert_eq!(m.list("u", now).await.unwrap().len(), 1);
+    assert_eq!(m.list(&user("u"), now).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -404,14 +469,14 @@ async fn logout_ends_the_rotated_away_id_and_its_successor_at_once() {
     };
 
     // Logout with the new id ends the old one too, though its grace has not run out.
-    let (old, new) = rotated(m.create("u", &ip, t0()).await.unwrap().0).await;
+    let (old, new) = rotated(m.create(&user("u"), &ip, t0()).await.unwrap().0).await;
     m.destroy(&new.key()).await.unwrap();
     assert!(m.load(&old, &ip, soon).await.unwrap().is_none(), "old id");
     assert!(m.load(&new, &ip, soon).await.unwrap().is_none(), "new id");
 
     // Logout from a request that still carried the old id ends the new one too: the portal
     // destroys the session the request loaded.
-    let (old, new) = rotated(m.create("u", &ip, t0()).await.unwrap().0).await;
+    let (old, new) = rotated(m.create(&user("u"), &ip, t0()).await.unwrap().0).await;
     let in_flight = m.load(&old, &ip, soon).await.unwrap().unwrap();
     m.destroy(&in_flight.session.key).await.unwrap();
     assert!(m.load(&new, &ip, soon).await.unwrap().is_none(), "new id");
@@ -419,11 +484,11 @@ async fn logout_ends_the_rotated_away_id_and_its_successor_at_once() {
 
     // Revoking the handle the sessions page showed before the rotation ends the session it
     // became.
-    let (old, new) = rotated(m.create("u", &ip, t0()).await.unwrap().0).await;
-    assert!(m.revoke("u", &old.key()).await.unwrap());
+    let (old, new) = rotated(m.create(&user("u"), &ip, t0()).await.unwrap().0).await;
+    assert!(m.revoke(&user("u"), &old.key()).await.unwrap());
     assert!(m.load(&new, &ip, soon).await.unwrap().is_none(), "new id");
     assert!(m.load(&old, &ip, soon).await.unwrap().is_none(), "old id");
-    assert!(m.list("u", soon).await.unwrap().is_empty());
+    assert!(m.list(&user("u"), soon).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -432,16 +497,19 @@ async fn login_replaces_the_presented_session_with_a_new_id_and_csrf_secret() {
     let ip = meta("192.0.2.1");
     // A session the visitor held before logging in (another account's, or one an attacker
     // planted): login ends it and shares nothing with the new one.
-    let (before, old) = m.create("mallory", &ip, t0()).await.unwrap();
-    let (after, new) = m.start("ada", Some(&old.key), &ip, t0()).await.unwrap();
+    let (before, old) = m.create(&user("mallory"), &ip, t0()).await.unwrap();
+    let (after, new) = m
+        .start(&user("ada"), Some(&old.key), &ip, t0())
+        .await
+        .unwrap();
     assert_ne!(after, before);
     assert_ne!(new.data.csrf_secret, old.data.csrf_secret);
-    assert_eq!(new.data.user_id, "ada");
+    assert_eq!(new.data.user_id, user("ada"));
     assert!(m.load(&before, &ip, t0()).await.unwrap().is_none());
     assert!(m.load(&after, &ip, t0()).await.unwrap().is_some());
     // Without one, a login simply starts a session.
-    let (other, _) = m.start("ada", None, &ip, t0()).await.unwrap();
-    assert_eq!(m.list("ada", t0()).await.unwrap().len(), 2);
+    let (other, _) = m.start(&user("ada"), None, &ip, t0()).await.unwrap();
+    assert_eq!(m.list(&user("ada"), t0()).await.unwrap().len(), 2);
     assert_ne!(other, after);
 }
 
@@ -449,12 +517,15 @@ async fn login_replaces_the_presented_session_with_a_new_id_and_csrf_secret() {
 async fn a_restart_ends_every_session_of_the_user_and_gives_this_one_a_new_id() {
     let (m, _) = manager(SessionPolicy::default());
     let ip = meta("192.0.2.1");
-    let (mine, _) = m.create("ada", &ip, t0()).await.unwrap();
-    let (laptop, _) = m.create("ada", &meta("198.51.100.7"), t0()).await.unwrap();
-    let (bobs, _) = m.create("bob", &ip, t0()).await.unwrap();
-    let (renewed, session, ended) = m.restart_for_user("ada", &ip, t0()).await.unwrap();
+    let (mine, _) = m.create(&user("ada"), &ip, t0()).await.unwrap();
+    let (laptop, _) = m
+        .create(&user("ada"), &meta("198.51.100.7"), t0())
+        .await
+        .unwrap();
+    let (bobs, _) = m.create(&user("bob"), &ip, t0()).await.unwrap();
+    let (renewed, session, ended) = m.restart_for_user(&user("ada"), &ip, t0()).await.unwrap();
     assert_eq!(ended, 2);
-    assert_eq!(session.data.user_id, "ada");
+    assert_eq!(session.data.user_id, user("ada"));
     for (what, id) in [("this id", &mine), ("the laptop", &laptop)] {
         assert!(m.load(id, &ip, t0()).await.unwrap().is_none(), "{what}");
     }
@@ -463,5 +534,5 @@ async fn a_restart_ends_every_session_of_the_user_and_gives_this_one_a_new_id() 
         m.load(&bobs, &ip, t0()).await.unwrap().is_some(),
         "other users keep theirs"
     );
-    assert_eq!(m.list("ada", t0()).await.unwrap().len(), 1);
+    assert_eq!(m.list(&user("ada"), t0()).await.unwrap().len(), 1);
 }
