@@ -81,10 +81,11 @@ async fn login(
         .limits
         .login(attempt, now, || async {
             match p.auth.login(&email, password).await {
-                Ok(account) => Ok(Verdict::Right(account)),
-                Err(AuthError::InvalidCredentials | AuthError::EmailNotVerified) => {
-                    Ok(Verdict::Wrong)
-                }
+                Ok(account) => Ok(Verdict::Right(Some(account))),
+                Err(AuthError::InvalidCredentials) => Ok(Verdict::Wrong),
+                // The password was right: no guess, so the counter is cleared, but no session
+                // either (the portal mails a new confirmation link here).
+                Err(AuthError::EmailNotVerified) => Ok(Verdict::Right(None)),
                 Err(e) => Err(e),
             }
         })
@@ -92,7 +93,7 @@ async fn login(
         .map_err(actix_web::error::ErrorServiceUnavailable)?;
     Ok(match outcome {
         LoginOutcome::Right {
-            value: account,
+            value: Some(account),
             device_cookie,
         } => {
             let presented = v.current.as_ref().map(|c| c.session.key);
@@ -106,6 +107,9 @@ async fn login(
             HttpResponse::SeeOther()
                 .insert_header(("location", "/"))
                 .finish()
+        }
+        LoginOutcome::Right { value: None, .. } => {
+            HttpResponse::Forbidden().body("Please confirm your email address first.")
         }
         LoginOutcome::Wrong { .. } | LoginOutcome::ChallengeRequired(_) => {
             HttpResponse::Unauthorized().body("Invalid email or password.")
