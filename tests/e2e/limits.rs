@@ -485,3 +485,59 @@ async fn forty_parallel_guesses_at_one_identifier_from_forty_clients_judge_exact
     let r = wrong_login(&b, &[("x-forwarded-for", "203.0.113.99")]).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[actix_web::test]
+async fn registrations_and_unsafe_requests_have_client_budgets() {
+    let p = spawn_portal_with(|s| {
+        s.ratelimit = RateLimitPolicy {
+            post_per_client: 12,
+            ..RateLimitPolicy::default()
+        };
+    })
+    .await;
+    // Registrations: 10 per hour per client network; the 11th is refused before any work.
+    let b = p.browser();
+    b.get("/register").await;
+    for i in 0..10 {
+        let email = format!("new{i}@example.com");
+        let r = b
+            .post_form(
+                "/register",
+                &[
+                    ("email", &email),
+                    ("password", PW),
+                    ("password_confirm", PW),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{i}");
+    }
+    p.wait_for_mails(10);
+    let r = b
+        .post_form(
+            "/register",
+            &[
+                ("email", "eleventh@example.com"),
+                ("password", PW),
+                ("password_confirm", PW),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(r.header("ratelimit-limit"), Some("10"));
+    // Every unsafe request spends the network's POST budget (12 here): the 11 registrations
+    // did, one more passes, the next is refused whatever its route.
+    let r = b.post_form("/logout", &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = b.post_form("/logout", &[]).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.header("ratelimit-limit"), Some("12"));
+    // Refused before the handler, so no registration job exists that could still mail.
+    assert!(
+        p.mails()
+            .iter()
+            .all(|m| !m.contains("eleventh@example.com")),
+        "the refused registration mailed nothing"
+    );
+}

@@ -397,3 +397,34 @@ async fn of_forty_parallel_logins_from_forty_clients_exactly_ten_are_checked() {
     }
     assert_eq!(p.checks(), 10);
 }
+
+#[tokio::test]
+async fn the_failure_that_uses_the_last_slot_locks_at_once() {
+    let p = Portal::with(RateLimitPolicy {
+        login_per_client: 1000,
+        challenge_after_failures: 1000,
+        ..RateLimitPolicy::default()
+    });
+    let counter = phaze_ratelimit::Counter::Identifier(ADA);
+    for i in 0..10 {
+        assert!(
+            p.limits
+                .guard()
+                .locked(&counter, t(i))
+                .await
+                .unwrap()
+                .is_none(),
+            "not before the tenth"
+        );
+        assert!(matches!(
+            p.login(ADA, false, None, None, t(i)).await,
+            LoginOutcome::Wrong { .. }
+        ));
+    }
+    // Locked by the tenth failure itself, from its own instant: not by a later attempt.
+    let lock = p.limits.guard().locked(&counter, t(9)).await.unwrap();
+    assert_eq!(
+        lock.map(|d| d.reset_after),
+        Some(time::Duration::minutes(15))
+    );
+}
