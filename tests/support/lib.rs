@@ -192,12 +192,35 @@ pub fn wait_for_mails(outbox: &Path, count: usize) -> Vec<String> {
 /// The path of the newest verification link in `outbox` mailed to `to`.
 pub fn verification_path(outbox: &Path, to: &str) -> String {
     let mail = mail_to(outbox, to, "/verify/").expect("a verification mail");
-    let start = mail.find("/verify/").unwrap();
-    let token: String = mail[start + 8..]
+    link_in(&mail).expect("a verification link")
+}
+
+/// The verification link (`/verify/<token>`) in a mail, if it has one.
+pub fn link_in(mail: &str) -> Option<String> {
+    let start = mail.find("/verify/")? + 8;
+    let token: String = mail[start..]
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect();
-    format!("/verify/{token}")
+    Some(format!("/verify/{token}"))
+}
+
+/// Waits until the portal at `base` (a real process) answers `/readyz` with 2xx, for up to 20 s.
+pub async fn wait_ready(base: &str) {
+    let client = awc::Client::default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(res) = client.get(format!("{base}/readyz")).send().await {
+            if res.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{base} did not become ready"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn decode_qp(raw: &str) -> String {

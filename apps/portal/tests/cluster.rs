@@ -179,22 +179,8 @@ impl Cluster {
             child,
             base: format!("http://127.0.0.1:{port}"),
         };
-        wait_ready(&portal.base).await;
+        phaze_e2e::wait_ready(&portal.base).await;
         portal
-    }
-}
-
-async fn wait_ready(base: &str) {
-    let client = awc::Client::default();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(res) = client.get(format!("{base}/readyz")).send().await {
-            if res.status().is_success() {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "{base} did not become ready");
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -353,17 +339,7 @@ async fn one_email_registered_in_parallel_through_three_processes_makes_one_acco
     assert_eq!(statuses, vec![StatusCode::OK; 9], "identical answers");
     // Nine pending registrations, each mailed its link; PostgreSQL keeps one of them alive.
     let mails = phaze_e2e::wait_for_mails(&cluster.outbox(), 9);
-    let links: Vec<String> = mails
-        .iter()
-        .filter_map(|m| {
-            let start = m.find("/verify/")? + 8;
-            let token: String = m[start..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-                .collect();
-            Some(format!("/verify/{token}"))
-        })
-        .collect();
+    let links: Vec<String> = mails.iter().filter_map(|m| phaze_e2e::link_in(m)).collect();
     assert_eq!(links.len(), 9);
     let mut used = 0;
     for (i, link) in links.iter().enumerate() {

@@ -236,7 +236,7 @@ impl Gateway {
             .spawn()
             .expect("the portal binary starts");
         let portal = Killed(portal);
-        wait_ready(&format!("http://127.0.0.1:{portal_port}")).await;
+        phaze_e2e::wait_ready(&format!("http://127.0.0.1:{portal_port}")).await;
 
         let listen = free_port();
         let conf = dir.path().join("nginx.conf");
@@ -314,20 +314,6 @@ impl Gateway {
         let me: serde_json::Value = serde_json::from_str(&b.get("/api/v1/me").await.body).unwrap();
         let id = me["id"].as_str().unwrap().to_owned();
         (b, id)
-    }
-}
-
-async fn wait_ready(base: &str) {
-    let client = awc::Client::default();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(res) = client.get(format!("{base}/readyz")).send().await {
-            if res.status().is_success() {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "{base} did not become ready");
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

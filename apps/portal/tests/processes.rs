@@ -86,14 +86,7 @@ async fn register(base: &str, email: &str, password: &str) -> u16 {
 fn links(outbox: &Path) -> Vec<String> {
     phaze_e2e::outbox_mails(outbox)
         .iter()
-        .filter_map(|m| {
-            let start = m.find("/verify/")? + 8;
-            let token: String = m[start..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-                .collect();
-            Some(format!("/verify/{token}"))
-        })
+        .filter_map(|m| phaze_e2e::link_in(m))
         .collect()
 }
 
