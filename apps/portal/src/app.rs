@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::errors::AppError;
-use crate::http::{frame::frame, visitor::visitor};
+use crate::http::frame::frame;
 use crate::routes::{account, api, health, pages};
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -137,7 +137,7 @@ pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
         .service(web::resource("/static/app.js").route(get_or_head().to(health::js)))
         .service(
             web::scope("")
-                .wrap(from_fn(visitor))
+                .wrap(from_fn(state.visitors.middleware()))
                 .service(web::resource("/").route(get_or_head().to(pages::index)))
                 .service(
                     web::resource("/register")

@@ -11,9 +11,9 @@ use super::pages::auth_failure;
 use super::{layout, require_user, see_other};
 use crate::errors::AppError;
 use crate::http::cookies::PendingNotice;
-use crate::http::visitor::{Current, Visitor};
 use crate::state::AppState;
 use crate::views::{self, format_time, AccountPage, AccountView, Notice, SessionRow, SessionsPage};
+use phaze_actix::{Current, Visitor};
 
 type State = web::Data<AppState>;
 type Page = Result<HttpResponse, actix_web::Error>;

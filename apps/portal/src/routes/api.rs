@@ -7,8 +7,8 @@ use serde::Deserialize;
 use super::pages::auth_failure;
 use super::require_user;
 use crate::errors::AppError;
-use crate::http::visitor::Visitor;
 use crate::state::AppState;
+use phaze_actix::Visitor;
 
 type State = web::Data<AppState>;
 

@@ -19,8 +19,8 @@ use actix_web::HttpResponse;
 use phaze_auth::Account;
 
 use crate::errors::AppError;
-use crate::http::visitor::Visitor;
 use crate::views::Rendered;
+use phaze_actix::Visitor;
 
 /// The account's id, as in `/api/v1/me`.
 pub const USER_ID: &str = "x-phaze-user-id";

@@ -10,8 +10,8 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use std::fmt;
 
-use crate::http::visitor::{Current, Visitor};
 use crate::views::{Layout, UserView};
+use phaze_actix::{Current, Visitor};
 
 /// What every page shows: the CSRF token and the user, if any.
 pub fn layout(visitor: &Visitor) -> Layout<'_> {

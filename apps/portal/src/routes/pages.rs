@@ -14,11 +14,11 @@ const CHALLENGE_MESSAGE: &str =
     "Too many failed attempts for this address. Your browser will solve a short check before \
      you can try again; please enter your password again.";
 use crate::http::cookies::PendingNotice;
-use crate::http::visitor::Visitor;
 use crate::state::AppState;
 use crate::views::{
     self, IndexPage, LoginPage, Notice, RegisterDonePage, RegisterPage, VerifyFailedPage,
 };
+use phaze_actix::Visitor;
 
 type State = web::Data<AppState>;
 
