@@ -102,6 +102,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+mod clock;
 pub mod cookies;
 mod error;
 pub mod headers;

@@ -22,7 +22,7 @@ use crate::{Error, Visitor};
 
 type Answer = Pin<Box<dyn Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>>>>;
 
-type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+use crate::clock::Clock;
 
 /// Guards over one [`Limits`]: clone it into every worker.
 #[derive(Clone)]
@@ -36,7 +36,7 @@ impl Guards {
     pub fn new(limits: Arc<Limits>) -> Self {
         Self {
             limits,
-            clock: Arc::new(system_now),
+            clock: crate::clock::system(),
         }
     }
 
@@ -94,9 +94,4 @@ impl Guards {
             })
         }
     }
-}
-
-#[allow(clippy::disallowed_methods)] // the default clock; `clock` replaces it
-fn system_now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
 }

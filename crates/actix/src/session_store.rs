@@ -26,7 +26,7 @@ const SEALED_VERSION: u8 = 1;
 const INSERT_ATTEMPTS: usize = 3;
 
 /// The source of the current time, replaceable for tests.
-type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+use crate::clock::Clock;
 
 /// An [`actix_session::storage::SessionStore`] backed by a Phaze session store: hashed ids in the
 /// store, sealed state, server-side expiry. Cheap to clone (two `Arc`s and a key list), as
@@ -47,7 +47,7 @@ impl PhazeSessionStore {
         Self {
             store,
             sealer,
-            clock: Arc::new(system_now),
+            clock: crate::clock::system(),
         }
     }
 
@@ -325,9 +325,4 @@ fn cookie_value(id: &SessionId) -> Result<CookieValue, anyhow::Error> {
 /// Wraps a store error in one of actix-session's error variants.
 fn other<E>(variant: fn(anyhow::Error) -> E) -> impl Fn(StoreError) -> E {
     move |e| variant(anyhow::Error::new(e))
-}
-
-#[allow(clippy::disallowed_methods)] // the default clock; `with_clock` replaces it
-fn system_now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
 }

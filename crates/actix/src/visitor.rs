@@ -145,7 +145,7 @@ impl FromRequest for Visitor {
     }
 }
 
-type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+use crate::clock::Clock;
 
 /// The configured layer; clone it into every worker.
 #[derive(Clone)]
@@ -179,7 +179,7 @@ impl VisitorLayer {
             csrf,
             origin: origin.to_ascii_lowercase(),
             limits: None,
-            clock: Arc::new(system_now),
+            clock: crate::clock::system(),
         })
     }
 
@@ -398,11 +398,6 @@ impl VisitorLayerBuilder {
     pub fn build(self) -> VisitorLayer {
         VisitorLayer(Arc::new(self.0))
     }
-}
-
-#[allow(clippy::disallowed_methods)] // the default clock; `clock` replaces it
-fn system_now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
 }
 
 /// What [`VisitorLayer::prepare`] decided before the handler runs.

@@ -187,10 +187,15 @@ async fn page(
     }
     let res = test::call_service(app, req.to_request()).await;
     assert_eq!(res.status(), StatusCode::OK);
-    let set: Vec<Cookie<'static>> = res.response().cookies().map(|c| c.into_owned()).collect();
+    let set = cookies_of(&res);
     let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
     let (who, token) = body.split_once(' ').unwrap();
     (who.to_owned(), token.to_owned(), set)
+}
+
+/// The cookies a response sets.
+fn cookies_of(res: &actix_web::dev::ServiceResponse) -> Vec<Cookie<'static>> {
+    res.response().cookies().map(|c| c.into_owned()).collect()
 }
 
 fn named<'a>(cookies: &'a [Cookie<'static>], name: &str) -> Option<&'a Cookie<'static>> {
@@ -290,7 +295,7 @@ pub(crate) async fn the_layer_writes_the_session_cookie_and_login_kills_the_old_
     )
     .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let set: Vec<Cookie<'static>> = res.response().cookies().map(|c| c.into_owned()).collect();
+    let set = cookies_of(&res);
     let session = named(&set, "phaze_session")
         .expect("set by the layer")
         .clone();
@@ -317,12 +322,7 @@ pub(crate) async fn the_layer_writes_the_session_cookie_and_login_kills_the_old_
             .to_request(),
     )
     .await;
-    let cleared = res
-        .response()
-        .cookies()
-        .find(|c| c.name() == "phaze_session")
-        .unwrap()
-        .into_owned();
+    let cleared = named(&cookies_of(&res), "phaze_session").unwrap().clone();
     assert_eq!(cleared.value(), "");
     let (who, _, set) = page(&app, &jar).await;
     assert_eq!(who, "anonymous");
@@ -345,12 +345,7 @@ pub(crate) async fn a_due_rotation_hands_the_new_id_to_the_client() {
             .to_request(),
     )
     .await;
-    let old = res
-        .response()
-        .cookies()
-        .find(|c| c.name() == "phaze_session")
-        .unwrap()
-        .into_owned();
+    let old = named(&cookies_of(&res), "phaze_session").unwrap().clone();
     *w.clock.lock().unwrap() += Duration::minutes(16);
     let (who, _, set) = page(&app, std::slice::from_ref(&old)).await;
     assert_eq!(who, "Ada");

@@ -86,6 +86,30 @@ impl Kit {
         self.auth.complete_registration(job, t0()).await.unwrap();
     }
 
+    /// An account left unconfirmed by an older version of Phaze (which created accounts at
+    /// registration), with `password`.
+    async fn legacy_unconfirmed(&self, email: &str, password: &str) -> phaze_auth::Account {
+        let hasher = Argon2id::new(HashParams {
+            m_cost: 64,
+            t_cost: 1,
+            p_cost: 1,
+        })
+        .unwrap();
+        let email = Email::parse(email).unwrap();
+        let account = phaze_auth::Account {
+            id: UserId::generate(),
+            display_name: phaze_auth::DisplayName::parse(email.local_part()).unwrap(),
+            email,
+            email_verified: false,
+            password_hash: hasher.hash_sync(password).unwrap(),
+            is_admin: false,
+            created_at: t0(),
+            password_changed_at: t0(),
+        };
+        self.accounts.insert(&account).await.unwrap();
+        account
+    }
+
     /// Registers and verifies `email`; returns the account's id.
     async fn verified(&self, email: &str) -> UserId {
         self.register(email, PW).await;
@@ -614,23 +638,9 @@ async fn the_newest_registration_of_an_address_is_the_one_that_counts() {
 #[tokio::test]
 async fn an_unconfirmed_account_from_an_older_version_takes_the_password_of_the_used_link() {
     let k = kit();
-    let hasher = Argon2id::new(HashParams {
-        m_cost: 64,
-        t_cost: 1,
-        p_cost: 1,
-    })
-    .unwrap();
-    let legacy = phaze_auth::Account {
-        id: UserId::generate(),
-        email: Email::parse("ada@example.com").unwrap(),
-        email_verified: false,
-        password_hash: hasher.hash_sync("attacker chosen passphrase").unwrap(),
-        display_name: phaze_auth::DisplayName::parse("ada").unwrap(),
-        is_admin: false,
-        created_at: t0(),
-        password_changed_at: t0(),
-    };
-    k.accounts.insert(&legacy).await.unwrap();
+    let legacy = k
+        .legacy_unconfirmed("ada@example.com", "attacker chosen passphrase")
+        .await;
     k.register("ada@example.com", PW).await;
     let account = k
         .auth
@@ -691,23 +701,7 @@ async fn a_new_link_goes_only_to_an_unconfirmed_account() {
         sent,
         "nothing for confirmed or unknown addresses"
     );
-    let hasher = Argon2id::new(HashParams {
-        m_cost: 64,
-        t_cost: 1,
-        p_cost: 1,
-    })
-    .unwrap();
-    let legacy = phaze_auth::Account {
-        id: UserId::generate(),
-        email: Email::parse("bob@example.com").unwrap(),
-        email_verified: false,
-        password_hash: hasher.hash_sync(PW).unwrap(),
-        display_name: phaze_auth::DisplayName::parse("bob").unwrap(),
-        is_admin: false,
-        created_at: t0(),
-        password_changed_at: t0(),
-    };
-    k.accounts.insert(&legacy).await.unwrap();
+    k.legacy_unconfirmed("bob@example.com", PW).await;
     assert!(matches!(
         k.auth.login("bob@example.com", pw(PW)).await,
         Err(AuthError::EmailNotVerified)
