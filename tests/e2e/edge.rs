@@ -32,22 +32,24 @@ fn assert_security_headers(r: &Resp, what: &str) {
     assert!(r.header("x-powered-by").is_none(), "{what}");
 }
 
+/// A route of each kind that answers `GET`: pages, the API, probes, a static asset.
+const GET_ROUTES: [&str; 9] = [
+    "/",
+    "/login",
+    "/register",
+    "/account",
+    "/account/sessions",
+    "/api/v1/me",
+    "/healthz",
+    "/readyz",
+    "/static/app.css",
+];
+
 #[actix_web::test]
 async fn every_response_carries_the_security_headers() {
     let p = spawn_portal().await;
     let b = p.user("headers@example.com", PW).await;
-    for path in [
-        "/",
-        "/login",
-        "/register",
-        "/account",
-        "/account/sessions",
-        "/api/v1/me",
-        "/healthz",
-        "/readyz",
-        "/static/app.css",
-        "/nope",
-    ] {
+    for path in GET_ROUTES.iter().chain(&["/nope"]) {
         let r = b.get(path).await;
         assert_security_headers(&r, path);
         if !path.starts_with("/static/") {
@@ -88,17 +90,7 @@ async fn errors_render_generic_pages() {
 async fn head_answers_like_get_without_a_body() {
     let p = spawn_portal().await;
     let b = p.user("head@example.com", PW).await;
-    for path in [
-        "/",
-        "/login",
-        "/register",
-        "/account",
-        "/account/sessions",
-        "/api/v1/me",
-        "/healthz",
-        "/readyz",
-        "/static/app.css",
-    ] {
+    for path in GET_ROUTES {
         let r = b.head(path).await;
         assert_eq!(r.status, StatusCode::OK, "{path}");
         assert!(r.body.is_empty(), "{path}: no body");
