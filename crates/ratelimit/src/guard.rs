@@ -215,22 +215,8 @@ impl LoginGuard {
         self.store.reset(&keys.attempts).await
     }
 
-    /// Marks a challenge's nonce used; `false` if it was used before, in any process.
-    pub async fn use_challenge(
-        &self,
-        nonce: &[u8],
-        ttl: Duration,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let key = self.challenge_key(nonce);
-        Ok(self
-            .store
-            .hit(&key, Window::new(1, ttl), now)
-            .await?
-            .allowed)
-    }
-
-    /// The key that marks a challenge's nonce used.
+    /// The key that marks a challenge's nonce used: a limit-1 window over the challenge's
+    /// lifetime, hit in [`crate::Limits::login`]'s gate, so single use holds in every process.
     pub(crate) fn challenge_key(&self, nonce: &[u8]) -> LimitKey {
         self.keys.key("challenge/used", &hex::encode(nonce))
     }

@@ -261,19 +261,3 @@ async fn a_success_clears_and_devices_have_their_own_budget() {
     );
 }
 
-#[tokio::test]
-async fn a_challenge_nonce_is_used_once() {
-    let g = guard();
-    assert!(g
-        .use_challenge(&[1; 16], Duration::minutes(5), t(0))
-        .await
-        .unwrap());
-    assert!(!g
-        .use_challenge(&[1; 16], Duration::minutes(5), t(1))
-        .await
-        .unwrap());
-    assert!(g
-        .use_challenge(&[2; 16], Duration::minutes(5), t(1))
-        .await
-        .unwrap());
-}
