@@ -260,4 +260,3 @@ async fn a_success_clears_and_devices_have_their_own_budget() {
         "another device"
     );
 }
-
