@@ -66,6 +66,18 @@ impl From<phaze_auth::StoreError> for AppError {
     }
 }
 
+impl From<phaze_actix::Error> for AppError {
+    fn from(e: phaze_actix::Error) -> Self {
+        match e {
+            phaze_actix::Error::BadRequest => AppError::BadRequest,
+            phaze_actix::Error::Forbidden(why) => AppError::Forbidden(why),
+            phaze_actix::Error::TooManyRequests(d) => AppError::TooManyRequests(d),
+            phaze_actix::Error::Unavailable(e) => AppError::Unavailable(e),
+            phaze_actix::Error::Internal(e) => AppError::Internal(e),
+        }
+    }
+}
+
 impl From<askama::Error> for AppError {
     fn from(e: askama::Error) -> Self {
         Self::internal(e)

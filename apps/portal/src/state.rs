@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use hmac::{Hmac, Mac};
-use phaze_actix::VisitorLayer;
+use phaze_actix::{LoginFlow, VisitorLayer};
 use phaze_auth::{
     AccountStore, Argon2id, AuthConfig, AuthService, HashParams, Mailer, PasswordPolicy,
     TokenHasher, TokenStore,
@@ -93,6 +93,8 @@ pub struct AppState {
     pub sessions: Arc<SessionManager>,
     /// The visitor layer (session, account, CSRF, POST budget, cookies) over the two above.
     pub visitors: VisitorLayer,
+    /// The login operation (limits, password, session replaced, device cookie).
+    pub login: LoginFlow,
     /// Trusted-proxy rules.
     pub proxies: TrustedProxies,
     /// What `/readyz` checks.
@@ -187,6 +189,9 @@ impl AppState {
         .post_budget(limits.clone())
         .clock(move || layer_clock.now())
         .build();
+        let login_clock = clock.clone();
+        let login = LoginFlow::new(auth.clone(), sessions.clone(), limits.clone())
+            .clock(move || login_clock.now());
         Ok(Self {
             proxies: TrustedProxies::new(
                 settings.http.trusted_proxies.clone(),
@@ -194,6 +199,7 @@ impl AppState {
             ),
             sessions,
             visitors,
+            login,
             auth,
             clock,
             public_origin,

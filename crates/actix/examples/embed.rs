@@ -5,24 +5,23 @@
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use phaze_actix::{Visitor, VisitorLayer};
+use phaze_actix::{Credentials, LoginFlow, LoginResult, Visitor, VisitorLayer};
 use phaze_auth::{
-    Account, AccountStore, Argon2id, AuthConfig, AuthError, AuthService, DisplayName, Email,
-    HashParams, PasswordPolicy, TokenHasher, UserId,
+    Account, AccountStore, Argon2id, AuthConfig, AuthService, DisplayName, Email, HashParams,
+    PasswordPolicy, TokenHasher, UserId,
 };
-use phaze_ratelimit::{LimitKeys, Limits, LoginAttempt, LoginOutcome, RateLimitPolicy, Verdict};
+use phaze_ratelimit::{LimitKeys, Limits, RateLimitPolicy};
 use phaze_sessions::{Csrf, Sealer, SealingKey, SessionManager, SessionPolicy};
 use phaze_store_memory::{
     MemoryAccounts, MemoryMailer, MemoryRateLimits, MemorySessions, MemoryTokens,
 };
-use secrecy::{SecretBox, SecretString};
+use secrecy::SecretBox;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
 struct Phaze {
-    auth: Arc<AuthService>,
     sessions: Arc<SessionManager>,
-    limits: Arc<Limits>,
+    login: LoginFlow,
 }
 
 /// Keys come from configuration in a real service; random ones die with the process.
@@ -50,74 +49,21 @@ async fn index(v: Visitor) -> HttpResponse {
         .body(body)
 }
 
-#[derive(serde::Deserialize)]
-struct LoginForm {
-    email: String,
-    password: SecretString,
-    challenge: Option<String>,
-}
-
+/// The login form's handler: the flow judges, checks, replaces the session and queues cookies.
 async fn login(
     p: web::Data<Phaze>,
     v: Visitor,
     req: actix_web::HttpRequest,
-    form: web::Form<LoginForm>,
-) -> actix_web::Result<HttpResponse> {
-    let LoginForm {
-        email,
-        password,
-        challenge,
-    } = form.into_inner();
-    let now = now();
-    let device = req.cookie(v.cookies.device);
-    let attempt = LoginAttempt {
-        client: v.client.ip,
-        identifier: &email,
-        device_cookie: device.as_ref().map(|c| c.value()),
-        challenge_answer: challenge.as_deref(),
-    };
-    // The limits judge the attempt; the closure is the credential check, run only if allowed.
-    let outcome = p
-        .limits
-        .login(attempt, now, || async {
-            match p.auth.login(&email, password).await {
-                Ok(account) => Ok(Verdict::Right(Some(account))),
-                Err(AuthError::InvalidCredentials) => Ok(Verdict::Wrong),
-                // The password was right: no guess, so the counter is cleared, but no session
-                // either (the portal mails a new confirmation link here).
-                Err(AuthError::EmailNotVerified) => Ok(Verdict::Right(None)),
-                Err(e) => Err(e),
-            }
-        })
-        .await
-        .map_err(actix_web::error::ErrorServiceUnavailable)?;
-    Ok(match outcome {
-        LoginOutcome::Right {
-            value: Some(account),
-            device_cookie,
-        } => {
-            let presented = v.current.as_ref().map(|c| c.session.key);
-            let (id, _) = p
-                .sessions
-                .start(&account.id, presented.as_ref(), &v.meta(), now)
-                .await
-                .map_err(actix_web::error::ErrorServiceUnavailable)?;
-            v.start_session(&id); // the layer writes the cookie
-            v.set_device_cookie(&device_cookie);
-            HttpResponse::SeeOther()
-                .insert_header(("location", "/"))
-                .finish()
-        }
-        LoginOutcome::Right { value: None, .. } => {
-            HttpResponse::Forbidden().body("Please confirm your email address first.")
-        }
-        LoginOutcome::Wrong { .. } | LoginOutcome::ChallengeRequired(_) => {
+    form: web::Form<Credentials>,
+) -> Result<HttpResponse, phaze_actix::Error> {
+    Ok(match p.login.log_in(&v, &req, form.into_inner()).await? {
+        LoginResult::LoggedIn(_) => HttpResponse::SeeOther()
+            .insert_header(("location", "/"))
+            .finish(),
+        LoginResult::Unconfirmed => HttpResponse::Forbidden().body("Confirm your address first."),
+        // A real form would show `challenge` for the browser to solve (see the portal's login page).
+        LoginResult::Refused { .. } => {
             HttpResponse::Unauthorized().body("Invalid email or password.")
-        }
-        LoginOutcome::Limited(d) => {
-            let mut res = HttpResponse::TooManyRequests().finish();
-            phaze_actix::rate_limit_headers(&mut res, &d);
-            res
         }
     })
 }
@@ -135,26 +81,17 @@ async fn logout(p: web::Data<Phaze>, v: Visitor) -> actix_web::Result<HttpRespon
         .finish())
 }
 
-/// The service: one scope behind the visitor layer (signed webhooks would go outside it).
-fn app(
-    p: web::Data<Phaze>,
-    layer: VisitorLayer,
-) -> App<
-    impl actix_web::dev::ServiceFactory<
-        actix_web::dev::ServiceRequest,
-        Config = (),
-        Response = actix_web::dev::ServiceResponse,
-        Error = actix_web::Error,
-        InitError = (),
-    >,
-> {
-    App::new().app_data(p).service(
-        web::scope("")
-            .wrap(from_fn(layer.middleware()))
-            .route("/", web::get().to(index))
-            .route("/login", web::post().to(login))
-            .route("/logout", web::post().to(logout)),
-    )
+/// The routes: one scope behind the visitor layer (signed webhooks would go outside it).
+fn routes(layer: VisitorLayer) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.service(
+            web::scope("")
+                .wrap(from_fn(layer.middleware()))
+                .route("/", web::get().to(index))
+                .route("/login", web::post().to(login))
+                .route("/logout", web::post().to(logout)),
+        );
+    }
 }
 
 async fn phaze(
@@ -206,9 +143,8 @@ async fn phaze(
         .build();
     Ok((
         web::Data::new(Phaze {
-            auth,
+            login: LoginFlow::new(auth, sessions.clone(), limits),
             sessions,
-            limits,
         }),
         layer,
     ))
@@ -217,10 +153,14 @@ async fn phaze(
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (p, layer) = phaze("http://127.0.0.1:8090").await?;
-    HttpServer::new(move || app(p.clone(), layer.clone()))
-        .bind(("127.0.0.1", 8090))?
-        .run()
-        .await?;
+    HttpServer::new(move || {
+        App::new()
+            .app_data(p.clone())
+            .configure(routes(layer.clone()))
+    })
+    .bind(("127.0.0.1", 8090))?
+    .run()
+    .await?;
     Ok(())
 }
 
@@ -241,7 +181,7 @@ mod tests {
     #[actix_web::test]
     async fn a_visitor_logs_in_and_is_known() {
         let (p, layer) = phaze("http://localhost").await.expect("wired");
-        let app = test::init_service(app(p, layer)).await;
+        let app = test::init_service(App::new().app_data(p).configure(routes(layer))).await;
         let res = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
         let csrf = res
             .response()

@@ -22,6 +22,9 @@ pub enum Error {
     /// A store is unreachable: 503, never "allow" nor "anonymous".
     #[error("backend unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Anything else that went wrong (500): a bug, a hash that failed.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -37,9 +40,14 @@ impl From<phaze_sessions::Error> for Error {
     }
 }
 
+/// A store or the mail transport down is 503 (whichever backend it is); the rest is 500.
 impl From<phaze_auth::AuthError> for Error {
     fn from(e: phaze_auth::AuthError) -> Self {
-        Self::unavailable(e)
+        use phaze_auth::{AuthError, MailError};
+        match e {
+            AuthError::Store(_) | AuthError::Mail(MailError::Transport(_)) => Self::unavailable(e),
+            other => Self::Internal(Box::new(other)),
+        }
     }
 }
 
@@ -59,6 +67,7 @@ impl ResponseError for Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -87,4 +96,33 @@ pub fn rate_limit_headers(res: &mut HttpResponse, d: &Decision) {
     set("ratelimit-limit", u64::from(d.limit));
     set("ratelimit-remaining", u64::from(d.remaining));
     set("ratelimit-reset", secs(d.reset_after));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phaze_auth::{AuthError, MailError, StoreError};
+
+    /// A store or the mail transport down is 503 whichever it is; a bug is a 500, never a 503
+    /// that would send an operator looking at healthy backends.
+    #[test]
+    fn auth_failures_map_to_503_for_backends_and_500_for_the_rest() {
+        let status = |e: AuthError| Error::from(e).status_code();
+        assert_eq!(
+            status(AuthError::Store(StoreError::NotFound)),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(AuthError::Mail(MailError::Transport("refused".into()))),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(AuthError::Mail(MailError::Build("bad header".into()))),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            status(AuthError::AccountGone),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
 }

@@ -6,6 +6,8 @@
 //!   (`Sec-Fetch-Site`, `Origin`, then the token from the form or `X-CSRF-Token`), spends the
 //!   client's budget of unsafe requests, and writes every cookie; handlers extract a [`Visitor`]
 //!   and ask it to start or end the session.
+//! - [`LoginFlow`]: the login operation a login handler calls once (limits, password check,
+//!   session replaced, device cookie).
 //! - [`client::resolve`]: the client's address and scheme behind trusted proxies;
 //!   [`headers::SecurityHeaders`]: the security headers of every response; [`Error`]: the
 //!   layer's refusals as statuses, 429 with `Retry-After` and `RateLimit-*`
@@ -107,9 +109,11 @@ pub mod cookies;
 mod error;
 pub mod headers;
 pub mod limits;
+pub mod login;
 pub mod session_store;
 pub mod visitor;
 
 pub use error::{rate_limit_headers, Error};
+pub use login::{Credentials, LoginFlow, LoginResult};
 pub use session_store::PhazeSessionStore;
 pub use visitor::{Current, Visitor, VisitorLayer};

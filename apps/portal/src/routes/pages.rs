@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{layout, see_other};
 use crate::errors::AppError;
-use phaze_ratelimit::{Challenge, LoginAttempt, LoginError, LoginOutcome, Verdict};
+use phaze_ratelimit::Challenge;
 
 const CHALLENGE_MESSAGE: &str =
     "Too many failed attempts for this address. Your browser will solve a short check before \
@@ -18,7 +18,7 @@ use crate::state::AppState;
 use crate::views::{
     self, IndexPage, LoginPage, Notice, RegisterDonePage, RegisterPage, VerifyFailedPage,
 };
-use phaze_actix::Visitor;
+use phaze_actix::{Credentials, LoginResult, Visitor};
 
 type State = web::Data<AppState>;
 
@@ -203,13 +203,12 @@ pub async fn login_form(
     )
 }
 
-/// `POST /login` fields. `totp` is accepted for forward compatibility.
+/// `POST /login` fields besides the credentials. `totp` is accepted for forward compatibility.
 #[derive(Deserialize)]
 pub struct LoginForm {
-    email: String,
-    password: SecretString,
+    #[serde(flatten)]
+    credentials: Credentials,
     next: Option<String>,
-    challenge: Option<String>,
 }
 
 /// `POST /login`: one answer, with equal work, for an unknown address and a wrong password; on
@@ -221,83 +220,42 @@ pub async fn login(
     query: web::Query<NextQuery>,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, AppError> {
-    let form = form.into_inner();
-    let next = form.next.as_deref().or(query.next.as_deref());
-    let now = state.clock.now();
-    let device = req.cookie(visitor.cookies.device);
-    let attempt = LoginAttempt {
-        client: visitor.client.ip,
-        identifier: &form.email,
-        device_cookie: device.as_ref().map(|c| c.value()),
-        challenge_answer: form.challenge.as_deref(),
-    };
-    let password = form.password;
-    let outcome = state
-        .limits
-        .login(attempt, now, || async {
-            match state.auth.login(&form.email, password).await {
-                Ok(account) => Ok(Verdict::Right(Some(account))),
-                // The password was right: this was no guess.
-                Err(AuthError::EmailNotVerified) => Ok(Verdict::Right(None)),
-                Err(AuthError::InvalidCredentials) => Ok(Verdict::Wrong),
-                Err(e) => Err(e),
-            }
-        })
-        .await
-        .map_err(|e| match e {
-            LoginError::Store(s) => AppError::unavailable(s),
-            LoginError::Check(e) => auth_failure(e),
-        })?;
+    let LoginForm { credentials, next } = form.into_inner();
+    let next = next.or(query.into_inner().next);
+    let email = credentials.email.trim().to_owned();
     let page = |status, error, challenge| {
         login_page(
             &visitor,
             status,
-            form.email.trim(),
-            next,
+            &email,
+            next.as_deref(),
             Some(error),
             challenge,
         )
     };
-    match outcome {
-        LoginOutcome::Right {
-            value: Some(account),
-            device_cookie,
-        } => {
-            let presented = visitor.current.as_ref().map(|c| &c.session.key);
-            let (id, _) = state
-                .sessions
-                .start(&account.id, presented, &visitor.meta(), now)
-                .await?;
-            tracing::info!(target: "security", event = "login_success", user = %account.id, client = %visitor.client.ip);
-            let target = next
+    match state.login.log_in(&visitor, &req, credentials).await? {
+        LoginResult::LoggedIn(_) => Ok(see_other(
+            next.as_deref()
                 .and_then(phaze_sanitize::same_origin_path)
-                .unwrap_or("/account");
-            visitor.start_session(&id);
-            visitor.set_device_cookie(&device_cookie);
-            Ok(see_other(target))
-        }
-        LoginOutcome::Right { value: None, .. } => {
-            // Only reachable with the right password, so it reveals nothing to a guesser.
-            state
-                .auth
-                .resend_verification(&form.email, now)
-                .await
-                .map_err(auth_failure)?;
-            page(
-                StatusCode::FORBIDDEN,
-                "Please confirm your email address first: we have sent you a new link.",
-                None,
-            )
-        }
-        LoginOutcome::Wrong { challenge } => page(
+                .unwrap_or("/account"),
+        )),
+        LoginResult::Unconfirmed => page(
+            StatusCode::FORBIDDEN,
+            "Please confirm your email address first: we have sent you a new link.",
+            None,
+        ),
+        LoginResult::Refused {
+            challenge,
+            unchecked: false,
+        } => page(
             StatusCode::UNAUTHORIZED,
             "Invalid email or password.",
             challenge,
         ),
-        LoginOutcome::ChallengeRequired(challenge) => {
-            page(StatusCode::UNAUTHORIZED, CHALLENGE_MESSAGE, Some(challenge))
-        }
-        LoginOutcome::Limited(decision) => Err(AppError::TooManyRequests(decision)),
+        LoginResult::Refused {
+            challenge,
+            unchecked: true,
+        } => page(StatusCode::UNAUTHORIZED, CHALLENGE_MESSAGE, challenge),
     }
 }
 

@@ -10,7 +10,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod acceptance;
+mod login;
 mod redis;
+mod services;
 mod sessions;
 mod support;
 mod visitor;
@@ -81,6 +83,16 @@ fn main() -> ExitCode {
             forged_cookies_are_anonymous_and_cleared,
             the_post_budget_answers_429_with_retry_after,
             route_guards_spend_before_the_handler_and_answer_429,
+        },
+    ));
+    tests.extend(phaze_testkit::tests!(
+        |name, test| actix(name, test);
+        login::{
+            a_right_password_replaces_the_session_and_sets_both_cookies,
+            a_wrong_password_and_an_unknown_address_are_refused_alike,
+            a_right_password_on_an_unconfirmed_address_mails_a_link_and_starts_nothing,
+            failures_bring_a_challenge_and_no_password_is_checked_without_it,
+            a_spent_client_budget_is_a_429_before_any_password_check,
         },
     ));
     tests.extend(redis.gate(phaze_testkit::tests!(

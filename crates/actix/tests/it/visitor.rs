@@ -7,20 +7,14 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{test, web, App, HttpResponse};
 use phaze_actix::{Visitor, VisitorLayer};
-use phaze_auth::{
-    Account, AccountStore, Argon2id, AuthConfig, AuthService, DisplayName, Email, HashParams,
-    PasswordPolicy, TokenHasher, UserId,
-};
+
+use crate::services::{secret, services, ORIGIN};
+use phaze_auth::{Account, AccountStore, DisplayName, Email, UserId};
 use phaze_ratelimit::{Budget, LimitKeys, Limits, RateLimitPolicy};
-use phaze_sessions::{Csrf, Sealer, SealingKey, SessionManager, SessionPolicy};
-use phaze_store_memory::{
-    MemoryAccounts, MemoryMailer, MemoryRateLimits, MemorySessions, MemoryTokens,
-};
-use secrecy::SecretBox;
+use phaze_sessions::{Csrf, SessionManager};
+use phaze_store_memory::{MemoryAccounts, MemoryRateLimits};
 use std::sync::{Arc, Mutex};
 use time::{Duration, OffsetDateTime};
-
-const ORIGIN: &str = "https://portal.example";
 
 struct World {
     sessions: Arc<SessionManager>,
@@ -29,10 +23,6 @@ struct World {
     ada: UserId,
     /// Handler runs, so a refusal can be shown to come before the handler.
     runs: Arc<Mutex<u32>>,
-}
-
-fn secret(b: u8) -> SecretBox<[u8; 32]> {
-    SecretBox::new(Box::new([b; 32]))
 }
 
 async fn world(post_per_client: u32) -> World {
@@ -53,42 +43,14 @@ async fn world(post_per_client: u32) -> World {
         })
         .await
         .unwrap();
-    let auth = Arc::new(AuthService::new(
+    let s = services(
         accounts,
-        Arc::new(MemoryTokens::default()),
-        Arc::new(MemoryMailer::default()),
-        Arc::new(
-            Argon2id::new(HashParams {
-                m_cost: 64,
-                t_cost: 1,
-                p_cost: 1,
-            })
-            .unwrap(),
-        ),
-        TokenHasher::new(secret(1)),
-        AuthConfig {
-            policy: PasswordPolicy::default(),
-            verification_ttl: Duration::hours(24),
-            public_url: ORIGIN.into(),
-        },
-    ));
-    let sessions = Arc::new(SessionManager::new(
-        Arc::new(MemorySessions::default()),
-        Sealer::new(vec![SealingKey::new(&[2; 32])]).unwrap(),
-        SessionPolicy::default(),
-    ));
-    let limits = Arc::new(Limits::new(
-        Arc::new(MemoryRateLimits::default()),
-        LimitKeys {
-            keys: secret(3),
-            devices: secret(4),
-            challenges: secret(5),
-        },
         RateLimitPolicy {
             post_per_client,
             ..RateLimitPolicy::default()
         },
-    ));
+    );
+    let (sessions, auth, limits) = (s.sessions, s.auth, s.limits);
     let now = clock.clone();
     let layer = VisitorLayer::builder(sessions.clone(), auth, Csrf::new(secret(6)), ORIGIN)
         .post_budget(limits)
