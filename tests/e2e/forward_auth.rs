@@ -278,18 +278,49 @@ async fn checks_are_not_unsafe_requests() {
     for _ in 0..20 {
         assert_admitted(&b.get(VERIFY).await, &id, "customer", "many checks");
     }
+    // Envoy's ext_authz checks with the client's own method, without the portal's CSRF token
+    // (the request is for another service) and with that service's origin: each is a check,
+    // answered like a GET.
+    for method in ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+        let path = format!("{VERIFY}/app/orders");
+        let r = b
+            .request(method, &path, &[("origin", "https://elsewhere.example")])
+            .await;
+        assert_admitted(&r, &id, "customer", method);
+        let anonymous = p.browser().request(method, &path, &[]).await;
+        assert_refused(&anonymous, method);
+    }
     // No check spent the POST budget: one POST is left.
     b.get("/account").await;
     let r = b
         .post_form("/account/profile", &[("display_name", "Budget")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    // A POST is not a check: it meets the CSRF layer (or the route's methods), never a 200.
+    // The read-only layer covers the checks only: a POST anywhere else still meets CSRF.
     let r = b
-        .post_raw(VERIFY, "application/x-www-form-urlencoded", Vec::new(), &[])
+        .post_raw(
+            "/logout",
+            "application/x-www-form-urlencoded",
+            Vec::new(),
+            &[],
+        )
         .await;
-    assert!(r.status.is_client_error(), "{}", r.status);
-    for name in IDENTITY {
-        assert!(r.header(name).is_none(), "{name} on a POST");
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+}
+
+#[actix_web::test]
+async fn only_the_check_path_is_a_check() {
+    let p = spawn_portal().await;
+    let b = p.user("paths@example.com", PW).await;
+    let id = user_id(&b).await;
+    for path in ["/auth/verify", "/auth/verify/", "/auth/verify/a/b?c=d"] {
+        assert_admitted(&b.get(path).await, &id, "customer", path);
+    }
+    for path in ["/auth/verifyx", "/auth/verif", "/auth"] {
+        let r = b.get(path).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        for name in IDENTITY {
+            assert!(r.header(name).is_none(), "{name} on {path}");
+        }
     }
 }

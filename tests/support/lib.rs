@@ -375,6 +375,16 @@ impl Browser {
         self.send(req, None).await
     }
 
+    /// `method path` with extra headers and no body (a gateway's check of a client's request).
+    pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("a method");
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        self.send(req, None).await
+    }
+
     /// `HEAD path`.
     pub async fn head(&self, path: &str) -> Resp {
         let req = self.client.head(format!("{}{path}", self.base));

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::errors::AppError;
 use crate::http::frame::frame;
-use crate::routes::{account, api, health, pages};
+use crate::routes::{account, api, forward_auth, health, pages};
 use crate::settings::Settings;
 use crate::state::AppState;
 use phaze_actix::limits::Guards;
@@ -135,6 +135,13 @@ pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
         .service(web::resource("/readyz").route(get_or_head().to(health::readyz)))
         .service(web::resource("/static/app.css").route(get_or_head().to(health::css)))
         .service(web::resource("/static/app.js").route(get_or_head().to(health::js)))
+        // Forward authentication answers any method (Envoy checks with the client's): it only
+        // reads the session, so its layer judges every method as a read (no CSRF, no budget).
+        .service(
+            web::scope("/auth/verify")
+                .wrap(from_fn(state.visitors.read_only_middleware()))
+                .service(web::resource(["", "/{tail:.*}"]).to(forward_auth::verify)),
+        )
         .service(
             web::scope("")
                 .wrap(from_fn(state.visitors.middleware()))
@@ -178,10 +185,6 @@ pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
                     ),
                 )
                 // Routes with path parameters last: each one the router passes is a regex match.
-                .service(
-                    web::resource(["/auth/verify", "/auth/verify/{tail:.*}"])
-                        .route(get_or_head().to(crate::routes::forward_auth::verify)),
-                )
                 // GET only: the link is single use, and a HEAD must not spend it.
                 .service(
                     web::resource("/verify/{token}").route(

@@ -193,10 +193,41 @@ impl VisitorLayer {
     )
         -> Pin<Box<dyn Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>>>>
            + 'static {
+        self.with_methods(Methods::AsSent)
+    }
+
+    /// The layer for routes that only *read* the session, whatever the request's method: a
+    /// gateway's forward-authentication check, which Envoy's `ext_authz` sends with the client's
+    /// own method (a `POST` to the protected service is checked as a `POST`). Every method is
+    /// treated as a read here: no CSRF check and no POST budget, since none can change anything
+    /// through a route that only reads. The session is loaded, rotated and bound exactly as by
+    /// [`VisitorLayer::middleware`]. Mount under it only handlers that change nothing.
+    #[allow(clippy::type_complexity)]
+    pub fn read_only_middleware<B: MessageBody + 'static>(
+        &self,
+    ) -> impl Fn(
+        ServiceRequest,
+        Next<B>,
+    )
+        -> Pin<Box<dyn Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>>>>
+           + 'static {
+        self.with_methods(Methods::AllRead)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn with_methods<B: MessageBody + 'static>(
+        &self,
+        methods: Methods,
+    ) -> impl Fn(
+        ServiceRequest,
+        Next<B>,
+    )
+        -> Pin<Box<dyn Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>>>>
+           + 'static {
         let layer = self.clone();
         move |req, next| {
             let layer = layer.clone();
-            Box::pin(async move { layer.handle(req, next).await })
+            Box::pin(async move { layer.run(req, next, methods).await })
         }
     }
 
@@ -204,10 +235,19 @@ impl VisitorLayer {
     /// become responses here, so an outer layer renders them like any other error status.
     pub async fn handle<B: MessageBody + 'static>(
         &self,
-        mut req: ServiceRequest,
+        req: ServiceRequest,
         next: Next<B>,
     ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-        let prepared = match self.prepare(&mut req).await {
+        self.run(req, next, Methods::AsSent).await
+    }
+
+    async fn run<B: MessageBody + 'static>(
+        &self,
+        mut req: ServiceRequest,
+        next: Next<B>,
+        methods: Methods,
+    ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+        let prepared = match self.prepare(&mut req, methods).await {
             Ok(p) => p,
             Err(e) => return Ok(req.error_response(e)),
         };
@@ -238,7 +278,11 @@ impl VisitorLayer {
         Ok(res)
     }
 
-    async fn prepare(&self, req: &mut ServiceRequest) -> Result<Prepared, actix_web::Error> {
+    async fn prepare(
+        &self,
+        req: &mut ServiceRequest,
+        methods: Methods,
+    ) -> Result<Prepared, actix_web::Error> {
         let s = &self.0;
         let client = client_of(req);
         let cookies = CookieNames::new(client.https);
@@ -321,7 +365,7 @@ impl VisitorLayer {
         };
         let csrf_token = s.csrf.token(&binding);
 
-        if is_unsafe(req.method()) {
+        if methods == Methods::AsSent && is_unsafe(req.method()) {
             self.check_origin(req, client)?;
             let form = form_token(req).await?;
             let provided = match req.headers().get("x-csrf-token") {
@@ -406,6 +450,15 @@ struct Prepared {
     new_anon: Option<String>,
     rotated: Option<SessionId>,
     clear_session: bool,
+}
+
+/// How the layer judges a request's method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Methods {
+    /// Unsafe methods meet the CSRF checks and the POST budget.
+    AsSent,
+    /// Every method is a read ([`VisitorLayer::read_only_middleware`]).
+    AllRead,
 }
 
 fn is_unsafe(method: &Method) -> bool {

@@ -1,13 +1,16 @@
-//! Forward authentication: `GET /auth/verify` tells a gateway in front of other services whether
+//! Forward authentication: `/auth/verify` tells a gateway in front of other services whether
 //! the request it is about to pass on carries a live portal session, and whose. nginx
 //! (`auth_request`), Traefik (`ForwardAuth`) and Envoy (`ext_authz`, HTTP service) call it with the
 //! client's cookies and pass the request on only if it answers 2xx (Envoy: exactly 200), copying
 //! the identity headers below into the request they forward.
 //!
-//! The route sits inside the visitor layer, so the session is loaded the one way every page loads
+//! The route sits behind the visitor layer, so the session is loaded the one way every page loads
 //! it (idle timeout, absolute lifetime, rotation, IP binding, the account behind it) and a store
-//! error is a 503, never an answer. It is GET and HEAD only: no CSRF check applies and no POST
-//! budget is spent. A session whose id is due for rotation is rotated here like anywhere else, and
+//! error is a 503, never an answer. It answers any method, because Envoy checks with the client's
+//! own (nginx and Traefik check with `GET`): the layer is the read-only one
+//! ([`phaze_actix::VisitorLayer::read_only_middleware`]), so no CSRF check applies and no POST
+//! budget is spent, and this handler changes nothing. A session whose id is due for rotation is
+//! rotated here like anywhere else, and
 //! the layer sets the new id as a cookie on the 200; the gateway must hand that `Set-Cookie` to
 //! the browser (README, "Forward authentication"), or the browser keeps an id that dies when its
 //! grace period ends.
@@ -30,7 +33,7 @@ pub const USER_ROLE: &str = "x-phaze-user-role";
 /// yet; once it has, sessions that passed it will say `on`.
 pub const TWO_FACTOR: &str = "x-phaze-2fa";
 
-/// `GET|HEAD /auth/verify`: `200` with the identity headers for a live session, else `401` with
+/// `/auth/verify`, any method: `200` with the identity headers for a live session, else `401` with
 /// no body and none of them. Both are `Cache-Control: no-store`: the answer is about this one
 /// request's cookie.
 pub async fn verify(visitor: Visitor) -> Result<HttpResponse, AppError> {
