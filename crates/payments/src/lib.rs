@@ -43,6 +43,7 @@ pub mod subscription;
 pub mod webhooks;
 
 pub use event::{Event, EventError, EventKind};
+pub use phaze_ids::UserId;
 pub use ports::{Claim, ClaimToken, ProcessedEvents, StoreError, Subscriptions};
 pub use signature::{SignatureError, Verified, WebhookVerifier, DEFAULT_TOLERANCE};
 pub use subscription::{Stamp, Status, SubscriptionRecord};

@@ -36,8 +36,10 @@
 //! ```
 #![warn(missing_docs)]
 
+mod payments;
 mod ratelimit;
 
+pub use payments::{MemoryProcessedEvents, MemorySubscriptions};
 pub use ratelimit::MemoryRateLimits;
 
 use async_trait::async_trait;

@@ -34,6 +34,7 @@
 
 pub mod accounts;
 pub mod harness;
+pub mod payments;
 pub mod processes;
 pub mod ratelimit;
 pub mod sessions;
