@@ -13,6 +13,9 @@
 //! <data>/tokens/<token hash hex>                        one token, JSON
 //! <data>/ratelimits/<limit key hex>                     one key's sliding log, binary, locked
 //!                                                       and rewritten in place (`ratelimit`)
+//! <data>/payments/events/<sha256(event id)>             a webhook event's claim, or "applied"
+//! <data>/payments/subscriptions/<sha256(user id)>       one account's subscription, JSON
+//! <data>/payments/customers/<sha256(customer id)>       the account a Stripe customer is
 //! <data>/owner.lock                                   held exclusive or shared (`DataDir`)
 //! <outbox>/<random hex>.eml                             one RFC 5322 message
 //! ```
@@ -78,6 +81,7 @@ mod cache;
 mod lock;
 mod outbox;
 mod owner;
+mod payments;
 mod ratelimit;
 mod sessions;
 mod tokens;
@@ -85,6 +89,7 @@ mod tokens;
 pub use accounts::FsAccounts;
 pub use outbox::FsOutbox;
 pub use owner::{DataDir, Sharing};
+pub use payments::{FsProcessedEvents, FsSubscriptions};
 pub use ratelimit::FsRateLimits;
 pub use sessions::FsSessions;
 pub use tokens::FsTokens;

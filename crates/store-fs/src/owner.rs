@@ -122,6 +122,16 @@ impl DataDir {
         FsRateLimits::open_in(self)
     }
 
+    /// The webhook events store in `<dir>/payments/events`.
+    pub fn processed_events(&self) -> Result<crate::FsProcessedEvents, FsError> {
+        crate::FsProcessedEvents::open_in(self)
+    }
+
+    /// The subscription store in `<dir>/payments`.
+    pub fn subscriptions(&self) -> Result<crate::FsSubscriptions, FsError> {
+        crate::FsSubscriptions::open_in(self)
+    }
+
     /// The read cache of session records (in `records`), the same for every session store
     /// opened from this directory.
     pub(crate) fn session_cache(&self, records: &Path) -> Arc<StampCache<StoredSession>> {

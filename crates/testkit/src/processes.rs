@@ -36,6 +36,7 @@
 use crate::harness::Test;
 use futures_util::future::LocalBoxFuture;
 use phaze_auth::{AccountStore, Email, StoreError as AuthError, TokenStore};
+use phaze_payments::{Claim, ClaimToken, ProcessedEvents};
 use phaze_ratelimit::{RateLimitStore, Step, Window};
 use phaze_sessions::{Rotation, SessionStore, StoreError as SessionError};
 use std::any::Any;
@@ -89,6 +90,8 @@ const RACED_TOKEN: u8 = 5;
 const WARM_TOKEN: u8 = 0xee;
 /// The email every registering child registers.
 const RACED_EMAIL: &str = "race@example.com";
+/// The webhook event id processes race to claim.
+const RACED_EVENT: &str = "evt_raced";
 
 // ---------------------------------------------------------------------------------------------
 // The child's side.
@@ -377,6 +380,8 @@ pub enum Rule {
     ConsumingOneToken,
     /// Processes registering one email make one account.
     RegisteringOneEmail,
+    /// Processes claiming one webhook event id admit exactly one; the rest find it held.
+    ClaimingOneEvent,
 }
 
 impl Rule {
@@ -389,6 +394,7 @@ impl Rule {
             Self::RotatingOneSession => "processes_rotating_one_session_agree_on_one_successor",
             Self::ConsumingOneToken => "processes_consuming_one_token_admit_exactly_one",
             Self::RegisteringOneEmail => "processes_registering_one_email_admit_exactly_one",
+            Self::ClaimingOneEvent => "processes_claiming_one_event_admit_exactly_one",
         }
     }
 
@@ -401,16 +407,18 @@ impl Rule {
             Self::RotatingOneSession => "sessions::rotate",
             Self::ConsumingOneToken => "tokens::consume",
             Self::RegisteringOneEmail => "accounts::register",
+            Self::ClaimingOneEvent => "payments::claim",
         }
     }
 
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::HittingOneKey,
         Self::RunningOneGate,
         Self::InsertingOneSessionKey,
         Self::RotatingOneSession,
         Self::ConsumingOneToken,
         Self::RegisteringOneEmail,
+        Self::ClaimingOneEvent,
     ];
 }
 
@@ -424,6 +432,7 @@ struct Adapter {
     accounts: Option<Open<dyn AccountStore>>,
     tokens: Option<Open<dyn TokenStore>>,
     rate_limits: Option<Open<dyn RateLimitStore>>,
+    processed_events: Option<Open<dyn ProcessedEvents>>,
     check: Option<fn(Rule, &str)>,
 }
 
@@ -448,6 +457,7 @@ impl Processes {
                 accounts: None,
                 tokens: None,
                 rate_limits: None,
+                processed_events: None,
                 check: None,
             },
             roles: BTreeMap::new(),
@@ -490,6 +500,12 @@ impl Processes {
     /// The rate-limit rule, on stores `open` opens at a place's name.
     pub fn rate_limits(mut self, open: Open<dyn RateLimitStore>) -> Self {
         self.adapter.rate_limits = Some(open);
+        self
+    }
+
+    /// The webhook event rule, on stores `open` opens at a place's name.
+    pub fn processed_events(mut self, open: Open<dyn ProcessedEvents>) -> Self {
+        self.adapter.processed_events = Some(open);
         self
     }
 
@@ -608,6 +624,7 @@ impl Adapter {
             Rule::InsertingOneSessionKey | Rule::RotatingOneSession => self.sessions.is_some(),
             Rule::ConsumingOneToken => self.tokens.is_some(),
             Rule::RegisteringOneEmail => self.accounts.is_some(),
+            Rule::ClaimingOneEvent => self.processed_events.is_some(),
         }
     }
 
@@ -741,6 +758,22 @@ impl Adapter {
                     Err(e) => panic!("insert failed: {e:?}"),
                 }
             }
+            Rule::ClaimingOneEvent => {
+                let store = Self::open(&rt, opener(self.processed_events, "event"), &place);
+                let lease = time::Duration::minutes(1);
+                let warm_token = ClaimToken::generate();
+                rt.block_on(warm(tasks, || {
+                    store.claim("evt_warm", &warm_token, t0(), lease)
+                }));
+                child.wait_for_go();
+                let token = ClaimToken::generate();
+                match rt.block_on(store.claim(RACED_EVENT, &token, t0(), lease)) {
+                    Ok(Claim::Won) => "won".to_owned(),
+                    Ok(Claim::Held) => "held".to_owned(),
+                    Ok(Claim::Applied) => panic!("nobody marked it applied"),
+                    Err(e) => panic!("claim failed: {e:?}"),
+                }
+            }
         }
     }
 
@@ -753,6 +786,7 @@ impl Adapter {
             Rule::RotatingOneSession => self.rotating_one_session(),
             Rule::ConsumingOneToken => self.consuming_one_token(),
             Rule::RegisteringOneEmail => self.registering_one_email(),
+            Rule::ClaimingOneEvent => self.claiming_one_event(),
         }
     }
 
@@ -954,6 +988,23 @@ impl Adapter {
         let email = Email::parse(RACED_EMAIL).unwrap();
         let found = rt.block_on(store.by_email(&email)).unwrap().unwrap();
         assert_eq!(found.id.to_string(), winners[0]);
+        self.after(rule, &place);
+    }
+
+    fn claiming_one_event(&self) {
+        let rule = Rule::ClaimingOneEvent;
+        let rt = runtime();
+        let place = rt.block_on((self.fresh)());
+        let store = Self::open(&rt, opener(self.processed_events, "event"), place.name());
+        let reports = race(rule.role(), self.processes, &[("place", place.name())]);
+        let won = reports.iter().filter(|r| *r == "won").count();
+        assert_eq!(won, 1, "{reports:?}");
+        let held = reports.iter().filter(|r| *r == "held").count();
+        assert_eq!(held, self.processes - 1, "{reports:?}");
+        // Held, not applied: a claim is not an effect.
+        let token = ClaimToken::generate();
+        let late = store.claim(RACED_EVENT, &token, t0(), time::Duration::minutes(1));
+        assert_eq!(rt.block_on(late).unwrap(), Claim::Held);
         self.after(rule, &place);
     }
 }

@@ -34,6 +34,16 @@ phaze_testkit::rate_limit_store_contract!({
     let d = tempfile::tempdir().unwrap();
     (phaze_store_fs::FsRateLimits::open(d.path()).unwrap(), d)
 });
+phaze_testkit::processed_events_contract!({
+    let d = tempfile::tempdir().unwrap();
+    let data = phaze_store_fs::DataDir::open(d.path(), phaze_store_fs::Sharing::Shared).unwrap();
+    (data.processed_events().unwrap(), d)
+});
+phaze_testkit::subscriptions_contract!({
+    let d = tempfile::tempdir().unwrap();
+    let data = phaze_store_fs::DataDir::open(d.path(), phaze_store_fs::Sharing::Shared).unwrap();
+    (data.subscriptions().unwrap(), d)
+});
 
 /// The same contracts with the directory owned by this process alone, where the read caches
 /// trust the store's own writes instead of checking the files.
@@ -112,6 +122,8 @@ fn main() -> ExitCode {
         account_store_contract::tests(),
         token_store_contract::tests(),
         rate_limit_store_contract::tests(),
+        processed_events_contract::tests(),
+        subscriptions_contract::tests(),
         exclusive::tests(),
         cross_process.tests(),
         phaze_testkit::tests!(

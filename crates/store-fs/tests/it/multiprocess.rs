@@ -35,6 +35,10 @@ pub(crate) fn processes() -> Processes {
         .accounts(|data| Arc::new(FsAccounts::open(data).unwrap()))
         .tokens(|data| Arc::new(FsTokens::open(data).unwrap()))
         .rate_limits(|data| Arc::new(FsRateLimits::open(data).unwrap()))
+        .processed_events(|data| {
+            let dir = DataDir::open(data, Sharing::Shared).unwrap();
+            Arc::new(dir.processed_events().unwrap())
+        })
         .check(nothing_left_behind)
         .role(HOLD_SESSION_LOCK, |child| {
             let key = record(LOCKED_SESSION, "alice").key.to_hex();
