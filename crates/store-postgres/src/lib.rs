@@ -82,6 +82,7 @@ mod accounts;
 mod config;
 mod connect;
 mod migrations;
+mod payments;
 mod ratelimit;
 mod schema;
 mod sessions;
@@ -90,6 +91,7 @@ mod tokens;
 pub use account_cache::{AccountWatcher, WatchEvent};
 pub use accounts::PgAccounts;
 pub use config::PgConfig;
+pub use payments::{PgProcessedEvents, PgSubscriptions};
 pub use ratelimit::PgRateLimits;
 pub use sessions::PgSessions;
 pub use tokens::PgTokens;
@@ -322,6 +324,16 @@ impl Postgres {
     /// The [`phaze_ratelimit::RateLimitStore`] over this pool.
     pub fn rate_limits(&self) -> PgRateLimits {
         PgRateLimits::new(self.pool.clone())
+    }
+
+    /// The [`phaze_payments::ProcessedEvents`] over this pool.
+    pub fn processed_events(&self) -> PgProcessedEvents {
+        PgProcessedEvents::new(self.pool.clone())
+    }
+
+    /// The [`phaze_payments::Subscriptions`] over this pool.
+    pub fn subscriptions(&self) -> PgSubscriptions {
+        PgSubscriptions::new(self.pool.clone())
     }
 
     async fn conn(&self) -> Result<Object<AsyncPgConnection>, BoxError> {

@@ -74,3 +74,41 @@ diesel::table! {
         idle_after -> Timestamptz,
     }
 }
+
+diesel::table! {
+    /// Webhook event ids: a claim, or applied.
+    payment_events (id) {
+        /// Stripe's event id.
+        id -> Text,
+        /// The holder's token while claimed.
+        claim_token -> Nullable<Text>,
+        /// The claim's lease end.
+        claimed_until -> Nullable<Timestamptz>,
+        /// When the event was applied.
+        applied_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    /// One subscription record per account.
+    subscriptions (user_id) {
+        /// The account.
+        user_id -> Uuid,
+        /// Compare-and-set version, from 1.
+        version -> Int8,
+        /// Stripe customer id.
+        customer -> Nullable<Text>,
+        /// Stripe subscription id.
+        subscription -> Nullable<Text>,
+        /// `none`, `active`, `past_due` or `canceled`.
+        status -> Text,
+        /// Stripe price id.
+        price -> Nullable<Text>,
+        /// Unix seconds.
+        current_period_end -> Nullable<Int8>,
+        /// `created` of the last event that set the state.
+        last_event_created -> Nullable<Int8>,
+        /// Id of that event.
+        last_event_id -> Nullable<Text>,
+    }
+}

@@ -35,6 +35,12 @@ phaze_testkit::token_store_contract!(
 phaze_testkit::rate_limit_store_contract!(
     support::contract(phaze_store_postgres::Postgres::rate_limits).await
 );
+phaze_testkit::processed_events_contract!(
+    support::contract(phaze_store_postgres::Postgres::processed_events).await
+);
+phaze_testkit::subscriptions_contract!(
+    support::contract(phaze_store_postgres::Postgres::subscriptions).await
+);
 
 /// The account contract again, through the cache, with its watcher listening.
 mod cached {
@@ -62,6 +68,8 @@ fn main() -> ExitCode {
         account_store_contract::tests(),
         token_store_contract::tests(),
         rate_limit_store_contract::tests(),
+        processed_events_contract::tests(),
+        subscriptions_contract::tests(),
         cached::tests(),
         cross_process.tests(),
         phaze_testkit::tests!(

@@ -18,6 +18,7 @@ pub(crate) fn processes() -> Processes {
         .accounts(|schema| Arc::new(postgres(schema).accounts()))
         .tokens(|schema| Arc::new(postgres(schema).tokens()))
         .rate_limits(|schema| Arc::new(postgres(schema).rate_limits()))
+        .processed_events(|schema| Arc::new(postgres(schema).processed_events()))
 }
 
 fn fresh() -> Fresh {

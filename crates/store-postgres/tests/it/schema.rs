@@ -8,12 +8,14 @@ const INIT: &str = "20261128000000_init";
 const ACCOUNT_CHANGES: &str = "20261128100000_account_changes";
 const PENDING_REGISTRATIONS: &str = "20261204120000_pending_registrations";
 const SESSION_SUCCESSORS: &str = "20261205000000_session_successors";
+const PAYMENTS: &str = "20261206000000_payments";
 /// Every migration of this build, oldest first.
-const ALL: [&str; 4] = [
+const ALL: [&str; 5] = [
     INIT,
     ACCOUNT_CHANGES,
     PENDING_REGISTRATIONS,
     SESSION_SUCCESSORS,
+    PAYMENTS,
 ];
 
 pub(crate) async fn check_schema_tells_behind_current_and_ahead() {
@@ -25,7 +27,7 @@ pub(crate) async fn check_schema_tells_behind_current_and_ahead() {
         e.to_string(),
         format!(
             "database schema is behind this build (missing {INIT}, {ACCOUNT_CHANGES}, \
-             {PENDING_REGISTRATIONS}, {SESSION_SUCCESSORS}): run \
+             {PENDING_REGISTRATIONS}, {SESSION_SUCCESSORS}, {PAYMENTS}): run \
              `phaze-portal migrate`"
         )
     );
@@ -83,8 +85,8 @@ pub(crate) async fn migrate_creates_the_schema_and_its_tables_there() {
     assert_eq!(count(SCHEMAS).await, 0);
     db.pg.migrate().await.unwrap();
     assert_eq!(count(SCHEMAS).await, 1);
-    // The four tables and diesel's bookkeeping, all inside the schema.
-    assert_eq!(count(TABLES).await, 5);
+    // The six tables and diesel's bookkeeping, all inside the schema.
+    assert_eq!(count(TABLES).await, 7);
 }
 
 pub(crate) async fn concurrent_migrations_apply_each_migration_once() {
@@ -143,6 +145,10 @@ pub(crate) async fn migrated_tables_have_the_declared_columns() {
         "accounts.is_admin bool",
         "accounts.created_at timestamptz",
         "accounts.password_changed_at timestamptz",
+        "payment_events.id text",
+        "payment_events.claim_token text null",
+        "payment_events.claimed_until timestamptz null",
+        "payment_events.applied_at timestamptz null",
         "rate_limits.key bytea",
         "rate_limits.log _int8",
         "rate_limits.idle_after timestamptz",
@@ -151,6 +157,15 @@ pub(crate) async fn migrated_tables_have_the_declared_columns() {
         "sessions.expires_at timestamptz",
         "sessions.sealed bytea",
         "sessions.successor bytea null",
+        "subscriptions.user_id uuid",
+        "subscriptions.version int8",
+        "subscriptions.customer text null",
+        "subscriptions.subscription text null",
+        "subscriptions.status text",
+        "subscriptions.price text null",
+        "subscriptions.current_period_end int8 null",
+        "subscriptions.last_event_created int8 null",
+        "subscriptions.last_event_id text null",
         "tokens.hash bytea",
         "tokens.purpose text",
         "tokens.user_id uuid",
