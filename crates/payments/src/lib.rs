@@ -13,7 +13,9 @@
 //! - [`subscription::apply`]: the state machine. Each record remembers the stamp (`created`, event
 //!   id) of the last event that set it, so an older event never rolls the state back; applying an
 //!   event twice changes nothing the second time.
-//! - Ports: [`ProcessedEvents`], [`Subscriptions`] (compare-and-set by version).
+//! - Ports: [`ProcessedEvents`], [`Subscriptions`] (compare-and-set by version),
+//!   [`PaymentGateway`] (Checkout and Billing Portal sessions, with an [`IdempotencyKey`] that is
+//!   the same for every retry and double submit of one operation).
 //!
 //! **Invariant:** no I/O, no clock (`now` is a parameter), no HTTP framework; nothing is applied
 //! from a body whose signature was not verified.
@@ -37,12 +39,16 @@
 #![warn(missing_docs)]
 
 pub mod event;
+pub mod gateway;
 pub mod ports;
 pub mod signature;
 pub mod subscription;
 pub mod webhooks;
 
 pub use event::{Event, EventError, EventKind};
+pub use gateway::{
+    BillingPortalRequest, CheckoutRequest, GatewayError, Hosted, IdempotencyKey, PaymentGateway,
+};
 pub use phaze_ids::UserId;
 pub use ports::{Claim, ClaimToken, ProcessedEvents, StoreError, Subscriptions};
 pub use signature::{SignatureError, Verified, WebhookVerifier, DEFAULT_TOLERANCE};
