@@ -300,7 +300,7 @@ async fn display_names_with_markup_come_back_escaped() {
             .post_form("/account/profile", &[("display_name", payload)])
             .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{payload}");
-        for path in ["/account", "/account/sessions", "/"] {
+        for path in ["/account", "/account/sessions", "/billing", "/"] {
             let page = b.get(path).await;
             assert!(
                 !page.body.contains(payload) || !payload.contains(['<', '"', '\'']),

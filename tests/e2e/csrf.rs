@@ -224,7 +224,7 @@ async fn anonymous_forms_need_the_token_too() {
 async fn every_form_and_page_carries_the_token() {
     let p = spawn_portal().await;
     let b = p.user("forms@example.com", PW).await;
-    for path in ["/", "/account", "/account/sessions"] {
+    for path in ["/", "/account", "/account/sessions", "/billing"] {
         let r = b.get(path).await;
         let token = b.csrf.borrow().clone();
         assert!(

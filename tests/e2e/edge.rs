@@ -33,12 +33,13 @@ fn assert_security_headers(r: &Resp, what: &str) {
 }
 
 /// A route of each kind that answers `GET`: pages, the API, probes, a static asset.
-const GET_ROUTES: [&str; 9] = [
+const GET_ROUTES: [&str; 10] = [
     "/",
     "/login",
     "/register",
     "/account",
     "/account/sessions",
+    "/billing",
     "/api/v1/me",
     "/healthz",
     "/readyz",

@@ -13,6 +13,8 @@ use std::time::Duration;
 use tempfile::TempDir;
 use time::OffsetDateTime;
 
+pub mod stripe;
+
 /// A running portal.
 pub struct TestPortal {
     /// `http://127.0.0.1:PORT`

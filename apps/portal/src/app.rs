@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::errors::AppError;
 use crate::http::frame::frame;
-use crate::routes::{account, api, forward_auth, health, pages};
+use crate::routes::{account, api, billing, forward_auth, health, pages};
 use crate::settings::Settings;
 use crate::state::AppState;
 use phaze_actix::limits::Guards;
@@ -95,14 +95,25 @@ impl Application {
                 let sessions = state.sessions.purge_expired(now).await;
                 let tokens = state.tokens.purge_expired(now).await;
                 let limits = state.limits.purge_idle(now).await;
-                match (sessions, tokens, limits) {
-                    (Ok(s), Ok(t), Ok(l)) => {
-                        tracing::debug!(sessions = s, tokens = t, rate_limits = l, "purged")
+                let events = state
+                    .processed_events
+                    .purge(now - state.settings.payments.retention())
+                    .await;
+                match (sessions, tokens, limits, events) {
+                    (Ok(s), Ok(t), Ok(l), Ok(e)) => {
+                        tracing::debug!(
+                            sessions = s,
+                            tokens = t,
+                            rate_limits = l,
+                            webhook_events = e,
+                            "purged"
+                        )
                     }
-                    (s, t, l) => tracing::warn!(
+                    (s, t, l, e) => tracing::warn!(
                         sessions = ?s.err(),
                         tokens = ?t.err(),
                         rate_limits = ?l.err(),
+                        webhook_events = ?e.err(),
                         "purge failed"
                     ),
                 }
@@ -122,8 +133,9 @@ impl Application {
     }
 }
 
-/// Every route of this slice. Routes that authenticate by signature (webhooks) will be registered
-/// before the `visitor` scope, which is what exempts them from CSRF and nothing else is.
+/// Every route. The one route that authenticates by signature, Stripe's webhook, is registered
+/// outside the visitor scope: that is its whole exemption from CSRF (no path list), and its
+/// handler can act only on a body whose signature verified.
 pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
     // Budgets spent before the handler runs (after the visitor layer's CSRF check): 429 with
     // `Retry-After` and `RateLimit-*`, 503 when the store cannot say.
@@ -135,6 +147,13 @@ pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
         .service(web::resource("/readyz").route(get_or_head().to(health::readyz)))
         .service(web::resource("/static/app.css").route(get_or_head().to(health::css)))
         .service(web::resource("/static/app.js").route(get_or_head().to(health::js)))
+        .service(
+            web::resource("/webhooks/stripe")
+                .app_data(web::PayloadConfig::new(
+                    phaze_payments::event::MAX_BODY_BYTES,
+                ))
+                .post(billing::stripe),
+        )
         // Forward authentication answers any method (Envoy checks with the client's): it only
         // reads the session, so its layer judges every method as a read (no CSRF, no budget).
         .service(
@@ -176,6 +195,9 @@ pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
                 .service(
                     web::resource("/account/sessions/revoke-others").post(account::revoke_others),
                 )
+                .service(web::resource("/billing").route(get_or_head().to(billing::show)))
+                .service(web::resource("/billing/checkout").post(billing::checkout))
+                .service(web::resource("/billing/portal").post(billing::manage))
                 .service(web::resource("/api/v1/me").route(get_or_head().to(api::me)))
                 .service(
                     web::resource("/api/v1/profile").route(

@@ -31,6 +31,9 @@ pub enum AppError {
     /// A bug or an unexpected failure.
     #[error("internal error")]
     Internal(#[source] Source),
+    /// An upstream service (the payment provider) refused what it was asked: configuration.
+    #[error("bad gateway")]
+    BadGateway(#[source] Source),
 }
 
 impl AppError {
@@ -94,6 +97,7 @@ impl ResponseError for AppError {
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::BadGateway(_) => StatusCode::BAD_GATEWAY,
         }
     }
 

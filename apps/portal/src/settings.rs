@@ -3,6 +3,7 @@
 //! value stops the process with one line naming the key.
 
 use ipnet::IpNet;
+use phaze_payments::PaymentSettings;
 use phaze_ratelimit::{ForwardedHeaders, RateLimitPolicy};
 use phaze_sessions::SessionSettings;
 use secrecy::{ExposeSecret, SecretString};
@@ -26,6 +27,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Request budgets.
     pub ratelimit: RateLimitPolicy,
+    /// Stripe: webhook secrets, API, plans.
+    pub payments: PaymentSettings,
     /// Keys; generated into the data directory when not given.
     pub secrets: SecretSettings,
     /// Logging.
@@ -312,6 +315,7 @@ impl Settings {
             .list_separator(",")
             .with_list_parse_key("http.trusted_proxies")
             .with_list_parse_key("secrets.session_keys")
+            .with_list_parse_key("payments.webhook_secrets")
             .try_parsing(true)
             .source(Some(env));
         let settings: Settings = builder
@@ -348,6 +352,9 @@ impl Settings {
         }
         if let Err(e) = self.ratelimit.validate() {
             return fail(e.key, e.why);
+        }
+        if let Err(e) = self.payments.validate() {
+            return Err(ConfigError(e));
         }
         let a = &self.auth;
         if a.password_min < 8 {

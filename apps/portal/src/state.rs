@@ -8,10 +8,14 @@ use phaze_auth::{
     AccountStore, Argon2id, AuthConfig, AuthService, HashParams, Mailer, PasswordPolicy,
     TokenHasher, TokenStore,
 };
+use phaze_payments::{Billing, PaymentGateway, ProcessedEvents, Subscriptions, Webhooks};
 use phaze_ratelimit::{LimitKeys, Limits, RateLimitStore, TrustedProxies};
 use phaze_sessions::{Csrf, Sealer, SealingKey, SessionManager, SessionStore};
 use phaze_store_fs::{DataDir, FsOutbox, Sharing};
-use phaze_store_memory::{MemoryAccounts, MemoryRateLimits, MemorySessions, MemoryTokens};
+use phaze_store_memory::{
+    MemoryAccounts, MemoryProcessedEvents, MemoryRateLimits, MemorySessions, MemorySubscriptions,
+    MemoryTokens,
+};
 use phaze_store_postgres::{PgConfig, Postgres, WatchEvent};
 use phaze_store_redis::{Redis, RedisConfig};
 use secrecy::{ExposeSecret, SecretBox};
@@ -32,6 +36,8 @@ struct Stores {
     accounts: Arc<dyn AccountStore>,
     tokens: Arc<dyn TokenStore>,
     rate_limits: Arc<dyn RateLimitStore>,
+    processed_events: Arc<dyn ProcessedEvents>,
+    subscriptions: Arc<dyn Subscriptions>,
     probes: Vec<Probe>,
     background: Vec<Background>,
 }
@@ -105,6 +111,12 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Work that runs after the answer has left (finishing registrations).
     pub deferred: Deferred,
+    /// Stripe webhook deliveries (verify, claim, apply).
+    pub webhooks: Webhooks,
+    /// The billing page's operations.
+    pub billing: Billing,
+    /// Processed webhook event ids, for the periodic purge.
+    pub processed_events: Arc<dyn ProcessedEvents>,
     /// Tasks the stores need, for as long as the state lives.
     _background: Vec<Background>,
 }
@@ -122,6 +134,8 @@ impl AppState {
             accounts,
             tokens,
             rate_limits,
+            processed_events,
+            subscriptions,
             probes,
             background,
         } = stores(&settings).await?;
@@ -189,6 +203,19 @@ impl AppState {
         .post_budget(limits.clone())
         .clock(move || layer_clock.now())
         .build();
+        let pay = &settings.payments;
+        let webhooks = Webhooks::new(
+            pay.verifier(),
+            processed_events.clone(),
+            subscriptions.clone(),
+            pay.webhook_policy(),
+        );
+        let billing = Billing::new(
+            pay.plans.clone(),
+            gateway(pay)?,
+            subscriptions,
+            format!("{public_url}/billing"),
+        );
         let login_clock = clock.clone();
         let login = LoginFlow::new(auth.clone(), sessions.clone(), limits.clone())
             .clock(move || login_clock.now());
@@ -204,6 +231,9 @@ impl AppState {
             clock,
             public_origin,
             deferred: Deferred::start(DEFERRED_QUEUE)?,
+            webhooks,
+            billing,
+            processed_events,
             public_url,
             probes,
             tokens,
@@ -223,6 +253,8 @@ async fn stores(settings: &Settings) -> anyhow::Result<Stores> {
             accounts: Arc::new(MemoryAccounts::default()),
             tokens: Arc::new(MemoryTokens::default()),
             rate_limits: Arc::new(MemoryRateLimits::default()),
+            processed_events: Arc::new(MemoryProcessedEvents::default()),
+            subscriptions: Arc::new(MemorySubscriptions::default()),
             probes: Vec::new(),
             background: Vec::new(),
         },
@@ -243,7 +275,9 @@ async fn stores(settings: &Settings) -> anyhow::Result<Stores> {
                 accounts: Arc::new(data.accounts()?),
                 tokens: Arc::new(data.tokens()?),
                 rate_limits: Arc::new(data.rate_limits()?),
-                probes: ["sessions", "accounts", "tokens", "ratelimits"]
+                processed_events: Arc::new(data.processed_events()?),
+                subscriptions: Arc::new(data.subscriptions()?),
+                probes: ["sessions", "accounts", "tokens", "ratelimits", "payments"]
                     .map(|d| Probe::Dir(dir.join(d)))
                     .into(),
                 background: Vec::new(),
@@ -274,6 +308,9 @@ async fn stores(settings: &Settings) -> anyhow::Result<Stores> {
                 accounts,
                 tokens: Arc::new(pg.tokens()),
                 rate_limits: Arc::new(pg.rate_limits()),
+                // Processed event ids must outlast a Redis restart: they stay here with Redis too.
+                processed_events: Arc::new(pg.processed_events()),
+                subscriptions: Arc::new(pg.subscriptions()),
                 probes: vec![Probe::Postgres(pg)],
                 background,
             }
@@ -293,6 +330,48 @@ async fn stores(settings: &Settings) -> anyhow::Result<Stores> {
         stores.probes.push(Probe::Redis(redis));
     }
     Ok(stores)
+}
+
+/// Stripe's API as `[payments]` configures it; without a secret key, a gateway that says so.
+fn gateway(pay: &phaze_payments::PaymentSettings) -> anyhow::Result<Arc<dyn PaymentGateway>> {
+    if pay.stripe_secret_key.expose_secret().is_empty() {
+        return Ok(Arc::new(Unconfigured));
+    }
+    let config = phaze_stripe::StripeConfig {
+        api_base: pay.stripe_api_base.clone(),
+        secret_key: pay.stripe_secret_key.clone(),
+        timeout: std::time::Duration::from_millis(pay.stripe_timeout_ms.into()),
+        retries: pay.stripe_retries,
+        ..phaze_stripe::StripeConfig::new(pay.stripe_secret_key.clone())
+    };
+    Ok(Arc::new(
+        phaze_stripe::StripeGateway::new(config).context("payments.stripe_api_base")?,
+    ))
+}
+
+/// The gateway of a portal with no Stripe key: every operation is unavailable (503), and the
+/// billing page says payments are not set up.
+struct Unconfigured;
+
+#[async_trait::async_trait(?Send)]
+impl PaymentGateway for Unconfigured {
+    async fn checkout(
+        &self,
+        _: &phaze_payments::CheckoutRequest,
+    ) -> Result<phaze_payments::Hosted, phaze_payments::GatewayError> {
+        Err(not_configured())
+    }
+
+    async fn billing_portal(
+        &self,
+        _: &phaze_payments::BillingPortalRequest,
+    ) -> Result<phaze_payments::Hosted, phaze_payments::GatewayError> {
+        Err(not_configured())
+    }
+}
+
+fn not_configured() -> phaze_payments::GatewayError {
+    phaze_payments::GatewayError::Unavailable("payments.stripe_secret_key is not set".into())
 }
 
 /// `[store.postgres]` as the adapter takes it.

@@ -26,6 +26,12 @@ pub fn render(status: StatusCode, page: &impl Template) -> Result<HttpResponse, 
     Ok(res)
 }
 
+/// Marks `res` as [`Rendered`] (a JSON answer the handler built on purpose, say).
+pub fn rendered(mut res: HttpResponse) -> HttpResponse {
+    res.extensions_mut().insert(Rendered);
+    res
+}
+
 /// A user as templates see it.
 #[derive(Clone, Copy, Debug)]
 pub struct UserView<'a> {
@@ -224,6 +230,37 @@ pub struct SessionRow {
     pub user_agent: String,
     /// The session of this request.
     pub current: bool,
+}
+
+/// One plan on the billing page.
+#[derive(Clone, Debug)]
+pub struct PlanView<'a> {
+    /// The form value.
+    pub id: &'a str,
+    /// What is shown.
+    pub name: &'a str,
+    /// The account is subscribed to it.
+    pub current: bool,
+}
+
+/// `GET /billing`
+#[derive(Template)]
+#[template(path = "billing.html")]
+pub struct BillingPage<'a> {
+    /// Common parts.
+    pub layout: Layout<'a>,
+    /// `none`, `active`, `past_due` or `canceled`.
+    pub status: &'static str,
+    /// The plan's name, if the subscription's price is a configured plan.
+    pub plan: Option<&'a str>,
+    /// The end of the current period, formatted.
+    pub current_period_end: Option<String>,
+    /// The plans offered.
+    pub plans: Vec<PlanView<'a>>,
+    /// A customer exists: the billing portal can open.
+    pub can_manage: bool,
+    /// Back from a completed checkout (the webhook may not have arrived yet).
+    pub checkout_done: bool,
 }
 
 /// `GET /account/sessions`

@@ -17,6 +17,9 @@
 //!   [`PaymentGateway`] (Checkout and Billing Portal sessions, with an [`IdempotencyKey`] that is
 //!   the same for every retry and double submit of one operation).
 //!
+//! - [`Billing`]: the billing page's operations (overview, checkout, manage), and
+//!   [`PaymentSettings`], the `[payments]` settings section.
+//!
 //! **Invariant:** no I/O, no clock (`now` is a parameter), no HTTP framework; nothing is applied
 //! from a body whose signature was not verified.
 //!
@@ -38,6 +41,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod billing;
 pub mod event;
 pub mod gateway;
 pub mod ports;
@@ -45,6 +49,7 @@ pub mod signature;
 pub mod subscription;
 pub mod webhooks;
 
+pub use billing::{Billing, BillingError, Overview, PaymentSettings, Plan};
 pub use event::{Event, EventError, EventKind};
 pub use gateway::{
     BillingPortalRequest, CheckoutRequest, GatewayError, Hosted, IdempotencyKey, PaymentGateway,

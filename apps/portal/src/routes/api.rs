@@ -12,20 +12,37 @@ use phaze_actix::Visitor;
 
 type State = web::Data<AppState>;
 
-fn me_json(a: &Account) -> serde_json::Value {
-    serde_json::json!({
+async fn me_json(state: &AppState, a: &Account) -> Result<serde_json::Value, AppError> {
+    let sub = state
+        .billing
+        .overview(&a.id)
+        .await
+        .map_err(AppError::unavailable)?;
+    let end = sub.current_period_end.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    });
+    Ok(serde_json::json!({
         "id": a.id.to_string(),
         "email": a.email.as_str(),
         "display_name": a.display_name.as_str(),
         "two_factor": false,
-        "subscription": { "status": "none", "plan": null, "current_period_end": null },
-    })
+        "subscription": {
+            "status": sub.status.as_str(),
+            "plan": sub.plan.map(|p| p.id),
+            "current_period_end": end,
+        },
+    }))
 }
 
 /// `GET /api/v1/me`
-pub async fn me(visitor: Visitor, req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+pub async fn me(
+    state: State,
+    visitor: Visitor,
+    req: HttpRequest,
+) -> Result<HttpResponse, actix_web::Error> {
     let current = require_user(&visitor, req.path())?;
-    Ok(HttpResponse::Ok().json(me_json(&current.account)))
+    Ok(HttpResponse::Ok().json(me_json(&state, &current.account).await?))
 }
 
 /// `POST /api/v1/profile` body.
@@ -48,7 +65,7 @@ pub async fn profile(
         .update_display_name(&current.account.id, &body.display_name)
         .await
     {
-        Ok(account) => Ok(HttpResponse::Ok().json(me_json(&account))),
+        Ok(account) => Ok(HttpResponse::Ok().json(me_json(&state, &account).await?)),
         Err(AuthError::InvalidDisplayName(why)) => {
             Err(AppError::Unprocessable(why.to_string()).into())
         }

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod api;
+pub mod billing;
 pub mod forward_auth;
 pub mod health;
 pub mod pages;

@@ -171,3 +171,65 @@ fn secrets_never_print() {
     let printed = format!("{s:?}");
     assert!(!printed.contains("c2VjcmV0"), "{printed}");
 }
+
+#[test]
+fn payments_come_from_the_file_and_secrets_from_the_environment() {
+    let dir = std::env::temp_dir().join(format!("phaze-settings-pay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("phaze.toml");
+    std::fs::write(
+        &file,
+        "[payments]\nwebhook_tolerance_secs = 120\n\
+         [[payments.plans]]\nid = \"basic\"\nname = \"Basic\"\nprice = \"price_1\"\n\
+         [[payments.plans]]\nid = \"family\"\nname = \"Family\"\nprice = \"price_2\"\n",
+    )
+    .unwrap();
+    let s = Settings::load_from(
+        Some(&file),
+        env(&[
+            ("PHAZE__PAYMENTS__WEBHOOK_SECRETS", "whsec_old,whsec_new"),
+            ("PHAZE__PAYMENTS__STRIPE_SECRET_KEY", "sk_test_x"),
+        ]),
+    )
+    .unwrap();
+    let p = &s.payments;
+    assert_eq!(p.webhook_tolerance_secs, 120);
+    assert_eq!(p.plans.len(), 2);
+    assert_eq!(p.plans[1].price, "price_2");
+    assert_eq!(
+        p.webhook_secrets.len(),
+        2,
+        "a list, so a secret can be rolled"
+    );
+    assert_eq!(p.stripe_secret_key.expose_secret(), "sk_test_x");
+    assert!(
+        !format!("{p:?}").contains("sk_test_x"),
+        "secrets never print"
+    );
+    assert_eq!(p.retention_days, 30);
+
+    for (bad, key) in [
+        (
+            "[[payments.plans]]\nid = \"a b\"\nname = \"A\"\nprice = \"price_1\"\n",
+            "payments.plans",
+        ),
+        (
+            "[[payments.plans]]\nid = \"a\"\nname = \"A\"\nprice = \"prod_1\"\n",
+            "payments.plans",
+        ),
+        (
+            "[payments]\nwebhook_tolerance_secs = 0\n",
+            "payments.webhook_tolerance_secs",
+        ),
+        (
+            "[payments]\nretention_days = 2\n",
+            "payments.retention_days",
+        ),
+        ("[payments]\nunknown = 1\n", "unknown"),
+    ] {
+        std::fs::write(&file, bad).unwrap();
+        let e = Settings::load_from(Some(&file), env(&[])).unwrap_err();
+        assert!(e.to_string().contains(key), "{bad}: {e}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
