@@ -32,8 +32,13 @@ async fn start_shared(data: &Path) -> Portal {
 }
 
 async fn start_with(data: &Path, shared: bool) -> Portal {
+    start_env(data, shared, &[]).await
+}
+
+async fn start_env(data: &Path, shared: bool, env: &[(&str, &str)]) -> Portal {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_phaze-portal"))
+        .envs(env.iter().copied())
         .env("PHAZE__HTTP__PORT", port.to_string())
         .env("PHAZE__STORE__DATA_DIR", data)
         .env("PHAZE__STORE__SHARE_DATA_DIR", shared.to_string())
@@ -310,4 +315,207 @@ async fn two_processes_on_one_data_directory_share_the_login_budget_exactly() {
     let judged = statuses.iter().filter(|s| **s == 401).count();
     let limited = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!((judged, limited), (5, 7), "{statuses:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stripe webhooks across processes sharing one data directory.
+
+/// The payment settings of these tests: the e2e webhook secret, a 5-second claim lease.
+const PAYMENTS: [(&str, &str); 2] = [
+    (
+        "PHAZE__PAYMENTS__WEBHOOK_SECRETS",
+        phaze_e2e::stripe::WEBHOOK_SECRET,
+    ),
+    ("PHAZE__PAYMENTS__CLAIM_LEASE_SECS", "5"),
+];
+
+/// The processes read the system clock; so do these deliveries' signatures.
+#[allow(clippy::disallowed_methods)]
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Posts `body` to `base`'s webhook, signed now: the status.
+async fn deliver(base: &str, body: &str) -> u16 {
+    let signature = phaze_e2e::stripe::sign(body, unix_now());
+    let res = awc::Client::default()
+        .post(format!("{base}/webhooks/stripe"))
+        .insert_header(("stripe-signature", signature))
+        .insert_header(("content-type", "application/json"))
+        .send_body(body.to_owned())
+        .await
+        .unwrap();
+    res.status().as_u16()
+}
+
+fn checkout_completed(id: &str, created: i64, user: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","type":"checkout.session.completed","created":{created},"data":{{"object":{{"client_reference_id":"{user}","customer":"cus_p","subscription":"sub_p"}}}}}}"#
+    )
+}
+
+/// The account's subscription record as the fs store keeps it: (version, status).
+fn record(data: &Path, user: &str) -> Option<(u64, String)> {
+    use sha2::Digest;
+    let name = hex::encode(sha2::Sha256::digest(user.as_bytes()));
+    let bytes = std::fs::read(data.join("payments/subscriptions").join(name)).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    Some((
+        v["version"].as_u64().unwrap(),
+        v["record"]["status"].as_str().unwrap().to_owned(),
+    ))
+}
+
+/// Delivers every body to the processes in turn, all at once; Stripe retries what was not a 200
+/// (a 409 while another delivery holds the event) until every one is.
+async fn deliver_everywhere_until_acknowledged(portals: &[Portal], bodies: &[String]) {
+    let sends = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| deliver(&portals[i % portals.len()].base, body));
+    let statuses = futures_util::future::join_all(sends).await;
+    for (i, status) in statuses.into_iter().enumerate() {
+        let mut status = status;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while status != 200 {
+            assert_eq!(status, 409, "delivery {i}");
+            assert!(Instant::now() < deadline, "delivery {i} never acknowledged");
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+            status = deliver(&portals[(i + 1) % portals.len()].base, &bodies[i]).await;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn twenty_deliveries_of_one_event_over_three_processes_take_effect_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let portals = [
+        start_env(&data, true, &PAYMENTS).await,
+        start_env(&data, true, &PAYMENTS).await,
+        start_env(&data, true, &PAYMENTS).await,
+    ];
+    let user = uuid_like();
+    let t = unix_now();
+    let checkout = checkout_completed("evt_mp_checkout", t - 60, &user);
+    deliver_everywhere_until_acknowledged(&portals, &vec![checkout.clone(); 20]).await;
+    assert_eq!(
+        record(&data, &user),
+        Some((1, "active".to_owned())),
+        "one effect"
+    );
+
+    // A newer event through one process, then the older one again through the others.
+    let failed = format!(
+        r#"{{"id":"evt_mp_failed","type":"invoice.payment_failed","created":{t},"data":{{"object":{{"customer":"cus_p","subscription":"sub_p"}}}}}}"#
+    );
+    assert_eq!(deliver(&portals[1].base, &failed).await, 200);
+    assert_eq!(record(&data, &user), Some((2, "past_due".to_owned())));
+    for p in &portals {
+        assert_eq!(deliver(&p.base, &checkout).await, 200);
+    }
+    assert_eq!(
+        record(&data, &user),
+        Some((2, "past_due".to_owned())),
+        "no rollback"
+    );
+}
+
+/// A random account id (the webhook does not need the account to exist).
+fn uuid_like() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+#[actix_web::test]
+async fn a_process_killed_while_it_holds_a_claim_leaves_it_to_the_retry_which_applies_it_once() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut holder = start_env(&data, true, &PAYMENTS).await;
+    let other = start_env(&data, true, &PAYMENTS).await;
+    let user = uuid_like();
+    let body = checkout_completed("evt_mp_killed", unix_now(), &user);
+
+    // Hold the shard lock of the account's record, so the holder's write waits on it.
+    let record_name = hex::encode(sha2::Sha256::digest(user.as_bytes()));
+    let lock = data.join(format!("payments/locks/{}.lock", &record_name[..2]));
+    // `-o`: the lock stays with flock itself, not with its command, so killing flock releases
+    // it; the command (`cat`) ends when its stdin closes.
+    let mut flock = Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .arg("cat")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("flock(1) from util-linux");
+    let event_file = data
+        .join("payments/events")
+        .join(hex::encode(sha2::Sha256::digest(b"evt_mp_killed")));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !lock.exists()
+        || Command::new("flock")
+            .args(["-n"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
+    {
+        assert!(Instant::now() < deadline, "flock never took the lock");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let base = holder.base.clone();
+    let body2 = body.clone();
+    let in_flight = actix_web::rt::spawn(async move {
+        let signature = phaze_e2e::stripe::sign(&body2, unix_now());
+        awc::Client::default()
+            .post(format!("{base}/webhooks/stripe"))
+            .insert_header(("stripe-signature", signature))
+            .send_body(body2)
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    // The holder has claimed the event and waits for the lock: kill -9 it there.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&event_file).is_ok_and(|s| s.contains("claimed")) {
+        assert!(
+            Instant::now() < deadline,
+            "the holder never claimed the event"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    holder.child.kill().unwrap(); // SIGKILL
+    holder.child.wait().unwrap();
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the holder died mid-delivery"
+    );
+    flock.kill().unwrap();
+    flock.wait().unwrap();
+    drop(flock.stdin.take());
+    assert_eq!(record(&data, &user), None, "nothing was applied");
+
+    // Stripe retries: held while the dead holder's lease runs, then taken over and applied once.
+    assert_eq!(deliver(&other.base, &body).await, 409);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match deliver(&other.base, &body).await {
+            200 => break,
+            409 => assert!(Instant::now() < deadline, "the claim was never taken over"),
+            s => panic!("retry answered {s}"),
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(record(&data, &user), Some((1, "active".to_owned())));
+    assert_eq!(deliver(&other.base, &body).await, 200, "a duplicate now");
+    assert_eq!(record(&data, &user), Some((1, "active".to_owned())));
 }
