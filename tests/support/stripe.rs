@@ -119,3 +119,73 @@ pub fn sign(body: &str, timestamp: i64) -> String {
     .sign(body.as_bytes(), timestamp)
     .unwrap()
 }
+
+/// The portal processes read the system clock; so do these deliveries' signatures.
+#[allow(clippy::disallowed_methods)]
+pub fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A random account id: the webhook applies to the id Stripe names, whether or not the account
+/// exists, so multi-process tests need no registration.
+pub fn random_user() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// A `checkout.session.completed` linking `user` to customer `cus_p` and subscription `sub_p`.
+pub fn checkout_completed(id: &str, created: i64, user: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","type":"checkout.session.completed","created":{created},"data":{{"object":{{"client_reference_id":"{user}","customer":"cus_p","subscription":"sub_p"}}}}}}"#
+    )
+}
+
+/// An `invoice.payment_failed` of `sub_p`.
+pub fn payment_failed(id: &str, created: i64) -> String {
+    format!(
+        r#"{{"id":"{id}","type":"invoice.payment_failed","created":{created},"data":{{"object":{{"customer":"cus_p","subscription":"sub_p"}}}}}}"#
+    )
+}
+
+/// Posts `body` to the webhook of the portal at `base`, signed now: the status.
+pub async fn deliver(base: &str, body: &str) -> u16 {
+    let signature = sign(body, unix_now());
+    let res = awc::Client::default()
+        .post(format!("{base}/webhooks/stripe"))
+        .insert_header(("stripe-signature", signature))
+        .insert_header(("content-type", "application/json"))
+        .send_body(body.to_owned())
+        .await
+        .unwrap();
+    res.status().as_u16()
+}
+
+/// Delivers every body to the portals in turn, all at once; then, as Stripe does, retries each
+/// one not acknowledged (a 409 while another delivery holds the event) until it is.
+pub async fn deliver_everywhere_until_acknowledged(bases: &[&str], bodies: &[String]) {
+    let sends = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| deliver(bases[i % bases.len()], body));
+    let statuses = futures_util::future::join_all(sends).await;
+    for (i, mut status) in statuses.into_iter().enumerate() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while status != 200 {
+            assert_eq!(status, 409, "delivery {i}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "delivery {i} never acknowledged"
+            );
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+            status = deliver(bases[(i + 1) % bases.len()], &bodies[i]).await;
+        }
+    }
+}

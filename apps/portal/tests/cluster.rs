@@ -686,6 +686,8 @@ fn main() -> ExitCode {
             one_email_registered_in_parallel_through_three_processes_makes_one_account,
             a_schema_this_build_does_not_know_stops_the_process_with_a_clear_line,
             postgres_down_means_503_and_service_returns_within_five_seconds,
+            twenty_deliveries_of_one_event_over_three_processes_take_effect_once,
+            a_process_killed_while_it_holds_a_claim_leaves_it_to_the_retry_which_applies_it_once,
         }
     )));
     tests.extend(redis_server.gate(postgres.gate(phaze_testkit::tests!(
@@ -693,4 +695,160 @@ fn main() -> ExitCode {
         { redis_down_means_503_never_allow_and_service_returns_within_five_seconds }
     ))));
     harness::run(tests)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stripe webhooks on the cluster: claims and records in PostgreSQL, shared by every process.
+
+use phaze_e2e::stripe::{
+    checkout_completed, deliver, deliver_everywhere_until_acknowledged, payment_failed,
+    random_user, unix_now, WEBHOOK_SECRET,
+};
+
+impl Cluster {
+    /// This deployment with the payment settings of these tests (a 5-second claim lease).
+    fn with_payments() -> Self {
+        let mut cluster = Self::new();
+        cluster.env.extend([
+            (
+                "PHAZE__PAYMENTS__WEBHOOK_SECRETS".to_owned(),
+                WEBHOOK_SECRET.to_owned(),
+            ),
+            (
+                "PHAZE__PAYMENTS__CLAIM_LEASE_SECS".to_owned(),
+                "5".to_owned(),
+            ),
+        ]);
+        cluster
+    }
+
+    /// `sql` in this deployment's schema, through psql: the rows, `|`-separated.
+    fn sql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .arg(phaze_testkit::database_url())
+            .env("PGOPTIONS", format!("-c search_path={}", self.schema))
+            .args(["-tAc", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// The account's subscription record: `version|status`, or empty.
+    fn record(&self, user: &str) -> String {
+        self.sql(&format!(
+            "SELECT version, status FROM subscriptions WHERE user_id = '{user}'"
+        ))
+    }
+}
+
+async fn twenty_deliveries_of_one_event_over_three_processes_take_effect_once() {
+    let cluster = Cluster::with_payments();
+    let p = cluster.start_three().await;
+    let bases: Vec<&str> = p.iter().map(|p| p.base.as_str()).collect();
+    let user = random_user();
+    let t = unix_now();
+    let checkout = checkout_completed("evt_cl_checkout", t - 60, &user);
+    deliver_everywhere_until_acknowledged(&bases, &vec![checkout.clone(); 20]).await;
+    assert_eq!(cluster.record(&user), "1|active", "one effect");
+    assert_eq!(
+        cluster.sql("SELECT count(*) FROM payment_events WHERE applied_at IS NOT NULL"),
+        "1"
+    );
+    // A newer event through one process, the older one again through every process.
+    assert_eq!(
+        deliver(bases[2], &payment_failed("evt_cl_failed", t)).await,
+        200
+    );
+    for base in &bases {
+        assert_eq!(deliver(base, &checkout).await, 200);
+    }
+    assert_eq!(cluster.record(&user), "2|past_due", "no rollback");
+}
+
+async fn a_process_killed_while_it_holds_a_claim_leaves_it_to_the_retry_which_applies_it_once() {
+    use std::io::Write;
+    let cluster = Cluster::with_payments();
+    let mut holder = cluster.start().await;
+    let other = cluster.start().await;
+    let user = random_user();
+    let body = checkout_completed("evt_cl_killed", unix_now(), &user);
+    // An open transaction holding the account's row, so the holder's insert waits on it.
+    let mut blocker = Command::new("psql")
+        .arg(phaze_testkit::database_url())
+        .args(["-q", "-v", "ON_ERROR_STOP=1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdin = blocker.stdin.as_mut().unwrap();
+    writeln!(
+        stdin,
+        "SET search_path TO {}; BEGIN; INSERT INTO subscriptions (user_id, version, status) \
+         VALUES ('{user}', 99, 'none');",
+        cluster.schema
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    // Wait until the blocker holds it (its row is invisible to others: watch the lock instead).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cluster.sql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'subscriptions' AND l.mode = 'RowExclusiveLock' AND l.granted") == "0" {
+        assert!(Instant::now() < deadline, "the blocker never took its lock");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let base = holder.base.clone();
+    let in_flight = {
+        let body = body.clone();
+        actix_web::rt::spawn(async move { deliver_raw(&base, &body).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cluster.sql("SELECT count(*) FROM payment_events WHERE id = 'evt_cl_killed' AND claim_token IS NOT NULL") != "1" {
+        assert!(Instant::now() < deadline, "the holder never claimed the event");
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    holder.child.kill().unwrap(); // SIGKILL, mid-delivery
+    holder.child.wait().unwrap();
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the holder died mid-delivery"
+    );
+    writeln!(blocker.stdin.as_mut().unwrap(), "ROLLBACK;").unwrap();
+    drop(blocker.stdin.take());
+    blocker.wait().unwrap();
+    // The dead holder's statement may still finish in its server backend (PostgreSQL runs it to
+    // the end once the row is free): then the effect is there but the event is not marked
+    // applied. Either way, the retry must leave exactly one effect.
+    let before = cluster.record(&user);
+    assert!(before.is_empty() || before == "1|active", "{before}");
+
+    // Stripe retries: held while the dead holder's lease runs, then taken over, applied once.
+    assert_eq!(deliver(&other.base, &body).await, 409);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match deliver(&other.base, &body).await {
+            200 => break,
+            409 => assert!(Instant::now() < deadline, "the claim was never taken over"),
+            s => panic!("retry answered {s}"),
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(cluster.record(&user), "1|active");
+    assert_eq!(deliver(&other.base, &body).await, 200, "a duplicate now");
+    assert_eq!(cluster.record(&user), "1|active");
+}
+
+/// A delivery whose answer may never come (the process is killed): the error, not a panic.
+async fn deliver_raw(base: &str, body: &str) -> Result<u16, String> {
+    let signature = phaze_e2e::stripe::sign(body, unix_now());
+    awc::Client::default()
+        .post(format!("{base}/webhooks/stripe"))
+        .insert_header(("stripe-signature", signature))
+        .send_body(body.to_owned())
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| e.to_string())
 }

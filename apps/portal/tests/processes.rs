@@ -320,6 +320,11 @@ async fn two_processes_on_one_data_directory_share_the_login_budget_exactly() {
 // ---------------------------------------------------------------------------------------------
 // Stripe webhooks across processes sharing one data directory.
 
+use phaze_e2e::stripe::{
+    checkout_completed, deliver, deliver_everywhere_until_acknowledged, payment_failed,
+    random_user, unix_now,
+};
+
 /// The payment settings of these tests: the e2e webhook secret, a 5-second claim lease.
 const PAYMENTS: [(&str, &str); 2] = [
     (
@@ -328,31 +333,6 @@ const PAYMENTS: [(&str, &str); 2] = [
     ),
     ("PHAZE__PAYMENTS__CLAIM_LEASE_SECS", "5"),
 ];
-
-/// The processes read the system clock; so do these deliveries' signatures.
-#[allow(clippy::disallowed_methods)]
-fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-/// Posts `body` to `base`'s webhook, signed now: the status.
-async fn deliver(base: &str, body: &str) -> u16 {
-    let signature = phaze_e2e::stripe::sign(body, unix_now());
-    let res = awc::Client::default()
-        .post(format!("{base}/webhooks/stripe"))
-        .insert_header(("stripe-signature", signature))
-        .insert_header(("content-type", "application/json"))
-        .send_body(body.to_owned())
-        .await
-        .unwrap();
-    res.status().as_u16()
-}
-
-fn checkout_completed(id: &str, created: i64, user: &str) -> String {
-    format!(
-        r#"{{"id":"{id}","type":"checkout.session.completed","created":{created},"data":{{"object":{{"client_reference_id":"{user}","customer":"cus_p","subscription":"sub_p"}}}}}}"#
-    )
-}
 
 /// The account's subscription record as the fs store keeps it: (version, status).
 fn record(data: &Path, user: &str) -> Option<(u64, String)> {
@@ -366,26 +346,6 @@ fn record(data: &Path, user: &str) -> Option<(u64, String)> {
     ))
 }
 
-/// Delivers every body to the processes in turn, all at once; Stripe retries what was not a 200
-/// (a 409 while another delivery holds the event) until every one is.
-async fn deliver_everywhere_until_acknowledged(portals: &[Portal], bodies: &[String]) {
-    let sends = bodies
-        .iter()
-        .enumerate()
-        .map(|(i, body)| deliver(&portals[i % portals.len()].base, body));
-    let statuses = futures_util::future::join_all(sends).await;
-    for (i, status) in statuses.into_iter().enumerate() {
-        let mut status = status;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while status != 200 {
-            assert_eq!(status, 409, "delivery {i}");
-            assert!(Instant::now() < deadline, "delivery {i} never acknowledged");
-            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-            status = deliver(&portals[(i + 1) % portals.len()].base, &bodies[i]).await;
-        }
-    }
-}
-
 #[actix_web::test]
 async fn twenty_deliveries_of_one_event_over_three_processes_take_effect_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -395,10 +355,11 @@ async fn twenty_deliveries_of_one_event_over_three_processes_take_effect_once() 
         start_env(&data, true, &PAYMENTS).await,
         start_env(&data, true, &PAYMENTS).await,
     ];
-    let user = uuid_like();
+    let user = random_user();
     let t = unix_now();
     let checkout = checkout_completed("evt_mp_checkout", t - 60, &user);
-    deliver_everywhere_until_acknowledged(&portals, &vec![checkout.clone(); 20]).await;
+    let bases: Vec<&str> = portals.iter().map(|p| p.base.as_str()).collect();
+    deliver_everywhere_until_acknowledged(&bases, &vec![checkout.clone(); 20]).await;
     assert_eq!(
         record(&data, &user),
         Some((1, "active".to_owned())),
@@ -406,9 +367,7 @@ async fn twenty_deliveries_of_one_event_over_three_processes_take_effect_once() 
     );
 
     // A newer event through one process, then the older one again through the others.
-    let failed = format!(
-        r#"{{"id":"evt_mp_failed","type":"invoice.payment_failed","created":{t},"data":{{"object":{{"customer":"cus_p","subscription":"sub_p"}}}}}}"#
-    );
+    let failed = payment_failed("evt_mp_failed", t);
     assert_eq!(deliver(&portals[1].base, &failed).await, 200);
     assert_eq!(record(&data, &user), Some((2, "past_due".to_owned())));
     for p in &portals {
@@ -421,20 +380,6 @@ async fn twenty_deliveries_of_one_event_over_three_processes_take_effect_once() 
     );
 }
 
-/// A random account id (the webhook does not need the account to exist).
-fn uuid_like() -> String {
-    let b: [u8; 16] = rand::random();
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-4{}-8{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
-}
-
 #[actix_web::test]
 async fn a_process_killed_while_it_holds_a_claim_leaves_it_to_the_retry_which_applies_it_once() {
     use sha2::Digest;
@@ -442,7 +387,7 @@ async fn a_process_killed_while_it_holds_a_claim_leaves_it_to_the_retry_which_ap
     let data = dir.path().join("data");
     let mut holder = start_env(&data, true, &PAYMENTS).await;
     let other = start_env(&data, true, &PAYMENTS).await;
-    let user = uuid_like();
+    let user = random_user();
     let body = checkout_completed("evt_mp_killed", unix_now(), &user);
 
     // Hold the shard lock of the account's record, so the holder's write waits on it.
