@@ -294,3 +294,84 @@ async fn twenty_parallel_deliveries_of_one_event_take_effect_once() {
         Some(1)
     );
 }
+
+/// Counts the calls that reach the stores.
+struct Counting<E, S> {
+    events: E,
+    subs: S,
+    calls: std::sync::Mutex<Vec<&'static str>>,
+}
+
+#[async_trait]
+impl<E: ProcessedEvents, S: Send + Sync> ProcessedEvents for Counting<E, S> {
+    async fn claim(
+        &self,
+        event: &str,
+        token: &ClaimToken,
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        self.calls.lock().unwrap().push("claim");
+        self.events.claim(event, token, now, lease).await
+    }
+    async fn mark_applied(
+        &self,
+        event: &str,
+        token: &ClaimToken,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.calls.lock().unwrap().push("mark_applied");
+        self.events.mark_applied(event, token, now).await
+    }
+    async fn release(&self, event: &str, token: &ClaimToken) -> Result<(), StoreError> {
+        self.calls.lock().unwrap().push("release");
+        self.events.release(event, token).await
+    }
+    async fn purge(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        self.events.purge(before).await
+    }
+}
+
+#[async_trait]
+impl<E: Send + Sync, S: Subscriptions> Subscriptions for Counting<E, S> {
+    async fn get(&self, user: &UserId) -> Result<Option<(SubscriptionRecord, u64)>, StoreError> {
+        self.calls.lock().unwrap().push("get");
+        self.subs.get(user).await
+    }
+    async fn user_for_customer(&self, customer: &str) -> Result<Option<UserId>, StoreError> {
+        self.calls.lock().unwrap().push("user_for_customer");
+        self.subs.user_for_customer(customer).await
+    }
+    async fn put(&self, record: &SubscriptionRecord, expected: u64) -> Result<bool, StoreError> {
+        self.calls.lock().unwrap().push("put");
+        self.subs.put(record, expected).await
+    }
+}
+
+/// A duplicate delivery (Stripe's retries and replays, the webhook's hot path) is one store
+/// operation: the claim that finds the id applied. A first delivery is four.
+#[tokio::test]
+async fn a_duplicate_costs_one_store_operation_and_a_first_delivery_four() {
+    let counting = Arc::new(Counting {
+        events: MemoryProcessedEvents::default(),
+        subs: MemorySubscriptions::default(),
+        calls: std::sync::Mutex::new(Vec::new()),
+    });
+    let webhooks = Webhooks::new(
+        verifier(),
+        counting.clone(),
+        counting.clone(),
+        WebhookPolicy::default(),
+    );
+    let body = checkout("evt_1", T, UserId::generate());
+    let header = verifier().sign(body.as_bytes(), T).unwrap();
+    let first = webhooks.deliver(Some(&header), body.as_bytes(), now()).await;
+    assert!(matches!(first, Ok(Delivery::Applied { .. })));
+    assert_eq!(
+        std::mem::take(&mut *counting.calls.lock().unwrap()),
+        ["claim", "get", "put", "mark_applied"]
+    );
+    let again = webhooks.deliver(Some(&header), body.as_bytes(), now()).await;
+    assert!(matches!(again, Ok(Delivery::Duplicate)));
+    assert_eq!(*counting.calls.lock().unwrap(), ["claim"]);
+}
