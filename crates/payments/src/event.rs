@@ -8,7 +8,6 @@
 
 use phaze_ids::UserId;
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::HashMap;
 
 use crate::signature::Verified;
@@ -87,19 +86,24 @@ pub enum EventKind {
     Ignored(String),
 }
 
-#[derive(Deserialize)]
+/// The envelope; `data` is skipped here (and read again, typed, for the types acted on), so no
+/// event is ever parsed into a generic JSON tree.
+#[derive(Debug, Deserialize)]
 struct RawEvent {
     id: String,
     #[serde(rename = "type")]
     kind: String,
     created: i64,
-    #[serde(default)]
-    data: Option<RawData>,
 }
 
 #[derive(Deserialize)]
-struct RawData {
-    object: Value,
+struct WithObject<T> {
+    data: DataOf<T>,
+}
+
+#[derive(Deserialize)]
+struct DataOf<T> {
+    object: T,
 }
 
 #[derive(Deserialize)]
@@ -176,22 +180,40 @@ fn invalid(e: impl std::fmt::Display) -> EventError {
     EventError::Invalid(e.to_string())
 }
 
-fn object<T: serde::de::DeserializeOwned>(data: Option<RawData>) -> Result<T, EventError> {
-    let data = data.ok_or_else(|| invalid("no data.object"))?;
-    serde_json::from_value(data.object).map_err(invalid)
+fn object<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, EventError> {
+    serde_json::from_slice::<WithObject<T>>(bytes)
+        .map(|w| w.data.object)
+        .map_err(invalid)
 }
 
 fn user_in(metadata: &HashMap<String, String>) -> Option<UserId> {
     metadata.get(USER_METADATA).and_then(|u| u.parse().ok())
 }
 
-impl Event {
-    /// Parses a verified body.
+/// The types the portal acts on.
+const ACTED_ON: [&str; 6] = [
+    "checkout.session.completed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.paid",
+    "invoice.payment_failed",
+];
+
+/// An event's envelope: its id, type and time, read without its data (a duplicate needs no more).
+#[derive(Debug)]
+pub struct Head<'a> {
+    body: Verified<'a>,
+    raw: RawEvent,
+}
+
+impl<'a> Head<'a> {
+    /// Reads the envelope of a verified body.
     ///
     /// # Errors
-    /// [`EventError::TooLarge`] over [`MAX_BODY_BYTES`]; [`EventError::Invalid`] for anything
-    /// that is not an event of the shape Stripe sends (serde_json refuses nesting deeper than 128).
-    pub fn parse(body: &Verified<'_>) -> Result<Self, EventError> {
+    /// [`EventError::TooLarge`] over [`MAX_BODY_BYTES`]; [`EventError::Invalid`] for a body that
+    /// is not an event envelope.
+    pub fn parse(body: Verified<'a>) -> Result<Self, EventError> {
         let bytes = body.body();
         if bytes.len() > MAX_BODY_BYTES {
             return Err(EventError::TooLarge);
@@ -200,9 +222,41 @@ impl Event {
         if raw.id.is_empty() || raw.id.len() > 255 || raw.id.chars().any(char::is_control) {
             return Err(invalid("bad event id"));
         }
+        Ok(Self { body, raw })
+    }
+
+    /// The event id.
+    pub fn id(&self) -> &str {
+        &self.raw.id
+    }
+
+    /// Whether the portal acts on this type (the others are acknowledged and ignored).
+    pub fn acted_on(&self) -> bool {
+        ACTED_ON.contains(&self.raw.kind.as_str())
+    }
+}
+
+impl Event {
+    /// Parses a verified body.
+    ///
+    /// # Errors
+    /// [`EventError::TooLarge`] over [`MAX_BODY_BYTES`]; [`EventError::Invalid`] for anything
+    /// that is not an event of the shape Stripe sends (serde_json refuses nesting deeper than 128
+    /// in the data of the types acted on; the data of other types is skipped without recursion).
+    pub fn parse(body: Verified<'_>) -> Result<Self, EventError> {
+        Self::read(Head::parse(body)?)
+    }
+
+    /// The whole event of `head`.
+    ///
+    /// # Errors
+    /// As [`Event::parse`].
+    pub fn read(head: Head<'_>) -> Result<Self, EventError> {
+        let Head { body, raw } = head;
+        let bytes = body.body();
         let kind = match raw.kind.as_str() {
             "checkout.session.completed" => {
-                let o: RawCheckout = object(raw.data)?;
+                let o: RawCheckout = object(bytes)?;
                 EventKind::CheckoutCompleted {
                     user: o.client_reference_id.and_then(|u| u.parse().ok()),
                     customer: o.customer,
@@ -213,7 +267,7 @@ impl Event {
             "customer.subscription.created"
             | "customer.subscription.updated"
             | "customer.subscription.deleted" => {
-                let o: RawSubscription = object(raw.data)?;
+                let o: RawSubscription = object(bytes)?;
                 let first = o.items.and_then(|i| i.data.into_iter().next());
                 let status = if raw.kind == "customer.subscription.deleted" {
                     "canceled".to_owned()
@@ -232,7 +286,7 @@ impl Event {
                 }
             }
             "invoice.paid" | "invoice.payment_failed" => {
-                let o: RawInvoice = object(raw.data)?;
+                let o: RawInvoice = object(bytes)?;
                 let details = o
                     .parent
                     .and_then(|p| p.subscription_details)
@@ -270,7 +324,7 @@ mod tests {
         let header = v.sign(body.as_bytes(), NOW).unwrap_or_default();
         let now = OffsetDateTime::from_unix_timestamp(NOW).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let verified = v.verify(Some(&header), body.as_bytes(), now);
-        Event::parse(&verified.unwrap_or_else(|e| panic!("{e}")))
+        Event::parse(verified.unwrap_or_else(|e| panic!("{e}")))
     }
 
     #[test]
@@ -381,11 +435,14 @@ mod tests {
 
     #[test]
     fn hostile_bodies_are_clear_errors() {
-        let deep = format!(
-            r#"{{"id":"evt_8","type":"x","created":1,"data":{{"object":{}{}}}}}"#,
-            "[".repeat(10_000),
-            "]".repeat(10_000)
-        );
+        let deep = |kind: &str| {
+            format!(
+                r#"{{"id":"evt_8","type":"{kind}","created":1,"data":{{"object":{{"customer":{}{}}}}}}}"#,
+                "[".repeat(10_000),
+                "]".repeat(10_000)
+            )
+        };
+        let deep_known = deep("invoice.paid");
         let big = format!(
             r#"{{"id":"evt_9","type":"x","created":1,"pad":"{}"}}"#,
             "a".repeat(1 << 20)
@@ -404,7 +461,7 @@ mod tests {
             r#"{"id":"evt_1","type":"invoice.paid","created":1,"data":{"object":{"customer":{"id":"cus_1"}}}}"#,
             r#"{"id":"evt_1","type":"customer.subscription.updated","created":1,"data":{"object":{"id":"sub_1"}}}"#,
             r#"{"id":"evt_1","type":"customer.subscription.updated","created":1,"data":{"object":{"id":"sub_1","status":"active","current_period_end":"soon"}}}"#,
-            deep.as_str(),
+            deep_known.as_str(),
         ];
         for body in cases {
             assert!(
@@ -413,5 +470,11 @@ mod tests {
             );
         }
         assert!(matches!(parse(&big), Err(EventError::TooLarge)));
+        // Under a type not acted on, the data is skipped without recursion: acknowledged, and the
+        // stack is intact.
+        assert_eq!(
+            parse(&deep("x")).map(|e| e.kind).ok(),
+            Some(EventKind::Ignored("x".into()))
+        );
     }
 }

@@ -148,7 +148,7 @@ impl fmt::Debug for WebhookVerifier {
 /// A body whose signature was verified: the only way to get one is [`WebhookVerifier::verify`],
 /// so code that takes a `Verified` (the event parser, the HTTP layer's exemption from CSRF) cannot
 /// be handed an unchecked body.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Verified<'a> {
     body: &'a [u8],
     timestamp: i64,

@@ -3,16 +3,21 @@
 //! [`Webhooks::deliver`] once and maps the [`Delivery`] or the [`WebhookError`] to a status.
 
 use phaze_ids::UserId;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use time::{Duration, OffsetDateTime};
 
-use crate::event::{Event, EventError, EventKind};
+use crate::event::{Event, EventError, Head};
 use crate::ports::{Claim, ClaimToken, ProcessedEvents, StoreError, Subscriptions};
 use crate::signature::{SignatureError, Verified, WebhookVerifier};
 use crate::subscription::{apply, customer_of, user_named_by, Status, SubscriptionRecord};
 
 /// How many times a compare-and-set is retried against parallel writers of one record.
 const CAS_ATTEMPTS: usize = 16;
+
+/// How many applied event ids a process remembers (about 100 bytes each); when full it forgets
+/// them all and learns again from the store.
+const REMEMBERED: usize = 65_536;
 
 /// How a delivery ended. Every variant is a `200` to Stripe except [`Delivery::InProgress`].
 #[derive(Debug, PartialEq, Eq)]
@@ -70,12 +75,17 @@ impl Default for WebhookPolicy {
 }
 
 /// Webhook deliveries over the two stores.
+///
+/// Ids this process has seen applied are remembered: "applied" is final (until the id is purged,
+/// after which a duplicate is stale anyway), so a retry or replay of one of them is answered
+/// without a store operation. Any other id goes to the store, which all processes share.
 #[derive(Clone)]
 pub struct Webhooks {
     verifier: WebhookVerifier,
     events: Arc<dyn ProcessedEvents>,
     subscriptions: Arc<dyn Subscriptions>,
     policy: WebhookPolicy,
+    applied: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Webhooks {
@@ -91,7 +101,23 @@ impl Webhooks {
             events,
             subscriptions,
             policy,
+            applied: Arc::default(),
         }
+    }
+
+    fn seen_applied(&self, id: &str) -> bool {
+        self.applied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(id)
+    }
+
+    fn remember_applied(&self, id: &str) {
+        let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        if applied.len() >= REMEMBERED {
+            applied.clear();
+        }
+        applied.insert(id.to_owned());
     }
 
     /// One delivery: `signature` is the `Stripe-Signature` header, `body` the raw bytes.
@@ -105,7 +131,7 @@ impl Webhooks {
         now: OffsetDateTime,
     ) -> Result<Delivery, WebhookError> {
         let verified = self.verifier.verify(signature, body, now)?;
-        self.apply(&verified, now).await
+        self.apply(verified, now).await
     }
 
     /// Applies a verified body (see [`Webhooks::deliver`]).
@@ -114,26 +140,36 @@ impl Webhooks {
     /// See [`WebhookError`].
     pub async fn apply(
         &self,
-        verified: &Verified<'_>,
+        verified: Verified<'_>,
         now: OffsetDateTime,
     ) -> Result<Delivery, WebhookError> {
-        let event = Event::parse(verified)?;
-        if matches!(event.kind, EventKind::Ignored(_)) {
+        // The envelope first: an ignored type or a remembered duplicate needs no more.
+        let head = Head::parse(verified)?;
+        if !head.acted_on() {
             return Ok(Delivery::Ignored);
         }
+        if self.seen_applied(head.id()) {
+            return Ok(Delivery::Duplicate);
+        }
+        let event = Event::read(head)?;
         let token = ClaimToken::generate();
         match self
             .events
             .claim(&event.id, &token, now, self.policy.claim_lease)
             .await?
         {
-            Claim::Applied => return Ok(Delivery::Duplicate),
+            Claim::Applied => {
+                self.remember_applied(&event.id);
+                return Ok(Delivery::Duplicate);
+            }
             Claim::Held => return Ok(Delivery::InProgress),
             Claim::Won => {}
         }
         match self.effect(&event).await {
             Ok(delivery) => {
-                if !self.events.mark_applied(&event.id, &token, now).await? {
+                if self.events.mark_applied(&event.id, &token, now).await? {
+                    self.remember_applied(&event.id);
+                } else {
                     tracing::warn!(target: "security", event = "webhook_claim_lost", id = %event.id,
                         "the claim's lease ran out before the event was marked applied");
                 }
