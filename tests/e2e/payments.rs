@@ -287,7 +287,13 @@ async fn after_checkout_the_page_shows_the_plan_and_manages_it_at_stripe() {
 async fn without_a_stripe_key_checkout_is_unavailable_and_nothing_else_breaks() {
     let p = spawn_portal_with(|s| payments(s, None)).await;
     let b = p.user("early@example.com", PW).await;
-    assert_eq!(b.get("/billing").await.status, StatusCode::OK);
+    let page = b.get("/billing").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("cannot be bought here"), "{}", page.body);
+    assert!(
+        !page.body.contains("/billing/checkout"),
+        "no form that can only fail"
+    );
     let r = b.post_form("/billing/checkout", &[("plan", "basic")]).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
 }

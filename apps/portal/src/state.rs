@@ -332,6 +332,18 @@ async fn stores(settings: &Settings) -> anyhow::Result<Stores> {
     Ok(stores)
 }
 
+impl AppState {
+    /// Whether a Stripe key is configured, so checkout and the billing portal can work.
+    pub fn payments_configured(&self) -> bool {
+        !self
+            .settings
+            .payments
+            .stripe_secret_key
+            .expose_secret()
+            .is_empty()
+    }
+}
+
 /// Stripe's API as `[payments]` configures it; without a secret key, a gateway that says so.
 fn gateway(pay: &phaze_payments::PaymentSettings) -> anyhow::Result<Arc<dyn PaymentGateway>> {
     if pay.stripe_secret_key.expose_secret().is_empty() {

@@ -257,8 +257,10 @@ pub struct BillingPage<'a> {
     pub current_period_end: Option<String>,
     /// The plans offered.
     pub plans: Vec<PlanView<'a>>,
-    /// A customer exists: the billing portal can open.
+    /// A customer exists and Stripe is configured: the billing portal can open.
     pub can_manage: bool,
+    /// Stripe is configured: the plans can be bought.
+    pub can_subscribe: bool,
     /// Back from a completed checkout (the webhook may not have arrived yet).
     pub checkout_done: bool,
 }

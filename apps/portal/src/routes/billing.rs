@@ -42,7 +42,8 @@ pub async fn show(state: State, visitor: Visitor, req: HttpRequest) -> Page {
             plan: overview.plan.as_ref().map(|p| p.name.as_str()),
             current_period_end: overview.current_period_end.map(format_time),
             plans,
-            can_manage: overview.has_customer,
+            can_manage: overview.has_customer && state.payments_configured(),
+            can_subscribe: state.payments_configured(),
             checkout_done: done,
         },
     )?)
