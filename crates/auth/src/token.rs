@@ -168,6 +168,14 @@ pub trait TokenStore: Send + Sync {
         purpose: TokenPurpose,
         now: OffsetDateTime,
     ) -> Result<Option<TokenRecord>, StoreError>;
+    /// The token if it exists, has this purpose, is unused and is not expired at `now`, without
+    /// using it: a page can say a link is dead before its form is filled in.
+    async fn find(
+        &self,
+        hash: &TokenHash,
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> Result<Option<TokenRecord>, StoreError>;
     /// Deletes expired tokens; returns how many went.
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, StoreError>;
 }

@@ -82,6 +82,25 @@ impl TokenStore for FsTokens {
         .map_err(auth_backend)
     }
 
+    async fn find(
+        &self,
+        hash: &TokenHash,
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let (this, hash) = (self.clone(), *hash);
+        blocking(move || {
+            // A live token's file has its hash's name; a used one was renamed away first.
+            let Some(bytes) = atomic::read(&this.dir.join(hash.to_hex()))? else {
+                return Ok(None);
+            };
+            let record = decode(&bytes, &hash)?;
+            Ok((record.purpose == purpose && record.expires_at > now).then_some(record))
+        })
+        .await
+        .map_err(auth_backend)
+    }
+
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
         let this = self.clone();
         blocking(move || {

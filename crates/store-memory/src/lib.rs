@@ -272,6 +272,18 @@ impl TokenStore for MemoryTokens {
         }
     }
 
+    async fn find(
+        &self,
+        hash: &TokenHash,
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> Result<Option<TokenRecord>, AuthStoreError> {
+        let t = lock(&self.0);
+        Ok(t.get(hash)
+            .filter(|r| r.purpose == purpose && r.expires_at > now)
+            .cloned())
+    }
+
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, AuthStoreError> {
         let mut t = lock(&self.0);
         let before = t.len();

@@ -44,6 +44,27 @@ fn purpose_name(purpose: TokenPurpose) -> &'static str {
     }
 }
 
+/// A token row's user id, expiry, and registration columns.
+type Row = (Uuid, OffsetDateTime, Option<String>, Option<String>);
+
+fn record(hash: &TokenHash, purpose: TokenPurpose, row: Row) -> Result<TokenRecord, StoreError> {
+    let (user_id, expires_at, email, password_hash) = row;
+    let registration = match (email, password_hash) {
+        (Some(email), Some(password_hash)) => Some(Registration {
+            email: Email::parse(&email).ok_or_else(|| backend(Corrupt("tokens")))?,
+            password_hash,
+        }),
+        _ => None,
+    };
+    Ok(TokenRecord {
+        hash: *hash,
+        purpose,
+        user_id: UserId::from(user_id),
+        expires_at,
+        registration,
+    })
+}
+
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
@@ -98,8 +119,7 @@ impl TokenStore for PgTokens {
         now: OffsetDateTime,
     ) -> Result<Option<TokenRecord>, StoreError> {
         let mut conn = self.conn().await?;
-        type Claimed = (Uuid, OffsetDateTime, Option<String>, Option<String>);
-        let claimed: Option<Claimed> = diesel::update(
+        let claimed: Option<Row> = diesel::update(
             tokens::table
                 .filter(tokens::hash.eq(&hash.0[..]))
                 .filter(tokens::purpose.eq(purpose_name(purpose)))
@@ -116,26 +136,35 @@ impl TokenStore for PgTokens {
         .await
         .optional()
         .map_err(backend)?;
-        let Some((user_id, expires_at, email, password_hash)) = claimed else {
-            return Ok(None);
-        };
-        if expires_at <= now {
-            return Ok(None);
+        match claimed {
+            Some(row) if row.1 > now => Ok(Some(record(hash, purpose, row)?)),
+            _ => Ok(None),
         }
-        let registration = match (email, password_hash) {
-            (Some(email), Some(password_hash)) => Some(Registration {
-                email: Email::parse(&email).ok_or_else(|| backend(Corrupt("tokens")))?,
-                password_hash,
-            }),
-            _ => None,
-        };
-        Ok(Some(TokenRecord {
-            hash: *hash,
-            purpose,
-            user_id: UserId::from(user_id),
-            expires_at,
-            registration,
-        }))
+    }
+
+    async fn find(
+        &self,
+        hash: &TokenHash,
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let mut conn = self.conn().await?;
+        let row: Option<Row> = tokens::table
+            .filter(tokens::hash.eq(&hash.0[..]))
+            .filter(tokens::purpose.eq(purpose_name(purpose)))
+            .filter(tokens::used_at.is_null())
+            .filter(tokens::expires_at.gt(now))
+            .select((
+                tokens::user_id,
+                tokens::expires_at,
+                tokens::email,
+                tokens::password_hash,
+            ))
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(backend)?;
+        row.map(|row| record(hash, purpose, row)).transpose()
     }
 
     /// Deletes expired tokens and used ones (which can never be consumed again).

@@ -54,6 +54,7 @@ macro_rules! token_store_contract {
                     a_new_token_kills_the_older_one_of_its_subject,
                     other_subjects_and_purposes_keep_their_tokens,
                     concurrent_issues_for_one_subject_leave_one_live_token,
+                    find_sees_only_live_tokens_and_uses_none,
                 ]
             );
         }
@@ -283,4 +284,61 @@ pub async fn concurrent_issues_for_one_subject_leave_one_live_token(
         }
     }
     assert_eq!(live, 1, "exactly one of the racing links stays usable");
+}
+
+/// `find` returns a live token of the purpose asked, and nothing for a used, expired, replaced,
+/// unknown or other-purpose one; it uses nothing (the token is consumed afterwards).
+pub async fn find_sees_only_live_tokens_and_uses_none(store: Arc<impl TokenStore>) {
+    let r = token(1);
+    store.issue(&r).await.unwrap();
+    let now = t0();
+    for _ in 0..2 {
+        assert_eq!(
+            store.find(&r.hash, r.purpose, now).await.unwrap(),
+            Some(r.clone())
+        );
+    }
+    assert_eq!(
+        store
+            .find(&r.hash, TokenPurpose::PasswordReset, now)
+            .await
+            .unwrap(),
+        None,
+        "another purpose"
+    );
+    assert_eq!(
+        store.find(&r.hash, r.purpose, r.expires_at).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store
+            .find(&TokenHash([9; 32]), r.purpose, now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.consume(&r.hash, r.purpose, now).await.unwrap(),
+        Some(r.clone()),
+        "find used nothing"
+    );
+    assert_eq!(
+        store.find(&r.hash, r.purpose, now).await.unwrap(),
+        None,
+        "used"
+    );
+    // A newer token of the same subject replaces the older one.
+    let older = registration(2, "find@example.com");
+    let newer = registration(3, "find@example.com");
+    store.issue(&older).await.unwrap();
+    store.issue(&newer).await.unwrap();
+    assert_eq!(
+        store.find(&older.hash, older.purpose, now).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.find(&newer.hash, newer.purpose, now).await.unwrap(),
+        Some(newer)
+    );
 }

@@ -65,6 +65,15 @@ impl<T: TokenStore> TokenStore for Counting<T> {
         self.calls.push("tokens.consume");
         self.inner.consume(hash, purpose, now).await
     }
+    async fn find(
+        &self,
+        hash: &TokenHash,
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        self.calls.push("tokens.find");
+        self.inner.find(hash, purpose, now).await
+    }
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
         self.calls.push("tokens.purge_expired");
         self.inner.purge_expired(now).await
