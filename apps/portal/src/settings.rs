@@ -162,6 +162,8 @@ pub struct AuthSettings {
     pub hash_concurrency: usize,
     /// Lifetime of an email verification link, in seconds (24 h).
     pub verification_ttl_secs: u32,
+    /// Lifetime of a password reset link, in seconds (1 h).
+    pub reset_ttl_secs: u32,
 }
 
 /// `[secrets]`: base64 of 32 random bytes each (`openssl rand -base64 32`).
@@ -271,6 +273,7 @@ impl Default for AuthSettings {
             argon2_p: 1,
             hash_concurrency: 0,
             verification_ttl_secs: 24 * 3600,
+            reset_ttl_secs: 3600,
         }
     }
 }

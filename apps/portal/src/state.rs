@@ -179,6 +179,7 @@ impl AppState {
                     max_chars: a.password_max,
                 },
                 verification_ttl: Duration::seconds(a.verification_ttl_secs.into()),
+                reset_ttl: Duration::seconds(a.reset_ttl_secs.into()),
                 public_url: public_url.clone(),
             },
         ));

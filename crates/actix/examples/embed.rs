@@ -121,6 +121,7 @@ async fn phaze(
         AuthConfig {
             policy: PasswordPolicy::default(),
             verification_ttl: time::Duration::hours(24),
+            reset_ttl: time::Duration::hours(1),
             public_url: origin.into(),
         },
     ));

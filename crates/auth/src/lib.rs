@@ -35,6 +35,7 @@
 //!     AuthConfig {
 //!         policy: PasswordPolicy::default(),
 //!         verification_ttl: Duration::hours(24),
+//!         reset_ttl: Duration::hours(1),
 //!         public_url: "https://portal.example".into(),
 //!     },
 //! );
@@ -82,7 +83,7 @@ pub use password::{
     Argon2id, HashError, HashParams, PasswordHasher, PasswordPolicy, PasswordRejection,
     Verification,
 };
-pub use service::{AuthConfig, AuthError, AuthService, RegistrationJob};
+pub use service::{AuthConfig, AuthError, AuthService, RegistrationJob, ResetJob};
 pub use token::{
     Registration, Token, TokenHash, TokenHasher, TokenPurpose, TokenRecord, TokenStore,
 };

@@ -15,6 +15,8 @@ pub struct AuthConfig {
     pub policy: PasswordPolicy,
     /// Lifetime of an email verification link (default 24 h).
     pub verification_ttl: Duration,
+    /// Lifetime of a password reset link (default 1 h).
+    pub reset_ttl: Duration,
     /// The portal's public base URL, for links in mail (no trailing slash).
     pub public_url: String,
 }
@@ -63,6 +65,15 @@ impl From<StoreError> for AuthError {
     fn from(e: StoreError) -> Self {
         AuthError::Store(e)
     }
+}
+
+/// The part of a reset request that depends on whether the address has an account, handed back
+/// by [`AuthService::request_password_reset`] to be finished by
+/// [`AuthService::complete_reset_request`] off the request path.
+#[must_use = "a reset request does nothing until complete_reset_request runs"]
+#[derive(Debug)]
+pub struct ResetJob {
+    email: Option<Email>,
 }
 
 /// The part of a registration that depends on whether the address is taken, handed back by
@@ -402,6 +413,129 @@ impl AuthService {
             url = self.config.public_url
         );
         self.mail(&account.email, "Your password was changed", body)
+            .await?;
+        Ok(account)
+    }
+
+    /// Starts a password reset for `email`: touches no store and sends nothing, so the answer
+    /// and its timing are the same for a known, an unknown and a malformed address. The work
+    /// that differs is [`AuthService::complete_reset_request`], run off the request path.
+    pub fn request_password_reset(&self, email: &str) -> ResetJob {
+        ResetJob {
+            email: Email::parse(email),
+        }
+    }
+
+    /// Finishes a reset request off the request path: for a confirmed account, a new reset link
+    /// (the older link of that account dies in the same step, [`TokenStore::issue`]), mailed to
+    /// the address; for anything else, nothing.
+    pub async fn complete_reset_request(
+        &self,
+        job: ResetJob,
+        now: OffsetDateTime,
+    ) -> Result<(), AuthError> {
+        let Some(email) = job.email else {
+            return Ok(());
+        };
+        let Some(account) = self.accounts.by_email(&email).await? else {
+            return Ok(());
+        };
+        if !account.email_verified {
+            return Ok(());
+        }
+        let token = Token::generate();
+        self.tokens
+            .issue(&TokenRecord {
+                hash: self
+                    .token_hasher
+                    .hash(TokenPurpose::PasswordReset, token.expose()),
+                purpose: TokenPurpose::PasswordReset,
+                user_id: account.id,
+                expires_at: now + self.config.reset_ttl,
+                registration: None,
+            })
+            .await?;
+        let body = format!(
+            "Someone, perhaps you, asked to reset the password of your Phaze account.\n\n\
+             To choose a new password, open this link within {minutes} minutes:\n\n\
+             {url}/password/reset/{token}\n\n\
+             The link works once. Choosing a new password logs out every session of your account. \
+             If you did not ask for this, ignore this message: your password stays as it is.\n",
+            minutes = self.config.reset_ttl.whole_minutes(),
+            url = self.config.public_url,
+            token = token.expose(),
+        );
+        self.mail(&account.email, "Reset your password", body).await
+    }
+
+    /// Whether `token` is a live reset link, without using it (the reset page shows its form
+    /// only for one).
+    pub async fn check_reset_token(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), AuthError> {
+        let hash = self.token_hasher.hash(TokenPurpose::PasswordReset, token);
+        match self
+            .tokens
+            .find(&hash, TokenPurpose::PasswordReset, now)
+            .await?
+        {
+            Some(_) => Ok(()),
+            None => Err(AuthError::InvalidToken),
+        }
+    }
+
+    /// Uses a reset link: sets `new` as the password and mails a notice. The new password is
+    /// checked against the policy before the link is spent, so a refused password leaves the
+    /// link usable; of several requests racing on one link, one succeeds. The caller ends every
+    /// session of the returned account.
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        new: SecretString,
+        confirm: &SecretString,
+        now: OffsetDateTime,
+    ) -> Result<Account, AuthError> {
+        use secrecy::ExposeSecret;
+        let hash = self.token_hasher.hash(TokenPurpose::PasswordReset, token);
+        let record = self
+            .tokens
+            .find(&hash, TokenPurpose::PasswordReset, now)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        let mut account = self
+            .accounts
+            .by_id(&record.user_id)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        if new.expose_secret() != confirm.expose_secret() {
+            return Err(AuthError::PasswordMismatch);
+        }
+        self.config
+            .policy
+            .check(new.expose_secret(), Some(&account.email))?;
+        let password_hash = self.hasher.hash(new).await?;
+        // Spent here, once: a parallel request that found the same link finds it gone.
+        if self
+            .tokens
+            .consume(&hash, TokenPurpose::PasswordReset, now)
+            .await?
+            .is_none()
+        {
+            return Err(AuthError::InvalidToken);
+        }
+        account.password_hash = password_hash;
+        account.password_changed_at = now;
+        self.accounts.update(&account).await?;
+        let body = format!(
+            "The password of your Phaze account was reset with a link sent to this address, and \
+             every session was logged out.\n\n\
+             If this was not you, contact support at once by replying to this message: someone \
+             else may be able to read your mail. You can log in at {url}/login\n",
+            url = self.config.public_url
+        );
+        self.mail(&account.email, "Your password was reset", body)
             .await?;
         Ok(account)
     }

@@ -45,6 +45,7 @@ pub(crate) fn services(accounts: Arc<MemoryAccounts>, policy: RateLimitPolicy) -
         AuthConfig {
             policy: PasswordPolicy::default(),
             verification_ttl: Duration::hours(24),
+            reset_ttl: Duration::hours(1),
             public_url: ORIGIN.into(),
         },
     ));

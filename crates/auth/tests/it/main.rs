@@ -40,6 +40,7 @@ fn kit_with(params: HashParams) -> Kit {
         AuthConfig {
             policy: PasswordPolicy::default(),
             verification_ttl: Duration::hours(24),
+            reset_ttl: Duration::hours(1),
             public_url: "https://portal.example".into(),
         },
     );
@@ -260,6 +261,7 @@ async fn login_upgrades_outdated_hashes() {
         AuthConfig {
             policy: PasswordPolicy::default(),
             verification_ttl: Duration::hours(24),
+            reset_ttl: Duration::hours(1),
             public_url: String::new(),
         },
     );
@@ -465,6 +467,7 @@ fn counting_kit() -> (AuthService, counting::Calls, Arc<MemoryMailer>) {
         AuthConfig {
             policy: PasswordPolicy::default(),
             verification_ttl: Duration::hours(24),
+            reset_ttl: Duration::hours(1),
             public_url: "https://portal.example".into(),
         },
     );
@@ -716,4 +719,202 @@ async fn a_new_link_goes_only_to_an_unconfirmed_account() {
         .await
         .unwrap();
     k.auth.login("bob@example.com", pw(PW)).await.unwrap();
+}
+
+impl Kit {
+    /// The token of the newest reset link mailed to `to`.
+    fn reset_token_for(&self, to: &str) -> String {
+        let mail = self
+            .mailer
+            .sent()
+            .into_iter()
+            .rev()
+            .find(|m| m.to.as_str() == to && m.body.contains("/password/reset/"))
+            .unwrap();
+        let start = mail.body.find("/password/reset/").unwrap() + 16;
+        mail.body[start..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn request_reset(&self, email: &str, now: OffsetDateTime) {
+        let job = self.auth.request_password_reset(email);
+        self.auth.complete_reset_request(job, now).await.unwrap();
+    }
+}
+
+const NEW_PW: &str = "a brand new passphrase here";
+
+#[tokio::test]
+async fn a_reset_link_sets_a_new_password_once_and_notifies() {
+    let k = kit();
+    k.verified("reset@example.com").await;
+    k.request_reset("Reset@Example.com", t0()).await;
+    let token = k.reset_token_for("reset@example.com");
+    k.auth.check_reset_token(&token, t0()).await.unwrap();
+    let account = k
+        .auth
+        .reset_password(&token, pw(NEW_PW), &pw(NEW_PW), t0())
+        .await
+        .unwrap();
+    assert_eq!(account.password_changed_at, t0());
+    assert!(k.auth.login("reset@example.com", pw(NEW_PW)).await.is_ok());
+    assert!(matches!(
+        k.auth.login("reset@example.com", pw(PW)).await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    let notice = k.mailer.sent().pop().unwrap();
+    assert_eq!(notice.subject, "Your password was reset");
+    // Single use.
+    assert!(matches!(
+        k.auth.check_reset_token(&token, t0()).await,
+        Err(AuthError::InvalidToken)
+    ));
+    assert!(matches!(
+        k.auth
+            .reset_password(
+                &token,
+                pw("yet another passphrase"),
+                &pw("yet another passphrase"),
+                t0()
+            )
+            .await,
+        Err(AuthError::InvalidToken)
+    ));
+}
+
+#[tokio::test]
+async fn reset_links_expire_and_a_new_request_kills_the_older_link() {
+    let k = kit();
+    k.verified("twice@example.com").await;
+    k.request_reset("twice@example.com", t0()).await;
+    let older = k.reset_token_for("twice@example.com");
+    k.request_reset("twice@example.com", t0()).await;
+    let newer = k.reset_token_for("twice@example.com");
+    assert_ne!(older, newer);
+    assert!(matches!(
+        k.auth.check_reset_token(&older, t0()).await,
+        Err(AuthError::InvalidToken)
+    ));
+    let late = t0() + Duration::hours(1);
+    assert!(matches!(
+        k.auth
+            .reset_password(&newer, pw(NEW_PW), &pw(NEW_PW), late)
+            .await,
+        Err(AuthError::InvalidToken)
+    ));
+    assert!(
+        k.auth.login("twice@example.com", pw(PW)).await.is_ok(),
+        "unchanged"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_new_password_leaves_the_link_usable() {
+    let k = kit();
+    k.verified("weak@example.com").await;
+    k.request_reset("weak@example.com", t0()).await;
+    let token = k.reset_token_for("weak@example.com");
+    assert!(matches!(
+        k.auth
+            .reset_password(&token, pw("short"), &pw("short"), t0())
+            .await,
+        Err(AuthError::WeakPassword(PasswordRejection::TooShort { .. }))
+    ));
+    assert!(matches!(
+        k.auth
+            .reset_password(&token, pw(NEW_PW), &pw("something else entirely"), t0())
+            .await,
+        Err(AuthError::PasswordMismatch)
+    ));
+    assert!(matches!(
+        k.auth
+            .reset_password(
+                &token,
+                pw("weak@example.com!!"),
+                &pw("weak@example.com!!"),
+                t0()
+            )
+            .await,
+        Err(AuthError::WeakPassword(_))
+    ));
+    k.auth.check_reset_token(&token, t0()).await.unwrap();
+    k.auth
+        .reset_password(&token, pw(NEW_PW), &pw(NEW_PW), t0())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn hostile_tokens_are_invalid_and_change_nothing() {
+    let k = kit();
+    k.verified("host@example.com").await;
+    k.request_reset("host@example.com", t0()).await;
+    let real = k.reset_token_for("host@example.com");
+    let verify_link = {
+        k.register("other@example.com", PW).await;
+        k.token_for("other@example.com")
+    };
+    for token in [
+        String::new(),
+        "x".into(),
+        "../../etc/passwd".into(),
+        "%00".into(),
+        "é".repeat(500),
+        format!("{real}x"),
+        real[..real.len() - 1].to_owned(),
+        verify_link, // a verification link is not a reset link
+    ] {
+        assert!(
+            matches!(
+                k.auth
+                    .reset_password(&token, pw(NEW_PW), &pw(NEW_PW), t0())
+                    .await,
+                Err(AuthError::InvalidToken)
+            ),
+            "{token:.40}"
+        );
+    }
+    k.auth.check_reset_token(&real, t0()).await.unwrap();
+    assert!(k.auth.login("host@example.com", pw(PW)).await.is_ok());
+}
+
+/// A reset request touches no store and no mailer before answering, for a confirmed account, an
+/// unknown address, a pending registration and a malformed address; what differs runs after.
+#[tokio::test]
+async fn a_reset_request_does_the_same_work_before_answering_whatever_the_address() {
+    let (auth, calls, mailer) = counting_kit();
+    let job = auth
+        .register("known@example.com", pw(PW), &pw(PW))
+        .await
+        .unwrap();
+    auth.complete_registration(job, t0()).await.unwrap();
+    let mail = mailer.sent().pop().unwrap();
+    let token = &mail.body[mail.body.find("/verify/").unwrap() + 8..];
+    auth.verify_email(token.split_whitespace().next().unwrap(), t0())
+        .await
+        .unwrap();
+    calls.take();
+    let mut jobs = Vec::new();
+    for email in ["known@example.com", "nobody@example.com", "not an address"] {
+        jobs.push(auth.request_password_reset(email));
+        assert!(
+            calls.take().is_empty(),
+            "{email}: nothing before the answer"
+        );
+    }
+    for job in jobs {
+        auth.complete_reset_request(job, t0()).await.unwrap();
+    }
+    assert_eq!(
+        calls.take(),
+        [
+            "accounts.by_email",
+            "tokens.issue",
+            "mailer.send",
+            "accounts.by_email"
+        ]
+    );
 }
