@@ -24,7 +24,7 @@ if [ -z "${BIN:-}" ]; then
   BIN="$CARGO_TARGET_DIR/release/phaze-portal"
 fi
 
-SECRET="whsec_load_test"
+SECRET="whsec_load_test_0123456789"
 export PHAZE__HTTP__PORT=$PORT PHAZE__LOG__FILTER=warn PHAZE__PAYMENTS__WEBHOOK_SECRETS=$SECRET
 case "$STORE" in
   fs) export PHAZE__STORE__DATA_DIR="$WORK/var" ;;

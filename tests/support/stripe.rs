@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// The webhook secret the payment tests configure.
-pub const WEBHOOK_SECRET: &str = "whsec_e2e_secret";
+pub const WEBHOOK_SECRET: &str = "whsec_e2e_0123456789abcdef";
 /// The API key the payment tests configure.
 pub const SECRET_KEY: &str = "sk_test_e2e";
 

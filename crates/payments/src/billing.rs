@@ -75,6 +75,18 @@ impl PaymentSettings {
     /// # Errors
     /// A message naming the first bad key.
     pub fn validate(&self) -> Result<(), String> {
+        use secrecy::ExposeSecret;
+        // An empty secret would verify signatures anyone can compute (HMAC takes an empty key):
+        // `PHAZE__PAYMENTS__WEBHOOK_SECRETS=` or a trailing comma must stop the process instead.
+        for secret in &self.webhook_secrets {
+            let s = secret.expose_secret();
+            if s.trim() != s || s.len() < "whsec_".len() + 16 || !s.starts_with("whsec_") {
+                return Err(
+                    "payments.webhook_secrets: each must be an endpoint's signing secret                      (whsec_…, no spaces, no empty entries)"
+                        .into(),
+                );
+            }
+        }
         if !(1..=3600).contains(&self.webhook_tolerance_secs) {
             return Err("payments.webhook_tolerance_secs must be 1..=3600".into());
         }
@@ -153,6 +165,9 @@ pub enum BillingError {
     /// The account has no customer yet, so there is no subscription to manage: `400`.
     #[error("no subscription to manage")]
     NoCustomer,
+    /// The account's subscription runs already (it is managed in the billing portal): `400`.
+    #[error("already subscribed")]
+    AlreadySubscribed,
     /// The provider failed or refused.
     #[error(transparent)]
     Gateway(#[from] GatewayError),
@@ -235,18 +250,19 @@ impl Billing {
             .iter()
             .find(|p| p.id == plan)
             .ok_or(BillingError::UnknownPlan)?;
-        let customer = self
-            .subscriptions
-            .get(user)
-            .await?
-            .and_then(|(r, _)| r.customer);
+        let record = self.subscriptions.get(user).await?.map(|(r, _)| r);
+        // One running subscription per account: a second would be billed beside the first.
+        if record.as_ref().is_some_and(|r| r.status.is_live()) {
+            return Err(BillingError::AlreadySubscribed);
+        }
+        let customer = record.and_then(|r| r.customer);
         let request = CheckoutRequest {
             user: *user,
             price: plan.price.clone(),
+            idempotency_key: IdempotencyKey::checkout(user, customer.as_deref(), &plan.price, now),
             customer,
             success_url: format!("{}?checkout=done", self.billing_url),
             cancel_url: self.billing_url.clone(),
-            idempotency_key: IdempotencyKey::checkout(user, &plan.price, now),
         };
         Ok(self.gateway.checkout(&request).await?)
     }

@@ -114,7 +114,7 @@ struct RawCheckout {
     customer: Option<String>,
     #[serde(default)]
     subscription: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     metadata: HashMap<String, String>,
 }
 
@@ -128,7 +128,7 @@ struct RawSubscription {
     current_period_end: Option<i64>,
     #[serde(default)]
     items: Option<RawList<RawItem>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     metadata: HashMap<String, String>,
 }
 
@@ -172,8 +172,15 @@ struct RawInvoiceParent {
 struct RawSubscriptionDetails {
     #[serde(default)]
     subscription: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     metadata: HashMap<String, String>,
+}
+
+/// Stripe documents some `metadata` as nullable: `null` reads as no metadata.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<HashMap<String, String>, D::Error> {
+    Ok(Option::<HashMap<String, String>>::deserialize(d)?.unwrap_or_default())
 }
 
 fn invalid(e: impl std::fmt::Display) -> EventError {
@@ -422,6 +429,24 @@ mod tests {
                 user: Some(user),
             }
         );
+    }
+
+    #[test]
+    fn null_metadata_is_no_metadata() {
+        let e = parse(
+            r#"{"id":"evt_n","type":"invoice.paid","created":1,"data":{"object":{"customer":"cus_1",
+            "subscription_details":{"subscription":"sub_1","metadata":null}}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(e.kind, EventKind::Invoice { user: None, .. }));
+        let e = parse(
+            r#"{"id":"evt_m","type":"checkout.session.completed","created":1,"data":{"object":{"metadata":null}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            e.kind,
+            EventKind::CheckoutCompleted { price: None, .. }
+        ));
     }
 
     #[test]

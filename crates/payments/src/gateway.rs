@@ -30,9 +30,20 @@ impl IdempotencyKey {
         Self(format!("phaze-{}", hex::encode(h.finalize())))
     }
 
-    /// "`user` subscribes to `price`", within the current window.
-    pub fn checkout(user: &UserId, price: &str, now: OffsetDateTime) -> Self {
-        Self::derive(&["checkout", &user.to_string(), price], now)
+    /// "`user` (as Stripe's `customer`, if it has one) subscribes to `price`", within the current
+    /// window. The customer is part of it because it is part of the request: Stripe refuses a
+    /// key reused with other parameters. Two submits that straddle a window's edge get two keys
+    /// (and two Checkout Sessions, of which at most one is paid for).
+    pub fn checkout(
+        user: &UserId,
+        customer: Option<&str>,
+        price: &str,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self::derive(
+            &["checkout", &user.to_string(), customer.unwrap_or(""), price],
+            now,
+        )
     }
 
     /// "`user` opens the billing portal of `customer`", within the current window.
@@ -167,13 +178,24 @@ mod tests {
     fn one_operation_has_one_key_within_its_window_and_another_after() {
         let user = UserId::generate();
         let t = 1_767_225_600; // a multiple of the window
-        let key = IdempotencyKey::checkout(&user, "price_1", at(t));
-        assert_eq!(key, IdempotencyKey::checkout(&user, "price_1", at(t + 599)));
-        assert_ne!(key, IdempotencyKey::checkout(&user, "price_1", at(t + 600)));
-        assert_ne!(key, IdempotencyKey::checkout(&user, "price_2", at(t)));
+        let key = IdempotencyKey::checkout(&user, None, "price_1", at(t));
+        assert_eq!(
+            key,
+            IdempotencyKey::checkout(&user, None, "price_1", at(t + 599))
+        );
         assert_ne!(
             key,
-            IdempotencyKey::checkout(&UserId::generate(), "price_1", at(t))
+            IdempotencyKey::checkout(&user, None, "price_1", at(t + 600))
+        );
+        assert_ne!(key, IdempotencyKey::checkout(&user, None, "price_2", at(t)));
+        assert_ne!(
+            key,
+            IdempotencyKey::checkout(&UserId::generate(), None, "price_1", at(t))
+        );
+        assert_ne!(
+            key,
+            IdempotencyKey::checkout(&user, Some("cus_1"), "price_1", at(t)),
+            "a customer is part of the request"
         );
         assert_ne!(
             key,
@@ -193,7 +215,7 @@ mod tests {
             customer: None,
             success_url: "https://portal.example/billing?done=1".into(),
             cancel_url: "https://portal.example/billing".into(),
-            idempotency_key: IdempotencyKey::checkout(&user, "price_1", at(0)),
+            idempotency_key: IdempotencyKey::checkout(&user, None, "price_1", at(0)),
         };
         let form = r.form();
         let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());

@@ -41,6 +41,11 @@ impl Status {
         }
     }
 
+    /// Active or past due: a subscription that runs (and is being billed).
+    pub fn is_live(self) -> bool {
+        matches!(self, Status::Active | Status::PastDue)
+    }
+
     /// The contract's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -166,8 +171,18 @@ pub fn apply(current: &SubscriptionRecord, event: &Event) -> Option<Subscription
             ..
         } => {
             link(&mut next.customer, customer);
+            let ours = current
+                .subscription
+                .as_ref()
+                .is_none_or(|s| s == subscription);
+            let status = Status::from_stripe(status);
+            // Another subscription of the account that ended (a duplicate canceled, an old one
+            // expiring) does not end the live one.
+            if !ours && current.status.is_live() && !status.is_live() {
+                return (next != *current).then_some(next);
+            }
             if newer {
-                // A newer subscription of the account takes over (one subscription per account).
+                // A newer live subscription of the account takes over (one per account).
                 next.subscription = Some(subscription.clone());
                 if price.is_some() {
                     next.price.clone_from(price);
@@ -178,7 +193,7 @@ pub fn apply(current: &SubscriptionRecord, event: &Event) -> Option<Subscription
             } else {
                 link(&mut next.subscription, &Some(subscription.clone()));
             }
-            set_state(&mut next, Status::from_stripe(status));
+            set_state(&mut next, status);
         }
         EventKind::Invoice {
             paid,
@@ -200,14 +215,19 @@ pub fn apply(current: &SubscriptionRecord, event: &Event) -> Option<Subscription
             }
             link(&mut next.customer, customer);
             link(&mut next.subscription, &Some(subscription.clone()));
-            set_state(
-                &mut next,
-                if *paid {
-                    Status::Active
-                } else {
-                    Status::PastDue
-                },
-            );
+            // Invoices move a live subscription between paid and due; they never revive one
+            // that ended (an old invoice paid after cancellation) nor start one (the checkout or
+            // subscription event does).
+            if current.status.is_live() {
+                set_state(
+                    &mut next,
+                    if *paid {
+                        Status::Active
+                    } else {
+                        Status::PastDue
+                    },
+                );
+            }
         }
     }
     (next != *current).then_some(next)
@@ -356,6 +376,7 @@ mod tests {
     #[test]
     fn equal_created_times_are_ordered_by_event_id() {
         let r = run(&[
+            sub("active", 5, "evt_0"),
             invoice(true, 10, "evt_b", "sub_1"),
             invoice(false, 10, "evt_a", "sub_1"),
         ]);
@@ -381,6 +402,45 @@ mod tests {
             apply(&r, &event("evt_d", 40, EventKind::Ignored("x".into()))),
             None
         );
+    }
+
+    #[test]
+    fn a_paid_invoice_never_revives_a_canceled_subscription() {
+        let r = run(&[
+            sub("active", 10, "evt_a"),
+            invoice(false, 20, "evt_b", "sub_1"),
+            sub("canceled", 30, "evt_c"),
+            // Weeks later the customer pays the old open invoice on Stripe's hosted page.
+            invoice(true, 40, "evt_d", "sub_1"),
+        ]);
+        assert_eq!(r.status, Status::Canceled);
+        // Nor does an invoice start a subscription.
+        let fresh = SubscriptionRecord::new(uuid_zero());
+        let started = apply(&fresh, &invoice(true, 50, "evt_e", "sub_1"));
+        assert!(started.is_none_or(|r| r.status == Status::None));
+    }
+
+    #[test]
+    fn another_subscription_ending_does_not_end_the_live_one() {
+        let other = |status: &str, created: i64, id: &str| {
+            let mut e = sub(status, created, id);
+            if let EventKind::Subscription { subscription, .. } = &mut e.kind {
+                *subscription = "sub_2".into();
+            }
+            e
+        };
+        // The account somehow has two; the duplicate (sub_2) is canceled after sub_1 started.
+        let r = run(&[sub("active", 10, "evt_a"), other("canceled", 20, "evt_b")]);
+        assert_eq!(r.status, Status::Active);
+        assert_eq!(r.subscription.as_deref(), Some("sub_1"));
+        // sub_1's invoices still count.
+        let r2 = apply(&r, &invoice(false, 30, "evt_c", "sub_1")).unwrap();
+        assert_eq!(r2.status, Status::PastDue);
+        // A newer live subscription does take over (a resubscription after cancellation).
+        let ended = run(&[sub("active", 10, "evt_a"), sub("canceled", 20, "evt_b")]);
+        let resub = apply(&ended, &other("active", 30, "evt_c")).unwrap();
+        assert_eq!(resub.status, Status::Active);
+        assert_eq!(resub.subscription.as_deref(), Some("sub_2"));
     }
 
     #[test]

@@ -186,12 +186,21 @@ impl Webhooks {
     }
 
     async fn effect(&self, event: &Event) -> Result<Delivery, WebhookError> {
-        let user = match user_named_by(event) {
-            Some(user) => Some(user),
-            None => match customer_of(event) {
-                Some(c) => self.subscriptions.user_for_customer(c).await?,
-                None => None,
-            },
+        let linked = match customer_of(event) {
+            Some(c) => self.subscriptions.user_for_customer(c).await?,
+            None => None,
+        };
+        let user = match (user_named_by(event), linked) {
+            // The event names one account and its customer belongs to another: the records and
+            // Stripe disagree. Applying it would move the customer; refusing it would make Stripe
+            // retry for days. It is acknowledged, logged, and left to an operator.
+            (Some(named), Some(owner)) if named != owner => {
+                tracing::warn!(id = %event.id, named = %named, owner = %owner,
+                    "webhook event names another account than its customer's: ignored");
+                return Ok(Delivery::Unroutable);
+            }
+            (Some(named), _) => Some(named),
+            (None, linked) => linked,
         };
         let Some(user) = user else {
             tracing::warn!(id = %event.id, "webhook event for no known account: ignored");

@@ -348,10 +348,10 @@ impl<E: Send + Sync, S: Subscriptions> Subscriptions for Counting<E, S> {
     }
 }
 
-/// A first delivery is four store operations; a duplicate is one (the claim that finds the id
+/// A first delivery is five store operations; a duplicate is one (the claim that finds the id
 /// applied) the first time a process sees it, and none after (the process remembers applied ids).
 #[tokio::test]
-async fn a_duplicate_costs_one_store_operation_at_most_and_a_first_delivery_four() {
+async fn a_duplicate_costs_one_store_operation_at_most_and_a_first_delivery_five() {
     let counting = Arc::new(Counting {
         events: MemoryProcessedEvents::default(),
         subs: MemorySubscriptions::default(),
@@ -371,7 +371,7 @@ async fn a_duplicate_costs_one_store_operation_at_most_and_a_first_delivery_four
     assert!(matches!(first, Ok(Delivery::Applied { .. })));
     assert_eq!(
         std::mem::take(&mut *counting.calls.lock().unwrap()),
-        ["claim", "get", "put", "mark_applied"]
+        ["claim", "user_for_customer", "get", "put", "mark_applied"]
     );
     for _ in 0..3 {
         let again = webhooks
@@ -392,4 +392,22 @@ async fn a_duplicate_costs_one_store_operation_at_most_and_a_first_delivery_four
         assert!(matches!(again, Ok(Delivery::Duplicate)));
     }
     assert_eq!(*counting.calls.lock().unwrap(), ["claim"]);
+}
+
+#[tokio::test]
+async fn an_event_naming_another_account_than_its_customer_s_moves_nothing() {
+    let w = world();
+    let (ada, eve) = (UserId::generate(), UserId::generate());
+    deliver(&w, &checkout("evt_1", T, ada)).await.unwrap();
+    // A later checkout names another account with the same customer (cus_1).
+    assert_eq!(
+        deliver(&w, &checkout("evt_2", T + 10, eve)).await.unwrap(),
+        Delivery::Unroutable
+    );
+    assert_eq!(
+        w.subscriptions.user_for_customer("cus_1").await.unwrap(),
+        Some(ada)
+    );
+    assert_eq!(status(&w, eve).await, Status::None);
+    assert_eq!(status(&w, ada).await, Status::Active);
 }

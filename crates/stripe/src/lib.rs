@@ -4,8 +4,8 @@
 //!   the same on each retry, so Stripe creates one session however many times the request is sent
 //!   (a retry after a lost answer, a double-submitted form, two processes).
 //! - Retries, with exponential backoff, only where a retry can help: a network error or timeout,
-//!   or a `5xx` (unless Stripe says `Stripe-Should-Retry: false`). A `4xx` is a
-//!   [`GatewayError::Refused`] at once.
+//!   a `5xx`, a `409` (the same idempotency key in flight) or a `429` (unless Stripe says
+//!   `Stripe-Should-Retry: false`). Any other `4xx` is a [`GatewayError::Refused`] at once.
 //! - TLS by rustls with the *ring* provider and the WebPKI roots; `http://` bases are accepted
 //!   only for loopback addresses (tests, a local fake).
 //! - One HTTP client per worker thread (actix's client is not `Send`), so connections are reused.
@@ -239,8 +239,12 @@ impl StripeGateway {
                 format!("{code} {}", b.error.message.unwrap_or_default())
             })
             .unwrap_or_default();
-        let retry = should_retry.unwrap_or(status.is_server_error());
-        let error = if status.is_server_error() {
+        // As Stripe's libraries do: 409 (the idempotency key is in use by a request in flight)
+        // and 429 (rate limited) are retried too, and are "unavailable", not refusals.
+        let transient =
+            status.is_server_error() || status.as_u16() == 409 || status.as_u16() == 429;
+        let retry = should_retry.unwrap_or(transient);
+        let error = if transient {
             GatewayError::Unavailable(format!("{status}: {message}").into())
         } else {
             GatewayError::Refused {

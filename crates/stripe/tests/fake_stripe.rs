@@ -136,7 +136,12 @@ fn checkout(user: UserId) -> CheckoutRequest {
         customer: None,
         success_url: "https://portal.example/billing?checkout=done".into(),
         cancel_url: "https://portal.example/billing".into(),
-        idempotency_key: IdempotencyKey::checkout(&user, "price_basic", OffsetDateTime::UNIX_EPOCH),
+        idempotency_key: IdempotencyKey::checkout(
+            &user,
+            None,
+            "price_basic",
+            OffsetDateTime::UNIX_EPOCH,
+        ),
     }
 }
 
@@ -175,7 +180,13 @@ async fn a_double_submit_gets_one_session() {
 
 #[actix_web::test]
 async fn a_failed_first_attempt_is_retried_with_the_same_key() {
-    for first in [Fault::Status(500), Fault::Status(503), Fault::Hang] {
+    for first in [
+        Fault::Status(500),
+        Fault::Status(503),
+        Fault::Status(409),
+        Fault::Status(429),
+        Fault::Hang,
+    ] {
         let f = fake(vec![first]).await;
         let req = checkout(UserId::generate());
         let hosted = gateway(&f.base, "sk_test_fake").checkout(&req).await;

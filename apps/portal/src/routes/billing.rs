@@ -88,7 +88,9 @@ pub async fn manage(state: State, visitor: Visitor, req: HttpRequest) -> Page {
 /// down or not configured is 503; one that refuses (a wrong price or key: configuration) is 502.
 fn billing_failure(e: BillingError) -> AppError {
     match e {
-        BillingError::UnknownPlan | BillingError::NoCustomer => AppError::BadRequest,
+        BillingError::UnknownPlan | BillingError::NoCustomer | BillingError::AlreadySubscribed => {
+            AppError::BadRequest
+        }
         BillingError::Gateway(e @ GatewayError::Unavailable(_)) => AppError::unavailable(e),
         BillingError::Gateway(e) => AppError::BadGateway(Box::new(e)),
         BillingError::Store(e) => AppError::unavailable(e),

@@ -187,7 +187,10 @@ fn payments_come_from_the_file_and_secrets_from_the_environment() {
     let s = Settings::load_from(
         Some(&file),
         env(&[
-            ("PHAZE__PAYMENTS__WEBHOOK_SECRETS", "whsec_old,whsec_new"),
+            (
+                "PHAZE__PAYMENTS__WEBHOOK_SECRETS",
+                "whsec_0123456789abcdef_old,whsec_0123456789abcdef_new",
+            ),
             ("PHAZE__PAYMENTS__STRIPE_SECRET_KEY", "sk_test_x"),
         ]),
     )
@@ -226,10 +229,33 @@ fn payments_come_from_the_file_and_secrets_from_the_environment() {
             "payments.retention_days",
         ),
         ("[payments]\nunknown = 1\n", "unknown"),
+        (
+            "[payments]\nwebhook_secrets = [\"\"]\n",
+            "payments.webhook_secrets",
+        ),
+        (
+            "[payments]\nwebhook_secrets = [\"whsec_short\"]\n",
+            "payments.webhook_secrets",
+        ),
+        (
+            "[payments]\nwebhook_secrets = [\" whsec_0123456789abcdef\"]\n",
+            "payments.webhook_secrets",
+        ),
     ] {
         std::fs::write(&file, bad).unwrap();
         let e = Settings::load_from(Some(&file), env(&[])).unwrap_err();
         assert!(e.to_string().contains(key), "{bad}: {e}");
+    }
+    // An empty entry from the environment (an unset template variable, a trailing comma) stops
+    // the process: an empty HMAC key would verify anyone's signature.
+    for value in ["", "whsec_0123456789abcdef_old,"] {
+        let e = Settings::load_from(None, env(&[("PHAZE__PAYMENTS__WEBHOOK_SECRETS", value)]));
+        assert!(
+            e.as_ref()
+                .is_err_and(|e| e.to_string().contains("webhook_secrets")),
+            "{value:?}: {:?}",
+            e.map(|s| s.payments.webhook_secrets.len())
+        );
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
