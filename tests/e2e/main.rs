@@ -7,6 +7,7 @@ mod edge;
 mod forward_auth;
 mod hostile;
 mod limits;
+mod password;
 mod payments;
 mod proxies;
 mod sessions;

@@ -276,7 +276,9 @@ async fn after_checkout_the_page_shows_the_plan_and_manages_it_at_stripe() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     // A second subscription beside the running one is refused before Stripe is asked.
     let before = stripe.seen().len();
-    let r = b.post_form("/billing/checkout", &[("plan", "family")]).await;
+    let r = b
+        .post_form("/billing/checkout", &[("plan", "family")])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(stripe.seen().len(), before);
     let seen = stripe.seen();

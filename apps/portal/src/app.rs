@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::errors::AppError;
 use crate::http::frame::frame;
-use crate::routes::{account, api, billing, forward_auth, health, pages};
+use crate::routes::{account, api, billing, forward_auth, health, pages, password};
 use crate::settings::Settings;
 use crate::state::AppState;
 use phaze_actix::limits::Guards;
@@ -180,6 +180,15 @@ pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
                         .post(pages::login),
                 )
                 .service(web::resource("/logout").post(pages::logout))
+                .service(
+                    web::resource("/password/forgot")
+                        .route(get_or_head().to(password::forgot_form))
+                        .route(
+                            web::post()
+                                .to(password::forgot)
+                                .wrap(per_client(Budget::ResetPerClient)),
+                        ),
+                )
                 .service(web::resource("/account").route(get_or_head().to(account::show)))
                 .service(web::resource("/account/profile").post(account::profile))
                 .service(
@@ -207,6 +216,20 @@ pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
                     ),
                 )
                 // Routes with path parameters last: each one the router passes is a regex match.
+                // Guessing a reset token costs a request of the verification budget each.
+                .service(
+                    web::resource("/password/reset/{token}")
+                        .route(
+                            web::get()
+                                .to(password::reset_form)
+                                .wrap(per_client(Budget::Verify)),
+                        )
+                        .route(
+                            web::post()
+                                .to(password::reset)
+                                .wrap(per_client(Budget::Verify)),
+                        ),
+                )
                 // GET only: the link is single use, and a HEAD must not spend it.
                 .service(
                     web::resource("/verify/{token}").route(

@@ -344,6 +344,7 @@ impl Settings {
         s.ratelimit.verify_per_client = 10_000;
         s.ratelimit.password_change_per_account = 10_000;
         s.ratelimit.profile_api_per_account = 10_000;
+        s.ratelimit.reset_per_client = 10_000;
         s.ratelimit.challenge_difficulty_bits = 8;
         s
     }

@@ -95,15 +95,18 @@ pub enum Notice {
     SessionRevoked,
     /// `POST /account/sessions/revoke-others` logged every other session out.
     OtherSessionsRevoked,
+    /// `POST /password/reset/{token}` set a new password and ended every session.
+    PasswordReset,
 }
 
 impl Notice {
-    const ALL: [Notice; 5] = [
+    const ALL: [Notice; 6] = [
         Notice::EmailConfirmed,
         Notice::PasswordChanged,
         Notice::ProfileSaved,
         Notice::SessionRevoked,
         Notice::OtherSessionsRevoked,
+        Notice::PasswordReset,
     ];
 
     /// The cookie value.
@@ -114,6 +117,7 @@ impl Notice {
             Notice::ProfileSaved => "profile-saved",
             Notice::SessionRevoked => "session-revoked",
             Notice::OtherSessionsRevoked => "other-sessions-revoked",
+            Notice::PasswordReset => "password-reset",
         }
     }
 
@@ -136,6 +140,10 @@ impl Notice {
             Notice::SessionRevoked => "The session was logged out.",
             Notice::OtherSessionsRevoked => {
                 "Every other session was logged out. Only this device is still signed in."
+            }
+            Notice::PasswordReset => {
+                "Your password has been reset and every session was logged out. Log in with \
+                 your new password."
             }
         }
     }
@@ -280,6 +288,41 @@ pub struct SessionsPage<'a> {
 #[derive(Template)]
 #[template(path = "verify_failed.html")]
 pub struct VerifyFailedPage<'a> {
+    /// Common parts.
+    pub layout: Layout<'a>,
+}
+
+/// `GET|POST /password/forgot`: the form, or (`sent`) the answer that reads the same for every
+/// address.
+#[derive(Template)]
+#[template(path = "forgot.html")]
+pub struct ForgotPage<'a> {
+    /// Common parts.
+    pub layout: Layout<'a>,
+    /// The address as typed (prefill, or the answer's).
+    pub email: &'a str,
+    /// The request was taken.
+    pub sent: bool,
+}
+
+/// `GET|POST /password/reset/{token}`: the new-password form.
+#[derive(Template)]
+#[template(path = "reset.html")]
+pub struct ResetPage<'a> {
+    /// Common parts.
+    pub layout: Layout<'a>,
+    /// The link's token, for the form's action (URL-safe base64 by construction).
+    pub token: &'a str,
+    /// Configured password length bounds.
+    pub password_min: usize,
+    /// Configured password length bounds.
+    pub password_max: usize,
+}
+
+/// `GET|POST /password/reset/{token}` with a dead link: 400.
+#[derive(Template)]
+#[template(path = "reset_failed.html")]
+pub struct ResetFailedPage<'a> {
     /// Common parts.
     pub layout: Layout<'a>,
 }

@@ -22,6 +22,11 @@ pub enum Budget {
     PasswordChange,
     /// Profile API calls, per account.
     ProfileApi,
+    /// Password reset requests, per client network.
+    ResetPerClient,
+    /// Password reset requests, per address asked about (known or not; keyed by
+    /// [`crate::identifier`]).
+    ResetPerAddress,
 }
 
 impl Budget {
@@ -34,6 +39,8 @@ impl Budget {
             Budget::Verify => "client/verify",
             Budget::PasswordChange => "account/password",
             Budget::ProfileApi => "account/profile-api",
+            Budget::ResetPerClient => "client/password-reset",
+            Budget::ResetPerAddress => "identifier/password-reset",
         }
     }
 }
@@ -71,6 +78,12 @@ pub struct RateLimitPolicy {
     pub profile_api_per_account: u32,
     /// (60)
     pub profile_api_period_secs: u32,
+    /// Password reset requests per client network per `reset_period_secs` (5).
+    pub reset_per_client: u32,
+    /// Password reset requests per address per `reset_period_secs` (3).
+    pub reset_per_address: u32,
+    /// (3600)
+    pub reset_period_secs: u32,
     /// Failed logins for one identifier after which a proof-of-work challenge is required (3).
     pub challenge_after_failures: u32,
     /// The period failures are counted over, in seconds (3600).
@@ -106,6 +119,9 @@ impl Default for RateLimitPolicy {
             password_change_period_secs: 900,
             profile_api_per_account: 30,
             profile_api_period_secs: 60,
+            reset_per_client: 5,
+            reset_per_address: 3,
+            reset_period_secs: 3600,
             challenge_after_failures: 3,
             failure_period_secs: 3600,
             challenge_difficulty_bits: 14,
@@ -158,6 +174,7 @@ impl RateLimitPolicy {
             self.verify_period_secs,
             self.password_change_period_secs,
             self.profile_api_period_secs,
+            self.reset_period_secs,
             self.failure_period_secs,
             self.challenge_ttl_secs,
             self.lockout_secs,
@@ -180,6 +197,8 @@ impl RateLimitPolicy {
                 self.password_change_period_secs,
             ),
             Budget::ProfileApi => (self.profile_api_per_account, self.profile_api_period_secs),
+            Budget::ResetPerClient => (self.reset_per_client, self.reset_period_secs),
+            Budget::ResetPerAddress => (self.reset_per_address, self.reset_period_secs),
         };
         Window::new(limit, secs(period))
     }

@@ -6,6 +6,7 @@ pub mod billing;
 pub mod forward_auth;
 pub mod health;
 pub mod pages;
+pub mod password;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
