@@ -486,3 +486,71 @@ pub fn meta_csrf(body: &str) -> Option<String> {
     let token = &rest[c..c + end];
     (!token.is_empty()).then(|| token.to_owned())
 }
+
+/// The CSRF cookie and token of a fresh anonymous visit to `path`.
+pub async fn anonymous_token(base: &str, path: &str) -> (String, String) {
+    let client = awc::Client::default();
+    let mut page = client.get(format!("{base}{path}")).send().await.unwrap();
+    let cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("phaze_csrf="))
+        .unwrap();
+    let body = String::from_utf8(page.body().await.unwrap().to_vec()).unwrap();
+    let start = body.find("name=\"csrf-token\" content=\"").unwrap() + 27;
+    (
+        cookie,
+        body[start..start + body[start..].find('"').unwrap()].to_owned(),
+    )
+}
+
+/// Asks for a reset of `email` (an account) through `bases[1]`, reads the link from `outbox`, and
+/// posts ten new passwords with it at once, spread over `bases`: exactly one wins (303), the
+/// others find the link spent (400), and the winner's password is the account's on every base.
+pub async fn one_reset_link_used_at_once_through(bases: &[&str], outbox: &Path, email: &str) {
+    const PW: &str = "correct horse battery staple";
+    let (cookie, token) = anonymous_token(bases[1 % bases.len()], "/password/forgot").await;
+    let client = awc::Client::builder().disable_redirects().finish();
+    let asked = client
+        .post(format!("{}/password/forgot", bases[1 % bases.len()]))
+        .insert_header(("cookie", cookie))
+        .send_form(&[("email", email), ("csrf_token", token.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(asked.status().as_u16(), 200);
+    let mail = mail_to(outbox, email, "/password/reset/").expect("a reset mail");
+    let start = mail.find("/password/reset/").unwrap();
+    let link = mail[start..].split_whitespace().next().unwrap().to_owned();
+
+    // One anonymous visit serves every process: they share the CSRF key.
+    let (cookie, token) = anonymous_token(bases[2 % bases.len()], &link).await;
+    let statuses = futures_util::future::join_all((0..10).map(|i| {
+        let base = bases[i % bases.len()];
+        let password = format!("{PW} number {i}");
+        let req = client
+            .post(format!("{base}{link}"))
+            .insert_header(("cookie", cookie.clone()));
+        let token = token.clone();
+        async move {
+            let form = [
+                ("password", password.as_str()),
+                ("password_confirm", password.as_str()),
+                ("csrf_token", token.as_str()),
+            ];
+            req.send_form(&form).await.unwrap().status().as_u16()
+        }
+    }))
+    .await;
+    let won: Vec<usize> = (0..10).filter(|i| statuses[*i] == 303).collect();
+    assert_eq!(won.len(), 1, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 303 || *s == 400),
+        "{statuses:?}"
+    );
+    for base in bases {
+        Browser::new(base)
+            .login(email, &format!("{PW} number {}", won[0]))
+            .await;
+    }
+}

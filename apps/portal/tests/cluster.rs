@@ -688,6 +688,7 @@ fn main() -> ExitCode {
             postgres_down_means_503_and_service_returns_within_five_seconds,
             twenty_deliveries_of_one_event_over_three_processes_take_effect_once,
             a_process_killed_while_it_holds_a_claim_leaves_it_to_the_retry_which_applies_it_once,
+            ten_uses_of_one_reset_link_over_three_processes_set_one_password,
         }
     )));
     tests.extend(redis_server.gate(postgres.gate(phaze_testkit::tests!(
@@ -695,6 +696,15 @@ fn main() -> ExitCode {
         { redis_down_means_503_never_allow_and_service_returns_within_five_seconds }
     ))));
     harness::run(tests)
+}
+
+async fn ten_uses_of_one_reset_link_over_three_processes_set_one_password() {
+    let cluster = Cluster::new();
+    let p = cluster.start_three().await;
+    verified(&cluster, &p[0].base, "racer@example.com").await;
+    let bases: Vec<&str> = p.iter().map(|p| p.base.as_str()).collect();
+    phaze_e2e::one_reset_link_used_at_once_through(&bases, &cluster.outbox(), "racer@example.com")
+        .await;
 }
 
 // ---------------------------------------------------------------------------------------------

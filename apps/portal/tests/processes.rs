@@ -70,7 +70,7 @@ async fn start_env(data: &Path, shared: bool, env: &[(&str, &str)]) -> Portal {
 
 /// Loads `/register` (for the CSRF cookie and token), then posts the form.
 async fn register(base: &str, email: &str, password: &str) -> u16 {
-    let (cookie, token) = anonymous_token(base, "/register").await;
+    let (cookie, token) = phaze_e2e::anonymous_token(base, "/register").await;
     let client = awc::Client::builder().disable_redirects().finish();
     let form = [
         ("email", email),
@@ -270,24 +270,6 @@ async fn admin_grant_and_revoke_change_the_flag() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no account"));
 }
 
-/// The CSRF cookie and token of a fresh anonymous visit to `path`.
-async fn anonymous_token(base: &str, path: &str) -> (String, String) {
-    let client = awc::Client::default();
-    let mut page = client.get(format!("{base}{path}")).send().await.unwrap();
-    let cookie = page
-        .headers()
-        .get_all("set-cookie")
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|c| c.starts_with("phaze_csrf="))
-        .unwrap();
-    let body = String::from_utf8(page.body().await.unwrap().to_vec()).unwrap();
-    let start = body.find("name=\"csrf-token\" content=\"").unwrap() + 27;
-    (
-        cookie,
-        body[start..start + body[start..].find('"').unwrap()].to_owned(),
-    )
-}
-
 #[actix_web::test]
 async fn two_processes_on_one_data_directory_share_the_login_budget_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -297,7 +279,7 @@ async fn two_processes_on_one_data_directory_share_the_login_budget_exactly() {
     );
     assert_eq!(register(&a.base, "victim@example.com", PW).await, 200);
     // Both processes share the generated CSRF key, so one anonymous visit serves both.
-    let (cookie, token) = anonymous_token(&a.base, "/login").await;
+    let (cookie, token) = phaze_e2e::anonymous_token(&a.base, "/login").await;
     let client = awc::Client::builder().disable_redirects().finish();
     let statuses = futures_util::future::join_all((0..12).map(|i| {
         let base = if i % 2 == 0 { &a.base } else { &b.base };
@@ -315,6 +297,24 @@ async fn two_processes_on_one_data_directory_share_the_login_budget_exactly() {
     let judged = statuses.iter().filter(|s| **s == 401).count();
     let limited = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!((judged, limited), (5, 7), "{statuses:?}");
+}
+
+#[actix_web::test]
+async fn ten_uses_of_one_reset_link_over_three_processes_set_one_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = [
+        start_shared(dir.path()).await,
+        start_shared(dir.path()).await,
+        start_shared(dir.path()).await,
+    ];
+    register_confirmed(&p[0].base, dir.path(), "racer@example.com").await;
+    let bases: Vec<&str> = p.iter().map(|p| p.base.as_str()).collect();
+    phaze_e2e::one_reset_link_used_at_once_through(
+        &bases,
+        &dir.path().join("outbox"),
+        "racer@example.com",
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
