@@ -76,6 +76,7 @@ mod mail;
 mod password;
 mod service;
 mod token;
+pub mod totp;
 
 pub use account::{Account, AccountStore, DisplayName, Email, StoreError, UserId};
 pub use mail::{MailError, Mailer, OutgoingMail};
