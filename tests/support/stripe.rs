@@ -189,3 +189,22 @@ pub async fn deliver_everywhere_until_acknowledged(bases: &[&str], bodies: &[Str
         }
     }
 }
+
+/// Stripe's retries of `body` to `base` while another delivery, now dead, holds the event: the
+/// first is answered 409 (the holder's lease runs), and one within ten seconds is taken over and
+/// answered 200.
+pub async fn retried_until_taken_over(base: &str, body: &str) {
+    assert_eq!(deliver(base, body).await, 409, "held while the lease runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match deliver(base, body).await {
+            200 => return,
+            409 => assert!(
+                std::time::Instant::now() < deadline,
+                "the claim was never taken over"
+            ),
+            s => panic!("retry answered {s}"),
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}

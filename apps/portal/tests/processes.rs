@@ -322,7 +322,7 @@ async fn ten_uses_of_one_reset_link_over_three_processes_set_one_password() {
 
 use phaze_e2e::stripe::{
     checkout_completed, deliver, deliver_everywhere_until_acknowledged, payment_failed,
-    random_user, unix_now,
+    random_user, retried_until_taken_over, unix_now,
 };
 
 /// The payment settings of these tests: the e2e webhook secret, a 5-second claim lease.
@@ -450,16 +450,7 @@ async fn a_process_killed_while_it_holds_a_claim_leaves_it_to_the_retry_which_ap
     assert_eq!(record(&data, &user), None, "nothing was applied");
 
     // Stripe retries: held while the dead holder's lease runs, then taken over and applied once.
-    assert_eq!(deliver(&other.base, &body).await, 409);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match deliver(&other.base, &body).await {
-            200 => break,
-            409 => assert!(Instant::now() < deadline, "the claim was never taken over"),
-            s => panic!("retry answered {s}"),
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(250)).await;
-    }
+    retried_until_taken_over(&other.base, &body).await;
     assert_eq!(record(&data, &user), Some((1, "active".to_owned())));
     assert_eq!(deliver(&other.base, &body).await, 200, "a duplicate now");
     assert_eq!(record(&data, &user), Some((1, "active".to_owned())));
