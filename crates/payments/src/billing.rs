@@ -82,7 +82,7 @@ impl PaymentSettings {
             let s = secret.expose_secret();
             if s.trim() != s || s.len() < "whsec_".len() + 16 || !s.starts_with("whsec_") {
                 return Err(
-                    "payments.webhook_secrets: each must be an endpoint's signing secret                      (whsec_…, no spaces, no empty entries)"
+                    "payments.webhook_secrets: each must be an endpoint's signing secret (whsec_…, no spaces, no empty entries)"
                         .into(),
                 );
             }
