@@ -3,13 +3,13 @@
 
 use anyhow::Context as _;
 use hmac::{Hmac, Mac};
-use phaze_actix::{LoginFlow, VisitorLayer};
+use phaze_actix::{LoginFlow, RateLimitStepLedger, VisitorLayer};
 use phaze_auth::{
-    AccountStore, Argon2id, AuthConfig, AuthService, HashParams, Mailer, PasswordPolicy,
+    AccountStore, Argon2id, AuthConfig, AuthKeys, AuthService, HashParams, Mailer, PasswordPolicy,
     TokenHasher, TokenStore,
 };
 use phaze_payments::{Billing, PaymentGateway, ProcessedEvents, Subscriptions, Webhooks};
-use phaze_ratelimit::{LimitKeys, Limits, RateLimitStore, TrustedProxies};
+use phaze_ratelimit::{KeyHasher, LimitKeys, Limits, RateLimitStore, TrustedProxies};
 use phaze_sessions::{Csrf, Sealer, SealingKey, SessionManager, SessionStore};
 use phaze_store_fs::{DataDir, FsOutbox, Sharing};
 use phaze_store_memory::{
@@ -147,6 +147,10 @@ impl AppState {
         // file serves both without either revealing the other.
         // Device cookies are keyed from the CSRF secret, challenges from the pepper.
         let secret = |master, purpose| SecretBox::new(Box::new(derive(master, purpose)));
+        let steps = Arc::new(RateLimitStepLedger::new(
+            rate_limits.clone(),
+            KeyHasher::new(secret(&keys.token_pepper, b"phaze/totp-steps")),
+        ));
         let limits = Arc::new(Limits::new(
             rate_limits,
             LimitKeys {
@@ -167,12 +171,23 @@ impl AppState {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
+        // One key list seals session data and TOTP secrets: one rotation covers both.
+        let sealer = Sealer::new(
+            keys.session
+                .iter()
+                .map(|k| SealingKey::new(k.expose_secret()))
+                .collect(),
+        )?;
         let auth = Arc::new(AuthService::new(
             accounts,
             tokens.clone(),
+            steps,
             mailer,
             Arc::new(OffloadedHasher::new(argon, concurrency)),
-            TokenHasher::new(keys.token_pepper),
+            AuthKeys {
+                tokens: TokenHasher::new(keys.token_pepper),
+                sealer: sealer.clone(),
+            },
             AuthConfig {
                 policy: PasswordPolicy {
                     min_chars: a.password_min,
@@ -184,12 +199,6 @@ impl AppState {
             },
         ));
 
-        let sealer = Sealer::new(
-            keys.session
-                .iter()
-                .map(|k| SealingKey::new(k.expose_secret()))
-                .collect(),
-        )?;
         let policy = settings.session.policy();
 
         let sessions = Arc::new(SessionManager::new(sessions, sealer, policy));

@@ -5,12 +5,14 @@
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use phaze_actix::{Credentials, LoginFlow, LoginResult, Visitor, VisitorLayer};
-use phaze_auth::{
-    Account, AccountStore, Argon2id, AuthConfig, AuthService, DisplayName, Email, HashParams,
-    PasswordPolicy, TokenHasher, UserId,
+use phaze_actix::{
+    Credentials, LoginFlow, LoginResult, RateLimitStepLedger, Visitor, VisitorLayer,
 };
-use phaze_ratelimit::{LimitKeys, Limits, RateLimitPolicy};
+use phaze_auth::{
+    Account, AccountStore, Argon2id, AuthConfig, AuthKeys, AuthService, DisplayName, Email,
+    HashParams, PasswordPolicy, TokenHasher, UserId,
+};
+use phaze_ratelimit::{KeyHasher, LimitKeys, Limits, RateLimitPolicy};
 use phaze_sessions::{Csrf, Sealer, SealingKey, SessionManager, SessionPolicy};
 use phaze_store_memory::{
     MemoryAccounts, MemoryMailer, MemoryRateLimits, MemorySessions, MemoryTokens,
@@ -110,14 +112,26 @@ async fn phaze(
             is_admin: false,
             created_at: now,
             password_changed_at: now,
+            two_factor: None,
         })
         .await?;
+    // One sealing key list for session data and TOTP secrets; one store for limits and the
+    // TOTP steps already used.
+    let sealer = Sealer::new(vec![SealingKey::new(&rand::random::<[u8; 32]>())])?;
+    let rate_limits = Arc::new(MemoryRateLimits::default());
     let auth = Arc::new(AuthService::new(
         accounts,
         Arc::new(MemoryTokens::default()),
+        Arc::new(RateLimitStepLedger::new(
+            rate_limits.clone(),
+            KeyHasher::new(key()),
+        )),
         Arc::new(MemoryMailer::default()),
         Arc::new(hasher),
-        TokenHasher::new(key()),
+        AuthKeys {
+            tokens: TokenHasher::new(key()),
+            sealer: sealer.clone(),
+        },
         AuthConfig {
             policy: PasswordPolicy::default(),
             verification_ttl: time::Duration::hours(24),
@@ -127,11 +141,11 @@ async fn phaze(
     ));
     let sessions = Arc::new(SessionManager::new(
         Arc::new(MemorySessions::default()),
-        Sealer::new(vec![SealingKey::new(&rand::random::<[u8; 32]>())])?,
+        sealer,
         SessionPolicy::default(),
     ));
     let limits = Arc::new(Limits::new(
-        Arc::new(MemoryRateLimits::default()),
+        rate_limits,
         LimitKeys {
             keys: key(),
             devices: key(),

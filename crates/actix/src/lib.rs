@@ -111,9 +111,11 @@ pub mod headers;
 pub mod limits;
 pub mod login;
 pub mod session_store;
+pub mod steps;
 pub mod visitor;
 
 pub use error::{rate_limit_headers, Error};
 pub use login::{Credentials, LoginFlow, LoginResult};
 pub use session_store::PhazeSessionStore;
+pub use steps::RateLimitStepLedger;
 pub use visitor::{Current, Visitor, VisitorLayer};

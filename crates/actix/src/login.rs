@@ -4,7 +4,8 @@
 //! In order: the limits judge the attempt ([`Limits::login`]: the client's budget, the device
 //! cookie, the lock, the challenge, the reservation, as one store operation); only then is the
 //! password checked ([`AuthService::login`], one answer and equal work for an unknown address and
-//! a wrong password); on success the session is *replaced* ([`SessionManager::start`]: the id the
+//! a wrong password, and the second factor of an account with two-factor authentication, whose
+//! failures are that same answer and count toward the same lock); on success the session is *replaced* ([`SessionManager::start`]: the id the
 //! visitor presented, if any, is deleted server-side) and the layer is asked to send the new
 //! session cookie and a device cookie. A right password for an unconfirmed address clears the
 //! failure counter (it was no guess), starts no session and mails a new confirmation link.
@@ -42,6 +43,9 @@ pub struct Credentials {
     pub password: SecretString,
     /// The answer to a proof-of-work challenge (`<token>.<counter>`), once one was shown.
     pub challenge: Option<String>,
+    /// The second factor of an account with two-factor authentication: a code from its app or
+    /// a recovery code. Ignored for other accounts.
+    pub totp: Option<String>,
 }
 
 /// How a login ended, for the handler to render.
@@ -107,6 +111,7 @@ impl LoginFlow {
             email,
             password,
             challenge,
+            totp,
         } = form;
         let now = (self.clock)();
         let device = req.cookie(visitor.cookies.device);
@@ -119,7 +124,11 @@ impl LoginFlow {
         let outcome = self
             .limits
             .login(attempt, now, || async {
-                match self.auth.login(&email, password).await {
+                match self
+                    .auth
+                    .login(&email, password, totp.as_deref(), now)
+                    .await
+                {
                     Ok(account) => Ok(Verdict::Right(Some(account))),
                     // The password was right: this was no guess.
                     Err(AuthError::EmailNotVerified) => Ok(Verdict::Right(None)),

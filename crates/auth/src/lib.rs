@@ -18,9 +18,11 @@
 //!
 //! ```
 //! use phaze_auth::{
-//!     Argon2id, AuthConfig, AuthError, AuthService, HashParams, PasswordPolicy, TokenHasher,
+//!     Argon2id, AuthConfig, AuthError, AuthKeys, AuthService, HashParams, PasswordPolicy,
+//!     TokenHasher,
 //! };
-//! use phaze_store_memory::{MemoryAccounts, MemoryMailer, MemoryTokens};
+//! use phaze_sessions::{Sealer, SealingKey};
+//! use phaze_store_memory::{MemoryAccounts, MemoryMailer, MemoryStepLedger, MemoryTokens};
 //! use secrecy::{SecretBox, SecretString};
 //! use std::sync::Arc;
 //! use time::{macros::datetime, Duration};
@@ -29,9 +31,13 @@
 //! let auth = AuthService::new(
 //!     Arc::new(MemoryAccounts::default()),
 //!     Arc::new(MemoryTokens::default()),
+//!     Arc::new(MemoryStepLedger::default()), // TOTP steps used: a code works once
 //!     mailer.clone(),
 //!     Arc::new(Argon2id::new(HashParams::default())?), // OWASP: 19 MiB, 2 passes
-//!     TokenHasher::new(SecretBox::new(Box::new([3; 32]))), // the pepper, from configuration
+//!     AuthKeys {
+//!         tokens: TokenHasher::new(SecretBox::new(Box::new([3; 32]))), // the pepper
+//!         sealer: Sealer::new(vec![SealingKey::new(&[4; 32])])?, // seals TOTP secrets
+//!     },
 //!     AuthConfig {
 //!         policy: PasswordPolicy::default(),
 //!         verification_ttl: Duration::hours(24),
@@ -47,7 +53,7 @@
 //! let job = auth.register(" Ada@Example.com ", password(), &password()).await?;
 //! auth.complete_registration(job, now).await?;
 //! // Pending until its link is used: there is no account yet, so no password works.
-//! let early = auth.login("ada@example.com", password()).await;
+//! let early = auth.login("ada@example.com", password(), None, now).await;
 //! assert!(matches!(early, Err(AuthError::InvalidCredentials)));
 //!
 //! // The link in the mail creates the account, once.
@@ -61,11 +67,11 @@
 //!
 //! // Login: any spelling of the address; a wrong password and an unknown address get the same
 //! // error after the same argon2id work.
-//! assert_eq!(auth.login("ADA@example.com", password()).await?.id, account.id);
+//! assert_eq!(auth.login("ADA@example.com", password(), None, now).await?.id, account.id);
 //! let wrong = SecretString::from("not the password".to_owned());
-//! let refused = auth.login("ada@example.com", wrong).await;
+//! let refused = auth.login("ada@example.com", wrong, None, now).await;
 //! assert!(matches!(refused, Err(AuthError::InvalidCredentials)));
-//! let unknown = auth.login("nobody@example.com", password()).await;
+//! let unknown = auth.login("nobody@example.com", password(), None, now).await;
 //! assert!(matches!(unknown, Err(AuthError::InvalidCredentials)));
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
@@ -77,14 +83,16 @@ mod password;
 mod service;
 mod token;
 pub mod totp;
+mod two_factor;
 
-pub use account::{Account, AccountStore, DisplayName, Email, StoreError, UserId};
+pub use account::{Account, AccountStore, DisplayName, Email, StoreError, TwoFactor, UserId};
 pub use mail::{MailError, Mailer, OutgoingMail};
 pub use password::{
     Argon2id, HashError, HashParams, PasswordHasher, PasswordPolicy, PasswordRejection,
     Verification,
 };
-pub use service::{AuthConfig, AuthError, AuthService, RegistrationJob, ResetJob};
+pub use service::{AuthConfig, AuthError, AuthKeys, AuthService, RegistrationJob, ResetJob};
 pub use token::{
     Registration, Token, TokenHash, TokenHasher, TokenPurpose, TokenRecord, TokenStore,
 };
+pub use two_factor::{Enrolment, StepLedger, ISSUER};

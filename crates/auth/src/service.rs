@@ -2,6 +2,9 @@ use secrecy::SecretString;
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
+use phaze_sessions::Sealer;
+
+use crate::two_factor::StepLedger;
 use crate::{
     Account, AccountStore, DisplayName, Email, HashError, MailError, Mailer, OutgoingMail,
     PasswordHasher, PasswordPolicy, PasswordRejection, Registration, StoreError, Token,
@@ -59,6 +62,19 @@ pub enum AuthError {
     /// Mail could not be sent.
     #[error(transparent)]
     Mail(#[from] MailError),
+    /// A two-factor code (enrolment) was wrong or already used.
+    #[error("invalid or used code")]
+    InvalidCode,
+    /// Two-factor authentication is already on.
+    #[error("two-factor authentication is on")]
+    TwoFactorOn,
+    /// Two-factor authentication is off (or its enrolment was not started).
+    #[error("two-factor authentication is off")]
+    TwoFactorOff,
+    /// A stored TOTP secret does not open under the configured keys (a removed key, a
+    /// tampered store): the caller fails closed.
+    #[error("two-factor secret could not be opened")]
+    Sealed,
 }
 
 impl From<StoreError> for AuthError {
@@ -85,14 +101,25 @@ pub struct RegistrationJob {
     registration: Registration,
 }
 
-/// The account use cases: register, verify, log in, change password, edit profile.
+/// The keys of [`AuthService`], from configuration.
+pub struct AuthKeys {
+    /// The pepper that tokens and recovery codes are hashed under.
+    pub tokens: TokenHasher,
+    /// Seals TOTP secrets at rest: the session sealing keys, so one rotation covers both.
+    pub sealer: Sealer,
+}
+
+/// The account use cases: register, verify, log in (with a second factor), change password,
+/// reset it, edit profile, two-factor authentication.
 pub struct AuthService {
-    accounts: Arc<dyn AccountStore>,
-    tokens: Arc<dyn TokenStore>,
+    pub(crate) accounts: Arc<dyn AccountStore>,
+    pub(crate) tokens: Arc<dyn TokenStore>,
+    pub(crate) steps: Arc<dyn StepLedger>,
     mailer: Arc<dyn Mailer>,
-    hasher: Arc<dyn PasswordHasher>,
-    token_hasher: TokenHasher,
-    config: AuthConfig,
+    pub(crate) hasher: Arc<dyn PasswordHasher>,
+    pub(crate) token_hasher: TokenHasher,
+    pub(crate) sealer: Sealer,
+    pub(crate) config: AuthConfig,
 }
 
 impl AuthService {
@@ -100,17 +127,20 @@ impl AuthService {
     pub fn new(
         accounts: Arc<dyn AccountStore>,
         tokens: Arc<dyn TokenStore>,
+        steps: Arc<dyn StepLedger>,
         mailer: Arc<dyn Mailer>,
         hasher: Arc<dyn PasswordHasher>,
-        token_hasher: TokenHasher,
+        keys: AuthKeys,
         config: AuthConfig,
     ) -> Self {
         Self {
             accounts,
             tokens,
+            steps,
             mailer,
             hasher,
-            token_hasher,
+            token_hasher: keys.tokens,
+            sealer: keys.sealer,
             config,
         }
     }
@@ -339,6 +369,7 @@ impl AuthService {
                     is_admin: false,
                     created_at: now,
                     password_changed_at: now,
+                    two_factor: None,
                 };
                 match self.accounts.insert(&account).await {
                     Ok(()) => Ok(account),
@@ -353,7 +384,18 @@ impl AuthService {
     /// Checks credentials. Unknown address, malformed address and wrong password all return
     /// [`AuthError::InvalidCredentials`] after the same argon2id work. On success the hash is
     /// upgraded if the parameters changed.
-    pub async fn login(&self, email: &str, password: SecretString) -> Result<Account, AuthError> {
+    ///
+    /// An account with two-factor authentication also needs `second_factor`: a TOTP code of
+    /// its app, accepted once per time step, or an unused recovery code (spent). A missing,
+    /// wrong or replayed one is the same [`AuthError::InvalidCredentials`] as a wrong password:
+    /// one flow, one answer, one failure counted by the caller's lockout.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: SecretString,
+        second_factor: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Account, AuthError> {
         let account = match Email::parse(email) {
             Some(email) => self.accounts.by_email(&email).await?,
             None => None,
@@ -374,6 +416,14 @@ impl AuthService {
         }
         if !account.email_verified {
             return Err(AuthError::EmailNotVerified);
+        }
+        if account.two_factor_enabled() {
+            let Some(code) = second_factor else {
+                return Err(AuthError::InvalidCredentials);
+            };
+            if !self.second_factor(&mut account, code, now).await? {
+                return Err(AuthError::InvalidCredentials);
+            }
         }
         Ok(account)
     }
@@ -559,7 +609,12 @@ impl AuthService {
         Ok(account)
     }
 
-    async fn mail(&self, to: &Email, subject: &str, body: String) -> Result<(), AuthError> {
+    pub(crate) async fn mail(
+        &self,
+        to: &Email,
+        subject: &str,
+        body: String,
+    ) -> Result<(), AuthError> {
         let mail = OutgoingMail {
             to: to.clone(),
             subject: subject.to_owned(),

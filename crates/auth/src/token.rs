@@ -20,6 +20,9 @@ pub enum TokenPurpose {
     EmailVerification,
     /// The link in the "reset your password" mail.
     PasswordReset,
+    /// A recovery code of an account with two-factor authentication: a token the user holds
+    /// from the moment it was shown, spent by using it instead of a TOTP code.
+    RecoveryCode,
 }
 
 /// A token as mailed to the user: 256 bits, base64url. It is never stored.
@@ -85,6 +88,7 @@ impl TokenHasher {
         mac.update(match purpose {
             TokenPurpose::EmailVerification => b"verify\0",
             TokenPurpose::PasswordReset => b"reset\0\0",
+            TokenPurpose::RecoveryCode => b"recover",
         });
         mac.update(token.as_bytes());
         TokenHash(mac.finalize().into_bytes().into())
@@ -124,11 +128,14 @@ pub struct TokenRecord {
 
 impl TokenRecord {
     /// What the token is about, for "one live token per purpose and subject"
-    /// ([`TokenStore::issue`]): the address of a registration, else the account.
+    /// ([`TokenStore::issue`]): the address of a registration, else the account. A recovery
+    /// code is its own subject: an account holds ten at once, and which set is current is the
+    /// account's to say ([`crate::TwoFactor::recovery_codes`]).
     pub fn subject(&self) -> String {
-        match &self.registration {
-            Some(r) => format!("email:{}", r.email),
-            None => format!("user:{}", self.user_id),
+        match (&self.registration, self.purpose) {
+            (Some(r), _) => format!("email:{}", r.email),
+            (None, TokenPurpose::RecoveryCode) => format!("code:{}", self.hash.to_hex()),
+            (None, _) => format!("user:{}", self.user_id),
         }
     }
 }

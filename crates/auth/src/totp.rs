@@ -3,11 +3,9 @@
 //! replayed code is the same step again); recovery codes are shown once and kept only as keyed
 //! hashes.
 
-use hmac::{Hmac, Mac};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
-use sha2::Sha256;
 use std::fmt;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
@@ -103,63 +101,38 @@ impl TotpSecret {
     }
 }
 
-/// Recovery codes: `RECOVERY_CODES` random codes of 10 characters (`xxxxx-xxxxx`, 50 bits each),
-/// shown once; only their keyed hashes are stored.
-pub struct RecoveryCodes {
-    /// The codes to show, once.
-    pub shown: Vec<SecretString>,
-    /// What is stored.
-    pub hashes: Vec<[u8; 32]>,
-}
-
-impl fmt::Debug for RecoveryCodes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RecoveryCodes({} codes, <redacted>)", self.shown.len())
-    }
-}
-
-/// Hashes recovery codes under a server key (HMAC-SHA256): a store dump yields no usable code.
-pub struct RecoveryHasher(SecretBox<[u8; 32]>);
-
-impl RecoveryHasher {
-    /// A hasher keyed by `key` (from configuration).
-    pub fn new(key: SecretBox<[u8; 32]>) -> Self {
-        Self(key)
-    }
-
-    /// The hash of `code` as typed: case, spaces and dashes are ignored.
-    pub fn hash(&self, code: &str) -> [u8; 32] {
-        let normal: String = code
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .map(|c| c.to_ascii_lowercase())
-            .collect();
-        #[allow(clippy::expect_used)] // HMAC takes keys of any length
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(self.0.expose_secret()).expect("any key length");
-        mac.update(b"recovery\0");
-        mac.update(normal.as_bytes());
-        mac.finalize().into_bytes().into()
-    }
-
-    /// A fresh set of codes and their hashes.
-    pub fn generate(&self) -> RecoveryCodes {
-        const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789"; // no 0/o, 1/l/i
-        let mut shown = Vec::with_capacity(RECOVERY_CODES);
-        let mut hashes = Vec::with_capacity(RECOVERY_CODES);
-        for _ in 0..RECOVERY_CODES {
-            let mut raw = [0u8; 10];
-            OsRng.fill_bytes(&mut raw);
-            let chars: String = raw
-                .iter()
-                .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+/// A fresh set of `RECOVERY_CODES` recovery codes, to show once: 10 characters each
+/// (`xxxxx-xxxxx`, about 49 bits), from an alphabet without look-alikes (no 0/o, 1/l/i). They are
+/// stored only as keyed hashes of their [`normal_recovery_code`] ([`crate::TokenHasher`]).
+pub fn generate_recovery_codes() -> Vec<SecretString> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    (0..RECOVERY_CODES)
+        .map(|_| {
+            let chars: String = (0..10)
+                .map(|_| {
+                    // Rejection sampling: a uniform pick, no modulo bias.
+                    loop {
+                        let b = (OsRng.next_u32() & 0x1f) as usize;
+                        if let Some(c) = ALPHABET.get(b) {
+                            break char::from(*c);
+                        }
+                    }
+                })
                 .collect();
-            let code = format!("{}-{}", &chars[..5], &chars[5..]);
-            hashes.push(self.hash(&code));
-            shown.push(SecretString::from(code));
-        }
-        RecoveryCodes { shown, hashes }
-    }
+            SecretString::from(format!("{}-{}", &chars[..5], &chars[5..]))
+        })
+        .collect()
+}
+
+/// A recovery code as typed, in the form that is hashed: case, spaces and dashes do not matter.
+/// `None` for anything that cannot be a recovery code (a TOTP code, say).
+pub fn normal_recovery_code(code: &str) -> Option<String> {
+    let normal: String = code
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    (normal.len() == 10 && normal.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(normal)
 }
 
 #[cfg(test)]
@@ -241,23 +214,32 @@ mod tests {
     }
 
     #[test]
-    fn recovery_codes_are_distinct_hashed_and_forgiving_of_typing() {
-        let hasher = RecoveryHasher::new(SecretBox::new(Box::new([9; 32])));
-        let codes = hasher.generate();
-        assert_eq!(codes.shown.len(), RECOVERY_CODES);
-        let mut unique = codes.hashes.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), RECOVERY_CODES);
-        let first = codes.shown[0].expose_secret().to_owned();
+    fn recovery_codes_are_distinct_and_forgiving_of_typing() {
+        let codes = generate_recovery_codes();
+        assert_eq!(codes.len(), RECOVERY_CODES);
+        let mut normal: Vec<String> = codes
+            .iter()
+            .filter_map(|c| normal_recovery_code(c.expose_secret()))
+            .collect();
+        normal.sort_unstable();
+        normal.dedup();
+        assert_eq!(normal.len(), RECOVERY_CODES);
+        let first = codes[0].expose_secret().to_owned();
         assert_eq!(first.len(), 11);
-        assert_eq!(hasher.hash(&first), codes.hashes[0]);
+        assert_eq!(first.as_bytes()[5], b'-');
         assert_eq!(
-            hasher.hash(&first.to_uppercase().replace('-', " ")),
-            codes.hashes[0]
+            normal_recovery_code(&first.to_uppercase().replace('-', " ")),
+            normal_recovery_code(&first)
         );
-        let other = RecoveryHasher::new(SecretBox::new(Box::new([8; 32])));
-        assert_ne!(other.hash(&first), codes.hashes[0], "keyed");
-        assert!(!format!("{codes:?}").contains(&first));
+        for bad in [
+            "",
+            "123456",
+            "abcde-abcd",
+            "abcde-abcdef",
+            "abcde_abcde",
+            "abcdé-abcde",
+        ] {
+            assert_eq!(normal_recovery_code(bad), None, "{bad}");
+        }
     }
 }

@@ -74,12 +74,20 @@ impl Sealer {
 
     /// `version || key id || nonce || ciphertext+tag`, with a fresh random 192-bit nonce.
     pub fn seal(&self, key: &SessionKey, plaintext: &[u8]) -> Vec<u8> {
+        self.seal_bound(key.as_bytes(), plaintext)
+    }
+
+    /// Seals `plaintext` bound to `context`, the AEAD's associated data: the blob opens only with
+    /// the same context. Other secrets kept at rest under the session keys (a TOTP secret, bound
+    /// to its account) use this with a context of their own; a session's context is its 32-byte
+    /// store key, so a blob can never pass for the other kind.
+    pub fn seal_bound(&self, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let sealing = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
         OsRng.fill_bytes(&mut nonce);
         let payload = Payload {
             msg: plaintext,
-            aad: key.as_bytes(),
+            aad: context,
         };
         // XChaCha20-Poly1305 encryption only fails for messages beyond 256 GiB.
         let ciphertext = sealing
@@ -96,6 +104,11 @@ impl Sealer {
 
     /// Opens a blob sealed by [`Sealer::seal`] under any configured key.
     pub fn open(&self, key: &SessionKey, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        self.open_bound(key.as_bytes(), sealed)
+    }
+
+    /// Opens a blob sealed by [`Sealer::seal_bound`] with the same `context`.
+    pub fn open_bound(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
         if sealed.len() < HEADER_LEN || sealed[0] != VERSION {
             return Err(SealError::Open);
         }
@@ -107,7 +120,7 @@ impl Sealer {
             .find_map(|k| {
                 let payload = Payload {
                     msg: ciphertext,
-                    aad: key.as_bytes(),
+                    aad: context,
                 };
                 k.cipher.decrypt(XNonce::from_slice(nonce), payload).ok()
             })

@@ -118,6 +118,7 @@ fn subject_name(record: &TokenRecord) -> String {
     let purpose = match record.purpose {
         TokenPurpose::EmailVerification => "email_verification",
         TokenPurpose::PasswordReset => "password_reset",
+        TokenPurpose::RecoveryCode => "recovery_code",
     };
     sha256_hex(format!("{purpose}\0{}", record.subject()).as_bytes())
 }

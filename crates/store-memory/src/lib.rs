@@ -44,8 +44,8 @@ pub use ratelimit::MemoryRateLimits;
 
 use async_trait::async_trait;
 use phaze_auth::{
-    Account, AccountStore, Email, MailError, Mailer, OutgoingMail, StoreError as AuthStoreError,
-    TokenHash, TokenPurpose, TokenRecord, TokenStore, UserId,
+    Account, AccountStore, Email, MailError, Mailer, OutgoingMail, StepLedger,
+    StoreError as AuthStoreError, TokenHash, TokenPurpose, TokenRecord, TokenStore, UserId,
 };
 use phaze_sessions::{Rotation, SessionKey, SessionStore, StoreError, StoredSession};
 use std::collections::{HashMap, HashSet};
@@ -308,5 +308,26 @@ impl Mailer for MemoryMailer {
     async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
         lock(&self.0).push(mail.clone());
         Ok(())
+    }
+}
+
+/// [`StepLedger`] in memory: the TOTP steps used in the last few minutes, per account.
+#[derive(Default)]
+pub struct MemoryStepLedger(Mutex<HashMap<(UserId, u64), OffsetDateTime>>);
+
+/// A step is accepted up to one step after its own: remembering it for this long is plenty.
+const STEP_MEMORY: time::Duration = time::Duration::minutes(3);
+
+#[async_trait]
+impl StepLedger for MemoryStepLedger {
+    async fn first_use(
+        &self,
+        user: &UserId,
+        step: u64,
+        now: OffsetDateTime,
+    ) -> Result<bool, AuthStoreError> {
+        let mut used = lock(&self.0);
+        used.retain(|_, at| *at + STEP_MEMORY > now);
+        Ok(used.insert((*user, step), now).is_none())
     }
 }

@@ -218,6 +218,7 @@ mod tests {
             is_admin: false,
             created_at: OffsetDateTime::UNIX_EPOCH,
             password_changed_at: OffsetDateTime::UNIX_EPOCH,
+            two_factor: None,
         }
     }
 

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use phaze_auth::{Account, AccountStore, DisplayName, Email, StoreError, UserId};
+use phaze_auth::{
+    Account, AccountStore, DisplayName, Email, StoreError, TokenHash, TwoFactor, UserId,
+};
 use std::sync::Arc;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -42,11 +44,15 @@ struct Row {
     is_admin: bool,
     created_at: OffsetDateTime,
     password_changed_at: OffsetDateTime,
+    totp_secret: Option<Vec<u8>>,
+    totp_enabled_at: Option<OffsetDateTime>,
+    recovery_codes: Option<Vec<u8>>,
 }
 
-/// What `update` may change: everything but the id and the email (the lookup keys).
+/// What `update` may change: everything but the id and the email (the lookup keys). A `None`
+/// is written as NULL (two-factor authentication turned off), not skipped.
 #[derive(AsChangeset)]
-#[diesel(table_name = accounts)]
+#[diesel(table_name = accounts, treat_none_as_null = true)]
 struct Changes<'a> {
     email_verified: bool,
     password_hash: &'a str,
@@ -54,6 +60,9 @@ struct Changes<'a> {
     is_admin: bool,
     created_at: OffsetDateTime,
     password_changed_at: OffsetDateTime,
+    totp_secret: Option<&'a [u8]>,
+    totp_enabled_at: Option<OffsetDateTime>,
+    recovery_codes: Option<Vec<u8>>,
 }
 
 impl Row {
@@ -67,6 +76,9 @@ impl Row {
             is_admin: a.is_admin,
             created_at: a.created_at,
             password_changed_at: a.password_changed_at,
+            totp_secret: a.two_factor.as_ref().map(|t| t.sealed_secret.clone()),
+            totp_enabled_at: a.two_factor.as_ref().and_then(|t| t.enabled_at),
+            recovery_codes: a.two_factor.as_ref().map(recovery_bytes),
         }
     }
 
@@ -83,8 +95,25 @@ impl Row {
             is_admin: self.is_admin,
             created_at: self.created_at,
             password_changed_at: self.password_changed_at,
+            two_factor: match (self.totp_secret, self.recovery_codes) {
+                (Some(sealed_secret), Some(codes)) if codes.len() % 32 == 0 => Some(TwoFactor {
+                    sealed_secret,
+                    enabled_at: self.totp_enabled_at,
+                    recovery_codes: codes
+                        .chunks_exact(32)
+                        .map(|c| TokenHash(c.try_into().unwrap_or([0; 32])))
+                        .collect(),
+                }),
+                (None, None) => None,
+                _ => return Err(corrupt()),
+            },
         })
     }
+}
+
+/// The recovery code hashes as one column: 32 bytes each, one after the other.
+fn recovery_bytes(t: &TwoFactor) -> Vec<u8> {
+    t.recovery_codes.iter().flat_map(|h| h.0).collect()
 }
 
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -171,6 +200,9 @@ impl AccountStore for PgAccounts {
             is_admin: account.is_admin,
             created_at: account.created_at,
             password_changed_at: account.password_changed_at,
+            totp_secret: account.two_factor.as_ref().map(|t| &t.sealed_secret[..]),
+            totp_enabled_at: account.two_factor.as_ref().and_then(|t| t.enabled_at),
+            recovery_codes: account.two_factor.as_ref().map(recovery_bytes),
         };
         let mut conn = self.conn().await?;
         // The email is part of the match: an update never moves an account to another address.

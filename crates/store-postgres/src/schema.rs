@@ -21,6 +21,12 @@ diesel::table! {
         created_at -> Timestamptz,
         /// Last password change.
         password_changed_at -> Timestamptz,
+        /// The sealed TOTP secret, while two-factor authentication is on or being enrolled.
+        totp_secret -> Nullable<Bytea>,
+        /// When the enrolment was completed; `NULL` while pending.
+        totp_enabled_at -> Nullable<Timestamptz>,
+        /// Keyed hashes of the unused recovery codes, 32 bytes each.
+        recovery_codes -> Nullable<Bytea>,
     }
 }
 

@@ -41,6 +41,7 @@ fn purpose_name(purpose: TokenPurpose) -> &'static str {
     match purpose {
         TokenPurpose::EmailVerification => "email_verification",
         TokenPurpose::PasswordReset => "password_reset",
+        TokenPurpose::RecoveryCode => "recovery_code",
     }
 }
 

@@ -1,6 +1,8 @@
 //! Contract of [`AccountStore`].
 
-use phaze_auth::{Account, AccountStore, DisplayName, Email, StoreError, UserId};
+use phaze_auth::{
+    Account, AccountStore, DisplayName, Email, StoreError, TokenHash, TwoFactor, UserId,
+};
 use std::sync::Arc;
 
 use crate::t0;
@@ -16,6 +18,7 @@ pub fn account(email: &str) -> Account {
         is_admin: false,
         created_at: t0(),
         password_changed_at: t0(),
+        two_factor: None,
     }
 }
 
@@ -37,6 +40,7 @@ macro_rules! account_store_contract {
                     email_is_unique,
                     lookups_of_unknown_are_none,
                     update_replaces_and_requires_existing,
+                    two_factor_round_trips_and_clears,
                     concurrent_registrations_of_one_email_admit_exactly_one,
                     hostile_emails_are_plain_data,
                 ]
@@ -92,6 +96,36 @@ pub async fn update_replaces_and_requires_existing(store: Arc<impl AccountStore>
     a.display_name = DisplayName::parse("<script>alert(1)</script>").unwrap();
     a.is_admin = true;
     store.update(&a).await.unwrap();
+    assert_eq!(store.by_email(&a.email).await.unwrap(), Some(a));
+}
+
+/// Two-factor state round-trips through insert and update, pending and on, and an update to
+/// `None` clears it (a turned-off 2FA must not survive in a column that was skipped).
+pub async fn two_factor_round_trips_and_clears(store: Arc<impl AccountStore>) {
+    let mut a = account("ada@example.com");
+    a.two_factor = Some(TwoFactor {
+        sealed_secret: vec![0, 1, 2, 255, 0, 42],
+        enabled_at: None,
+        recovery_codes: Vec::new(),
+    });
+    store.insert(&a).await.unwrap();
+    assert_eq!(store.by_id(&a.id).await.unwrap(), Some(a.clone()));
+    a.two_factor = Some(TwoFactor {
+        sealed_secret: vec![9; 77],
+        enabled_at: Some(t0()),
+        recovery_codes: (1..=10).map(|n| TokenHash([n; 32])).collect(),
+    });
+    store.update(&a).await.unwrap();
+    assert_eq!(store.by_email(&a.email).await.unwrap(), Some(a.clone()));
+    assert!(store
+        .by_id(&a.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .two_factor_enabled());
+    a.two_factor = None;
+    store.update(&a).await.unwrap();
+    assert_eq!(store.by_id(&a.id).await.unwrap(), Some(a.clone()));
     assert_eq!(store.by_email(&a.email).await.unwrap(), Some(a));
 }
 

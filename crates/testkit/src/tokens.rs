@@ -55,6 +55,7 @@ macro_rules! token_store_contract {
                     other_subjects_and_purposes_keep_their_tokens,
                     concurrent_issues_for_one_subject_leave_one_live_token,
                     find_sees_only_live_tokens_and_uses_none,
+                    recovery_codes_of_one_account_all_stay_live,
                 ]
             );
         }
@@ -254,6 +255,48 @@ pub async fn other_subjects_and_purposes_keep_their_tokens(store: Arc<impl Token
             Some(r)
         );
     }
+}
+
+/// Recovery codes are subjects of their own: ten issued for one account all stay usable (each
+/// once), next to the account's reset link, and none is found under another purpose.
+pub async fn recovery_codes_of_one_account_all_stay_live(store: Arc<impl TokenStore>) {
+    let reset = TokenRecord {
+        purpose: TokenPurpose::PasswordReset,
+        ..token(200)
+    };
+    let codes: Vec<TokenRecord> = (1..=10)
+        .map(|n| TokenRecord {
+            hash: TokenHash([n; 32]),
+            purpose: TokenPurpose::RecoveryCode,
+            expires_at: t0() + Duration::days(3650),
+            ..reset.clone()
+        })
+        .collect();
+    store.issue(&reset).await.unwrap();
+    for c in &codes {
+        store.issue(c).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .find(&codes[0].hash, TokenPurpose::PasswordReset, t0())
+            .await
+            .unwrap(),
+        None
+    );
+    for c in codes.iter().rev() {
+        assert_eq!(
+            store.consume(&c.hash, c.purpose, t0()).await.unwrap(),
+            Some(c.clone())
+        );
+        assert_eq!(store.consume(&c.hash, c.purpose, t0()).await.unwrap(), None);
+    }
+    assert_eq!(
+        store
+            .consume(&reset.hash, reset.purpose, t0())
+            .await
+            .unwrap(),
+        Some(reset)
+    );
 }
 
 /// Eight tasks issue links for one address at once: exactly one of them stays usable.

@@ -39,6 +39,7 @@ async fn world(policy: RateLimitPolicy) -> World {
                 is_admin: false,
                 created_at: t0,
                 password_changed_at: t0,
+                two_factor: None,
             })
             .await
             .unwrap();

@@ -1,8 +1,11 @@
 //! The three Phaze services a `VisitorLayer` or a `LoginFlow` runs over, on memory stores with
 //! fixed keys and a cheap argon2 (the rules under test are not the hash's).
 
-use phaze_auth::{Argon2id, AuthConfig, AuthService, HashParams, PasswordPolicy, TokenHasher};
-use phaze_ratelimit::{LimitKeys, Limits, RateLimitPolicy};
+use phaze_actix::RateLimitStepLedger;
+use phaze_auth::{
+    Argon2id, AuthConfig, AuthKeys, AuthService, HashParams, PasswordPolicy, TokenHasher,
+};
+use phaze_ratelimit::{KeyHasher, LimitKeys, Limits, RateLimitPolicy};
 use phaze_sessions::{Sealer, SealingKey, SessionManager, SessionPolicy};
 use phaze_store_memory::{
     MemoryAccounts, MemoryMailer, MemoryRateLimits, MemorySessions, MemoryTokens,
@@ -36,12 +39,20 @@ pub(crate) fn hasher() -> Argon2id {
 
 pub(crate) fn services(accounts: Arc<MemoryAccounts>, policy: RateLimitPolicy) -> Services {
     let mailer = Arc::new(MemoryMailer::default());
+    let rate_limits = Arc::new(MemoryRateLimits::default());
     let auth = Arc::new(AuthService::new(
         accounts,
         Arc::new(MemoryTokens::default()),
+        Arc::new(RateLimitStepLedger::new(
+            rate_limits.clone(),
+            KeyHasher::new(secret(6)),
+        )),
         mailer.clone(),
         Arc::new(hasher()),
-        TokenHasher::new(secret(1)),
+        AuthKeys {
+            tokens: TokenHasher::new(secret(1)),
+            sealer: Sealer::new(vec![SealingKey::new(&[2; 32])]).unwrap(),
+        },
         AuthConfig {
             policy: PasswordPolicy::default(),
             verification_ttl: Duration::hours(24),
@@ -55,7 +66,7 @@ pub(crate) fn services(accounts: Arc<MemoryAccounts>, policy: RateLimitPolicy) -
         SessionPolicy::default(),
     ));
     let limits = Arc::new(Limits::new(
-        Arc::new(MemoryRateLimits::default()),
+        rate_limits,
         LimitKeys {
             keys: secret(3),
             devices: secret(4),

@@ -40,6 +40,7 @@ async fn world(post_per_client: u32) -> World {
             is_admin: false,
             created_at: t0,
             password_changed_at: t0,
+            two_factor: None,
         })
         .await
         .unwrap();

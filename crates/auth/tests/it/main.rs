@@ -2,12 +2,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod counting;
+mod two_factor;
 
 use phaze_auth::{
-    AccountStore, Argon2id, AuthConfig, AuthError, AuthService, Email, HashParams, PasswordPolicy,
-    PasswordRejection, TokenHasher, UserId,
+    AccountStore, Argon2id, AuthConfig, AuthError, AuthKeys, AuthService, Email, HashParams,
+    PasswordPolicy, PasswordRejection, TokenHasher, UserId,
 };
-use phaze_store_memory::{MemoryAccounts, MemoryMailer, MemoryTokens};
+use phaze_sessions::{Sealer, SealingKey};
+use phaze_store_memory::{MemoryAccounts, MemoryMailer, MemoryStepLedger, MemoryTokens};
 use secrecy::{SecretBox, SecretString};
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
@@ -16,6 +18,14 @@ const PW: &str = "correct horse battery staple";
 
 fn t0() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap()
+}
+
+/// The token pepper and the sealing key every test service uses.
+fn keys() -> AuthKeys {
+    AuthKeys {
+        tokens: TokenHasher::new(SecretBox::new(Box::new([3; 32]))),
+        sealer: Sealer::new(vec![SealingKey::new(&[4; 32])]).unwrap(),
+    }
 }
 
 fn pw(s: &str) -> SecretString {
@@ -34,9 +44,10 @@ fn kit_with(params: HashParams) -> Kit {
     let auth = AuthService::new(
         accounts.clone(),
         Arc::new(MemoryTokens::default()),
+        Arc::new(MemoryStepLedger::default()),
         mailer.clone(),
         Arc::new(Argon2id::new(params).unwrap()),
-        TokenHasher::new(SecretBox::new(Box::new([3; 32]))),
+        keys(),
         AuthConfig {
             policy: PasswordPolicy::default(),
             verification_ttl: Duration::hours(24),
@@ -106,6 +117,7 @@ impl Kit {
             is_admin: false,
             created_at: t0(),
             password_changed_at: t0(),
+            two_factor: None,
         };
         self.accounts.insert(&account).await.unwrap();
         account
@@ -131,7 +143,7 @@ async fn register_then_verify_then_login() {
     assert!(mail.body.contains("https://portal.example/verify/"));
     // Pending until the link is used: no account, so no password works yet.
     assert!(matches!(
-        k.auth.login("ada@example.com", pw(PW)).await,
+        k.auth.login("ada@example.com", pw(PW), None, t0()).await,
         Err(AuthError::InvalidCredentials)
     ));
     assert!(k
@@ -147,7 +159,11 @@ async fn register_then_verify_then_login() {
         .unwrap();
     assert!(account.email_verified);
     assert_eq!(account.display_name.as_str(), "ada");
-    let logged = k.auth.login("ADA@example.com", pw(PW)).await.unwrap();
+    let logged = k
+        .auth
+        .login("ADA@example.com", pw(PW), None, t0())
+        .await
+        .unwrap();
     assert_eq!(logged.id, account.id);
     assert!(logged.password_hash.starts_with("$argon2id$"));
     assert!(!logged.password_hash.contains(PW));
@@ -199,7 +215,7 @@ async fn verification_tokens_are_single_use_and_expire() {
     ));
     // The pending registration expired with its link: no account, and the address is free.
     assert!(matches!(
-        k.auth.login("bob@example.com", pw(PW)).await,
+        k.auth.login("bob@example.com", pw(PW), None, t0()).await,
         Err(AuthError::InvalidCredentials)
     ));
     k.register("bob@example.com", PW).await;
@@ -221,7 +237,7 @@ async fn login_failures_are_one_error() {
     ] {
         assert!(
             matches!(
-                k.auth.login(email, pw(password)).await,
+                k.auth.login(email, pw(password), None, t0()).await,
                 Err(AuthError::InvalidCredentials)
             ),
             "{email}"
@@ -248,6 +264,7 @@ async fn login_upgrades_outdated_hashes() {
     let new = AuthService::new(
         old.accounts.clone(),
         Arc::new(MemoryTokens::default()),
+        Arc::new(MemoryStepLedger::default()),
         old.mailer.clone(),
         Arc::new(
             Argon2id::new(HashParams {
@@ -257,7 +274,7 @@ async fn login_upgrades_outdated_hashes() {
             })
             .unwrap(),
         ),
-        TokenHasher::new(SecretBox::new(Box::new([3; 32]))),
+        keys(),
         AuthConfig {
             policy: PasswordPolicy::default(),
             verification_ttl: Duration::hours(24),
@@ -265,14 +282,18 @@ async fn login_upgrades_outdated_hashes() {
             public_url: String::new(),
         },
     );
-    new.login("ada@example.com", pw(PW)).await.unwrap();
+    new.login("ada@example.com", pw(PW), None, t0())
+        .await
+        .unwrap();
     let upgraded = old.accounts.by_id(&account.id).await.unwrap().unwrap();
     assert!(
         upgraded.password_hash.contains("m=128,t=2"),
         "{}",
         upgraded.password_hash
     );
-    new.login("ada@example.com", pw(PW)).await.unwrap();
+    new.login("ada@example.com", pw(PW), None, t0())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -302,9 +323,13 @@ async fn password_change_checks_the_current_one_and_notifies() {
         .unwrap()
         .subject
         .contains("password was changed"));
-    assert!(k.auth.login("ada@example.com", pw(PW)).await.is_err());
+    assert!(k
+        .auth
+        .login("ada@example.com", pw(PW), None, t0())
+        .await
+        .is_err());
     k.auth
-        .login("ada@example.com", pw("a brand new passphrase"))
+        .login("ada@example.com", pw("a brand new passphrase"), None, t0())
         .await
         .unwrap();
 }
@@ -448,6 +473,7 @@ fn counting_kit() -> (AuthService, counting::Calls, Arc<MemoryMailer>) {
             inner: Arc::new(MemoryTokens::default()),
             calls: calls.clone(),
         }),
+        Arc::new(MemoryStepLedger::default()),
         Arc::new(Counting {
             inner: mailer.clone(),
             calls: calls.clone(),
@@ -463,7 +489,7 @@ fn counting_kit() -> (AuthService, counting::Calls, Arc<MemoryMailer>) {
             ),
             calls: calls.clone(),
         }),
-        TokenHasher::new(SecretBox::new(Box::new([3; 32]))),
+        keys(),
         AuthConfig {
             policy: PasswordPolicy::default(),
             verification_ttl: Duration::hours(24),
@@ -554,7 +580,8 @@ async fn failed_logins_do_the_same_work_for_unknown_and_known_accounts() {
     let mut paths = Vec::new();
     for email in ["known@example.com", "unknown@example.com"] {
         assert!(matches!(
-            auth.login(email, pw("wrong password here")).await,
+            auth.login(email, pw("wrong password here"), None, t0())
+                .await,
             Err(AuthError::InvalidCredentials)
         ));
         paths.push(calls.take());
@@ -562,7 +589,10 @@ async fn failed_logins_do_the_same_work_for_unknown_and_known_accounts() {
     assert_eq!(paths[0], ["accounts.by_email", "hasher.verify"]);
     assert_eq!(paths[1], paths[0]);
     // A malformed address skips the lookup but not the hash.
-    assert!(auth.login("not an address", pw(PW)).await.is_err());
+    assert!(auth
+        .login("not an address", pw(PW), None, t0())
+        .await
+        .is_err());
     assert_eq!(calls.take(), ["hasher.verify"]);
 }
 
@@ -577,7 +607,12 @@ async fn pre_registering_an_address_does_not_take_its_account() {
     let attackers_link = k.token_for("victim@example.com");
     assert!(matches!(
         k.auth
-            .login("victim@example.com", pw("attacker chosen passphrase"))
+            .login(
+                "victim@example.com",
+                pw("attacker chosen passphrase"),
+                None,
+                t0()
+            )
             .await,
         Err(AuthError::InvalidCredentials)
     ));
@@ -591,10 +626,18 @@ async fn pre_registering_an_address_does_not_take_its_account() {
     ));
     let account = k.auth.verify_email(&owners_link, t0()).await.unwrap();
     assert!(account.email_verified);
-    k.auth.login("victim@example.com", pw(PW)).await.unwrap();
+    k.auth
+        .login("victim@example.com", pw(PW), None, t0())
+        .await
+        .unwrap();
     assert!(matches!(
         k.auth
-            .login("victim@example.com", pw("attacker chosen passphrase"))
+            .login(
+                "victim@example.com",
+                pw("attacker chosen passphrase"),
+                None,
+                t0()
+            )
             .await,
         Err(AuthError::InvalidCredentials)
     ));
@@ -608,7 +651,10 @@ async fn pre_registering_an_address_does_not_take_its_account() {
         .unwrap()
         .body
         .contains("already have an account"));
-    k.auth.login("victim@example.com", pw(PW)).await.unwrap();
+    k.auth
+        .login("victim@example.com", pw(PW), None, t0())
+        .await
+        .unwrap();
 }
 
 /// The password that becomes active is the one of the registration whose link was used, and
@@ -628,12 +674,17 @@ async fn the_newest_registration_of_an_address_is_the_one_that_counts() {
     ));
     k.auth.verify_email(&second, t0()).await.unwrap();
     k.auth
-        .login("ada@example.com", pw("second chosen passphrase"))
+        .login(
+            "ada@example.com",
+            pw("second chosen passphrase"),
+            None,
+            t0(),
+        )
         .await
         .unwrap();
     assert!(k
         .auth
-        .login("ada@example.com", pw("first chosen passphrase"))
+        .login("ada@example.com", pw("first chosen passphrase"), None, t0())
         .await
         .is_err());
 }
@@ -654,10 +705,18 @@ async fn an_unconfirmed_account_from_an_older_version_takes_the_password_of_the_
         .unwrap();
     assert_eq!(account.id, legacy.id);
     assert!(account.email_verified);
-    k.auth.login("ada@example.com", pw(PW)).await.unwrap();
+    k.auth
+        .login("ada@example.com", pw(PW), None, t0())
+        .await
+        .unwrap();
     assert!(k
         .auth
-        .login("ada@example.com", pw("attacker chosen passphrase"))
+        .login(
+            "ada@example.com",
+            pw("attacker chosen passphrase"),
+            None,
+            t0()
+        )
         .await
         .is_err());
 }
@@ -708,7 +767,7 @@ async fn a_new_link_goes_only_to_an_unconfirmed_account() {
     );
     k.legacy_unconfirmed("bob@example.com", PW).await;
     assert!(matches!(
-        k.auth.login("bob@example.com", pw(PW)).await,
+        k.auth.login("bob@example.com", pw(PW), None, t0()).await,
         Err(AuthError::EmailNotVerified)
     ));
     k.auth
@@ -720,7 +779,10 @@ async fn a_new_link_goes_only_to_an_unconfirmed_account() {
         .verify_email(&k.token_for("bob@example.com"), t0())
         .await
         .unwrap();
-    k.auth.login("bob@example.com", pw(PW)).await.unwrap();
+    k.auth
+        .login("bob@example.com", pw(PW), None, t0())
+        .await
+        .unwrap();
 }
 
 impl Kit {
@@ -762,9 +824,13 @@ async fn a_reset_link_sets_a_new_password_once_and_notifies() {
         .await
         .unwrap();
     assert_eq!(account.password_changed_at, t0());
-    assert!(k.auth.login("reset@example.com", pw(NEW_PW)).await.is_ok());
+    assert!(k
+        .auth
+        .login("reset@example.com", pw(NEW_PW), None, t0())
+        .await
+        .is_ok());
     assert!(matches!(
-        k.auth.login("reset@example.com", pw(PW)).await,
+        k.auth.login("reset@example.com", pw(PW), None, t0()).await,
         Err(AuthError::InvalidCredentials)
     ));
     let notice = k.mailer.sent().pop().unwrap();
@@ -808,7 +874,10 @@ async fn reset_links_expire_and_a_new_request_kills_the_older_link() {
         Err(AuthError::InvalidToken)
     ));
     assert!(
-        k.auth.login("twice@example.com", pw(PW)).await.is_ok(),
+        k.auth
+            .login("twice@example.com", pw(PW), None, t0())
+            .await
+            .is_ok(),
         "unchanged"
     );
 }
@@ -880,7 +949,11 @@ async fn hostile_tokens_are_invalid_and_change_nothing() {
         );
     }
     k.auth.check_reset_token(&real, t0()).await.unwrap();
-    assert!(k.auth.login("host@example.com", pw(PW)).await.is_ok());
+    assert!(k
+        .auth
+        .login("host@example.com", pw(PW), None, t0())
+        .await
+        .is_ok());
 }
 
 /// A reset request touches no store and no mailer before answering, for a confirmed account, an

@@ -9,13 +9,15 @@ const ACCOUNT_CHANGES: &str = "20261128100000_account_changes";
 const PENDING_REGISTRATIONS: &str = "20261204120000_pending_registrations";
 const SESSION_SUCCESSORS: &str = "20261205000000_session_successors";
 const PAYMENTS: &str = "20261206000000_payments";
+const TWO_FACTOR: &str = "20261207000000_two_factor";
 /// Every migration of this build, oldest first.
-const ALL: [&str; 5] = [
+const ALL: [&str; 6] = [
     INIT,
     ACCOUNT_CHANGES,
     PENDING_REGISTRATIONS,
     SESSION_SUCCESSORS,
     PAYMENTS,
+    TWO_FACTOR,
 ];
 
 pub(crate) async fn check_schema_tells_behind_current_and_ahead() {
@@ -27,7 +29,7 @@ pub(crate) async fn check_schema_tells_behind_current_and_ahead() {
         e.to_string(),
         format!(
             "database schema is behind this build (missing {INIT}, {ACCOUNT_CHANGES}, \
-             {PENDING_REGISTRATIONS}, {SESSION_SUCCESSORS}, {PAYMENTS}): run \
+             {PENDING_REGISTRATIONS}, {SESSION_SUCCESSORS}, {PAYMENTS}, {TWO_FACTOR}): run \
              `phaze-portal migrate`"
         )
     );
@@ -145,6 +147,9 @@ pub(crate) async fn migrated_tables_have_the_declared_columns() {
         "accounts.is_admin bool",
         "accounts.created_at timestamptz",
         "accounts.password_changed_at timestamptz",
+        "accounts.totp_secret bytea null",
+        "accounts.totp_enabled_at timestamptz null",
+        "accounts.recovery_codes bytea null",
         "payment_events.id text",
         "payment_events.claim_token text null",
         "payment_events.claimed_until timestamptz null",

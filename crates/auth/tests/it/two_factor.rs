@@ -1,0 +1,317 @@
+//! Two-factor authentication: enrolment, login with a code, replays, clock skew, recovery codes,
+//! turning it off, and the secret sealed at rest.
+
+use phaze_auth::totp::TotpSecret;
+use phaze_auth::{AccountStore, AuthError, UserId};
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+use time::{Duration, OffsetDateTime};
+
+use super::{kit, pw, t0, Kit, PW};
+
+/// The app's view of an enrolment: the secret the page showed as text.
+fn app(secret: &SecretString) -> TotpSecret {
+    let bytes = totp_rs::Secret::Encoded(secret.expose_secret().to_owned())
+        .to_bytes()
+        .unwrap();
+    TotpSecret::from_bytes(bytes.try_into().unwrap())
+}
+
+fn code(app: &TotpSecret, at: OffsetDateTime) -> String {
+    app.code_at(at).unwrap()
+}
+
+/// A verified account with 2FA on, enabled at `t0()`: the app and the recovery codes.
+async fn enrolled(k: &Kit, email: &str) -> (UserId, TotpSecret, Vec<String>) {
+    let id = k.verified(email).await;
+    let app = app(&k.auth.two_factor_enrolment(&id).await.unwrap().secret);
+    let codes = k
+        .auth
+        .enable_two_factor(&id, &code(&app, t0()), t0())
+        .await
+        .unwrap();
+    let codes = codes.iter().map(|c| c.expose_secret().to_owned()).collect();
+    (id, app, codes)
+}
+
+async fn login(
+    k: &Kit,
+    email: &str,
+    code: Option<&str>,
+    at: OffsetDateTime,
+) -> Result<(), AuthError> {
+    k.auth.login(email, pw(PW), code, at).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn enrolment_shows_one_secret_until_a_valid_code_turns_it_on() {
+    let k = kit();
+    let id = k.verified("ada@example.com").await;
+    let first = k.auth.two_factor_enrolment(&id).await.unwrap();
+    let again = k.auth.two_factor_enrolment(&id).await.unwrap();
+    assert_eq!(first.secret.expose_secret(), again.secret.expose_secret());
+    let url = first.otpauth_url.expose_secret();
+    assert!(
+        url.starts_with("otpauth://totp/Phaze:ada%40example.com?"),
+        "{url}"
+    );
+    assert!(url.contains(first.secret.expose_secret()), "{url}");
+    // Pending: login needs no code yet.
+    login(&k, "ada@example.com", None, t0()).await.unwrap();
+
+    let app = app(&first.secret);
+    let later = t0() + Duration::minutes(5);
+    for wrong in [
+        "000000",
+        "",
+        "abcdef",
+        &code(&app, later + Duration::minutes(2)),
+    ] {
+        assert!(matches!(
+            k.auth.enable_two_factor(&id, wrong, later).await,
+            Err(AuthError::InvalidCode)
+        ));
+    }
+    login(&k, "ada@example.com", None, later).await.unwrap();
+    assert!(!k
+        .accounts
+        .by_id(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .two_factor_enabled());
+
+    let codes = k
+        .auth
+        .enable_two_factor(&id, &code(&app, later), later)
+        .await
+        .unwrap();
+    assert_eq!(codes.len(), 10);
+    assert!(matches!(
+        k.auth.two_factor_enrolment(&id).await,
+        Err(AuthError::TwoFactorOn)
+    ));
+    let mail = k.mailer.sent().pop().unwrap();
+    assert_eq!(mail.subject, "Two-factor authentication is on");
+    assert!(!mail.body.contains(codes[0].expose_secret()));
+}
+
+#[tokio::test]
+async fn login_needs_the_code_and_every_failure_is_a_wrong_password() {
+    let k = kit();
+    let (_, app, _) = enrolled(&k, "ada@example.com").await;
+    let at = t0() + Duration::minutes(10);
+    for code_given in [
+        None,
+        Some("000000"),
+        Some(""),
+        Some("aaaaa-aaaaa"),
+        Some("1234567"),
+    ] {
+        assert!(
+            matches!(
+                login(&k, "ada@example.com", code_given, at).await,
+                Err(AuthError::InvalidCredentials)
+            ),
+            "{code_given:?}"
+        );
+    }
+    // A right code with a wrong password is no login either.
+    let wrong = k
+        .auth
+        .login(
+            "ada@example.com",
+            pw("not the password"),
+            Some(&code(&app, at)),
+            at,
+        )
+        .await;
+    assert!(matches!(wrong, Err(AuthError::InvalidCredentials)));
+    login(&k, "ada@example.com", Some(&code(&app, at)), at)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_code_works_once_per_step_and_one_step_of_skew_either_way() {
+    let k = kit();
+    let (_, app, _) = enrolled(&k, "ada@example.com").await;
+    // The enrolment's own code is spent: a replay of it at once fails.
+    assert!(login(&k, "ada@example.com", Some(&code(&app, t0())), t0())
+        .await
+        .is_err());
+
+    let at = t0() + Duration::minutes(10);
+    let now_code = code(&app, at);
+    login(&k, "ada@example.com", Some(&now_code), at)
+        .await
+        .unwrap();
+    assert!(matches!(
+        login(
+            &k,
+            "ada@example.com",
+            Some(&now_code),
+            at + Duration::seconds(5)
+        )
+        .await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    // The phone 30 s behind or ahead of the server: accepted; 60 s: refused.
+    login(
+        &k,
+        "ada@example.com",
+        Some(&code(&app, at - Duration::seconds(30))),
+        at,
+    )
+    .await
+    .unwrap();
+    login(
+        &k,
+        "ada@example.com",
+        Some(&code(&app, at + Duration::seconds(30))),
+        at,
+    )
+    .await
+    .unwrap();
+    for off in [-90, -60, 60, 90] {
+        let skewed = code(&app, at + Duration::seconds(off));
+        assert!(
+            login(&k, "ada@example.com", Some(&skewed), at)
+                .await
+                .is_err(),
+            "{off}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ten_parallel_logins_with_one_code_let_one_in() {
+    let k = Arc::new(kit());
+    let (_, app, codes) = enrolled(&k, "ada@example.com").await;
+    let at = t0() + Duration::minutes(10);
+    for the_code in [code(&app, at), codes[3].clone()] {
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let (k, the_code) = (k.clone(), the_code.clone());
+                tokio::spawn(async move { login(&k, "ada@example.com", Some(&the_code), at).await })
+            })
+            .collect();
+        let mut passed = 0;
+        for task in tasks {
+            passed += usize::from(task.await.unwrap().is_ok());
+        }
+        assert_eq!(passed, 1, "{the_code}");
+    }
+}
+
+#[tokio::test]
+async fn recovery_codes_work_once_as_typed_and_a_new_set_ends_the_old() {
+    let k = kit();
+    let (id, _, codes) = enrolled(&k, "ada@example.com").await;
+    let at = t0() + Duration::minutes(10);
+    let typed = codes[0].to_uppercase().replace('-', " ");
+    login(&k, "ada@example.com", Some(&typed), at)
+        .await
+        .unwrap();
+    assert!(login(&k, "ada@example.com", Some(&codes[0]), at)
+        .await
+        .is_err());
+    let mail = k.mailer.sent().pop().unwrap();
+    assert_eq!(mail.subject, "A recovery code was used");
+    assert!(mail.body.contains("9 are left"), "{}", mail.body);
+
+    let fresh = k.auth.new_recovery_codes(&id, at).await.unwrap();
+    assert!(login(&k, "ada@example.com", Some(&codes[1]), at)
+        .await
+        .is_err());
+    login(&k, "ada@example.com", Some(fresh[1].expose_secret()), at)
+        .await
+        .unwrap();
+    // Another account's code is no code here.
+    let (_, _, bobs) = enrolled(&k, "bob@example.com").await;
+    assert!(login(&k, "ada@example.com", Some(&bobs[0]), at)
+        .await
+        .is_err());
+    login(&k, "bob@example.com", Some(&bobs[0]), at)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn turning_it_off_needs_the_password_and_a_code_and_kills_the_codes() {
+    let k = kit();
+    let (id, app, codes) = enrolled(&k, "ada@example.com").await;
+    let at = t0() + Duration::minutes(10);
+    let right = code(&app, at);
+    for (password, the_code) in [
+        ("not the password", right.as_str()),
+        (PW, "000000"),
+        (PW, ""),
+    ] {
+        assert!(matches!(
+            k.auth
+                .disable_two_factor(&id, pw(password), the_code, at)
+                .await,
+            Err(AuthError::InvalidCredentials)
+        ));
+    }
+    assert!(k
+        .accounts
+        .by_id(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .two_factor_enabled());
+    k.auth
+        .disable_two_factor(&id, pw(PW), &right, at)
+        .await
+        .unwrap();
+    assert_eq!(
+        k.mailer.sent().pop().unwrap().subject,
+        "Two-factor authentication is off"
+    );
+    login(&k, "ada@example.com", None, at).await.unwrap();
+    assert!(matches!(
+        k.auth.disable_two_factor(&id, pw(PW), &right, at).await,
+        Err(AuthError::TwoFactorOff)
+    ));
+    // Turned on again: a new secret, and the old recovery codes stay dead.
+    let again = app_of(&k, &id).await;
+    assert_ne!(again.expose_bytes(), app.expose_bytes());
+    let later = at + Duration::minutes(1);
+    k.auth
+        .enable_two_factor(&id, &code(&again, later), later)
+        .await
+        .unwrap();
+    assert!(login(&k, "ada@example.com", Some(&codes[5]), later)
+        .await
+        .is_err());
+}
+
+async fn app_of(k: &Kit, id: &UserId) -> TotpSecret {
+    app(&k.auth.two_factor_enrolment(id).await.unwrap().secret)
+}
+
+#[tokio::test]
+async fn the_secret_is_sealed_at_rest_and_bound_to_its_account() {
+    let k = kit();
+    let (ada, app, _) = enrolled(&k, "ada@example.com").await;
+    let stored = k.accounts.by_id(&ada).await.unwrap().unwrap();
+    let sealed = stored.two_factor.clone().unwrap().sealed_secret;
+    assert!(!sealed
+        .windows(20)
+        .any(|w| w == app.expose_bytes().as_slice()));
+    assert!(!format!("{stored:?}").contains(&format!("{:?}", &sealed[..8])));
+
+    // Ada's sealed secret grafted onto Bob's account does not open: Bob's login fails closed
+    // rather than accepting Ada's codes.
+    let (bob, _, _) = enrolled(&k, "bob@example.com").await;
+    let mut grafted = k.accounts.by_id(&bob).await.unwrap().unwrap();
+    grafted.two_factor.as_mut().unwrap().sealed_secret = sealed;
+    k.accounts.update(&grafted).await.unwrap();
+    let at = t0() + Duration::minutes(10);
+    assert!(matches!(
+        login(&k, "bob@example.com", Some(&code(&app, at)), at).await,
+        Err(AuthError::Sealed)
+    ));
+}
