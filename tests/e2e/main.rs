@@ -11,6 +11,7 @@ mod password;
 mod payments;
 mod proxies;
 mod sessions;
+mod two_factor;
 
 /// A password that passes the policy.
 pub const PW: &str = "correct horse battery staple";

@@ -554,3 +554,20 @@ pub async fn one_reset_link_used_at_once_through(bases: &[&str], outbox: &Path, 
             .await;
     }
 }
+
+/// The TOTP key the enrolment page (`GET /account/2fa`) shows as text, as an app would read it.
+pub fn totp_key_on(page: &str) -> phaze_auth::totp::TotpSecret {
+    let start = page.find("secret-key\">").expect("the key as text") + "secret-key\">".len();
+    let end = start + page[start..].find('<').unwrap();
+    phaze_auth::totp::TotpSecret::from_base32(&page[start..end]).expect("a base32 key")
+}
+
+/// The recovery codes a page lists (after `POST /account/2fa/enable`).
+pub fn recovery_codes_on(page: &str) -> Vec<String> {
+    let list = &page[page.find("recovery-codes").expect("a code list")..];
+    let list = &list[..list.find("</ul>").unwrap()];
+    list.split("<li>")
+        .skip(1)
+        .map(|c| c[..c.find("</li>").unwrap()].trim().to_owned())
+        .collect()
+}

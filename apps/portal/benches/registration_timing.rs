@@ -8,7 +8,10 @@
 //! the answer time tells the two apart (50% is chance). Method and figures: docs/threat-model.md.
 //!
 //! `cargo bench -p phaze-portal --bench registration_timing` (`PAIRS=200` by default;
-//! `FORM=forgot` for the password reset request).
+//! `FORM=forgot` for the password reset request; `FORM=login-2fa` for a wrong password against an
+//! account with two-factor authentication on ("known") and one with it off ("new");
+//! `FORM=login-code` for a wrong code after the right password ("known") and after a wrong one
+//! ("new"), on the 2FA account: does the answer tell that the password was right?).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -23,41 +26,106 @@ fn main() {
     actix_web::rt::System::new().block_on(run(pairs));
 }
 
+fn form() -> String {
+    std::env::var("FORM").unwrap_or_else(|_| "register".into())
+}
+
 /// `POST /register` or, with `forgot`, `POST /password/forgot`, for `email`: the answer time.
+/// The login forms take `email` as `<address>|<password>`.
 async fn register(b: &phaze_e2e::Browser, email: &str) -> Duration {
-    let forgot = std::env::var("FORM").is_ok_and(|f| f == "forgot");
+    let form = form();
     let start = Instant::now();
-    let r = if forgot {
-        b.post_form("/password/forgot", &[("email", email)]).await
-    } else {
-        b.post_form(
-            "/register",
-            &[("email", email), ("password", PW), ("password_confirm", PW)],
-        )
-        .await
+    let (r, expected) = match form.as_str() {
+        "forgot" => (
+            b.post_form("/password/forgot", &[("email", email)]).await,
+            200,
+        ),
+        "login-2fa" | "login-code" => {
+            let (address, password) = email.split_once('|').unwrap_or((email, PW));
+            let fields = [
+                ("email", address),
+                ("password", password),
+                ("totp", "000000"),
+            ];
+            (b.post_form("/login", &fields).await, 401)
+        }
+        _ => (
+            b.post_form(
+                "/register",
+                &[("email", email), ("password", PW), ("password_confirm", PW)],
+            )
+            .await,
+            200,
+        ),
     };
     let took = start.elapsed();
-    assert_eq!(r.status, actix_web::http::StatusCode::OK, "{}", r.body);
+    assert_eq!(r.status.as_u16(), expected, "{}", r.body);
     took
 }
 
+/// The two sides of a login mode, as `<address>|<password>`, after setting them up on `p`.
+async fn login_sides(p: &phaze_e2e::TestPortal, code_mode: bool) -> (String, String) {
+    use phaze_portal::clock::Clock;
+    let on = p.user("on@example.com", PW).await;
+    let app = phaze_e2e::totp_key_on(&on.get("/account/2fa").await.body);
+    let code = app.code_at(p.clock.now()).unwrap();
+    let r = on
+        .post_form("/account/2fa/enable", &[("code", &code)])
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    p.user("off@example.com", PW).await;
+    const WRONG: &str = "not the password at all";
+    if code_mode {
+        (
+            format!("on@example.com|{PW}"),
+            format!("on@example.com|{WRONG}"),
+        )
+    } else {
+        (
+            format!("on@example.com|{WRONG}"),
+            format!("off@example.com|{WRONG}"),
+        )
+    }
+}
+
 async fn run(pairs: usize) {
-    let forgot = std::env::var("FORM").is_ok_and(|f| f == "forgot");
+    let form = form();
+    let forgot = form == "forgot";
+    let login = form.starts_with("login");
     let dir = tempfile::tempdir().unwrap();
-    // The known address is asked about hundreds of times: lift its reset budget.
+    // The known address is asked about hundreds of times: lift its reset budget, and for the
+    // login modes every login limit (the lockout would otherwise answer 429 after ten).
     let p = phaze_e2e::spawn_fs_portal_with(dir.path(), |s| {
         s.ratelimit.reset_per_address = u32::MAX;
+        if login {
+            s.ratelimit.login_per_client = 1_000_000;
+            s.ratelimit.challenge_after_failures = 1_000_000;
+            s.ratelimit.lockout_after_failures = 1_000_000;
+            s.ratelimit.post_per_client = 1_000_000;
+        }
     })
     .await;
-    p.user("known@example.com", PW).await;
+    let (known_address, unknown_address) = if login {
+        login_sides(&p, form == "login-code").await
+    } else {
+        p.user("known@example.com", PW).await;
+        (
+            "known@example.com".to_owned(),
+            "nobody@example.com".to_owned(),
+        )
+    };
     let b = p.browser();
-    b.get("/register").await;
+    b.get(if login { "/login" } else { "/register" }).await;
     // Warm up both paths.
     for i in 0..10 {
-        register(&b, "known@example.com").await;
-        register(&b, &format!("warm{i}@example.com")).await;
+        register(&b, &known_address).await;
+        if login {
+            register(&b, &unknown_address).await;
+        } else {
+            register(&b, &format!("warm{i}@example.com")).await;
+        }
         if forgot {
-            register(&b, "nobody@example.com").await;
+            register(&b, &unknown_address).await;
         }
     }
     let (mut known, mut new) = (Vec::new(), Vec::new());
@@ -66,17 +134,17 @@ async fn run(pairs: usize) {
         // A registration needs a new address each time; a reset request asks about one unknown
         // address again and again, as the known one is, so both per-address budget files are
         // warm and only the account's existence differs.
-        let fresh = if forgot {
-            "nobody@example.com".to_owned()
+        let fresh = if forgot || login {
+            unknown_address.clone()
         } else {
             format!("new{i}@example.com")
         };
         if i % 2 == 0 {
-            known.push(register(&b, "known@example.com").await);
+            known.push(register(&b, &known_address).await);
             new.push(register(&b, &fresh).await);
         } else {
             new.push(register(&b, &fresh).await);
-            known.push(register(&b, "known@example.com").await);
+            known.push(register(&b, &known_address).await);
         }
     }
     let ms = |d: &Duration| d.as_secs_f64() * 1e3;
@@ -86,7 +154,6 @@ async fn run(pairs: usize) {
     let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
     let var = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (diffs.len() - 1) as f64;
     let half_ci = 1.96 * (var / diffs.len() as f64).sqrt();
-    let form = std::env::var("FORM").unwrap_or_else(|_| "register".into());
     println!("{form} timing, fs store, {pairs} interleaved pairs");
     println!(
         "  median known {:.2} ms, new {:.2} ms",

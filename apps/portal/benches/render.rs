@@ -44,6 +44,7 @@ fn render(c: &mut Criterion) {
                 email: "",
                 next: None,
                 challenge: None,
+                reauth: false,
             };
             views::render(StatusCode::OK, &page).unwrap()
         })

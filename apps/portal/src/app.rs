@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::errors::AppError;
 use crate::http::frame::frame;
-use crate::routes::{account, api, billing, forward_auth, health, pages, password};
+use crate::routes::{account, api, billing, forward_auth, health, pages, password, two_factor};
 use crate::settings::Settings;
 use crate::state::AppState;
 use phaze_actix::limits::Guards;
@@ -200,6 +200,29 @@ pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
                 )
                 .service(
                     web::resource("/account/sessions").route(get_or_head().to(account::sessions)),
+                )
+                .service(
+                    web::resource("/account/confirm").route(get_or_head().to(pages::reauth_form)),
+                )
+                .service(web::resource("/account/2fa").route(get_or_head().to(two_factor::show)))
+                // Guessing a password or a code through a stolen session costs the same budget
+                // as guessing it through the password form.
+                .service(
+                    web::resource("/account/2fa/enable").route(
+                        web::post()
+                            .to(two_factor::enable)
+                            .wrap(per_account(Budget::PasswordChange)),
+                    ),
+                )
+                .service(
+                    web::resource("/account/2fa/disable").route(
+                        web::post()
+                            .to(two_factor::disable)
+                            .wrap(per_account(Budget::PasswordChange)),
+                    ),
+                )
+                .service(
+                    web::resource("/account/2fa/recovery-codes").post(two_factor::recovery_codes),
                 )
                 .service(
                     web::resource("/account/sessions/revoke-others").post(account::revoke_others),

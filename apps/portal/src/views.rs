@@ -97,16 +97,22 @@ pub enum Notice {
     OtherSessionsRevoked,
     /// `POST /password/reset/{token}` set a new password and ended every session.
     PasswordReset,
+    /// `POST /account/2fa/disable` turned two-factor authentication off.
+    TwoFactorOff,
+    /// A form needed a recent login: the page asks for the password again.
+    ReauthNeeded,
 }
 
 impl Notice {
-    const ALL: [Notice; 6] = [
+    const ALL: [Notice; 8] = [
         Notice::EmailConfirmed,
         Notice::PasswordChanged,
         Notice::ProfileSaved,
         Notice::SessionRevoked,
         Notice::OtherSessionsRevoked,
         Notice::PasswordReset,
+        Notice::TwoFactorOff,
+        Notice::ReauthNeeded,
     ];
 
     /// The cookie value.
@@ -118,6 +124,8 @@ impl Notice {
             Notice::SessionRevoked => "session-revoked",
             Notice::OtherSessionsRevoked => "other-sessions-revoked",
             Notice::PasswordReset => "password-reset",
+            Notice::TwoFactorOff => "two-factor-off",
+            Notice::ReauthNeeded => "reauth-needed",
         }
     }
 
@@ -144,6 +152,13 @@ impl Notice {
             Notice::PasswordReset => {
                 "Your password has been reset and every session was logged out. Log in with \
                  your new password."
+            }
+            Notice::TwoFactorOff => {
+                "Two-factor authentication is off, and every other session was logged out. Your \
+                 recovery codes no longer work."
+            }
+            Notice::ReauthNeeded => {
+                "For your security, please confirm your password before you continue."
             }
         }
     }
@@ -194,6 +209,52 @@ pub struct LoginPage<'a> {
     /// The proof-of-work check `app.js` solves before the form is sent, when the address must
     /// solve one.
     pub challenge: Option<&'a Challenge>,
+    /// "Confirm it's you": a logged-in user logging in again for sudo mode; the address is
+    /// fixed to the account's.
+    pub reauth: bool,
+}
+
+/// `GET /account/2fa` (and the enable and disable forms' errors).
+#[derive(Template)]
+#[template(path = "two_factor.html")]
+pub struct TwoFactorPage<'a> {
+    /// Common parts.
+    pub layout: Layout<'a>,
+    /// The account's address (for password managers on the disable form).
+    pub email: &'a str,
+    /// What the page shows: the enrolment, or the state of 2FA that is on.
+    pub state: TwoFactorView,
+}
+
+/// The two states of [`TwoFactorPage`].
+pub enum TwoFactorView {
+    /// Off: the pending secret to enrol.
+    Enrol {
+        /// The `otpauth://` URI as an inline SVG QR code, made by the server from the secret
+        /// (no image service, no script; the one markup marked `|safe`, as it holds no user text).
+        qr_svg: String,
+        /// The base32 secret in groups of four, for typing.
+        secret: String,
+    },
+    /// On.
+    On {
+        /// When it was turned on, formatted.
+        since: String,
+        /// Unused recovery codes of the current set.
+        codes_left: usize,
+    },
+}
+
+/// After `POST /account/2fa/enable` or `/account/2fa/recovery-codes`: the codes, shown once.
+#[derive(Template)]
+#[template(path = "recovery_codes.html")]
+pub struct RecoveryCodesPage<'a> {
+    /// Common parts.
+    pub layout: Layout<'a>,
+    /// Whether this follows the enrolment (the page says 2FA is now on).
+    pub just_enabled: bool,
+    /// The codes.
+    pub codes: Vec<String>,
 }
 
 /// The account overview.

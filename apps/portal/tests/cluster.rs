@@ -689,6 +689,7 @@ fn main() -> ExitCode {
             twenty_deliveries_of_one_event_over_three_processes_take_effect_once,
             a_process_killed_while_it_holds_a_claim_leaves_it_to_the_retry_which_applies_it_once,
             ten_uses_of_one_reset_link_over_three_processes_set_one_password,
+            one_totp_code_sent_at_once_through_three_processes_logs_in_once,
         }
     )));
     tests.extend(redis_server.gate(postgres.gate(phaze_testkit::tests!(
@@ -705,6 +706,55 @@ async fn ten_uses_of_one_reset_link_over_three_processes_set_one_password() {
     let bases: Vec<&str> = p.iter().map(|p| p.base.as_str()).collect();
     phaze_e2e::one_reset_link_used_at_once_through(&bases, &cluster.outbox(), "racer@example.com")
         .await;
+}
+
+/// A TOTP code is accepted once per time step across processes: the step ledger lives in the
+/// shared rate-limit store (Redis here). Four logins with one fresh code at once, over three
+/// processes (the client's login budget is five, and the first login spent one): one gets in.
+async fn one_totp_code_sent_at_once_through_three_processes_logs_in_once() {
+    const EMAIL: &str = "twofa@example.com";
+    let cluster = Cluster::new();
+    let p = cluster.start_three().await;
+    let b = user(&cluster, &p[0].base, EMAIL).await;
+    let app = phaze_e2e::totp_key_on(&b.get("/account/2fa").await.body);
+    // The processes read the system clock; so does the "app".
+    let now = phaze_portal::clock::Clock::now(&phaze_portal::clock::SystemClock);
+    let r = b
+        .post_form(
+            "/account/2fa/enable",
+            &[("code", &app.code_at(now).unwrap())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The next step's code: within the skew allowed, and not used yet.
+    let code = app.code_at(now + time::Duration::seconds(30)).unwrap();
+    let (cookie, token) = phaze_e2e::anonymous_token(&p[1].base, "/login").await;
+    let client = awc::Client::builder().disable_redirects().finish();
+    let statuses = futures_util::future::join_all((0..4).map(|i| {
+        let req = client
+            .post(format!("{}/login", p[i % 3].base))
+            .insert_header(("cookie", cookie.clone()));
+        let (token, code) = (token.clone(), code.clone());
+        async move {
+            let form = [
+                ("email", EMAIL),
+                ("password", PW),
+                ("totp", code.as_str()),
+                ("csrf_token", token.as_str()),
+            ];
+            req.send_form(&form).await.unwrap().status().as_u16()
+        }
+    }))
+    .await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 303).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 303 || *s == 401),
+        "{statuses:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -183,6 +183,15 @@ impl VisitorLayer {
         })
     }
 
+    /// The CSRF token of `session`, for a page rendered by the request that started it (after
+    /// [`SessionManager::restart_for_user`], say): [`VisitorData::csrf_token`] is the token of
+    /// the session the request came with, which is gone.
+    pub fn csrf_token_of(&self, session: &phaze_sessions::Session) -> String {
+        self.0
+            .csrf
+            .token(&Binding::Session(&session.data.csrf_secret))
+    }
+
     /// The layer as actix middleware: `scope.wrap(from_fn(layer.middleware()))`.
     #[allow(clippy::type_complexity)]
     pub fn middleware<B: MessageBody + 'static>(

@@ -25,6 +25,9 @@ pub struct SessionPolicy {
     /// `last_seen` is written back at most this often, so a page view is not a store write. The idle
     /// timeout is therefore exact to within this interval.
     pub touch_interval: Duration,
+    /// "Sudo mode": how long after its login a session may take sensitive actions without the
+    /// password again ([`Session::recently_authenticated`]).
+    pub reauth: Duration,
     /// Whether a session only works from the network it was created from.
     pub ip_binding: IpBinding,
 }
@@ -120,6 +123,15 @@ pub struct Session {
     pub key: SessionKey,
     /// Its contents.
     pub data: SessionData,
+}
+
+impl Session {
+    /// Whether this session's login (a re-authentication is a login: it starts a new session)
+    /// is less than `policy.reauth` old: "sudo mode" for sensitive actions such as making new
+    /// recovery codes. Past it, the portal asks for the password again.
+    pub fn recently_authenticated(&self, policy: &SessionPolicy, now: OffsetDateTime) -> bool {
+        now - self.data.created_at < policy.reauth
+    }
 }
 
 /// The result of [`SessionManager::load`].

@@ -27,6 +27,9 @@ pub struct SessionSettings {
     pub ip_v4_prefix: u8,
     /// Network prefix for IPv6 binding (64).
     pub ip_v6_prefix: u8,
+    /// "Sudo mode": seconds after a login (or a re-authentication, which is one) during which
+    /// sensitive actions need no password again (600; 60 to 3600).
+    pub reauth_secs: u32,
 }
 
 impl Default for SessionSettings {
@@ -40,6 +43,7 @@ impl Default for SessionSettings {
             ip_binding: false,
             ip_v4_prefix: 24,
             ip_v6_prefix: 64,
+            reauth_secs: 600,
         }
     }
 }
@@ -68,6 +72,9 @@ impl SessionSettings {
         if self.grace_secs > 120 {
             return fail("session.grace_secs", "must be at most 120");
         }
+        if !(60..=3600).contains(&self.reauth_secs) {
+            return fail("session.reauth_secs", "must be between 60 and 3600");
+        }
         if self.ip_v4_prefix > 32 {
             return fail("session.ip_v4_prefix", "must be at most 32");
         }
@@ -86,6 +93,7 @@ impl SessionSettings {
             rotate_after: secs(self.rotate_secs),
             grace: secs(self.grace_secs),
             touch_interval: secs(self.touch_secs),
+            reauth: secs(self.reauth_secs),
             ip_binding: if self.ip_binding {
                 IpBinding::Network {
                     v4_prefix: self.ip_v4_prefix,
@@ -114,6 +122,14 @@ mod tests {
         for bad in [
             SessionSettings {
                 idle_secs: 0,
+                ..Default::default()
+            },
+            SessionSettings {
+                reauth_secs: 59,
+                ..Default::default()
+            },
+            SessionSettings {
+                reauth_secs: 3601,
                 ..Default::default()
             },
             SessionSettings {

@@ -26,7 +26,7 @@ async fn me_json(state: &AppState, a: &Account) -> Result<serde_json::Value, App
         "id": a.id.to_string(),
         "email": a.email.as_str(),
         "display_name": a.display_name.as_str(),
-        "two_factor": false,
+        "two_factor": a.two_factor_enabled(),
         "subscription": {
             "status": sub.status.as_str(),
             "plan": sub.plan.map(|p| p.id),

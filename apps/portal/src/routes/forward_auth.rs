@@ -29,8 +29,9 @@ use phaze_actix::Visitor;
 pub const USER_ID: &str = "x-phaze-user-id";
 /// `admin` or `customer`.
 pub const USER_ROLE: &str = "x-phaze-user-role";
-/// Whether the session passed a second factor. Always `off` today, because the portal has no 2FA
-/// yet; once it has, sessions that passed it will say `on`.
+/// Whether the session passed a second factor: `on` for an account with two-factor
+/// authentication (its every session did: login asks for the code, and turning 2FA on or off
+/// ends the other sessions and restarts the one that proved a code), else `off`.
 pub const TWO_FACTOR: &str = "x-phaze-2fa";
 
 /// `/auth/verify`, any method: `200` with the identity headers for a live session, else `401` with
@@ -62,7 +63,11 @@ fn granted(account: &Account) -> Result<HttpResponse, AppError> {
     );
     headers.insert(
         HeaderName::from_static(TWO_FACTOR),
-        HeaderValue::from_static("off"),
+        HeaderValue::from_static(if account.two_factor_enabled() {
+            "on"
+        } else {
+            "off"
+        }),
     );
     Ok(res)
 }

@@ -7,6 +7,7 @@ pub mod forward_auth;
 pub mod health;
 pub mod pages;
 pub mod password;
+pub mod two_factor;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};

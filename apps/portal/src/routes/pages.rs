@@ -179,6 +179,7 @@ fn login_page(
             email,
             next: next.and_then(phaze_sanitize::same_origin_path),
             challenge: challenge.as_ref(),
+            reauth: false,
         },
     )
 }
@@ -199,11 +200,37 @@ pub async fn login_form(
                 .as_deref()
                 .and_then(phaze_sanitize::same_origin_path),
             challenge: None,
+            reauth: false,
         },
     )
 }
 
-/// `POST /login` fields besides the credentials. `totp` is accepted for forward compatibility.
+/// `GET /account/confirm?next=…`: "confirm it's you", the login form with the account's address
+/// fixed. It posts to `/login`, so a re-authentication is a login (same limits, same second
+/// factor, a new session) and sudo mode counts from it.
+pub async fn reauth_form(
+    visitor: Visitor,
+    req: HttpRequest,
+    query: web::Query<NextQuery>,
+    notice: PendingNotice,
+) -> Result<HttpResponse, actix_web::Error> {
+    let current = super::require_user(&visitor, req.path())?;
+    Ok(views::render(
+        StatusCode::OK,
+        &LoginPage {
+            layout: layout(&visitor).with_notice(notice.get()),
+            email: current.account.email.as_str(),
+            next: query
+                .next
+                .as_deref()
+                .and_then(phaze_sanitize::same_origin_path),
+            challenge: None,
+            reauth: true,
+        },
+    )?)
+}
+
+/// `POST /login` fields besides the credentials (which include the optional `totp`).
 #[derive(Deserialize)]
 pub struct LoginForm {
     #[serde(flatten)]

@@ -11,10 +11,7 @@ use super::{kit, pw, t0, Kit, PW};
 
 /// The app's view of an enrolment: the secret the page showed as text.
 fn app(secret: &SecretString) -> TotpSecret {
-    let bytes = totp_rs::Secret::Encoded(secret.expose_secret().to_owned())
-        .to_bytes()
-        .unwrap();
-    TotpSecret::from_bytes(bytes.try_into().unwrap())
+    TotpSecret::from_base32(secret.expose_secret()).unwrap()
 }
 
 fn code(app: &TotpSecret, at: OffsetDateTime) -> String {

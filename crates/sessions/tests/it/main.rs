@@ -536,3 +536,35 @@ async fn a_restart_ends_every_session_of_the_user_and_gives_this_one_a_new_id() 
     );
     assert_eq!(m.list(&user("ada"), t0()).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn sudo_mode_lasts_the_reauth_window_from_login_and_a_new_login_renews_it() {
+    let (m, _) = manager(SessionPolicy::default());
+    let policy = m.policy().clone();
+    assert_eq!(policy.reauth, Duration::minutes(10));
+    let (id, session) = m
+        .create(&user("u"), &meta("192.0.2.1"), t0())
+        .await
+        .unwrap();
+    assert!(session.recently_authenticated(&policy, t0() + Duration::minutes(9)));
+    // Activity, touches and rotations do not extend it: only a login does.
+    let later = t0() + Duration::minutes(16);
+    let loaded = m
+        .load(&id, &meta("192.0.2.1"), later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(loaded.rotated_to.is_some(), "rotated");
+    assert!(!loaded.session.recently_authenticated(&policy, later));
+    let (_, again) = m
+        .start(
+            &user("u"),
+            Some(&loaded.session.key),
+            &meta("192.0.2.1"),
+            later,
+        )
+        .await
+        .unwrap();
+    assert!(again.recently_authenticated(&policy, later + Duration::minutes(9)));
+    assert!(!again.recently_authenticated(&policy, later + Duration::minutes(10)));
+}
