@@ -120,6 +120,9 @@ pub struct AuthService {
     pub(crate) token_hasher: TokenHasher,
     pub(crate) sealer: Sealer,
     pub(crate) config: AuthConfig,
+    /// A TOTP secret of no account, sealed, that a code is matched against when the account has
+    /// none: the same work either way ([`AuthService::login`]).
+    pub(crate) dummy_totp: (UserId, Vec<u8>),
 }
 
 impl AuthService {
@@ -140,6 +143,7 @@ impl AuthService {
             mailer,
             hasher,
             token_hasher: keys.tokens,
+            dummy_totp: crate::two_factor::dummy_secret(&keys.sealer),
             sealer: keys.sealer,
             config,
         }
@@ -402,6 +406,13 @@ impl AuthService {
         };
         let phc = account.as_ref().map(|a| a.password_hash.clone());
         let verdict = self.hasher.verify(password.clone(), phc).await?;
+        // Equal work: a code that is given is matched whether or not the password is right and
+        // the account has 2FA (against a dummy secret if not), so the time of the answer tells
+        // neither. Only what follows a right password touches a store.
+        let step = match second_factor {
+            Some(code) => self.match_code(account.as_ref(), code, now)?,
+            None => None,
+        };
         let Some(mut account) = account.filter(|_| verdict.matches) else {
             return Err(AuthError::InvalidCredentials);
         };
@@ -421,7 +432,7 @@ impl AuthService {
             let Some(code) = second_factor else {
                 return Err(AuthError::InvalidCredentials);
             };
-            if !self.second_factor(&mut account, code, now).await? {
+            if !self.second_factor(&mut account, code, step, now).await? {
                 return Err(AuthError::InvalidCredentials);
             }
         }

@@ -35,6 +35,13 @@ fn seal_context(user: &UserId) -> Vec<u8> {
     context
 }
 
+/// A sealed secret of no account (a random id), for [`AuthService::login`]'s equal work.
+pub(crate) fn dummy_secret(sealer: &phaze_sessions::Sealer) -> (UserId, Vec<u8>) {
+    let nobody = UserId::generate();
+    let sealed = sealer.seal_bound(&seal_context(&nobody), TotpSecret::generate().expose_bytes());
+    (nobody, sealed)
+}
+
 /// Remembers which TOTP time steps of an account have been used, so a code is accepted once.
 /// Implementations are atomic across every process sharing them (the portal keeps the ledger in
 /// its rate-limit store: memory, files, Redis or PostgreSQL).
@@ -149,7 +156,8 @@ impl AuthService {
             .hasher
             .verify(password, Some(account.password_hash.clone()))
             .await?;
-        if !verdict.matches || !self.second_factor(&mut account, code, now).await? {
+        let step = self.match_code(Some(&account), code, now)?;
+        if !verdict.matches || !self.second_factor(&mut account, code, step, now).await? {
             return Err(AuthError::InvalidCredentials);
         }
         account.two_factor = None;
@@ -192,16 +200,48 @@ impl AuthService {
         Ok(codes)
     }
 
+    /// The CPU part of checking `code`, done alike for every account (see
+    /// [`AuthService::login`]): a TOTP code is matched against the account's secret if it has
+    /// 2FA on, else against a dummy one; a recovery code is hashed. Returns the matched step.
+    pub(crate) fn match_code(
+        &self,
+        account: Option<&Account>,
+        code: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<u64>, AuthError> {
+        if let Some(normal) = totp::normal_recovery_code(code) {
+            let _ = self.token_hasher.hash(TokenPurpose::RecoveryCode, &normal);
+            return Ok(None);
+        }
+        let secret = match account.filter(|a| a.two_factor_enabled()) {
+            Some(account) => self.open_secret(account)?,
+            None => {
+                let (nobody, sealed) = &self.dummy_totp;
+                let bytes = self
+                    .sealer
+                    .open_bound(&seal_context(nobody), sealed)
+                    .map_err(|_| AuthError::Sealed)?;
+                TotpSecret::from_bytes(bytes.try_into().map_err(|_| AuthError::Sealed)?)
+            }
+        };
+        Ok(secret.matching_step(code, now))
+    }
+
     /// The second step of a login or a re-authentication: `code` is a TOTP code of the account's
-    /// app (once per time step) or one of its unused recovery codes (spent here).
+    /// app whose `step` [`AuthService::match_code`] found (accepted once per step), or one of
+    /// the account's unused recovery codes (spent here).
     pub(crate) async fn second_factor(
         &self,
         account: &mut Account,
         code: &str,
+        step: Option<u64>,
         now: OffsetDateTime,
     ) -> Result<bool, AuthError> {
         let Some(normal) = totp::normal_recovery_code(code) else {
-            return self.totp_accepts(account, code, now).await;
+            return match step {
+                Some(step) => Ok(self.steps.first_use(&account.id, step, now).await?),
+                None => Ok(false),
+            };
         };
         let hash = self.token_hasher.hash(TokenPurpose::RecoveryCode, &normal);
         let current = account
