@@ -227,3 +227,23 @@ async fn ten_parallel_uses_of_one_link_set_one_password() {
         StatusCode::SEE_OTHER
     );
 }
+
+/// An operator's template directory replaces a message's text without a rebuild; the link is
+/// still the one the portal made.
+#[actix_web::test]
+async fn an_operators_template_replaces_the_reset_mail() {
+    let templates = tempfile::tempdir().unwrap();
+    std::fs::write(
+        templates.path().join("password_reset.txt"),
+        "Subject: Réinitialiser le mot de passe\n\nBonjour,\n\n{{ url }}/password/reset/{{ token }}\n\nValable {{ minutes }} minutes.\n",
+    )
+    .unwrap();
+    let dir = templates.path().to_owned();
+    let p = spawn_portal_with(move |s| s.mail.templates_dir = dir).await;
+    p.user("french@example.com", PW).await;
+    assert_eq!(ask(&p, "french@example.com").await.status, StatusCode::OK);
+    let mail = p.mail_to("french@example.com", "Valable 60 minutes").expect("the operator's text");
+    assert!(mail.contains("Bonjour"), "{mail}");
+    let link = reset_path(&p, "french@example.com");
+    assert_eq!(p.browser().get(&link).await.status, StatusCode::OK, "a live link");
+}

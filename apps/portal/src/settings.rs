@@ -142,6 +142,20 @@ pub struct MailSettings {
     pub outbox_dir: PathBuf,
     /// `From:` of every message.
     pub from: String,
+    /// A directory of mail templates that replace the compiled-in ones of the same name
+    /// (`templates/mail/`). Empty: the compiled-in texts.
+    pub templates_dir: PathBuf,
+}
+
+impl MailSettings {
+    /// The mail templates: the compiled-in ones, with `templates_dir`'s files in their place.
+    /// A template there that does not parse or render stops the start-up, by name.
+    pub fn letters(&self) -> Result<phaze_auth::Letters, phaze_auth::LetterError> {
+        if self.templates_dir.as_os_str().is_empty() {
+            return Ok(phaze_auth::Letters::default());
+        }
+        phaze_auth::Letters::with_overrides(&self.templates_dir)
+    }
 }
 
 /// `[auth]`
@@ -259,6 +273,7 @@ impl Default for MailSettings {
         Self {
             outbox_dir: PathBuf::new(),
             from: "Phaze <no-reply@phaze.localhost>".into(),
+            templates_dir: PathBuf::new(),
         }
     }
 }

@@ -196,6 +196,7 @@ impl AppState {
                 verification_ttl: Duration::seconds(a.verification_ttl_secs.into()),
                 reset_ttl: Duration::seconds(a.reset_ttl_secs.into()),
                 public_url: public_url.clone(),
+                letters: settings.mail.letters()?,
             },
         ));
 

@@ -137,6 +137,7 @@ async fn phaze(
             verification_ttl: time::Duration::hours(24),
             reset_ttl: time::Duration::hours(1),
             public_url: origin.into(),
+            letters: phaze_auth::Letters::default(),
         },
     ));
     let sessions = Arc::new(SessionManager::new(

@@ -18,8 +18,8 @@
 //!
 //! ```
 //! use phaze_auth::{
-//!     Argon2id, AuthConfig, AuthError, AuthKeys, AuthService, HashParams, PasswordPolicy,
-//!     TokenHasher,
+//!     Argon2id, AuthConfig, AuthError, AuthKeys, AuthService, HashParams, Letters,
+//!     PasswordPolicy, TokenHasher,
 //! };
 //! use phaze_sessions::{Sealer, SealingKey};
 //! use phaze_store_memory::{MemoryAccounts, MemoryMailer, MemoryStepLedger, MemoryTokens};
@@ -43,6 +43,7 @@
 //!         verification_ttl: Duration::hours(24),
 //!         reset_ttl: Duration::hours(1),
 //!         public_url: "https://portal.example".into(),
+//!         letters: Letters::default(), // the text of each message: tera templates
 //!     },
 //! );
 //! let password = || SecretString::from("correct horse battery staple".to_owned());
@@ -78,6 +79,7 @@
 #![warn(missing_docs)]
 
 mod account;
+mod letters;
 mod mail;
 mod password;
 mod service;
@@ -86,6 +88,7 @@ pub mod totp;
 mod two_factor;
 
 pub use account::{Account, AccountStore, DisplayName, Email, StoreError, TwoFactor, UserId};
+pub use letters::{LetterError, Letters};
 pub use mail::{MailError, Mailer, OutgoingMail};
 pub use password::{
     Argon2id, HashError, HashParams, PasswordHasher, PasswordPolicy, PasswordRejection,

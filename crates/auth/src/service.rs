@@ -4,6 +4,7 @@ use time::{Duration, OffsetDateTime};
 
 use phaze_sessions::Sealer;
 
+use crate::letters::Letters;
 use crate::two_factor::StepLedger;
 use crate::{
     Account, AccountStore, DisplayName, Email, HashError, MailError, Mailer, OutgoingMail,
@@ -22,6 +23,8 @@ pub struct AuthConfig {
     pub reset_ttl: Duration,
     /// The portal's public base URL, for links in mail (no trailing slash).
     pub public_url: String,
+    /// The text of each message ([`Letters::default`]: the compiled-in templates).
+    pub letters: Letters,
 }
 
 /// What went wrong, in terms the portal maps to responses. Variants that could reveal whether an
@@ -215,13 +218,8 @@ impl AuthService {
     }
 
     async fn notify_existing(&self, email: &Email) -> Result<(), AuthError> {
-        let body = format!(
-            "Someone, perhaps you, tried to create a new account with this address.\n\n\
-             You already have an account. To log in, go to {url}/login\n\n\
-             If this was not you, you can ignore this message: nothing has changed.\n",
-            url = self.config.public_url
-        );
-        self.mail(email, "Your account already exists", body).await
+        self.send_letter(email, "account_exists.txt", self.letter_context())
+            .await
     }
 
     /// Sends a new confirmation link to an account left unconfirmed by an older version of
@@ -296,16 +294,10 @@ impl AuthService {
             registration: Some(registration),
         };
         self.tokens.issue(&record).await?;
-        let body = format!(
-            "Welcome to Phaze.\n\nConfirm your email address by opening this link within {hours} hours:\n\n\
-             {url}/verify/{token}\n\nYour account is created when you open it, with the password \
-             you chose. If you did not ask for an account, ignore this message: nothing will be \
-             created.\n",
-            hours = self.config.verification_ttl.whole_hours(),
-            url = self.config.public_url,
-            token = token.expose(),
-        );
-        self.mail(&email, "Confirm your email address", body).await
+        let mut context = self.letter_context();
+        context.insert("token", token.expose());
+        context.insert("hours", &self.config.verification_ttl.whole_hours());
+        self.send_letter(&email, "verify_email.txt", context).await
     }
 
     /// Uses a confirmation link: creates the account of its registration with the password
@@ -467,14 +459,12 @@ impl AuthService {
         account.password_hash = self.hasher.hash(new).await?;
         account.password_changed_at = now;
         self.accounts.update(&account).await?;
-        let body = format!(
-            "The password of your Phaze account was changed, and every other session was logged out.\n\n\
-             If this was not you, contact support at once by replying to this message: someone \
-             else may have access to your account. To review your sessions, log in at {url}/login\n",
-            url = self.config.public_url
-        );
-        self.mail(&account.email, "Your password was changed", body)
-            .await?;
+        self.send_letter(
+            &account.email,
+            "password_changed.txt",
+            self.letter_context(),
+        )
+        .await?;
         Ok(account)
     }
 
@@ -516,17 +506,11 @@ impl AuthService {
                 registration: None,
             })
             .await?;
-        let body = format!(
-            "Someone, perhaps you, asked to reset the password of your Phaze account.\n\n\
-             To choose a new password, open this link within {minutes} minutes:\n\n\
-             {url}/password/reset/{token}\n\n\
-             The link works once. Choosing a new password logs out every session of your account. \
-             If you did not ask for this, ignore this message: your password stays as it is.\n",
-            minutes = self.config.reset_ttl.whole_minutes(),
-            url = self.config.public_url,
-            token = token.expose(),
-        );
-        self.mail(&account.email, "Reset your password", body).await
+        let mut context = self.letter_context();
+        context.insert("token", token.expose());
+        context.insert("minutes", &self.config.reset_ttl.whole_minutes());
+        self.send_letter(&account.email, "password_reset.txt", context)
+            .await
     }
 
     /// Whether `token` is a live reset link, without using it (the reset page shows its form
@@ -589,15 +573,12 @@ impl AuthService {
         account.password_hash = password_hash;
         account.password_changed_at = now;
         self.accounts.update(&account).await?;
-        let body = format!(
-            "The password of your Phaze account was reset with a link sent to this address, and \
-             every session was logged out.\n\n\
-             If this was not you, contact support at once by replying to this message: someone \
-             else may be able to read your mail. You can log in at {url}/login\n",
-            url = self.config.public_url
-        );
-        self.mail(&account.email, "Your password was reset", body)
-            .await?;
+        self.send_letter(
+            &account.email,
+            "password_was_reset.txt",
+            self.letter_context(),
+        )
+        .await?;
         Ok(account)
     }
 
@@ -620,15 +601,24 @@ impl AuthService {
         Ok(account)
     }
 
-    pub(crate) async fn mail(
+    /// What every message's template may use: `url`, the portal's public base URL.
+    pub(crate) fn letter_context(&self) -> tera::Context {
+        let mut context = tera::Context::new();
+        context.insert("url", &self.config.public_url);
+        context
+    }
+
+    /// Renders the template `name` with `context` and hands the message to the mailer.
+    pub(crate) async fn send_letter(
         &self,
         to: &Email,
-        subject: &str,
-        body: String,
+        name: &str,
+        context: tera::Context,
     ) -> Result<(), AuthError> {
+        let (subject, body) = self.config.letters.render(name, &context)?;
         let mail = OutgoingMail {
             to: to.clone(),
-            subject: subject.to_owned(),
+            subject,
             body,
         };
         Ok(self.mailer.send(&mail).await?)

@@ -38,7 +38,10 @@ fn seal_context(user: &UserId) -> Vec<u8> {
 /// A sealed secret of no account (a random id), for [`AuthService::login`]'s equal work.
 pub(crate) fn dummy_secret(sealer: &phaze_sessions::Sealer) -> (UserId, Vec<u8>) {
     let nobody = UserId::generate();
-    let sealed = sealer.seal_bound(&seal_context(&nobody), TotpSecret::generate().expose_bytes());
+    let sealed = sealer.seal_bound(
+        &seal_context(&nobody),
+        TotpSecret::generate().expose_bytes(),
+    );
     (nobody, sealed)
 }
 
@@ -127,14 +130,8 @@ impl AuthService {
         }
         self.accounts.update(&account).await?;
         tracing::info!(target: "security", event = "two_factor_enabled", user = %user);
-        self.notice(
-            &account,
-            "Two-factor authentication is on",
-            "Two-factor authentication was turned on for your Phaze account, and every other \
-             session was logged out. From now on, logging in asks for a code from your \
-             authenticator app (or one of your recovery codes).",
-        )
-        .await?;
+        self.send_letter(&account.email, "two_factor_on.txt", self.letter_context())
+            .await?;
         Ok(codes)
     }
 
@@ -163,13 +160,8 @@ impl AuthService {
         account.two_factor = None;
         self.accounts.update(&account).await?;
         tracing::info!(target: "security", event = "two_factor_disabled", user = %user);
-        self.notice(
-            &account,
-            "Two-factor authentication is off",
-            "Two-factor authentication was turned off for your Phaze account, and every other \
-             session was logged out. Your recovery codes no longer work.",
-        )
-        .await?;
+        self.send_letter(&account.email, "two_factor_off.txt", self.letter_context())
+            .await?;
         Ok(account)
     }
 
@@ -190,11 +182,10 @@ impl AuthService {
         }
         self.accounts.update(&account).await?;
         tracing::info!(target: "security", event = "recovery_codes_renewed", user = %user);
-        self.notice(
-            &account,
-            "New recovery codes",
-            "A new set of recovery codes was made for your Phaze account; the old ones no \
-             longer work.",
+        self.send_letter(
+            &account.email,
+            "recovery_codes_renewed.txt",
+            self.letter_context(),
         )
         .await?;
         Ok(codes)
@@ -269,11 +260,9 @@ impl AuthService {
         };
         self.accounts.update(account).await?;
         tracing::info!(target: "security", event = "recovery_code_used", user = %account.id, left);
-        let body = format!(
-            "One of the recovery codes of your Phaze account was used to log in; {left} are \
-             left. If this was not you, change your password and make new recovery codes at once."
-        );
-        self.notice(account, "A recovery code was used", &body)
+        let mut context = self.letter_context();
+        context.insert("left", &left);
+        self.send_letter(&account.email, "recovery_code_used.txt", context)
             .await?;
         Ok(true)
     }
@@ -334,14 +323,5 @@ impl AuthService {
             .by_id(user)
             .await?
             .ok_or(AuthError::AccountGone)
-    }
-
-    async fn notice(&self, account: &Account, subject: &str, text: &str) -> Result<(), AuthError> {
-        let body = format!(
-            "{text}\n\nIf this was not you, contact support at once by replying to this message. \
-             You can review your account at {url}/account\n",
-            url = self.config.public_url
-        );
-        self.mail(&account.email, subject, body).await
     }
 }

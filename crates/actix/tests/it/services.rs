@@ -58,6 +58,7 @@ pub(crate) fn services(accounts: Arc<MemoryAccounts>, policy: RateLimitPolicy) -
             verification_ttl: Duration::hours(24),
             reset_ttl: Duration::hours(1),
             public_url: ORIGIN.into(),
+            letters: phaze_auth::Letters::default(),
         },
     ));
     let sessions = Arc::new(SessionManager::new(

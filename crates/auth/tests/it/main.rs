@@ -53,6 +53,7 @@ fn kit_with(params: HashParams) -> Kit {
             verification_ttl: Duration::hours(24),
             reset_ttl: Duration::hours(1),
             public_url: "https://portal.example".into(),
+            letters: phaze_auth::Letters::default(),
         },
     );
     Kit {
@@ -280,6 +281,7 @@ async fn login_upgrades_outdated_hashes() {
             verification_ttl: Duration::hours(24),
             reset_ttl: Duration::hours(1),
             public_url: String::new(),
+            letters: phaze_auth::Letters::default(),
         },
     );
     new.login("ada@example.com", pw(PW), None, t0())
@@ -495,6 +497,7 @@ fn counting_kit() -> (AuthService, counting::Calls, Arc<MemoryMailer>) {
             verification_ttl: Duration::hours(24),
             reset_ttl: Duration::hours(1),
             public_url: "https://portal.example".into(),
+            letters: phaze_auth::Letters::default(),
         },
     );
     (auth, calls, mailer)
