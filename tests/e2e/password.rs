@@ -242,8 +242,14 @@ async fn an_operators_template_replaces_the_reset_mail() {
     let p = spawn_portal_with(move |s| s.mail.templates_dir = dir).await;
     p.user("french@example.com", PW).await;
     assert_eq!(ask(&p, "french@example.com").await.status, StatusCode::OK);
-    let mail = p.mail_to("french@example.com", "Valable 60 minutes").expect("the operator's text");
+    let mail = p
+        .mail_to("french@example.com", "Valable 60 minutes")
+        .expect("the operator's text");
     assert!(mail.contains("Bonjour"), "{mail}");
     let link = reset_path(&p, "french@example.com");
-    assert_eq!(p.browser().get(&link).await.status, StatusCode::OK, "a live link");
+    assert_eq!(
+        p.browser().get(&link).await.status,
+        StatusCode::OK,
+        "a live link"
+    );
 }

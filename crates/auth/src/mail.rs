@@ -2,8 +2,8 @@ use async_trait::async_trait;
 
 use crate::Email;
 
-/// A plain-text message to one recipient.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A plain-text message to one recipient (serialisable, so a queue can keep it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OutgoingMail {
     /// Recipient.
     pub to: Email,

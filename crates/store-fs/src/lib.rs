@@ -79,6 +79,7 @@ mod accounts;
 mod atomic;
 mod cache;
 mod lock;
+mod mailqueue;
 mod outbox;
 mod owner;
 mod payments;
@@ -87,6 +88,7 @@ mod sessions;
 mod tokens;
 
 pub use accounts::FsAccounts;
+pub use mailqueue::FsMailQueue;
 pub use outbox::FsOutbox;
 pub use owner::{DataDir, Sharing};
 pub use payments::{FsProcessedEvents, FsSubscriptions};

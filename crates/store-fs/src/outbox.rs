@@ -1,9 +1,7 @@
 //! [`Mailer`] that drops each message as an `.eml` file into a directory for a relay to pick up.
 
 use async_trait::async_trait;
-use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
-use lettre::{Address, Message};
 use phaze_auth::{MailError, Mailer, OutgoingMail};
 use rand::RngCore;
 use std::io;
@@ -38,30 +36,8 @@ impl FsOutbox {
     }
 
     fn build(&self, mail: &OutgoingMail, id: &str) -> Result<Vec<u8>, MailError> {
-        let to: Address = mail
-            .to
-            .as_str()
-            .parse()
-            .map_err(|e| MailError::Build(Box::new(e)))?;
-        let message = Message::builder()
-            .from(self.from.clone())
-            .to(Mailbox::new(None, to))
-            .subject(one_line(&mail.subject))
-            .message_id(Some(format!("<{id}@{}>", self.from.email.domain())))
-            .header(ContentType::TEXT_PLAIN)
-            .body(mail.body.clone())
-            .map_err(|e| MailError::Build(Box::new(e)))?;
-        Ok(message.formatted())
+        Ok(phaze_mail::compose(&self.from, mail, id)?.formatted())
     }
-}
-
-/// The subject as one line: control characters (CR and LF among them) become spaces. lettre
-/// would encode them anyway; a subject is never meant to hold them.
-fn one_line(subject: &str) -> String {
-    subject
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 #[async_trait]

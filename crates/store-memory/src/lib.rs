@@ -36,9 +36,11 @@
 //! ```
 #![warn(missing_docs)]
 
+mod mailqueue;
 mod payments;
 mod ratelimit;
 
+pub use mailqueue::MemoryMailQueue;
 pub use payments::{MemoryProcessedEvents, MemorySubscriptions};
 pub use ratelimit::MemoryRateLimits;
 

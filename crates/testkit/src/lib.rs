@@ -38,6 +38,7 @@ pub mod payments;
 pub mod processes;
 pub mod ratelimit;
 pub mod sessions;
+pub mod smtp;
 pub mod tokens;
 
 use time::OffsetDateTime;

@@ -1,0 +1,27 @@
+//! Mail that leaves the building.
+//!
+//! [`phaze_auth::Mailer`] is what the flows call; this crate makes "sent" mean "will arrive":
+//!
+//! - [`QueuedMailer`] is the `Mailer` of a deployment with an SMTP relay: `send` only writes the
+//!   message to a durable [`MailQueue`] (a file per message on the fs store), so no request
+//!   waits on, or fails with, the relay.
+//! - [`Courier`] is the sender task: it claims due messages, hands them to a [`Relay`], and on a
+//!   temporary failure puts them back with exponential backoff ([`Backoff`]); a permanent refusal,
+//!   or the last of `max_attempts` failures, makes a dead letter (kept, and logged as the
+//!   security event `mail_dead_letter`). Delivery is at least once: a process that dies while
+//!   sending leaves the message to be claimed again, and every attempt carries the same
+//!   `Message-ID`, so a receiver can tell a repeat.
+//! - [`SmtpRelay`] is the relay over SMTP (lettre): implicit TLS, required STARTTLS, or plain
+//!   for a relay on localhost; authentication; connect and command timeouts; a private CA.
+//! - [`compose`] builds the RFC 5322 message with lettre's typed builder: no CR or LF from any
+//!   input reaches a header.
+
+mod compose;
+mod courier;
+mod queue;
+mod smtp;
+
+pub use compose::{compose, parse_from};
+pub use courier::{Backoff, Courier, Relay, RelayError};
+pub use queue::{MailQueue, QueueError, QueuedMail, QueuedMailer};
+pub use smtp::{SmtpRelay, SmtpSecurity, SmtpSettings, SmtpSettingsError};

@@ -1,0 +1,221 @@
+//! [`MailQueue`] as a directory: one JSON file per message.
+//!
+//! `queue/<id>.json` waits (written whole, fsynced, before `push` returns); `dead/<id>.json` is a
+//! dead letter. A message is claimed by an exclusive, non-blocking OS lock on its file (flock /
+//! LockFileEx), held until it is settled or the process ends, so any number of couriers, in any
+//! number of processes, share the directory and each message has one at a time. Settling changes
+//! the file's identity (it is removed, or replaced by a new file), and a claimer checks after
+//! locking that the path still names the file it locked: a courier that opened a message just
+//! before another delivered it sees that, and leaves it.
+
+use async_trait::async_trait;
+use phaze_mail::{MailQueue, QueueError, QueuedMail};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use time::OffsetDateTime;
+
+use crate::{atomic, blocking, prepare_dir, FsError};
+
+/// [`MailQueue`] in `queue/` and `dead/` under one directory.
+#[derive(Clone, Debug)]
+pub struct FsMailQueue {
+    queue: Arc<PathBuf>,
+    dead: Arc<PathBuf>,
+    /// The files this process holds locked, by message id.
+    held: Arc<Mutex<HashMap<String, File>>>,
+}
+
+impl FsMailQueue {
+    /// The queue under `dir` (created 0700 on Unix if needed).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, FsError> {
+        let dir = prepare_dir(dir.as_ref())?;
+        Ok(Self {
+            queue: Arc::new(prepare_dir(&dir.join("queue"))?),
+            dead: Arc::new(prepare_dir(&dir.join("dead"))?),
+            held: Arc::default(),
+        })
+    }
+
+    fn release(&self, id: &str) {
+        // Dropping the file releases its lock.
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+    }
+
+    fn holds(&self, id: &str) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(id)
+    }
+}
+
+fn name_of(id: &str) -> Option<String> {
+    (id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+    .then(|| format!("{id}.json"))
+}
+
+fn failed(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> QueueError {
+    QueueError(e.into())
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what.to_owned())
+}
+
+/// Whether `path` still names the file `file` (not removed or replaced since it was opened).
+fn still_named(file: &File, path: &Path) -> io::Result<bool> {
+    let Ok(now) = std::fs::metadata(path) else {
+        return Ok(false);
+    };
+    let held = file.metadata()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(now.dev() == held.dev() && now.ino() == held.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows keeps an open file from being removed or replaced without share-delete, which
+        // std does not ask for: the path still names it.
+        let _ = (now, held);
+        Ok(true)
+    }
+}
+
+/// Claims the first due message of `queue` that nobody holds.
+fn claim(queue: &Path, now: OffsetDateTime) -> io::Result<Option<(QueuedMail, File)>> {
+    let mut names = atomic::names(queue)?;
+    names.sort_unstable();
+    for name in names
+        .iter()
+        .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+    {
+        let path = queue.join(name);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => continue,
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        if !still_named(&file, &path)? {
+            continue;
+        }
+        let bytes = io::read_to_string(&file)?;
+        let queued: QueuedMail = match serde_json::from_str(&bytes) {
+            Ok(q) => q,
+            Err(e) => {
+                // Not ours to guess at: logged, left for the operator, skipped.
+                tracing::error!(target: "mail", file = %path.display(), error = %e, "unreadable queued mail skipped");
+                continue;
+            }
+        };
+        if queued.due <= now && name_of(&queued.id).as_deref() == Some(name.as_str()) {
+            return Ok(Some((queued, file)));
+        }
+    }
+    Ok(None)
+}
+
+#[async_trait]
+impl MailQueue for FsMailQueue {
+    async fn push(&self, mail: &QueuedMail) -> Result<(), QueueError> {
+        let name = name_of(&mail.id).ok_or_else(|| failed(invalid("message id")))?;
+        let bytes = serde_json::to_vec(mail).map_err(failed)?;
+        let queue = self.queue.clone();
+        let created = blocking(move || atomic::create(&queue, &name, &bytes))
+            .await
+            .map_err(failed)?;
+        if created {
+            Ok(())
+        } else {
+            Err(failed(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "message id taken",
+            )))
+        }
+    }
+
+    async fn claim(&self, now: OffsetDateTime) -> Result<Option<QueuedMail>, QueueError> {
+        let queue = self.queue.clone();
+        let claimed = blocking(move || claim(&queue, now)).await.map_err(failed)?;
+        Ok(claimed.map(|(queued, file)| {
+            self.held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(queued.id.clone(), file);
+            queued
+        }))
+    }
+
+    async fn delivered(&self, id: &str) -> Result<(), QueueError> {
+        let name = name_of(id).ok_or_else(|| failed(invalid("message id")))?;
+        if !self.holds(id) {
+            return Err(failed(invalid("message not held")));
+        }
+        let queue = self.queue.clone();
+        let removed = blocking(move || atomic::remove(&queue, &name)).await;
+        self.release(id);
+        removed.map(|_| ()).map_err(failed)
+    }
+
+    async fn retry(&self, mail: &QueuedMail) -> Result<(), QueueError> {
+        let name = name_of(&mail.id).ok_or_else(|| failed(invalid("message id")))?;
+        if !self.holds(&mail.id) {
+            return Err(failed(invalid("message not held")));
+        }
+        let bytes = serde_json::to_vec(mail).map_err(failed)?;
+        let queue = self.queue.clone();
+        let written = blocking(move || atomic::replace(&queue, &name, &bytes)).await;
+        self.release(&mail.id);
+        written.map_err(failed)
+    }
+
+    async fn dead(&self, mail: &QueuedMail) -> Result<(), QueueError> {
+        let name = name_of(&mail.id).ok_or_else(|| failed(invalid("message id")))?;
+        if !self.holds(&mail.id) {
+            return Err(failed(invalid("message not held")));
+        }
+        let bytes = serde_json::to_vec(mail).map_err(failed)?;
+        let (queue, dead) = (self.queue.clone(), self.dead.clone());
+        let moved = blocking(move || {
+            atomic::replace(&dead, &name, &bytes)?;
+            atomic::remove(&queue, &name).map(|_| ())
+        })
+        .await;
+        self.release(&mail.id);
+        moved.map_err(failed)
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<QueuedMail>, QueueError> {
+        let dead = self.dead.clone();
+        blocking(move || {
+            let mut out = Vec::new();
+            for name in atomic::names(&dead)?
+                .iter()
+                .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+            {
+                if let Some(bytes) = atomic::read(&dead.join(name))? {
+                    if let Ok(q) = serde_json::from_slice(&bytes) {
+                        out.push(q);
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(failed)
+    }
+}
