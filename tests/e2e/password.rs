@@ -253,3 +253,81 @@ async fn an_operators_template_replaces_the_reset_mail() {
         "a live link"
     );
 }
+
+/// The production mail path: a relay configured, the reset mail queued and delivered by the
+/// courier over STARTTLS with authentication to a real SMTP server, and its link works.
+#[actix_web::test]
+async fn with_a_relay_the_reset_mail_arrives_over_smtp() {
+    use phaze_testkit::smtp::{certificates, tools, Server};
+    let Some(python) = tools() else { return };
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(certs.path());
+    let server = Server::start(
+        &python,
+        &[
+            "--starttls",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            "--auth",
+            "portal:relay-pass",
+        ],
+    );
+    let port = server.port;
+    let p = spawn_portal_with(move |s| {
+        s.mail.smtp = phaze_mail::SmtpSettings {
+            host: "localhost".into(),
+            port,
+            security: phaze_mail::SmtpSecurity::Starttls,
+            username: "portal".into(),
+            password: "relay-pass".to_owned().into(),
+            timeout_secs: 5,
+            ca_file: ca,
+        };
+    })
+    .await;
+    // The account's own confirmation link went through the relay too.
+    let b = p.browser();
+    b.get("/register").await;
+    b.post_form(
+        "/register",
+        &[
+            ("email", "relayed@example.com"),
+            ("password", PW),
+            ("password_confirm", PW),
+        ],
+    )
+    .await;
+    let confirm = wait_for(&server, 1).await;
+    let link = phaze_e2e::link_in(&confirm[0]).expect("a confirmation link");
+    assert_eq!(b.get(&link).await.status, StatusCode::SEE_OTHER);
+
+    assert_eq!(ask(&p, "relayed@example.com").await.status, StatusCode::OK);
+    let mails = wait_for(&server, 2).await;
+    let reset = &mails[1];
+    assert!(reset.contains("Subject: Reset your password"), "{reset}");
+    assert!(reset.contains("X-Envelope-To: relayed@example.com"));
+    let start = reset.find("/password/reset/").unwrap();
+    let link = reset[start..].split_whitespace().next().unwrap().to_owned();
+    let b = p.browser();
+    assert_eq!(b.get(&link).await.status, StatusCode::OK);
+    let r = b
+        .post_form(&link, &[("password", NEW), ("password_confirm", NEW)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(
+        p.mails().is_empty(),
+        "nothing left in the outbox: the relay had it all"
+    );
+}
+
+/// The server's messages once it has `n`, waiting up to ten seconds.
+async fn wait_for(server: &phaze_testkit::smtp::Server, n: usize) -> Vec<String> {
+    for _ in 0..100 {
+        let got = server.received();
+        if got.len() >= n {
+            return got;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the relay got {} of {n} messages", server.received().len());
+}

@@ -145,9 +145,29 @@ pub struct MailSettings {
     /// A directory of mail templates that replace the compiled-in ones of the same name
     /// (`templates/mail/`). Empty: the compiled-in texts.
     pub templates_dir: PathBuf,
+    /// `[mail.smtp]`: the relay. No `host`: mail stays in the outbox directory.
+    pub smtp: phaze_mail::SmtpSettings,
+    /// Failed attempts after which a message is a dead letter (10).
+    pub max_attempts: u32,
+    /// Seconds to wait after a first failure; doubled after each further one (30).
+    pub retry_secs: u32,
+    /// The longest wait between attempts, in seconds (3600).
+    pub retry_max_secs: u32,
+    /// How often the courier looks for retries that came due, in seconds (5); new mail wakes it
+    /// at once.
+    pub poll_secs: u32,
 }
 
 impl MailSettings {
+    /// The courier's retry schedule.
+    pub fn backoff(&self) -> phaze_mail::Backoff {
+        phaze_mail::Backoff {
+            first: time::Duration::seconds(self.retry_secs.max(1).into()),
+            max: time::Duration::seconds(self.retry_max_secs.max(self.retry_secs).max(1).into()),
+            max_attempts: self.max_attempts.max(1),
+        }
+    }
+
     /// The mail templates: the compiled-in ones, with `templates_dir`'s files in their place.
     /// A template there that does not parse or render stops the start-up, by name.
     pub fn letters(&self) -> Result<phaze_auth::Letters, phaze_auth::LetterError> {
@@ -274,6 +294,11 @@ impl Default for MailSettings {
             outbox_dir: PathBuf::new(),
             from: "Phaze <no-reply@phaze.localhost>".into(),
             templates_dir: PathBuf::new(),
+            smtp: phaze_mail::SmtpSettings::default(),
+            max_attempts: 10,
+            retry_secs: 30,
+            retry_max_secs: 3600,
+            poll_secs: 5,
         }
     }
 }

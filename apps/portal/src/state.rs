@@ -42,6 +42,33 @@ struct Stores {
     background: Vec<Background>,
 }
 
+/// The mailer: with no relay configured, the outbox directory (one `.eml` per message, for a
+/// local relay or a person to pick up); with `mail.smtp.host`, a durable queue in that directory
+/// and a courier task delivering it over SMTP with retries.
+fn mailer(
+    settings: &Settings,
+    clock: &Arc<dyn Clock>,
+    background: &mut Vec<Background>,
+) -> anyhow::Result<Arc<dyn Mailer>> {
+    let m = &settings.mail;
+    if m.smtp.host.trim().is_empty() {
+        return Ok(Arc::new(FsOutbox::open(settings.outbox_dir(), &m.from)?));
+    }
+    let from = phaze_mail::parse_from(&m.from).context("mail.from")?;
+    let relay = phaze_mail::SmtpRelay::new(&m.smtp, from)?;
+    let queue = Arc::new(phaze_store_fs::FsMailQueue::open(settings.outbox_dir())?);
+    let now = {
+        let clock = clock.clone();
+        Arc::new(move || clock.now()) as Arc<dyn Fn() -> time::OffsetDateTime + Send + Sync>
+    };
+    let courier =
+        phaze_mail::Courier::new(queue.clone(), Arc::new(relay), m.backoff(), now.clone());
+    let mailer = phaze_mail::QueuedMailer::new(queue, now, courier.wake_handle());
+    let poll = std::time::Duration::from_secs(m.poll_secs.max(1).into());
+    background.push(Background(tokio::spawn(courier.run(poll))));
+    Ok(Arc::new(mailer))
+}
+
 /// A task the stores need running (the account cache's watcher); aborted when the state goes.
 pub struct Background(tokio::task::JoinHandle<()>);
 
@@ -137,11 +164,10 @@ impl AppState {
             processed_events,
             subscriptions,
             probes,
-            background,
+            mut background,
         } = stores(&settings).await?;
         let keys = secrets::load(&settings)?;
-        let mailer: Arc<dyn Mailer> =
-            Arc::new(FsOutbox::open(settings.outbox_dir(), &settings.mail.from)?);
+        let mailer = mailer(&settings, &clock, &mut background)?;
 
         // Rate-limit keys get their own secret, derived from the token pepper, so one generated
         // file serves both without either revealing the other.

@@ -159,7 +159,8 @@ impl Server {
         Self { child, port, inbox }
     }
 
-    /// The messages it accepted, as received.
+    /// The messages it accepted, as received, with quoted-printable soft line breaks undone
+    /// (so a link reads whole).
     pub fn received(&self) -> Vec<String> {
         let mut names: Vec<_> = std::fs::read_dir(self.inbox.path())
             .unwrap()
@@ -170,7 +171,12 @@ impl Server {
         names.sort();
         names
             .iter()
-            .map(|p| std::fs::read_to_string(p).unwrap())
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap()
+                    .replace("=\r\n", "")
+                    .replace("=\n", "")
+            })
             .collect()
     }
 }
