@@ -164,6 +164,7 @@ fn main() -> ExitCode {
                 a_killed_rate_limit_lock_holder_does_not_block_others,
                 a_directory_owned_by_one_process_is_refused_to_every_other,
                 processes_sharing_a_directory_keep_an_exclusive_owner_out,
+                four_processes_draining_one_mail_queue_deliver_each_message_once,
             },
             outbox::{an_invalid_sender_is_refused_at_open},
         ),

@@ -22,6 +22,8 @@ const HOLD_RATE_LIMIT_LOCK: &str = "hold_rate_limit_lock";
 /// Children that own the data directory, exclusively or shared, until killed.
 const OWN_EXCLUSIVE: &str = "own_exclusive";
 const OWN_SHARED: &str = "own_shared";
+/// Children that each claim and deliver mail from one queue until it is empty.
+const DRAIN_MAIL: &str = "drain_mail";
 /// Key byte 0x3c, so shard `3c`.
 const LOCKED_SESSION: u8 = 0x3c;
 const LOCKED_LIMIT_KEY: u8 = 0x77;
@@ -52,6 +54,7 @@ pub(crate) fn processes() -> Processes {
         })
         .role(OWN_EXCLUSIVE, |child| own(child, Sharing::Exclusive))
         .role(OWN_SHARED, |child| own(child, Sharing::Shared))
+        .role(DRAIN_MAIL, drain_mail)
 }
 
 fn fresh() -> Fresh {
@@ -210,4 +213,57 @@ pub(crate) fn processes_sharing_a_directory_keep_an_exclusive_owner_out() {
     drop(shared);
     drop(sharers);
     DataDir::open(&data, Sharing::Exclusive).unwrap();
+}
+
+/// Claims and settles messages from the queue in `data` until none is left; returns their ids.
+fn drain_mail(child: &Child) -> String {
+    use phaze_mail::MailQueue;
+    let queue = phaze_store_fs::FsMailQueue::open(child.arg("data")).unwrap();
+    let rt = runtime();
+    child.wait_for_go();
+    let mut ids = Vec::new();
+    rt.block_on(async {
+        while let Some(m) = queue.claim(t0()).await.unwrap() {
+            queue.delivered(&m.id).await.unwrap();
+            ids.push(m.id);
+        }
+    });
+    ids.join(",")
+}
+
+/// Four processes drain one mail queue of 60 messages at once: every message is delivered by
+/// exactly one of them, and the queue is empty after.
+pub(crate) fn four_processes_draining_one_mail_queue_deliver_each_message_once() {
+    use phaze_mail::{MailQueue, QueuedMail};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mail");
+    let queue = phaze_store_fs::FsMailQueue::open(&data).unwrap();
+    let rt = runtime();
+    let mut pushed: Vec<String> = (0..60)
+        .map(|n| {
+            let mail = phaze_auth::OutgoingMail {
+                to: phaze_auth::Email::parse(&format!("user{n}@example.com")).unwrap(),
+                subject: format!("Message {n}"),
+                body: "Body\n".into(),
+            };
+            let queued = QueuedMail::new(mail, t0());
+            rt.block_on(queue.push(&queued)).unwrap();
+            queued.id
+        })
+        .collect();
+    let mut children = processes::spawn(DRAIN_MAIL, 4, &[("data", data.to_str().unwrap())]);
+    children.wait_ready();
+    children.go();
+    let results = children.finish();
+    let mut delivered: Vec<String> = results
+        .iter()
+        .flat_map(|r| r.split(',').filter(|s| !s.is_empty()).map(str::to_owned))
+        .collect();
+    delivered.sort();
+    pushed.sort();
+    assert_eq!(delivered, pushed, "each message once, none lost");
+    assert!(rt
+        .block_on(queue.claim(t0() + time::Duration::days(1)))
+        .unwrap()
+        .is_none());
 }
