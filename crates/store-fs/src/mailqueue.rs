@@ -219,3 +219,26 @@ impl MailQueue for FsMailQueue {
         .map_err(failed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a claimer that opened a message just before another settled it sees: the path no
+    /// longer names its file, whether the file was removed (delivered, dead) or replaced (retry).
+    #[test]
+    fn a_file_removed_or_replaced_since_it_was_opened_is_not_still_named() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let name = "0123456789abcdef0123456789abcdef.json";
+        let path = dir.path().join(name);
+        let ok = |r: io::Result<bool>| r.unwrap_or_else(|e| panic!("{e}"));
+        ok(atomic::create(dir.path(), name, b"{}"));
+        let opened = File::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(ok(still_named(&opened, &path)));
+        atomic::replace(dir.path(), name, b"{ }").unwrap_or_else(|e| panic!("{e}"));
+        assert!(!ok(still_named(&opened, &path)), "replaced");
+        let reopened = File::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        ok(atomic::remove(dir.path(), name));
+        assert!(!ok(still_named(&reopened, &path)), "removed");
+    }
+}

@@ -312,3 +312,22 @@ async fn the_secret_is_sealed_at_rest_and_bound_to_its_account() {
         Err(AuthError::Sealed)
     ));
 }
+
+/// Two processes that both read the account before either spent the code: the second finds the
+/// code still listed in its (stale) copy, and the token store's single use refuses it anyway.
+#[tokio::test]
+async fn a_recovery_code_spent_elsewhere_is_refused_even_by_a_stale_account() {
+    let k = kit();
+    let (id, _, codes) = enrolled(&k, "ada@example.com").await;
+    let stale = k.accounts.by_id(&id).await.unwrap().unwrap();
+    let at = t0() + Duration::minutes(10);
+    login(&k, "ada@example.com", Some(&codes[2]), at)
+        .await
+        .unwrap();
+    // The other process's view: the account as read before the spend.
+    k.accounts.update(&stale).await.unwrap();
+    assert!(matches!(
+        login(&k, "ada@example.com", Some(&codes[2]), at).await,
+        Err(AuthError::InvalidCredentials)
+    ));
+}
