@@ -49,6 +49,9 @@ async fn enrol_log_in_with_a_code_replay_refused_recovery_once_and_turn_off() {
     let b = p.user(EMAIL, PW).await;
     let (other, _) = log_in(&p, None).await;
 
+    let account = b.get("/account").await;
+    assert!(account.body.contains("href=\"/account/2fa\">Set up two-factor"));
+
     // The enrolment: an inline SVG QR code and the key as text, under the usual CSP.
     let page = b.get("/account/2fa").await;
     assert_eq!(page.status, StatusCode::OK);
@@ -96,6 +99,8 @@ async fn enrol_log_in_with_a_code_replay_refused_recovery_once_and_turn_off() {
     assert_eq!(verified.header("x-phaze-2fa"), Some("on"));
     let page = b.get("/account/2fa").await;
     assert!(page.body.contains("10 of 10") && !page.body.contains("<svg"));
+    let account = b.get("/account").await;
+    assert!(account.body.contains("href=\"/account/2fa\">Manage two-factor"));
 
     // Login: the password alone, or the code the enrolment used (same step), is refused exactly
     // like a wrong password. (Two failures: the third would call for the challenge, below.)

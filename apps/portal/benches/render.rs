@@ -26,6 +26,7 @@ fn render(c: &mut Criterion) {
                     email: "ada@example.com",
                     display_name: "Ada Lovelace",
                     email_verified: true,
+                    two_factor: false,
                     created_at: "2026-01-01 00:00 UTC".to_owned(),
                 },
                 password_min: 12,

@@ -266,6 +266,8 @@ pub struct AccountView<'a> {
     pub display_name: &'a str,
     /// Whether the address is confirmed.
     pub email_verified: bool,
+    /// Whether two-factor authentication is on.
+    pub two_factor: bool,
     /// Creation time, formatted.
     pub created_at: String,
 }

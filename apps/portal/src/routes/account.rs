@@ -39,6 +39,7 @@ fn account_page(
                 email: a.email.as_str(),
                 display_name: a.display_name.as_str(),
                 email_verified: a.email_verified,
+                two_factor: a.two_factor_enabled(),
                 created_at: format_time(a.created_at),
             },
             password_min: state.settings.auth.password_min,
