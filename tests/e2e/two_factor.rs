@@ -50,7 +50,9 @@ async fn enrol_log_in_with_a_code_replay_refused_recovery_once_and_turn_off() {
     let (other, _) = log_in(&p, None).await;
 
     let account = b.get("/account").await;
-    assert!(account.body.contains("href=\"/account/2fa\">Set up two-factor"));
+    assert!(account
+        .body
+        .contains("href=\"/account/2fa\">Set up two-factor"));
 
     // The enrolment: an inline SVG QR code and the key as text, under the usual CSP.
     let page = b.get("/account/2fa").await;
@@ -100,7 +102,9 @@ async fn enrol_log_in_with_a_code_replay_refused_recovery_once_and_turn_off() {
     let page = b.get("/account/2fa").await;
     assert!(page.body.contains("10 of 10") && !page.body.contains("<svg"));
     let account = b.get("/account").await;
-    assert!(account.body.contains("href=\"/account/2fa\">Manage two-factor"));
+    assert!(account
+        .body
+        .contains("href=\"/account/2fa\">Manage two-factor"));
 
     // Login: the password alone, or the code the enrolment used (same step), is refused exactly
     // like a wrong password. (Two failures: the third would call for the challenge, below.)

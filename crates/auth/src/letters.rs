@@ -154,14 +154,11 @@ fn fail(name: &str, e: &dyn std::error::Error) -> LetterError {
 
 /// tera's error and its causes on one line (the cause says which variable or line).
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+    let causes = std::iter::successors(Some(e), |e| e.source());
+    causes
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 #[cfg(test)]

@@ -165,12 +165,9 @@ impl Relay for SmtpRelay {
 
 /// An error and its causes on one line (lettre's own message says little without them).
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+    let causes = std::iter::successors(Some(e), |e| e.source());
+    causes
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
