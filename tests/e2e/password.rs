@@ -274,10 +274,10 @@ async fn with_a_relay_the_reset_mail_arrives_over_smtp() {
     );
     let port = server.port;
     let p = spawn_portal_with(move |s| {
-        s.mail.smtp = phaze_mail::SmtpSettings {
+        s.mail.smtp = phaze_smtp::SmtpSettings {
             host: "localhost".into(),
             port,
-            security: phaze_mail::SmtpSecurity::Starttls,
+            security: phaze_smtp::SmtpSecurity::Starttls,
             username: "portal".into(),
             password: "relay-pass".to_owned().into(),
             timeout_secs: 5,

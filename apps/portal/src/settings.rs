@@ -146,7 +146,7 @@ pub struct MailSettings {
     /// (`templates/mail/`). Empty: the compiled-in texts.
     pub templates_dir: PathBuf,
     /// `[mail.smtp]`: the relay. No `host`: mail stays in the outbox directory.
-    pub smtp: phaze_mail::SmtpSettings,
+    pub smtp: phaze_smtp::SmtpSettings,
     /// Failed attempts after which a message is a dead letter (10).
     pub max_attempts: u32,
     /// Seconds to wait after a first failure; doubled after each further one (30).
@@ -294,7 +294,7 @@ impl Default for MailSettings {
             outbox_dir: PathBuf::new(),
             from: "Phaze <no-reply@phaze.localhost>".into(),
             templates_dir: PathBuf::new(),
-            smtp: phaze_mail::SmtpSettings::default(),
+            smtp: phaze_smtp::SmtpSettings::default(),
             max_attempts: 10,
             retry_secs: 30,
             retry_max_secs: 3600,

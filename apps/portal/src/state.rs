@@ -55,7 +55,7 @@ fn mailer(
         return Ok(Arc::new(FsOutbox::open(settings.outbox_dir(), &m.from)?));
     }
     let from = phaze_mail::parse_from(&m.from).context("mail.from")?;
-    let relay = phaze_mail::SmtpRelay::new(&m.smtp, from)?;
+    let relay = phaze_smtp::SmtpRelay::new(&m.smtp, from)?;
     let queue = Arc::new(phaze_store_fs::FsMailQueue::open(settings.outbox_dir())?);
     let now = {
         let clock = clock.clone();

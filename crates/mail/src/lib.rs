@@ -11,17 +11,15 @@
 //!   security event `mail_dead_letter`). Delivery is at least once: a process that dies while
 //!   sending leaves the message to be claimed again, and every attempt carries the same
 //!   `Message-ID`, so a receiver can tell a repeat.
-//! - [`SmtpRelay`] is the relay over SMTP (lettre): implicit TLS, required STARTTLS, or plain
-//!   for a relay on localhost; authentication; connect and command timeouts; a private CA.
+//! - The relay over SMTP is `phaze_smtp::SmtpRelay` (an adapter crate, as `phaze-stripe` is for
+//!   payments): any [`Relay`] will do.
 //! - [`compose`] builds the RFC 5322 message with lettre's typed builder: no CR or LF from any
 //!   input reaches a header.
 
 mod compose;
 mod courier;
 mod queue;
-mod smtp;
 
 pub use compose::{compose, parse_from};
 pub use courier::{Backoff, Courier, Relay, RelayError};
 pub use queue::{MailQueue, QueueError, QueuedMail, QueuedMailer};
-pub use smtp::{SmtpRelay, SmtpSecurity, SmtpSettings, SmtpSettingsError};

@@ -1,8 +1,5 @@
-//! The queue and the courier, on the memory and fs queues, with a relay that fails on demand;
-//! and the SMTP relay against a real SMTP server (`smtp.rs`).
+//! The queue and the courier, on the memory and fs queues, with a relay that fails on demand.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod smtp;
 
 use async_trait::async_trait;
 use phaze_auth::{Email, OutgoingMail};
@@ -13,11 +10,11 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use time::{Duration, OffsetDateTime};
 
-pub(crate) fn t0() -> OffsetDateTime {
+fn t0() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap()
 }
 
-pub(crate) fn mail(n: u32) -> OutgoingMail {
+fn mail(n: u32) -> OutgoingMail {
     OutgoingMail {
         to: Email::parse(&format!("user{n}@example.com")).unwrap(),
         subject: format!("Message {n}"),

@@ -3,17 +3,28 @@
 //! first attempts, and one that is down. Without python3-aiosmtpd and openssl these tests print
 //! why and pass, except under `CI=true`, where they fail (`.ci/run` installs both).
 
-use phaze_mail::{
-    parse_from, Backoff, Courier, MailQueue, QueuedMail, Relay, RelayError, SmtpRelay,
-    SmtpSecurity, SmtpSettings,
-};
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use phaze_auth::{Email, OutgoingMail};
+use phaze_mail::{parse_from, Backoff, Courier, MailQueue, QueuedMail, Relay, RelayError};
+use phaze_smtp::{SmtpRelay, SmtpSecurity, SmtpSettings};
 use phaze_store_memory::MemoryMailQueue;
 use phaze_testkit::smtp::{certificates, free_port, tools, Server};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use time::Duration;
 
-use crate::{mail, t0};
+fn t0() -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap()
+}
+
+fn mail(n: u32) -> OutgoingMail {
+    OutgoingMail {
+        to: Email::parse(&format!("user{n}@example.com")).unwrap(),
+        subject: format!("Message {n}"),
+        body: format!("Body {n}\n"),
+    }
+}
 
 fn settings(port: u16, security: SmtpSecurity, ca: &Path, password: &str) -> SmtpSettings {
     SmtpSettings {

@@ -1,4 +1,8 @@
-//! The SMTP relay (lettre, rustls).
+//! The SMTP relay of `phaze_mail::Courier`: lettre over rustls. Implicit TLS, or STARTTLS that is
+//! required (a relay that does not offer it is refused, never talked to in clear); plain only to a
+//! relay on this machine. Certificates are checked against the public roots, or only against a
+//! configured CA. Authentication, a timeout per step and a deadline on the whole delivery. An SMTP
+//! 5xx is a permanent refusal (a dead letter at once); anything else is temporary (retried).
 
 use async_trait::async_trait;
 use lettre::message::Mailbox;
@@ -9,7 +13,7 @@ use phaze_auth::OutgoingMail;
 use serde::Deserialize;
 use std::path::PathBuf;
 
-use crate::{compose, Relay, RelayError};
+use phaze_mail::{compose, Relay, RelayError};
 
 /// How the connection to the relay is protected.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
