@@ -160,3 +160,6 @@ pub fn header_value(s: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+mod filename;
+pub use filename::{content_disposition, safe_filename};
