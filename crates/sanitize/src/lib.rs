@@ -163,3 +163,5 @@ mod tests;
 
 mod filename;
 pub use filename::{content_disposition, safe_filename};
+pub mod command;
+pub use command::{Argument, CommandError, CommandOutput, CommandPolicy, CommandRunner, Flag};
