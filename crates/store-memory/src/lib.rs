@@ -36,10 +36,12 @@
 //! ```
 #![warn(missing_docs)]
 
+mod devices;
 mod mailqueue;
 mod payments;
 mod ratelimit;
 
+pub use devices::{MemoryAddressPool, MemoryDevices, MemoryProvisioner};
 pub use mailqueue::MemoryMailQueue;
 pub use payments::{MemoryProcessedEvents, MemorySubscriptions};
 pub use ratelimit::MemoryRateLimits;
