@@ -78,6 +78,7 @@
 mod accounts;
 mod atomic;
 mod cache;
+mod devices;
 mod lock;
 mod mailqueue;
 mod outbox;
@@ -88,6 +89,7 @@ mod sessions;
 mod tokens;
 
 pub use accounts::FsAccounts;
+pub use devices::{FsAddressPool, FsDevices};
 pub use mailqueue::FsMailQueue;
 pub use outbox::FsOutbox;
 pub use owner::{DataDir, Sharing};

@@ -117,6 +117,16 @@ impl DataDir {
         FsTokens::open_in(self)
     }
 
+    /// The device store in `<dir>/devices`.
+    pub fn devices(&self) -> Result<crate::FsDevices, FsError> {
+        crate::FsDevices::open_in(self)
+    }
+
+    /// The tunnel address pool in `<dir>/pool`.
+    pub fn address_pool(&self) -> Result<crate::FsAddressPool, FsError> {
+        crate::FsAddressPool::open_in(self)
+    }
+
     /// The rate-limit store in `<dir>/ratelimits`.
     pub fn rate_limits(&self) -> Result<FsRateLimits, FsError> {
         FsRateLimits::open_in(self)

@@ -45,6 +45,17 @@ phaze_testkit::subscriptions_contract!({
     (data.subscriptions().unwrap(), d)
 });
 
+phaze_testkit::device_store_contract!({
+    let d = tempfile::tempdir().unwrap();
+    let data = phaze_store_fs::DataDir::open(d.path(), phaze_store_fs::Sharing::Shared).unwrap();
+    (data.devices().unwrap(), d)
+});
+phaze_testkit::address_pool_contract!({
+    let d = tempfile::tempdir().unwrap();
+    let data = phaze_store_fs::DataDir::open(d.path(), phaze_store_fs::Sharing::Shared).unwrap();
+    (data.address_pool().unwrap(), d)
+});
+
 /// The same contracts with the directory owned by this process alone, where the read caches
 /// trust the store's own writes instead of checking the files.
 mod exclusive {
@@ -124,6 +135,8 @@ fn main() -> ExitCode {
         rate_limit_store_contract::tests(),
         processed_events_contract::tests(),
         subscriptions_contract::tests(),
+        device_store_contract::tests(),
+        address_pool_contract::tests(),
         exclusive::tests(),
         cross_process.tests(),
         phaze_testkit::tests!(
@@ -165,6 +178,7 @@ fn main() -> ExitCode {
                 a_directory_owned_by_one_process_is_refused_to_every_other,
                 processes_sharing_a_directory_keep_an_exclusive_owner_out,
                 four_processes_draining_one_mail_queue_deliver_each_message_once,
+                four_processes_claiming_addresses_never_share_one,
             },
             outbox::{an_invalid_sender_is_refused_at_open},
         ),

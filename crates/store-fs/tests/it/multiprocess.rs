@@ -24,6 +24,8 @@ const OWN_EXCLUSIVE: &str = "own_exclusive";
 const OWN_SHARED: &str = "own_shared";
 /// Children that each claim and deliver mail from one queue until it is empty.
 const DRAIN_MAIL: &str = "drain_mail";
+/// Children that each claim ten tunnel address slots from one pool.
+const CLAIM_SLOTS: &str = "claim_slots";
 /// Key byte 0x3c, so shard `3c`.
 const LOCKED_SESSION: u8 = 0x3c;
 const LOCKED_LIMIT_KEY: u8 = 0x77;
@@ -55,6 +57,7 @@ pub(crate) fn processes() -> Processes {
         .role(OWN_EXCLUSIVE, |child| own(child, Sharing::Exclusive))
         .role(OWN_SHARED, |child| own(child, Sharing::Shared))
         .role(DRAIN_MAIL, drain_mail)
+        .role(CLAIM_SLOTS, claim_slots)
 }
 
 fn fresh() -> Fresh {
@@ -266,4 +269,47 @@ pub(crate) fn four_processes_draining_one_mail_queue_deliver_each_message_once()
         .block_on(queue.claim(t0() + time::Duration::days(1)))
         .unwrap()
         .is_none());
+}
+
+/// Claims ten slots of a 30-slot pool in `data`; returns what it got.
+fn claim_slots(child: &Child) -> String {
+    use phaze_devices::{AddressPool, DeviceId};
+    let data = DataDir::open(child.arg("data"), Sharing::Shared).unwrap();
+    let pool = data.address_pool().unwrap();
+    let rt = runtime();
+    child.wait_for_go();
+    let got: Vec<String> = rt.block_on(async {
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            if let Some(slot) = pool.claim(&DeviceId::generate(), 30).await.unwrap() {
+                got.push(slot.to_string());
+            }
+        }
+        got
+    });
+    got.join(",")
+}
+
+/// Four processes claim ten tunnel addresses each from one pool of 30 at once: 30 distinct
+/// slots are handed out, and 10 claims find the pool full.
+pub(crate) fn four_processes_claiming_addresses_never_share_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(DataDir::open(&data, Sharing::Shared).unwrap());
+    let mut children = processes::spawn(CLAIM_SLOTS, 4, &[("data", data.to_str().unwrap())]);
+    children.wait_ready();
+    children.go();
+    let mut slots: Vec<u32> = children
+        .finish()
+        .iter()
+        .flat_map(|r| {
+            r.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(slots.len(), 30, "the pool filled");
+    slots.sort_unstable();
+    slots.dedup();
+    assert_eq!(slots, (0..30).collect::<Vec<_>>(), "each slot once");
 }

@@ -2,8 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use phaze_store_memory::{
-    MemoryAccounts, MemoryProcessedEvents, MemoryRateLimits, MemorySessions, MemorySubscriptions,
-    MemoryTokens,
+    MemoryAccounts, MemoryAddressPool, MemoryDevices, MemoryProcessedEvents, MemoryRateLimits,
+    MemorySessions, MemorySubscriptions, MemoryTokens,
 };
 
 phaze_testkit::session_store_contract!((MemorySessions::default(), ()));
@@ -12,5 +12,7 @@ phaze_testkit::token_store_contract!((MemoryTokens::default(), ()));
 phaze_testkit::rate_limit_store_contract!((MemoryRateLimits::default(), ()));
 phaze_testkit::processed_events_contract!((MemoryProcessedEvents::default(), ()));
 phaze_testkit::subscriptions_contract!((MemorySubscriptions::default(), ()));
+phaze_testkit::device_store_contract!((MemoryDevices::default(), ()));
+phaze_testkit::address_pool_contract!((MemoryAddressPool::default(), ()));
 
 mod flood;
