@@ -25,6 +25,11 @@ impl PublicKey {
         Some(Self(bytes.try_into().ok()?))
     }
 
+    /// A key from its raw bytes (as a store keeps it).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -81,6 +81,7 @@ pub mod account_cache;
 mod accounts;
 mod config;
 mod connect;
+mod devices;
 mod migrations;
 mod payments;
 mod ratelimit;
@@ -91,6 +92,7 @@ mod tokens;
 pub use account_cache::{AccountWatcher, WatchEvent};
 pub use accounts::PgAccounts;
 pub use config::PgConfig;
+pub use devices::{PgAddressPool, PgDevices};
 pub use payments::{PgProcessedEvents, PgSubscriptions};
 pub use ratelimit::PgRateLimits;
 pub use sessions::PgSessions;
@@ -314,6 +316,16 @@ impl Postgres {
     /// The [`phaze_auth::TokenStore`] over this pool.
     pub fn tokens(&self) -> PgTokens {
         PgTokens::new(self.pool.clone())
+    }
+
+    /// The device store.
+    pub fn devices(&self) -> PgDevices {
+        PgDevices::new(self.pool.clone())
+    }
+
+    /// The tunnel address pool.
+    pub fn address_pool(&self) -> PgAddressPool {
+        PgAddressPool::new(self.pool.clone())
     }
 
     /// The [`phaze_sessions::SessionStore`] over this pool.

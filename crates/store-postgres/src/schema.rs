@@ -118,3 +118,37 @@ diesel::table! {
         last_event_id -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    /// VPN devices.
+    devices (id) {
+        /// Permanent id.
+        id -> Uuid,
+        /// Owner.
+        user_id -> Uuid,
+        /// Name as typed.
+        name -> Text,
+        /// x25519 public key, 32 bytes.
+        public_key -> Bytea,
+        /// The sealed private key.
+        sealed_private_key -> Bytea,
+        /// Pool slot.
+        slot -> Int4,
+        /// Tunnel IPv4 address.
+        address_v4 -> Text,
+        /// Tunnel IPv6 address.
+        address_v6 -> Text,
+        /// When it was added.
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// Tunnel address slots held by devices.
+    address_slots (slot) {
+        /// The slot.
+        slot -> Int4,
+        /// Its holder.
+        device_id -> Uuid,
+    }
+}

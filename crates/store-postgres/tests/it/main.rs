@@ -41,6 +41,12 @@ phaze_testkit::processed_events_contract!(
 phaze_testkit::subscriptions_contract!(
     support::contract(phaze_store_postgres::Postgres::subscriptions).await
 );
+phaze_testkit::device_store_contract!(
+    support::contract(phaze_store_postgres::Postgres::devices).await
+);
+phaze_testkit::address_pool_contract!(
+    support::contract(phaze_store_postgres::Postgres::address_pool).await
+);
 
 /// The account contract again, through the cache, with its watcher listening.
 mod cached {
@@ -70,6 +76,8 @@ fn main() -> ExitCode {
         rate_limit_store_contract::tests(),
         processed_events_contract::tests(),
         subscriptions_contract::tests(),
+        device_store_contract::tests(),
+        address_pool_contract::tests(),
         cached::tests(),
         cross_process.tests(),
         phaze_testkit::tests!(

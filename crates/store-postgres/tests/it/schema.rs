@@ -10,14 +10,16 @@ const PENDING_REGISTRATIONS: &str = "20261204120000_pending_registrations";
 const SESSION_SUCCESSORS: &str = "20261205000000_session_successors";
 const PAYMENTS: &str = "20261206000000_payments";
 const TWO_FACTOR: &str = "20261207000000_two_factor";
+const DEVICES: &str = "20261208000000_devices";
 /// Every migration of this build, oldest first.
-const ALL: [&str; 6] = [
+const ALL: [&str; 7] = [
     INIT,
     ACCOUNT_CHANGES,
     PENDING_REGISTRATIONS,
     SESSION_SUCCESSORS,
     PAYMENTS,
     TWO_FACTOR,
+    DEVICES,
 ];
 
 pub(crate) async fn check_schema_tells_behind_current_and_ahead() {
@@ -29,7 +31,8 @@ pub(crate) async fn check_schema_tells_behind_current_and_ahead() {
         e.to_string(),
         format!(
             "database schema is behind this build (missing {INIT}, {ACCOUNT_CHANGES}, \
-             {PENDING_REGISTRATIONS}, {SESSION_SUCCESSORS}, {PAYMENTS}, {TWO_FACTOR}): run \
+             {PENDING_REGISTRATIONS}, {SESSION_SUCCESSORS}, {PAYMENTS}, {TWO_FACTOR}, \
+             {DEVICES}): run \
              `phaze-portal migrate`"
         )
     );
@@ -87,8 +90,8 @@ pub(crate) async fn migrate_creates_the_schema_and_its_tables_there() {
     assert_eq!(count(SCHEMAS).await, 0);
     db.pg.migrate().await.unwrap();
     assert_eq!(count(SCHEMAS).await, 1);
-    // The six tables and diesel's bookkeeping, all inside the schema.
-    assert_eq!(count(TABLES).await, 7);
+    // The eight tables and diesel's bookkeeping, all inside the schema.
+    assert_eq!(count(TABLES).await, 9);
 }
 
 pub(crate) async fn concurrent_migrations_apply_each_migration_once() {
@@ -150,6 +153,17 @@ pub(crate) async fn migrated_tables_have_the_declared_columns() {
         "accounts.totp_secret bytea null",
         "accounts.totp_enabled_at timestamptz null",
         "accounts.recovery_codes bytea null",
+        "address_slots.slot int4",
+        "address_slots.device_id uuid",
+        "devices.id uuid",
+        "devices.user_id uuid",
+        "devices.name text",
+        "devices.public_key bytea",
+        "devices.sealed_private_key bytea",
+        "devices.slot int4",
+        "devices.address_v4 text",
+        "devices.address_v6 text",
+        "devices.created_at timestamptz",
         "payment_events.id text",
         "payment_events.claim_token text null",
         "payment_events.claimed_until timestamptz null",
@@ -195,6 +209,7 @@ pub(crate) async fn migrated_tables_have_the_declared_columns() {
         .collect();
     for wanted in [
         "accounts_email_key",
+        "devices_user_id_idx",
         "sessions_expires_at_idx",
         "sessions_user_id_idx",
         "tokens_expires_at_idx",

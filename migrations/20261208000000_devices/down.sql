@@ -1,0 +1,2 @@
+DROP TABLE address_slots;
+DROP TABLE devices;
