@@ -3,6 +3,7 @@
 
 mod accounts;
 mod csrf;
+mod devices;
 mod edge;
 mod forward_auth;
 mod hostile;

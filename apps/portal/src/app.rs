@@ -12,7 +12,9 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::errors::AppError;
 use crate::http::frame::frame;
-use crate::routes::{account, api, billing, forward_auth, health, pages, password, two_factor};
+use crate::routes::{
+    account, api, billing, devices, forward_auth, health, pages, password, two_factor,
+};
 use crate::settings::Settings;
 use crate::state::AppState;
 use phaze_actix::limits::Guards;
@@ -262,6 +264,16 @@ pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
                     ),
                 )
                 .service(web::resource("/account/sessions/{id}/revoke").post(account::revoke))
+                .service(
+                    web::resource("/account/devices")
+                        .route(get_or_head().to(devices::list))
+                        .post(devices::add),
+                )
+                .service(
+                    web::resource("/account/devices/{id}/config")
+                        .route(get_or_head().to(devices::config)),
+                )
+                .service(web::resource("/account/devices/{id}/delete").post(devices::delete))
                 .default_service(web::to(not_found)),
         );
 }

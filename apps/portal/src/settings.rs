@@ -29,10 +29,114 @@ pub struct Settings {
     pub ratelimit: RateLimitPolicy,
     /// Stripe: webhook secrets, API, plans.
     pub payments: PaymentSettings,
+    /// VPN devices: the address pool, the server, provisioning.
+    pub devices: DeviceSettings,
     /// Keys; generated into the data directory when not given.
     pub secrets: SecretSettings,
     /// Logging.
     pub log: LogSettings,
+}
+
+/// `[devices]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceSettings {
+    /// The VPN server's public key (base64). Empty: the devices page says the VPN is not set up
+    /// yet and adds nothing.
+    pub server_public_key: String,
+    /// `host:port` devices connect to.
+    pub endpoint: String,
+    /// DNS servers inside the tunnel (`["10.66.0.1"]`).
+    pub dns: Vec<IpAddr>,
+    /// What devices route through the tunnel (`["0.0.0.0/0", "::/0"]`).
+    pub allowed_ips: Vec<ipnet::IpNet>,
+    /// Keepalive seconds, 0 for none (25).
+    pub keepalive_secs: u16,
+    /// The tunnel networks (`10.66.0.0/16`, `fd66::/64`).
+    pub pool_v4: ipnet::Ipv4Net,
+    /// The tunnel networks (`10.66.0.0/16`, `fd66::/64`).
+    pub pool_v6: ipnet::Ipv6Net,
+    /// Devices per account (5).
+    pub limit_per_account: u32,
+    /// `file` (a peer list for a sidecar, the default), `wg` (`wg set` on this machine) or
+    /// `memory` (nothing outside the process: tests and demos).
+    pub provisioner: String,
+    /// Where the `file` provisioner writes `peers.conf`; empty: `<data_dir>/wireguard`.
+    pub peers_dir: PathBuf,
+    /// The `wg` program, by absolute path (`/usr/bin/wg`).
+    pub wg_path: PathBuf,
+    /// The WireGuard interface (`wg0`).
+    pub wg_interface: String,
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        let pool = phaze_devices::PoolSettings::default();
+        Self {
+            server_public_key: String::new(),
+            endpoint: String::new(),
+            dns: vec![IpAddr::from([10, 66, 0, 1])],
+            allowed_ips: ["0.0.0.0/0", "::/0"]
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
+            keepalive_secs: 25,
+            pool_v4: pool.v4,
+            pool_v6: pool.v6,
+            limit_per_account: 5,
+            provisioner: "file".into(),
+            peers_dir: PathBuf::new(),
+            wg_path: PathBuf::from("/usr/bin/wg"),
+            wg_interface: "wg0".into(),
+        }
+    }
+}
+
+impl DeviceSettings {
+    /// The server as device configurations name it; `None` while no server key is set.
+    pub fn server(&self) -> Option<phaze_devices::ServerSettings> {
+        let key = phaze_devices::PublicKey::from_base64(self.server_public_key.trim())?;
+        Some(phaze_devices::ServerSettings {
+            public_key: key,
+            endpoint: self.endpoint.trim().to_owned(),
+            dns: self.dns.clone(),
+            allowed_ips: self.allowed_ips.clone(),
+            keepalive: (self.keepalive_secs > 0).then_some(self.keepalive_secs),
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("devices.{key}: {why}")));
+        if !self.server_public_key.trim().is_empty() {
+            if self.server().is_none() {
+                return fail(
+                    "server_public_key",
+                    "must be a WireGuard public key (base64 of 32 bytes)",
+                );
+            }
+            if !phaze_devices::ServerSettings::endpoint_is_valid(self.endpoint.trim()) {
+                return fail("endpoint", "must be host:port");
+            }
+        }
+        if self.limit_per_account == 0 {
+            return fail("limit_per_account", "must be at least 1");
+        }
+        if !matches!(self.provisioner.as_str(), "file" | "wg" | "memory") {
+            return fail("provisioner", "must be file, wg or memory");
+        }
+        if self.provisioner == "wg" {
+            if !self.wg_path.is_absolute() {
+                return fail("wg_path", "must be an absolute path");
+            }
+            if phaze_wireguard::Interface::parse(&self.wg_interface).is_none() {
+                return fail(
+                    "wg_interface",
+                    "must be an interface name (1-15 of A-Z a-z 0-9 _ - . = +)",
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[http]`
@@ -386,6 +490,10 @@ impl Settings {
         s.ratelimit.profile_api_per_account = 10_000;
         s.ratelimit.reset_per_client = 10_000;
         s.ratelimit.challenge_difficulty_bits = 8;
+        // A VPN server that exists only in the process.
+        s.devices.server_public_key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".into();
+        s.devices.endpoint = "vpn.example.com:51820".into();
+        s.devices.provisioner = "memory".into();
         s
     }
 
@@ -400,6 +508,7 @@ impl Settings {
         if let Err(e) = self.payments.validate() {
             return Err(ConfigError(e));
         }
+        self.devices.validate()?;
         let a = &self.auth;
         if a.password_min < 8 {
             return fail("auth.password_min", "must be at least 8");

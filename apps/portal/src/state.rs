@@ -8,6 +8,7 @@ use phaze_auth::{
     AccountStore, Argon2id, AuthConfig, AuthKeys, AuthService, HashParams, Mailer, PasswordPolicy,
     TokenHasher, TokenStore,
 };
+use phaze_devices::{AddressPool, DeviceService, DeviceStore, Provisioner};
 use phaze_payments::{Billing, PaymentGateway, ProcessedEvents, Subscriptions, Webhooks};
 use phaze_ratelimit::{KeyHasher, LimitKeys, Limits, RateLimitStore, TrustedProxies};
 use phaze_sessions::{Csrf, Sealer, SealingKey, SessionManager, SessionStore};
@@ -38,6 +39,8 @@ struct Stores {
     rate_limits: Arc<dyn RateLimitStore>,
     processed_events: Arc<dyn ProcessedEvents>,
     subscriptions: Arc<dyn Subscriptions>,
+    devices: Arc<dyn DeviceStore>,
+    address_pool: Arc<dyn AddressPool>,
     probes: Vec<Probe>,
     background: Vec<Background>,
 }
@@ -67,6 +70,60 @@ fn mailer(
     let poll = std::time::Duration::from_secs(m.poll_secs.max(1).into());
     background.push(Background(tokio::spawn(courier.run(poll))));
     Ok(Arc::new(mailer))
+}
+
+/// The device use cases, once a VPN server is configured (`devices.server_public_key`).
+fn device_service(
+    settings: &Settings,
+    store: Arc<dyn DeviceStore>,
+    pool: Arc<dyn AddressPool>,
+    sealer: &Sealer,
+) -> anyhow::Result<Option<Arc<DeviceService>>> {
+    let d = &settings.devices;
+    let Some(server) = d.server() else {
+        return Ok(None);
+    };
+    let provisioner: Arc<dyn Provisioner> = match d.provisioner.as_str() {
+        "memory" => Arc::new(phaze_store_memory::MemoryProvisioner::default()),
+        "wg" => {
+            let runner = phaze_sanitize::CommandRunner::new(phaze_sanitize::CommandPolicy {
+                allowed: vec![d.wg_path.clone()],
+                env: Vec::new(),
+                timeout: std::time::Duration::from_secs(10),
+                max_output: 64 * 1024,
+            })?;
+            let interface = phaze_wireguard::Interface::parse(&d.wg_interface)
+                .context("devices.wg_interface")?;
+            Arc::new(phaze_wireguard::WgProvisioner::new(
+                Arc::new(runner),
+                d.wg_path.clone(),
+                interface,
+            ))
+        }
+        _ => {
+            let dir = if d.peers_dir.as_os_str().is_empty() {
+                settings.store.data_dir.join("wireguard")
+            } else {
+                d.peers_dir.clone()
+            };
+            Arc::new(
+                phaze_wireguard::PeerFileProvisioner::open(&dir)
+                    .with_context(|| format!("devices.peers_dir: {}", dir.display()))?,
+            )
+        }
+    };
+    Ok(Some(Arc::new(DeviceService::new(
+        store,
+        pool,
+        provisioner,
+        sealer.clone(),
+        phaze_devices::PoolSettings {
+            v4: d.pool_v4,
+            v6: d.pool_v6,
+        },
+        server,
+        d.limit_per_account,
+    ))))
 }
 
 /// A task the stores need running (the account cache's watcher); aborted when the state goes.
@@ -113,6 +170,8 @@ const DEFERRED_QUEUE: usize = 4096;
 pub struct AppState {
     /// The configuration in force.
     pub settings: Settings,
+    /// VPN devices; `None` until `devices.server_public_key` is set.
+    pub devices: Option<Arc<DeviceService>>,
     /// Public base URL, no trailing slash.
     pub public_url: String,
     /// The origin of `public_url` (`scheme://host[:port]`, lower case): the only `Origin` a
@@ -163,6 +222,8 @@ impl AppState {
             rate_limits,
             processed_events,
             subscriptions,
+            devices,
+            address_pool,
             probes,
             mut background,
         } = stores(&settings).await?;
@@ -226,6 +287,7 @@ impl AppState {
             },
         ));
 
+        let devices = device_service(&settings, devices, address_pool, &sealer)?;
         let policy = settings.session.policy();
 
         let sessions = Arc::new(SessionManager::new(sessions, sealer, policy));
@@ -276,6 +338,7 @@ impl AppState {
             tokens,
             limits,
             settings,
+            devices,
             _background: background,
         })
     }
@@ -292,6 +355,8 @@ async fn stores(settings: &Settings) -> anyhow::Result<Stores> {
             rate_limits: Arc::new(MemoryRateLimits::default()),
             processed_events: Arc::new(MemoryProcessedEvents::default()),
             subscriptions: Arc::new(MemorySubscriptions::default()),
+            devices: Arc::new(phaze_store_memory::MemoryDevices::default()),
+            address_pool: Arc::new(phaze_store_memory::MemoryAddressPool::default()),
             probes: Vec::new(),
             background: Vec::new(),
         },
@@ -314,6 +379,8 @@ async fn stores(settings: &Settings) -> anyhow::Result<Stores> {
                 rate_limits: Arc::new(data.rate_limits()?),
                 processed_events: Arc::new(data.processed_events()?),
                 subscriptions: Arc::new(data.subscriptions()?),
+                devices: Arc::new(data.devices()?),
+                address_pool: Arc::new(data.address_pool()?),
                 probes: ["sessions", "accounts", "tokens", "ratelimits", "payments"]
                     .map(|d| Probe::Dir(dir.join(d)))
                     .into(),
@@ -348,6 +415,8 @@ async fn stores(settings: &Settings) -> anyhow::Result<Stores> {
                 // Processed event ids must outlast a Redis restart: they stay here with Redis too.
                 processed_events: Arc::new(pg.processed_events()),
                 subscriptions: Arc::new(pg.subscriptions()),
+                devices: Arc::new(pg.devices()),
+                address_pool: Arc::new(pg.address_pool()),
                 probes: vec![Probe::Postgres(pg)],
                 background,
             }

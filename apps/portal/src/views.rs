@@ -101,10 +101,14 @@ pub enum Notice {
     TwoFactorOff,
     /// A form needed a recent login: the page asks for the password again.
     ReauthNeeded,
+    /// `POST /account/devices` added a device.
+    DeviceAdded,
+    /// `POST /account/devices/{id}/delete` deleted one.
+    DeviceDeleted,
 }
 
 impl Notice {
-    const ALL: [Notice; 8] = [
+    const ALL: [Notice; 10] = [
         Notice::EmailConfirmed,
         Notice::PasswordChanged,
         Notice::ProfileSaved,
@@ -113,6 +117,8 @@ impl Notice {
         Notice::PasswordReset,
         Notice::TwoFactorOff,
         Notice::ReauthNeeded,
+        Notice::DeviceAdded,
+        Notice::DeviceDeleted,
     ];
 
     /// The cookie value.
@@ -126,6 +132,8 @@ impl Notice {
             Notice::PasswordReset => "password-reset",
             Notice::TwoFactorOff => "two-factor-off",
             Notice::ReauthNeeded => "reauth-needed",
+            Notice::DeviceAdded => "device-added",
+            Notice::DeviceDeleted => "device-deleted",
         }
     }
 
@@ -160,6 +168,10 @@ impl Notice {
             Notice::ReauthNeeded => {
                 "For your security, please confirm your password before you continue."
             }
+            Notice::DeviceAdded => {
+                "Your device was added. Download its configuration and import it into WireGuard."
+            }
+            Notice::DeviceDeleted => "The device was deleted; it can no longer connect.",
         }
     }
 }
@@ -421,3 +433,32 @@ pub fn format_time(t: time::OffsetDateTime) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// One row of the devices page.
+#[derive(Clone, Debug)]
+pub struct DeviceRow {
+    /// The id, for its links.
+    pub id: String,
+    /// The name as typed (escaped on output).
+    pub name: String,
+    /// Its public key.
+    pub public_key: String,
+    /// Its tunnel addresses.
+    pub address: String,
+    /// When it was added, formatted.
+    pub created_at: String,
+}
+
+/// `GET /account/devices` (and the add form's errors).
+#[derive(Template)]
+#[template(path = "devices.html")]
+pub struct DevicesPage<'a> {
+    /// Common parts.
+    pub layout: Layout<'a>,
+    /// Whether a VPN server is configured (else the page says so and offers no form).
+    pub configured: bool,
+    /// Devices per account.
+    pub limit: u32,
+    /// The account's devices, oldest first.
+    pub devices: Vec<DeviceRow>,
+}

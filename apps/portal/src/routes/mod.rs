@@ -3,6 +3,7 @@
 pub mod account;
 pub mod api;
 pub mod billing;
+pub mod devices;
 pub mod forward_auth;
 pub mod health;
 pub mod pages;
