@@ -10,7 +10,8 @@ use crate::PW;
 fn ids(page: &str) -> Vec<String> {
     page.split("href=\"/account/devices/")
         .skip(1)
-        .filter_map(|s| s.split("/config\"").next().map(str::to_owned))
+        .filter_map(|s| s.split_once("/config\"").map(|(id, _)| id.to_owned()))
+        .filter(|id| id.len() == 36)
         .collect()
 }
 
@@ -60,6 +61,12 @@ async fn add_download_delete_and_the_address_is_free_again() {
         "the page never shows it"
     );
 
+    // The same configuration as a QR code for phones: inline SVG, no-store, the owner's only.
+    let qr = b.get(&format!("/account/devices/{id}/qr")).await;
+    assert_eq!(qr.status, StatusCode::OK);
+    assert!(qr.body.contains("<svg") && !qr.body.contains("PrivateKey"));
+    assert_eq!(qr.header("cache-control"), Some("no-store"));
+
     let r = b
         .post_form(&format!("/account/devices/{id}/delete"), &[])
         .await;
@@ -87,6 +94,7 @@ async fn another_accounts_device_is_the_same_404_as_none() {
     let eve = p.user("eve@example.com", PW).await;
     for path in [
         format!("/account/devices/{id}/config"),
+        format!("/account/devices/{id}/qr"),
         "/account/devices/00000000-0000-0000-0000-000000000000/config".to_owned(),
         "/account/devices/..%2F..%2Fetc%2Fpasswd/config".to_owned(),
     ] {

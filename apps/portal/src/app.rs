@@ -273,6 +273,9 @@ pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
                     web::resource("/account/devices/{id}/config")
                         .route(get_or_head().to(devices::config)),
                 )
+                .service(
+                    web::resource("/account/devices/{id}/qr").route(get_or_head().to(devices::qr)),
+                )
                 .service(web::resource("/account/devices/{id}/delete").post(devices::delete))
                 .default_service(web::to(not_found)),
         );

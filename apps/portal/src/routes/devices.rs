@@ -12,7 +12,7 @@ use super::{layout, require_user, see_other};
 use crate::errors::AppError;
 use crate::http::cookies::PendingNotice;
 use crate::state::AppState;
-use crate::views::{self, format_time, DeviceRow, DevicesPage, Notice};
+use crate::views::{self, format_time, DeviceQrPage, DeviceRow, DevicesPage, Notice};
 
 type State = web::Data<AppState>;
 type Page = Result<HttpResponse, actix_web::Error>;
@@ -168,4 +168,23 @@ pub async fn delete(
         Notice::DeviceDeleted,
     ));
     Ok(see_other("/account/devices"))
+}
+
+/// `GET /account/devices/{id}/qr`: the configuration as a QR code for phones. The owner only.
+pub async fn qr(state: State, visitor: Visitor, req: HttpRequest, id: web::Path<String>) -> Page {
+    let current = require_user(&visitor, req.path())?;
+    let devices = service(&state)?;
+    let id = DeviceId::parse(&id).ok_or(AppError::NotFound)?;
+    let (device, config) = devices
+        .config(&current.account.id, &id)
+        .await
+        .map_err(failure)?;
+    Ok(views::render(
+        StatusCode::OK,
+        &DeviceQrPage {
+            layout: layout(&visitor),
+            name: device.name.as_str(),
+            qr_svg: views::qr_svg(&config)?,
+        },
+    )?)
 }

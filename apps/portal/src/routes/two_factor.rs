@@ -6,8 +6,6 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use phaze_actix::{Current, Visitor};
 use phaze_auth::AuthError;
-use qrcode::render::svg;
-use qrcode::{EcLevel, QrCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -23,22 +21,6 @@ type Page = Result<HttpResponse, actix_web::Error>;
 
 /// Where sudo mode sends a visitor whose login is too old, and back.
 const REAUTH: &str = "/account/confirm?next=%2Faccount%2F2fa";
-
-/// The `otpauth://` URI as an inline SVG QR code (medium error correction, as apps expect).
-fn qr_svg(url: &SecretString) -> Result<String, AppError> {
-    let code = QrCode::with_error_correction_level(url.expose_secret().as_bytes(), EcLevel::M)
-        .map_err(AppError::internal)?;
-    let image = code
-        .render::<svg::Color<'_>>()
-        .min_dimensions(200, 200)
-        .quiet_zone(true)
-        .build();
-    // Inline in HTML: the XML declaration has no place there.
-    Ok(image
-        .find("<svg")
-        .map_or(image.as_str(), |at| &image[at..])
-        .to_owned())
-}
 
 /// The base32 secret in groups of four, as apps show and people type.
 fn grouped(secret: &SecretString) -> String {
@@ -76,7 +58,7 @@ async fn page(
                 .await
                 .map_err(auth_failure)?;
             TwoFactorView::Enrol {
-                qr_svg: qr_svg(&enrolment.otpauth_url)?,
+                qr_svg: views::qr_svg(enrolment.otpauth_url.expose_secret())?,
                 secret: grouped(&enrolment.secret),
             }
         }
@@ -269,7 +251,7 @@ mod tests {
             "otpauth://totp/Phaze:ada%40example.com?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Phaze"
                 .to_owned(),
         );
-        let svg = qr_svg(&url).unwrap_or_default();
+        let svg = views::qr_svg(url.expose_secret()).unwrap_or_default();
         assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);
         assert!(svg.ends_with("</svg>"));
         assert!(!svg.contains("GEZD") && !svg.contains("<script") && !svg.contains("href"));
