@@ -130,6 +130,16 @@ impl Cluster {
             ("PHAZE__AUTH__ARGON2_T", "1".to_owned()),
             ("PHAZE__HTTP__WORKERS", "2".to_owned()),
             ("PHAZE__LOG__FILTER", "warn".to_owned()),
+            (
+                "PHAZE__DEVICES__SERVER_PUBLIC_KEY",
+                "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".to_owned(),
+            ),
+            (
+                "PHAZE__DEVICES__ENDPOINT",
+                "vpn.example.com:51820".to_owned(),
+            ),
+            ("PHAZE__DEVICES__PROVISIONER", "memory".to_owned()),
+            ("PHAZE__DEVICES__LIMIT_PER_ACCOUNT", "10".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -690,6 +700,7 @@ fn main() -> ExitCode {
             a_process_killed_while_it_holds_a_claim_leaves_it_to_the_retry_which_applies_it_once,
             ten_uses_of_one_reset_link_over_three_processes_set_one_password,
             one_totp_code_sent_at_once_through_three_processes_logs_in_once,
+            fifty_device_additions_over_three_processes_keep_the_limit_and_unique_addresses,
         }
     )));
     tests.extend(redis_server.gate(postgres.gate(phaze_testkit::tests!(
@@ -755,6 +766,53 @@ async fn one_totp_code_sent_at_once_through_three_processes_logs_in_once() {
         statuses.iter().all(|s| *s == 303 || *s == 401),
         "{statuses:?}"
     );
+}
+
+/// Fifty device additions at once for two accounts (25 each, limit 10), spread over three
+/// processes sharing PostgreSQL: exactly 10 per account, and 20 distinct tunnel addresses.
+async fn fifty_device_additions_over_three_processes_keep_the_limit_and_unique_addresses() {
+    let cluster = Cluster::new();
+    let p = cluster.start_three().await;
+    let mut users = Vec::new();
+    for email in ["dev-a@example.com", "dev-b@example.com"] {
+        let b = user(&cluster, &p[0].base, email).await;
+        b.get("/account/devices").await;
+        users.push(b);
+    }
+    let browsers: Vec<Browser> = (0..50)
+        .map(|i| same_browser_on(&users[i % 2], &p[i % 3].base))
+        .collect();
+    let statuses =
+        futures_util::future::join_all(browsers.iter().enumerate().map(|(i, b)| async move {
+            b.post_form("/account/devices", &[("name", &format!("device {i}"))])
+                .await
+                .status
+                .as_u16()
+        }))
+        .await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 303).count(),
+        20,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 303 || *s == 422),
+        "{statuses:?}"
+    );
+    let mut addresses = Vec::new();
+    for b in &users {
+        let page = b.get("/account/devices").await.body;
+        let found: Vec<String> = page
+            .split("10.66.0.")
+            .skip(1)
+            .map(|s| s.split(',').next().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(found.len(), 10, "the limit is exact");
+        addresses.extend(found);
+    }
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 20, "no address handed out twice");
 }
 
 // ---------------------------------------------------------------------------------------------
