@@ -4,18 +4,55 @@
 //! `File::lock` (`flock` on Unix, `LockFileEx` on Windows). Each acquisition opens its own handle,
 //! so the lock excludes threads of this process as well as other processes, and closing the handle
 //! (or the process dying) releases it: there is no stale-lock rule. The record file itself is never
-//! locked, because a replacing rename gives it a new inode. No code path holds two shard locks.
+//! locked, because a replacing rename gives it a new inode. No code path holds two shard locks, so
+//! there is no lock order to keep.
+//!
+//! Waiting is bounded: a lock is tried, then tried again after 1 ms, 2 ms, … up to 64 ms between
+//! tries, and after [`LOCK_WAIT`] the operation fails (`TimedOut`, a 503 to a user) instead of
+//! hanging behind a process that is stuck while holding it.
 
-use std::fs::File;
+use std::fs::{File, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::atomic;
+
+/// How long an operation waits for a lock before it fails.
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Takes `file`'s lock (`exclusive` or shared), waiting with backoff for at most `wait`.
+pub(crate) fn lock_within(file: &File, exclusive: bool, wait: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let tried = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::Error(e)) => return Err(e),
+            Err(TryLockError::WouldBlock) if Instant::now() >= deadline => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("a lock was held for more than {} ms", wait.as_millis()),
+                ));
+            }
+            Err(TryLockError::WouldBlock) => {
+                std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+                pause = (pause * 2).min(Duration::from_millis(64));
+            }
+        }
+    }
+}
 
 /// The lock directory of one store.
 #[derive(Debug)]
 pub(crate) struct ShardLocks {
     dir: PathBuf,
+    wait: Duration,
 }
 
 impl ShardLocks {
@@ -23,7 +60,15 @@ impl ShardLocks {
     pub(crate) fn new(dir: &Path) -> Self {
         Self {
             dir: dir.to_path_buf(),
+            wait: LOCK_WAIT,
         }
+    }
+
+    /// The same locks, giving up after `wait` (tests).
+    #[cfg(test)]
+    pub(crate) fn waiting(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
     }
 
     /// The lock file guarding the record called `name` (a hex name).
@@ -34,7 +79,8 @@ impl ShardLocks {
         self.dir.join(format!("{}.lock", shard.unwrap_or("00")))
     }
 
-    /// Blocks until this handle holds the shard of `name`; released when the guard drops.
+    /// Waits (at most [`LOCK_WAIT`]) until this handle holds the shard of `name`; released when
+    /// the guard drops.
     pub(crate) fn lock(&self, name: &str) -> io::Result<ShardGuard> {
         let file = atomic::private_options()
             .read(true)
@@ -42,7 +88,7 @@ impl ShardLocks {
             .create(true)
             .truncate(false)
             .open(self.path_for(name))?;
-        file.lock()?;
+        lock_within(&file, true, self.wait)?;
         Ok(ShardGuard(file))
     }
 }

@@ -235,11 +235,7 @@ fn open_locked(path: &Path, access: Access) -> io::Result<Option<File>> {
             }
             Err(e) => return Err(e),
         };
-        if access == Access::Read {
-            file.lock_shared()?;
-        } else {
-            file.lock()?;
-        }
+        crate::lock::lock_within(&file, access != Access::Read, crate::lock::LOCK_WAIT)?;
         if !unlinked(&file)? {
             return Ok(Some(file));
         }

@@ -33,3 +33,21 @@ fn a_shard_excludes_other_threads_until_released() {
     rx.recv_timeout(Duration::from_secs(5)).unwrap();
     waiter.join().unwrap();
 }
+
+#[test]
+fn a_lock_held_too_long_is_a_timeout_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = ShardLocks::new(dir.path());
+    let held = holder.lock("cd01").unwrap();
+    let impatient = ShardLocks::new(dir.path()).waiting(Duration::from_millis(150));
+    let started = std::time::Instant::now();
+    let e = impatient.lock("cd02").unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(150) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    drop(held);
+    impatient.lock("cd03").unwrap();
+}
