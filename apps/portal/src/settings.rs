@@ -175,6 +175,9 @@ pub struct StoreSettings {
     /// process on it is refused at start) and answers hot reads from memory. `true`: several
     /// processes share it, every one of them with this set, and each hot read checks its file.
     pub share_data_dir: bool,
+    /// Allow the data directory on a network filesystem (NFS, SMB/CIFS…), which is refused at
+    /// start by default: its locks and renames are not reliably atomic across clients.
+    pub allow_network_fs: bool,
     /// `[store.postgres]`: used when `kind = "postgres"`.
     pub postgres: PostgresSettings,
     /// `[store.redis]`: when `url` is set, sessions and rate limits live in Redis whatever `kind`.
@@ -358,6 +361,7 @@ impl Default for StoreSettings {
             kind: StoreKind::Fs,
             data_dir: PathBuf::from("./var"),
             share_data_dir: false,
+            allow_network_fs: false,
             postgres: PostgresSettings::default(),
             redis: RedisSettings::default(),
         }

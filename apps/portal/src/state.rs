@@ -368,7 +368,12 @@ async fn stores(settings: &Settings) -> anyhow::Result<Stores> {
             } else {
                 Sharing::Exclusive
             };
-            let data = DataDir::open(dir, sharing).context(
+            let open = if settings.store.allow_network_fs {
+                DataDir::open_on_network_fs
+            } else {
+                DataDir::open
+            };
+            let data = open(dir, sharing).context(
                 "store.data_dir: stop the process using it, give each process its own, or set \
                  store.share_data_dir = true on every one",
             )?;

@@ -92,7 +92,7 @@ pub use accounts::FsAccounts;
 pub use devices::{FsAddressPool, FsDevices};
 pub use mailqueue::FsMailQueue;
 pub use outbox::FsOutbox;
-pub use owner::{DataDir, Sharing};
+pub use owner::{network_filesystem, DataDir, Sharing};
 pub use payments::{FsProcessedEvents, FsSubscriptions};
 pub use ratelimit::FsRateLimits;
 pub use sessions::FsSessions;
@@ -124,6 +124,20 @@ pub enum FsError {
         path: PathBuf,
         /// What this process asked for.
         sharing: Sharing,
+    },
+    /// The data directory is on a network filesystem (NFS, SMB/CIFS, …), whose locks and renames
+    /// are not atomic across its clients in the way this store relies on.
+    #[error(
+        "data directory {} is on {kind}, a network filesystem: locks and atomic renames are not \
+         reliable there; use a local disk (or set store.allow_network_fs = true if you have \
+         checked that they are)",
+        path.display()
+    )]
+    NetworkFilesystem {
+        /// The directory.
+        path: PathBuf,
+        /// The filesystem.
+        kind: &'static str,
     },
     /// The owner lock file could not be created or locked.
     #[error("cannot lock {}", path.display())]

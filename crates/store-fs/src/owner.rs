@@ -59,7 +59,22 @@ struct Inner {
 impl DataDir {
     /// Opens (creating it, 0700 on Unix, if needed) the data directory at `path` as `sharing`
     /// says. [`FsError::InUse`] if another holder's mode excludes this one; never waits.
+    /// [`FsError::NetworkFilesystem`] if it is on NFS, SMB/CIFS or another network filesystem,
+    /// whose locks and renames do not keep this store's promises (see
+    /// [`DataDir::open_on_network_fs`]).
     pub fn open(path: impl AsRef<Path>, sharing: Sharing) -> Result<Self, FsError> {
+        let path = prepare_dir(path.as_ref())?;
+        match network_filesystem(&path) {
+            Ok(Some(kind)) => return Err(FsError::NetworkFilesystem { path, kind }),
+            Ok(None) => {}
+            Err(source) => return Err(FsError::Dir { path, source }),
+        }
+        Self::open_on_network_fs(path, sharing)
+    }
+
+    /// [`DataDir::open`] without the network filesystem check, for an operator who has checked
+    /// that the filesystem's locks and renames are atomic across its clients (`store.allow_network_fs`).
+    pub fn open_on_network_fs(path: impl AsRef<Path>, sharing: Sharing) -> Result<Self, FsError> {
         let path = prepare_dir(path.as_ref())?;
         let lock_path = path.join(LOCK_FILE);
         let lock_error = |source| FsError::Lock {
@@ -171,5 +186,64 @@ impl fmt::Debug for DataDir {
             .field("path", &self.inner.path)
             .field("sharing", &self.inner.sharing)
             .finish()
+    }
+}
+
+/// The network filesystem `path` is on, by name, or `None` for a local one. Linux reads the
+/// filesystem's magic number (`statfs`); elsewhere nothing is detected (`None`).
+pub fn network_filesystem(path: &Path) -> std::io::Result<Option<&'static str>> {
+    #[cfg(target_os = "linux")]
+    {
+        let fs = rustix::fs::statfs(path)?;
+        #[allow(clippy::unnecessary_cast)] // the field's width differs between targets
+        Ok(network_kind(fs.f_type as i64))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        Ok(None)
+    }
+}
+
+/// The network filesystems among Linux's filesystem magic numbers (`linux/magic.h`).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn network_kind(magic: i64) -> Option<&'static str> {
+    match magic & 0xffff_ffff {
+        0x6969 => Some("NFS"),
+        0x517b => Some("SMB"),
+        0xff53_4d42 => Some("CIFS"),
+        0xfe53_4d42 => Some("SMB2"),
+        0x00c3_6400 => Some("Ceph"),
+        0x5346_414f => Some("AFS"),
+        0x0102_1997 => Some("9P"),
+        0x0bd0_0bd0 => Some("Lustre"),
+        0x0116_1970 => Some("GFS2"),
+        0x7461_636f => Some("OCFS2"),
+        0x6b41_4653 => Some("kAFS"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod network_tests {
+    use super::*;
+
+    #[test]
+    fn network_filesystems_are_named_and_local_ones_pass() {
+        assert_eq!(network_kind(0x6969), Some("NFS"));
+        assert_eq!(network_kind(0xff53_4d42), Some("CIFS"));
+        assert_eq!(
+            network_kind(0xffff_ffff_ff53_4d42_u64 as i64),
+            Some("CIFS"),
+            "sign-extended"
+        );
+        assert_eq!(network_kind(0xef53), None, "ext4");
+        assert_eq!(network_kind(0x0102_1994), None, "tmpfs");
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            network_filesystem(dir.path()).ok(),
+            Some(None),
+            "a local temporary directory"
+        );
     }
 }
