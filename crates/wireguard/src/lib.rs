@@ -160,7 +160,7 @@ impl PeerFileProvisioner {
             .truncate(false)
             .write(true)
             .open(self.dir.join(".lock"))?;
-        lock.lock()?;
+        lock_within(&lock, std::time::Duration::from_secs(5))?;
         let peers = self.dir.join("peers");
         match section {
             Some(text) => write_atomically(&peers, &name, text.as_bytes())?,
@@ -182,6 +182,29 @@ impl PeerFileProvisioner {
             list.push_str(&fs::read_to_string(peers.join(n))?);
         }
         write_atomically(&self.dir, "peers.conf", list.as_bytes())
+    }
+}
+
+/// Takes `file`'s exclusive lock, trying with backoff (1 ms doubling to 64 ms) for at most
+/// `wait`: a stuck holder makes the change fail (`TimedOut`), never hang.
+fn lock_within(file: &File, wait: std::time::Duration) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() >= deadline => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "peer list locked too long",
+                ));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(64));
+            }
+        }
     }
 }
 
