@@ -4,13 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use actix_web::http::StatusCode;
+use futures_util::StreamExt;
 use phaze_e2e::Browser;
 use phaze_testkit::free_port;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 const PW: &str = "correct horse battery staple";
 
@@ -37,14 +37,6 @@ fn start(data: &Path, port: u16) -> Child {
         .expect("the portal binary starts")
 }
 
-/// The same cookies and CSRF token in a browser of its own.
-fn same_browser(b: &Browser, base: &str) -> Browser {
-    let other = Browser::new(base);
-    *other.jar.borrow_mut() = b.jar.borrow().clone();
-    *other.csrf.borrow_mut() = b.csrf.borrow().clone();
-    other
-}
-
 /// The device names on the account's page, and their IPv4 addresses.
 fn devices(page: &str) -> Vec<(String, String)> {
     page.split("data-label=\"Name\"><span class=\"break-anywhere\">")
@@ -68,7 +60,7 @@ async fn a_process_killed_during_a_burst_of_writes_loses_nothing_it_acknowledged
     let data = dir.path().join("var");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut portal = start(&data, port);
+    let portal = start(&data, port);
     phaze_e2e::wait_ready(&base).await;
 
     let b = Browser::new(&base);
@@ -87,69 +79,87 @@ async fn a_process_killed_during_a_burst_of_writes_loses_nothing_it_acknowledged
     b.login("crash@example.com", PW).await;
     b.get("/account/devices").await;
 
-    // 1,000 writes, eight at a time: device additions (record, owner entry, address slot),
-    // registrations (pending tokens, mail files) and logins (session records). The process is
-    // killed once 300 device additions were acknowledged.
-    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let done = Arc::new(AtomicUsize::new(0));
-    let mut killed = false;
-    for chunk in 0..125 {
-        let batch = (0..8).map(|k| {
-            let i = chunk * 8 + k;
-            let (b, acknowledged, done) =
-                (same_browser(&b, &base), acknowledged.clone(), done.clone());
-            let base = base.clone();
-            async move {
-                let status = match i % 4 {
-                    0 | 1 => {
-                        let name = format!("device {i}");
-                        let r = b.post_form("/account/devices", &[("name", &name)]).await;
-                        if r.status == StatusCode::SEE_OTHER {
-                            acknowledged.lock().unwrap().push(name);
-                            done.fetch_add(1, Ordering::SeqCst);
-                        }
-                        r.status
+    // 1,000 writes, eight in flight at any time: device additions (record, owner entry, address
+    // slot), registrations (pending tokens, mail files) and logins (session records). The process
+    // is killed from inside the burst, with requests in flight, once 300 device additions were
+    // acknowledged; what fails after that is expected to.
+    let session = b
+        .jar
+        .borrow()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let csrf = b.csrf.borrow().clone();
+    let (register_cookie, register_token) = phaze_e2e::anonymous_token(&base, "/register").await;
+    let (login_cookie, login_token) = phaze_e2e::anonymous_token(&base, "/login").await;
+    let client = awc::Client::builder().disable_redirects().finish();
+    let acknowledged = RefCell::new(Vec::new());
+    let portal = RefCell::new(Some(portal));
+    let writes = futures_util::stream::iter(0..1000).map(|i| {
+        let (client, base) = (&client, &base);
+        let (session, csrf) = (&session, &csrf);
+        let (register_cookie, register_token) = (&register_cookie, &register_token);
+        let (login_cookie, login_token) = (&login_cookie, &login_token);
+        let (acknowledged, portal) = (&acknowledged, &portal);
+        async move {
+            let (cookie, form): (&str, Vec<(&str, String)>) = match i % 4 {
+                0 | 1 => (
+                    session,
+                    vec![
+                        ("name", format!("device {i}")),
+                        ("csrf_token", csrf.clone()),
+                    ],
+                ),
+                2 => (
+                    register_cookie,
+                    vec![
+                        ("email", format!("burst{i}@example.com")),
+                        ("password", PW.to_owned()),
+                        ("password_confirm", PW.to_owned()),
+                        ("csrf_token", register_token.clone()),
+                    ],
+                ),
+                _ => (
+                    login_cookie,
+                    vec![
+                        ("email", "crash@example.com".to_owned()),
+                        ("password", PW.to_owned()),
+                        ("csrf_token", login_token.clone()),
+                    ],
+                ),
+            };
+            let path = [
+                "/account/devices",
+                "/account/devices",
+                "/register",
+                "/login",
+            ][i % 4];
+            let sent = client
+                .post(format!("{base}{path}"))
+                .insert_header(("cookie", cookie.to_owned()))
+                .send_form(&form)
+                .await;
+            let ok = sent.is_ok_and(|r| r.status() == StatusCode::SEE_OTHER);
+            if ok && i % 4 < 2 {
+                let mut acked = acknowledged.borrow_mut();
+                acked.push(format!("device {i}"));
+                if acked.len() == 300 {
+                    if let Some(mut child) = portal.borrow_mut().take() {
+                        child.kill().unwrap(); // SIGKILL: no shutdown, no flush
+                        child.wait().unwrap();
                     }
-                    2 => {
-                        let other = Browser::new(&base);
-                        other.get("/register").await;
-                        let email = format!("burst{i}@example.com");
-                        other
-                            .post_form(
-                                "/register",
-                                &[
-                                    ("email", &email),
-                                    ("password", PW),
-                                    ("password_confirm", PW),
-                                ],
-                            )
-                            .await
-                            .status
-                    }
-                    _ => {
-                        let other = Browser::new(&base);
-                        other.get("/login").await;
-                        other
-                            .post_form(
-                                "/login",
-                                &[("email", "crash@example.com"), ("password", PW)],
-                            )
-                            .await
-                            .status
-                    }
-                };
-                status
+                }
             }
-        });
-        futures_util::future::join_all(batch).await;
-        if done.load(Ordering::SeqCst) >= 300 {
-            portal.kill().unwrap(); // SIGKILL: no shutdown, no flush
-            portal.wait().unwrap();
-            killed = true;
-            break;
         }
+    });
+    writes.buffer_unordered(8).collect::<Vec<()>>().await;
+    if let Some(mut child) = portal.borrow_mut().take() {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("the burst ended before 300 additions were acknowledged");
     }
-    assert!(killed, "the burst reached 300 acknowledged additions");
+    let acknowledged = acknowledged.into_inner();
 
     // Restart on the same directory.
     let mut portal = start(&data, port);
@@ -160,7 +170,8 @@ async fn a_process_killed_during_a_burst_of_writes_loses_nothing_it_acknowledged
     assert_eq!(page.status, StatusCode::OK, "every device record opens");
     let listed = devices(&page.body);
     let names: HashSet<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
-    for name in acknowledged.lock().unwrap().iter() {
+    assert!(acknowledged.len() >= 300);
+    for name in &acknowledged {
         assert!(
             names.contains(name.as_str()),
             "acknowledged {name} is there"
