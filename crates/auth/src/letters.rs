@@ -83,11 +83,15 @@ impl Letters {
     /// does not parse or names an unknown variable is refused here, at start-up, by name.
     pub fn with_overrides(dir: &Path) -> Result<Self, LetterError> {
         let mut letters = Self::default();
+        // Through a capability: a template that is a symlink out of the directory is refused.
+        let dir = phaze_sanitize::SafeDir::open(dir).map_err(|e| LetterError {
+            name: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
         for (name, _) in DEFAULTS {
-            let path = dir.join(name);
-            let text = match std::fs::read_to_string(&path) {
-                Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            let text = match dir.read(name) {
+                Ok(Some(bytes)) => String::from_utf8(bytes).map_err(|e| fail(name, &e))?,
+                Ok(None) => continue,
                 Err(e) => return Err(fail(name, &e)),
             };
             letters
@@ -198,6 +202,25 @@ mod tests {
         assert_eq!(subject, "Mot de passe changé");
         assert_eq!(body, "Bonjour. https://p.example/login\n");
 
+        #[cfg(unix)]
+        {
+            let outside = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(outside.path().join("x.txt"), "Subject: stolen\n\n{{ url }}")
+                .unwrap_or_else(|e| panic!("{e}"));
+            std::os::unix::fs::symlink(
+                outside.path().join("x.txt"),
+                dir.path().join("two_factor_off.txt"),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            let e = Letters::with_overrides(dir.path()).err();
+            let message = e.map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                message.contains("two_factor_off.txt"),
+                "a symlink out is refused: {message}"
+            );
+            std::fs::remove_file(dir.path().join("two_factor_off.txt"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
         for (text, why) in [
             ("Subject: x\n\n{{ url ", "does not parse"),
             ("Subject: x\n\n{{ nosuchvariable }}", "unknown variable"),

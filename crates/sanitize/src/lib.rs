@@ -164,4 +164,6 @@ mod tests;
 mod filename;
 pub use filename::{content_disposition, safe_filename};
 pub mod command;
+mod safe_dir;
 pub use command::{Argument, CommandError, CommandOutput, CommandPolicy, CommandRunner, Flag};
+pub use safe_dir::SafeDir;

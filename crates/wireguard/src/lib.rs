@@ -10,10 +10,10 @@
 
 use async_trait::async_trait;
 use phaze_devices::{ProvisionError, Provisioner, PublicKey, TunnelAddress};
-use phaze_sanitize::{Argument, CommandRunner, Flag};
+use phaze_sanitize::{Argument, CommandRunner, Flag, SafeDir};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -161,27 +161,29 @@ impl PeerFileProvisioner {
             .write(true)
             .open(self.dir.join(".lock"))?;
         lock_within(&lock, std::time::Duration::from_secs(5))?;
-        let peers = self.dir.join("peers");
+        // Through a capability: names are the keys' hex, and nothing reaches outside the directory.
+        let peers = SafeDir::create(&self.dir.join("peers"))?;
         match section {
-            Some(text) => write_atomically(&peers, &name, text.as_bytes())?,
-            None => match fs::remove_file(peers.join(&name)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            },
+            Some(text) => peers.replace(&name, text.as_bytes())?,
+            None => {
+                peers.remove(&name)?;
+            }
         }
-        let mut names: Vec<String> = fs::read_dir(&peers)?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        let mut names: Vec<String> = peers
+            .names()?
+            .into_iter()
             .filter(|n| n.ends_with(".peer"))
             .collect();
         names.sort();
         let mut list =
             String::from("# Written by phaze-portal; applied by the VPN server's sidecar.\n");
         for n in names {
-            list.push('\n');
-            list.push_str(&fs::read_to_string(peers.join(n))?);
+            if let Some(bytes) = peers.read(&n)? {
+                list.push('\n');
+                list.push_str(&String::from_utf8_lossy(&bytes));
+            }
         }
-        write_atomically(&self.dir, "peers.conf", list.as_bytes())
+        SafeDir::open(&self.dir)?.replace("peers.conf", list.as_bytes())
     }
 }
 
@@ -206,16 +208,6 @@ fn lock_within(file: &File, wait: std::time::Duration) -> io::Result<()> {
             }
         }
     }
-}
-
-/// `dir/name` replaced whole: written to a temporary file, synced, renamed over.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let temp = dir.join(format!(".{name}.tmp"));
-    let mut f = File::create(&temp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&temp, dir.join(name))?;
-    File::open(dir)?.sync_all()
 }
 
 #[async_trait]
