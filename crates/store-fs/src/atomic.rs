@@ -9,7 +9,7 @@
 //! `*.eml`.
 
 use rand::RngCore;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -43,6 +43,7 @@ pub(crate) fn create_dir_private(path: &Path) -> io::Result<()> {
 
 /// Options for a file only its owner may read (0600 on Unix).
 pub(crate) fn private_options() -> OpenOptions {
+    #[cfg_attr(not(unix), allow(unused_mut))]
     let mut options = OpenOptions::new();
     #[cfg(unix)]
     {
@@ -57,7 +58,7 @@ pub(crate) fn private_options() -> OpenOptions {
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
-        File::open(dir)?.sync_all()
+        fs::File::open(dir)?.sync_all()
     }
     #[cfg(not(unix))]
     {
