@@ -1,4 +1,5 @@
 use super::*;
+use std::fs::File;
 use std::time::UNIX_EPOCH;
 
 fn listing(dir: &Path) -> Vec<String> {
