@@ -124,6 +124,22 @@ pub async fn add(
     Ok(page(&state, &visitor, current, status, Some(&message), None).await?)
 }
 
+/// The configuration of the visitor's device `id`; any other id (someone else's, none, not a
+/// UUID) is the same 404.
+async fn owned_config(
+    state: &AppState,
+    visitor: &Visitor,
+    req: &HttpRequest,
+    id: &str,
+) -> Result<(phaze_devices::Device, String), actix_web::Error> {
+    let current = require_user(visitor, req.path())?;
+    let id = DeviceId::parse(id).ok_or(AppError::NotFound)?;
+    Ok(service(state)?
+        .config(&current.account.id, &id)
+        .await
+        .map_err(failure)?)
+}
+
 /// `GET /account/devices/{id}/config`: the WireGuard configuration as a `text/plain` download
 /// named after the device (made safe). Another account's device, or none: 404.
 pub async fn config(
@@ -132,13 +148,7 @@ pub async fn config(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Page {
-    let current = require_user(&visitor, req.path())?;
-    let devices = service(&state)?;
-    let id = DeviceId::parse(&id).ok_or(AppError::NotFound)?;
-    let (device, config) = devices
-        .config(&current.account.id, &id)
-        .await
-        .map_err(failure)?;
+    let (device, config) = owned_config(&state, &visitor, &req, &id).await?;
     let file = phaze_sanitize::safe_filename(device.name.as_str(), 60, "device");
     let disposition = phaze_sanitize::content_disposition(&format!("{file}.conf"));
     Ok(views::rendered(
@@ -172,13 +182,7 @@ pub async fn delete(
 
 /// `GET /account/devices/{id}/qr`: the configuration as a QR code for phones. The owner only.
 pub async fn qr(state: State, visitor: Visitor, req: HttpRequest, id: web::Path<String>) -> Page {
-    let current = require_user(&visitor, req.path())?;
-    let devices = service(&state)?;
-    let id = DeviceId::parse(&id).ok_or(AppError::NotFound)?;
-    let (device, config) = devices
-        .config(&current.account.id, &id)
-        .await
-        .map_err(failure)?;
+    let (device, config) = owned_config(&state, &visitor, &req, &id).await?;
     Ok(views::render(
         StatusCode::OK,
         &DeviceQrPage {
