@@ -105,7 +105,8 @@ fn a_run_past_its_timeout_is_killed_with_what_it_started() {
         .run(&which("sh"), &[&Flag("-c"), &Text(script)])
         .unwrap_err();
     assert!(matches!(e, CommandError::TimedOut(_)), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Killed at its 300 ms timeout, not left to sleep its 30 s: a hang bound, not a speed figure.
+    assert!(started.elapsed() < Duration::from_secs(20));
     let pid = std::fs::read_to_string(&pid_file).unwrap();
     let proc = PathBuf::from(format!("/proc/{}", pid.trim()));
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -127,10 +128,8 @@ fn a_run_past_its_timeout_is_killed_with_what_it_started() {
 #[test]
 fn output_past_the_cap_kills_the_run_and_a_failure_says_so() {
     let r = runner(&["yes", "ls"], 5000, 64 * 1024);
-    let started = Instant::now();
     let e = r.run(&which("yes"), &[]).unwrap_err();
     assert!(matches!(e, CommandError::OutputTooLarge(_)), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(3));
     let e = r
         .run(&which("ls"), &[&Text("/no/such/path".into())])
         .unwrap_err();

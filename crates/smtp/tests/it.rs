@@ -79,7 +79,8 @@ async fn starttls_and_implicit_tls_with_authentication_deliver() {
             "{security:?}: {e:?}"
         );
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(4),
+            // Well under the relay's 30 s delivery deadline: an answer, not a hang cut short.
+            started.elapsed() < std::time::Duration::from_secs(20),
             "{e:?}"
         );
         assert_eq!(server.received().len(), 1);

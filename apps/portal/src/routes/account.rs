@@ -129,13 +129,7 @@ pub async fn password(
         .await
     {
         Ok(_) => {
-            let (id, _, ended) = state
-                .sessions
-                .restart_for_user(&user, &visitor.meta(), now)
-                .await
-                .map_err(AppError::from)?;
-            tracing::info!(target: "security", event = "password_changed", user = %user, sessions_ended = ended);
-            visitor.start_session(&id);
+            super::restart_sessions(&state, &visitor, &user, "password_changed").await?;
             Ok(see_other_with(
                 &visitor,
                 "/account",

@@ -30,6 +30,25 @@ pub fn layout(visitor: &Visitor) -> Layout<'_> {
     }
 }
 
+/// After a change to what the user's sessions stand for (a password, two-factor authentication):
+/// every session of `user` ends, and this visitor gets a new one, whose CSRF token is returned
+/// for a page rendered by this same response.
+pub async fn restart_sessions(
+    state: &crate::state::AppState,
+    visitor: &Visitor,
+    user: &phaze_auth::UserId,
+    event: &'static str,
+) -> Result<String, crate::errors::AppError> {
+    let (id, session, ended) = state
+        .sessions
+        .restart_for_user(user, &visitor.meta(), state.clock.now())
+        .await
+        .map_err(crate::errors::AppError::from)?;
+    tracing::info!(target: "security", event, user = %user, sessions_ended = ended);
+    visitor.start_session(&id);
+    Ok(state.visitors.csrf_token_of(&session))
+}
+
 /// `303 See Other` to `location`.
 pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()

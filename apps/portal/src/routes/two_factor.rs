@@ -131,14 +131,8 @@ pub async fn enable(
     let user = current.account.id;
     match state.auth.enable_two_factor(&user, &form.code, now).await {
         Ok(codes) => {
-            let (id, session, ended) = state
-                .sessions
-                .restart_for_user(&user, &visitor.meta(), now)
-                .await
-                .map_err(AppError::from)?;
-            tracing::info!(target: "security", event = "sessions_restarted", user = %user, sessions_ended = ended);
-            visitor.start_session(&id);
-            let token = state.visitors.csrf_token_of(&session);
+            let token =
+                super::restart_sessions(&state, &visitor, &user, "sessions_restarted").await?;
             codes_page(&visitor, &token, &codes, true)
         }
         Err(AuthError::InvalidCode) => {
@@ -185,12 +179,7 @@ pub async fn disable(
         .await
     {
         Ok(_) => {
-            let (id, _, _) = state
-                .sessions
-                .restart_for_user(&user, &visitor.meta(), now)
-                .await
-                .map_err(AppError::from)?;
-            visitor.start_session(&id);
+            super::restart_sessions(&state, &visitor, &user, "sessions_restarted").await?;
             visitor.queue_cookie(crate::http::cookies::notice(
                 &visitor.cookies,
                 Notice::TwoFactorOff,
