@@ -3,9 +3,7 @@
 //! rotation, IP binding, logout); a real nginx in front is `apps/portal/tests/gateway.rs`.
 
 use actix_web::http::StatusCode;
-use phaze_e2e::{spawn_portal, spawn_portal_with, start_time, Browser, Resp, TestPortal};
-use phaze_portal::clock::ManualClock;
-use phaze_portal::{Application, Settings};
+use phaze_e2e::{spawn_portal, spawn_portal_with, Browser, Resp, TestPortal};
 use time::Duration;
 
 use crate::PW;
@@ -96,25 +94,8 @@ async fn a_live_session_is_admitted_with_its_id_and_role() {
 
 #[actix_web::test]
 async fn an_admin_session_says_admin() {
-    // The portal on its own here, to change an account the way `phaze-portal admin grant` does.
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::for_tests();
-    settings.mail.outbox_dir = dir.path().join("outbox");
-    settings.store.data_dir = dir.path().join("data");
-    settings.http.workers = 2;
-    let outbox = settings.outbox_dir();
-    let clock = ManualClock::new(start_time());
-    let app = Application::build_with_clock(settings, std::sync::Arc::new(clock.clone()))
-        .await
-        .unwrap();
-    let state = app.state();
-    let p = TestPortal {
-        base: format!("http://{}", app.local_addr()),
-        clock,
-        dir,
-        outbox,
-    };
-    actix_web::rt::spawn(app.run());
+    let p = phaze_e2e::spawn_portal().await;
+    let state = p.state.clone();
 
     let b = p.user("boss@example.com", PW).await;
     let id = user_id(&b).await;

@@ -8,6 +8,7 @@ mod edge;
 mod forward_auth;
 mod hostile;
 mod limits;
+mod operations;
 mod password;
 mod payments;
 mod proxies;

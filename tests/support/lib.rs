@@ -25,6 +25,8 @@ pub struct TestPortal {
     pub dir: TempDir,
     /// The outbox.
     pub outbox: PathBuf,
+    /// The portal's wiring (its event sinks, stores), for what no route reaches.
+    pub state: actix_web::web::Data<phaze_portal::state::AppState>,
 }
 
 /// 2026-01-01T00:00:00Z.
@@ -75,12 +77,14 @@ async fn spawn_on(settings: Settings, dir: TempDir) -> TestPortal {
         .await
         .expect("portal starts");
     let base = format!("http://{}", app.local_addr());
+    let state = app.state();
     actix_web::rt::spawn(app.run());
     TestPortal {
         base,
         clock,
         dir,
         outbox,
+        state,
     }
 }
 

@@ -18,6 +18,7 @@ use crate::routes::{
 use crate::settings::Settings;
 use crate::state::AppState;
 use phaze_actix::limits::Guards;
+use phaze_actix::metrics::Metrics;
 use phaze_ratelimit::Budget;
 
 /// A built, bound, not yet running portal.
@@ -49,6 +50,7 @@ impl Application {
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             let limit = app_state.settings.http.max_body_bytes;
+            let metrics = app_state.metrics.clone();
             App::new()
                 .app_data(app_state.clone())
                 .app_data(web::PayloadConfig::new(limit))
@@ -63,6 +65,14 @@ impl Application {
                         .error_handler(json_error),
                 )
                 .configure(|cfg| routes(cfg, &app_state))
+                .wrap(actix_web::middleware::Condition::new(
+                    metrics.is_some(),
+                    from_fn(move |req, next| {
+                        // `Condition` builds the layer either way; without metrics it is skipped.
+                        let m = metrics.clone().unwrap_or_default();
+                        Metrics::middleware(m, req, next)
+                    }),
+                ))
                 .wrap(from_fn(frame))
         })
         .workers(workers)
@@ -167,6 +177,7 @@ pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
             web::scope("")
                 .wrap(from_fn(state.visitors.middleware()))
                 .service(web::resource("/").route(get_or_head().to(pages::index)))
+                .service(web::resource("/metrics").route(get_or_head().to(health::metrics)))
                 .service(
                     web::resource("/register")
                         .route(get_or_head().to(pages::register_form))

@@ -3,6 +3,8 @@
 //! queues for CPU instead of stalling every page request or exhausting memory.
 
 use async_trait::async_trait;
+use phaze_actix::metrics::Argon2Gauges;
+use phaze_actix::metrics::Gauge;
 use phaze_auth::{Argon2id, HashError, PasswordHasher, Verification};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
@@ -12,14 +14,16 @@ use tokio::sync::Semaphore;
 pub struct OffloadedHasher {
     inner: Arc<Argon2id>,
     permits: Semaphore,
+    gauges: Option<Argon2Gauges>,
 }
 
 impl OffloadedHasher {
-    /// At most `concurrency` hashes at once.
-    pub fn new(inner: Argon2id, concurrency: usize) -> Self {
+    /// At most `concurrency` hashes at once; the queue shown on `gauges` when given.
+    pub fn new(inner: Argon2id, concurrency: usize, gauges: Option<Argon2Gauges>) -> Self {
         Self {
             inner: Arc::new(inner),
             permits: Semaphore::new(concurrency.max(1)),
+            gauges,
         }
     }
 
@@ -27,15 +31,32 @@ impl OffloadedHasher {
         &self,
         work: impl FnOnce(&Argon2id) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError(e.to_string()))?;
+        let permit = {
+            let _waiting = self.gauges.as_ref().map(|g| Moved::new(&g.waiting));
+            self.permits.acquire().await
+        };
+        let _permit = permit.map_err(|e| HashError(e.to_string()))?;
+        let _running = self.gauges.as_ref().map(|g| Moved::new(&g.running));
         let inner = self.inner.clone();
         actix_web::web::block(move || work(&inner))
             .await
             .map_err(|e| HashError(e.to_string()))
+    }
+}
+
+/// One on a gauge for as long as it lives (a cancelled request's future drops it too).
+struct Moved<'a>(&'a Gauge);
+
+impl<'a> Moved<'a> {
+    fn new(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Moved<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -35,6 +35,54 @@ pub struct Settings {
     pub secrets: SecretSettings,
     /// Logging.
     pub log: LogSettings,
+    /// `/metrics`: who may read it.
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Count requests and expose `/metrics` at all.
+    pub enabled: bool,
+    /// Clients (as the trusted-proxy rules decide them) that may read `/metrics` without a token,
+    /// e.g. `["127.0.0.1/32", "10.0.0.0/8"]`. Empty by default: a proxy on the same host would
+    /// otherwise make every visitor a local one.
+    pub allow_networks: Vec<IpNet>,
+    /// `Authorization: Bearer <token>` opens `/metrics` from anywhere; at least 32 characters.
+    /// Empty: no token.
+    pub bearer_token: SecretString,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_networks: Vec::new(),
+            bearer_token: SecretString::default(),
+        }
+    }
+}
+
+impl MetricsSettings {
+    /// The access rule of `/metrics`.
+    pub fn access(&self) -> phaze_actix::metrics::MetricsAccess {
+        let token = self.bearer_token.expose_secret().trim();
+        phaze_actix::metrics::MetricsAccess::new(
+            self.allow_networks.clone(),
+            (!token.is_empty()).then(|| SecretString::from(token.to_owned())),
+        )
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let token = self.bearer_token.expose_secret().trim();
+        if !token.is_empty() && token.chars().count() < 32 {
+            return Err(ConfigError(
+                "metrics.bearer_token: must be at least 32 characters (or empty)".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[devices]`
@@ -467,6 +515,7 @@ impl Settings {
             .with_list_parse_key("http.trusted_proxies")
             .with_list_parse_key("secrets.session_keys")
             .with_list_parse_key("payments.webhook_secrets")
+            .with_list_parse_key("metrics.allow_networks")
             .try_parsing(true)
             .source(Some(env));
         let settings: Settings = builder
@@ -513,6 +562,7 @@ impl Settings {
             return Err(ConfigError(e));
         }
         self.devices.validate()?;
+        self.metrics.validate()?;
         let a = &self.auth;
         if a.password_min < 8 {
             return fail("auth.password_min", "must be at least 8");

@@ -3,12 +3,15 @@
 
 use anyhow::Context as _;
 use hmac::{Hmac, Mac};
+use phaze_actix::metrics::{Metrics, MetricsAccess};
 use phaze_actix::{LoginFlow, RateLimitStepLedger, VisitorLayer};
 use phaze_auth::{
     AccountStore, Argon2id, AuthConfig, AuthKeys, AuthService, HashParams, Mailer, PasswordPolicy,
     TokenHasher, TokenStore,
 };
 use phaze_devices::{AddressPool, DeviceService, DeviceStore, Provisioner};
+use phaze_events::{EventSink, Events, TracingSink};
+use phaze_mail::MailQueue;
 use phaze_payments::{Billing, PaymentGateway, ProcessedEvents, Subscriptions, Webhooks};
 use phaze_ratelimit::{KeyHasher, LimitKeys, Limits, RateLimitStore, TrustedProxies};
 use phaze_sessions::{Csrf, Sealer, SealingKey, SessionManager, SessionStore};
@@ -45,17 +48,24 @@ struct Stores {
     background: Vec<Background>,
 }
 
+/// The mailer, and the queue behind it when there is one.
+type Outgoing = (Arc<dyn Mailer>, Option<Arc<dyn MailQueue>>);
+
 /// The mailer: with no relay configured, the outbox directory (one `.eml` per message, for a
 /// local relay or a person to pick up); with `mail.smtp.host`, a durable queue in that directory
 /// and a courier task delivering it over SMTP with retries.
 fn mailer(
     settings: &Settings,
     clock: &Arc<dyn Clock>,
+    events: &Events,
     background: &mut Vec<Background>,
-) -> anyhow::Result<Arc<dyn Mailer>> {
+) -> anyhow::Result<Outgoing> {
     let m = &settings.mail;
     if m.smtp.host.trim().is_empty() {
-        return Ok(Arc::new(FsOutbox::open(settings.outbox_dir(), &m.from)?));
+        return Ok((
+            Arc::new(FsOutbox::open(settings.outbox_dir(), &m.from)?),
+            None,
+        ));
     }
     let from = phaze_mail::parse_from(&m.from).context("mail.from")?;
     let relay = phaze_smtp::SmtpRelay::new(&m.smtp, from)?;
@@ -65,11 +75,12 @@ fn mailer(
         Arc::new(move || clock.now()) as Arc<dyn Fn() -> time::OffsetDateTime + Send + Sync>
     };
     let courier =
-        phaze_mail::Courier::new(queue.clone(), Arc::new(relay), m.backoff(), now.clone());
-    let mailer = phaze_mail::QueuedMailer::new(queue, now, courier.wake_handle());
+        phaze_mail::Courier::new(queue.clone(), Arc::new(relay), m.backoff(), now.clone())
+            .with_events(events.clone());
+    let mailer = phaze_mail::QueuedMailer::new(queue.clone(), now, courier.wake_handle());
     let poll = std::time::Duration::from_secs(m.poll_secs.max(1).into());
     background.push(Background(tokio::spawn(courier.run(poll))));
-    Ok(Arc::new(mailer))
+    Ok((Arc::new(mailer), Some(queue)))
 }
 
 /// The device use cases, once a VPN server is configured (`devices.server_public_key`).
@@ -78,6 +89,7 @@ fn device_service(
     store: Arc<dyn DeviceStore>,
     pool: Arc<dyn AddressPool>,
     sealer: &Sealer,
+    events: &Events,
 ) -> anyhow::Result<Option<Arc<DeviceService>>> {
     let d = &settings.devices;
     let Some(server) = d.server() else {
@@ -91,7 +103,8 @@ fn device_service(
                 env: Vec::new(),
                 timeout: std::time::Duration::from_secs(10),
                 max_output: 64 * 1024,
-            })?;
+            })?
+            .with_events(events.clone());
             let interface = phaze_wireguard::Interface::parse(&d.wg_interface)
                 .context("devices.wg_interface")?;
             Arc::new(phaze_wireguard::WgProvisioner::new(
@@ -112,18 +125,21 @@ fn device_service(
             )
         }
     };
-    Ok(Some(Arc::new(DeviceService::new(
-        store,
-        pool,
-        provisioner,
-        sealer.clone(),
-        phaze_devices::PoolSettings {
-            v4: d.pool_v4,
-            v6: d.pool_v6,
-        },
-        server,
-        d.limit_per_account,
-    ))))
+    Ok(Some(Arc::new(
+        DeviceService::new(
+            store,
+            pool,
+            provisioner,
+            sealer.clone(),
+            phaze_devices::PoolSettings {
+                v4: d.pool_v4,
+                v6: d.pool_v6,
+            },
+            server,
+            d.limit_per_account,
+        )
+        .with_events(events.clone()),
+    )))
 }
 
 /// A task the stores need running (the account cache's watcher); aborted when the state goes.
@@ -203,6 +219,14 @@ pub struct AppState {
     pub billing: Billing,
     /// Processed webhook event ids, for the periodic purge.
     pub processed_events: Arc<dyn ProcessedEvents>,
+    /// Where security events go: the log, and the metrics when they are on.
+    pub events: Events,
+    /// The process's metrics; `None` with `metrics.enabled = false`.
+    pub metrics: Option<Arc<Metrics>>,
+    /// Who may read `/metrics`.
+    pub metrics_access: MetricsAccess,
+    /// The SMTP queue, when mail goes through one (its depth is a metric).
+    pub mail_queue: Option<Arc<dyn MailQueue>>,
     /// Tasks the stores need, for as long as the state lives.
     _background: Vec<Background>,
 }
@@ -214,6 +238,14 @@ impl AppState {
         public_url: String,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        let metrics = settings.metrics.enabled.then(|| Arc::new(Metrics::new()));
+        let events = match &metrics {
+            Some(m) => Events::new([
+                Arc::new(TracingSink) as Arc<dyn EventSink>,
+                m.clone() as Arc<dyn EventSink>,
+            ]),
+            None => Events::tracing(),
+        };
         // Stores first: a process refused the data directory must not create keys in it.
         let Stores {
             sessions,
@@ -226,9 +258,9 @@ impl AppState {
             address_pool,
             probes,
             mut background,
-        } = stores(&settings).await?;
+        } = stores(&settings, &events).await?;
         let keys = secrets::load(&settings)?;
-        let mailer = mailer(&settings, &clock, &mut background)?;
+        let (mailer, mail_queue) = mailer(&settings, &clock, &events, &mut background)?;
 
         // Rate-limit keys get their own secret, derived from the token pepper, so one generated
         // file serves both without either revealing the other.
@@ -238,15 +270,18 @@ impl AppState {
             rate_limits.clone(),
             KeyHasher::new(secret(&keys.token_pepper, b"phaze/totp-steps")),
         ));
-        let limits = Arc::new(Limits::new(
-            rate_limits,
-            LimitKeys {
-                keys: secret(&keys.token_pepper, b"phaze/ratelimit-keys"),
-                devices: secret(&keys.csrf, b"phaze/device-cookies"),
-                challenges: secret(&keys.token_pepper, b"phaze/challenges"),
-            },
-            settings.ratelimit.clone(),
-        ));
+        let limits = Arc::new(
+            Limits::new(
+                rate_limits,
+                LimitKeys {
+                    keys: secret(&keys.token_pepper, b"phaze/ratelimit-keys"),
+                    devices: secret(&keys.csrf, b"phaze/device-cookies"),
+                    challenges: secret(&keys.token_pepper, b"phaze/challenges"),
+                },
+                settings.ratelimit.clone(),
+            )
+            .with_events(events.clone()),
+        );
 
         let a = &settings.auth;
         let argon = Argon2id::new(HashParams {
@@ -265,29 +300,36 @@ impl AppState {
                 .map(|k| SealingKey::new(k.expose_secret()))
                 .collect(),
         )?;
-        let auth = Arc::new(AuthService::new(
-            accounts,
-            tokens.clone(),
-            steps,
-            mailer,
-            Arc::new(OffloadedHasher::new(argon, concurrency)),
-            AuthKeys {
-                tokens: TokenHasher::new(keys.token_pepper),
-                sealer: sealer.clone(),
-            },
-            AuthConfig {
-                policy: PasswordPolicy {
-                    min_chars: a.password_min,
-                    max_chars: a.password_max,
+        let auth = Arc::new(
+            AuthService::new(
+                accounts,
+                tokens.clone(),
+                steps,
+                mailer,
+                Arc::new(OffloadedHasher::new(
+                    argon,
+                    concurrency,
+                    metrics.as_ref().map(|m| m.argon2()),
+                )),
+                AuthKeys {
+                    tokens: TokenHasher::new(keys.token_pepper),
+                    sealer: sealer.clone(),
                 },
-                verification_ttl: Duration::seconds(a.verification_ttl_secs.into()),
-                reset_ttl: Duration::seconds(a.reset_ttl_secs.into()),
-                public_url: public_url.clone(),
-                letters: settings.mail.letters()?,
-            },
-        ));
+                AuthConfig {
+                    policy: PasswordPolicy {
+                        min_chars: a.password_min,
+                        max_chars: a.password_max,
+                    },
+                    verification_ttl: Duration::seconds(a.verification_ttl_secs.into()),
+                    reset_ttl: Duration::seconds(a.reset_ttl_secs.into()),
+                    public_url: public_url.clone(),
+                    letters: settings.mail.letters()?,
+                },
+            )
+            .with_events(events.clone()),
+        );
 
-        let devices = device_service(&settings, devices, address_pool, &sealer)?;
+        let devices = device_service(&settings, devices, address_pool, &sealer, &events)?;
         let policy = settings.session.policy();
 
         let sessions = Arc::new(SessionManager::new(sessions, sealer, policy));
@@ -300,6 +342,7 @@ impl AppState {
             &public_origin,
         )
         .post_budget(limits.clone())
+        .events(events.clone())
         .clock(move || layer_clock.now())
         .build();
         let pay = &settings.payments;
@@ -308,15 +351,18 @@ impl AppState {
             processed_events.clone(),
             subscriptions.clone(),
             pay.webhook_policy(),
-        );
+        )
+        .with_events(events.clone());
         let billing = Billing::new(
             pay.plans.clone(),
             gateway(pay)?,
             subscriptions,
             format!("{public_url}/billing"),
         );
+        let metrics_access = settings.metrics.access();
         let login_clock = clock.clone();
         let login = LoginFlow::new(auth.clone(), sessions.clone(), limits.clone())
+            .events(events.clone())
             .clock(move || login_clock.now());
         Ok(Self {
             proxies: TrustedProxies::new(
@@ -339,6 +385,10 @@ impl AppState {
             limits,
             settings,
             devices,
+            events,
+            metrics,
+            metrics_access,
+            mail_queue,
             _background: background,
         })
     }
@@ -346,7 +396,7 @@ impl AppState {
 
 /// The adapters `settings` choose. PostgreSQL is checked for a schema this build knows; Redis, when
 /// configured, takes sessions and rate limits whatever the main store is.
-async fn stores(settings: &Settings) -> anyhow::Result<Stores> {
+async fn stores(settings: &Settings, events: &Events) -> anyhow::Result<Stores> {
     let mut stores = match settings.store.kind {
         StoreKind::Memory => Stores {
             sessions: Arc::new(MemorySessions::default()),
@@ -377,6 +427,7 @@ async fn stores(settings: &Settings) -> anyhow::Result<Stores> {
                 "store.data_dir: stop the process using it, give each process its own, or set \
                  store.share_data_dir = true on every one",
             )?;
+            data.report_to(events.clone());
             Stores {
                 sessions: Arc::new(data.sessions()?),
                 accounts: Arc::new(data.accounts()?),

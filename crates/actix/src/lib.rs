@@ -110,6 +110,7 @@ mod error;
 pub mod headers;
 pub mod limits;
 pub mod login;
+pub mod metrics;
 pub mod session_store;
 pub mod steps;
 pub mod visitor;

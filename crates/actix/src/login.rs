@@ -24,6 +24,7 @@
 
 use actix_web::HttpRequest;
 use phaze_auth::{Account, AuthError, AuthService};
+use phaze_events::{Events, SecurityEvent};
 use phaze_ratelimit::{Challenge, Limits, LoginAttempt, LoginError, LoginOutcome, Verdict};
 use phaze_sessions::SessionManager;
 use secrecy::SecretString;
@@ -75,6 +76,7 @@ pub struct LoginFlow {
     sessions: Arc<SessionManager>,
     limits: Arc<Limits>,
     clock: Clock,
+    events: Events,
 }
 
 impl LoginFlow {
@@ -86,7 +88,15 @@ impl LoginFlow {
             sessions,
             limits,
             clock: crate::clock::system(),
+            events: Events::default(),
         }
+    }
+
+    /// Reports logins through `events` (failures are the limits' to report).
+    #[must_use]
+    pub fn events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
     }
 
     /// Reads the time from `now` instead (tests move a manual clock through lock windows).
@@ -151,7 +161,10 @@ impl LoginFlow {
                     .sessions
                     .start(&account.id, presented, &visitor.meta(), now)
                     .await?;
-                tracing::info!(target: "security", event = "login_success", user = %account.id, client = %visitor.client.ip);
+                self.events.emit(SecurityEvent::LoginSucceeded {
+                    user: account.id,
+                    client: visitor.client.ip,
+                });
                 visitor.start_session(&id);
                 visitor.set_device_cookie(&device_cookie);
                 Ok(LoginResult::LoggedIn(Box::new(account)))

@@ -18,6 +18,7 @@ use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use phaze_auth::{Account, AuthService, UserId};
+use phaze_events::{CsrfReason, Events, SecurityEvent};
 use phaze_ratelimit::{Budget, Limits};
 use phaze_sessions::{
     new_anonymous_value, valid_anonymous_value, Binding, ClientMeta, Csrf, Session, SessionId,
@@ -158,6 +159,7 @@ struct Inner {
     origin: String,
     limits: Option<Arc<Limits>>,
     clock: Clock,
+    events: Events,
 }
 
 /// Builds a [`VisitorLayer`].
@@ -180,6 +182,7 @@ impl VisitorLayer {
             origin: origin.to_ascii_lowercase(),
             limits: None,
             clock: crate::clock::system(),
+            events: Events::default(),
         })
     }
 
@@ -382,7 +385,7 @@ impl VisitorLayer {
                 None => form,
             };
             if !s.csrf.verify(&binding, &provided) {
-                tracing::warn!(target: "security", event = "csrf_failure", client = %client.ip, path = %req.path());
+                self.csrf_failed(req, client, CsrfReason::Token);
                 return Err(Error::Forbidden("csrf token missing or invalid").into());
             }
             if let Some(limits) = &s.limits {
@@ -410,6 +413,14 @@ impl VisitorLayer {
         })
     }
 
+    fn csrf_failed(&self, req: &ServiceRequest, client: ClientInfo, reason: CsrfReason) {
+        self.0.events.emit(SecurityEvent::CsrfFailure {
+            client: client.ip,
+            path: req.path().to_owned(),
+            reason,
+        });
+    }
+
     /// Refuses requests the browser marks as cross-site, and any `Origin` but the configured one.
     fn check_origin(&self, req: &ServiceRequest, client: ClientInfo) -> Result<(), Error> {
         let headers = req.headers();
@@ -417,7 +428,7 @@ impl VisitorLayer {
             .get("sec-fetch-site")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
         {
-            tracing::warn!(target: "security", event = "csrf_cross_site", client = %client.ip, path = %req.path());
+            self.csrf_failed(req, client, CsrfReason::CrossSite);
             return Err(Error::Forbidden("cross-site request"));
         }
         if let Some(origin) = headers.get(header::ORIGIN) {
@@ -425,7 +436,7 @@ impl VisitorLayer {
             // Only the configured origin: one built from the request's own `Host` header would
             // accept whatever origin the request claims to be addressed to.
             if !origin.eq_ignore_ascii_case(&self.0.origin) {
-                tracing::warn!(target: "security", event = "csrf_bad_origin", client = %client.ip, path = %req.path(), origin = %origin);
+                self.csrf_failed(req, client, CsrfReason::Origin);
                 return Err(Error::Forbidden("foreign origin"));
             }
         }
@@ -438,6 +449,12 @@ impl VisitorLayerBuilder {
     /// [`Budget::Post`] events (429 when spent).
     pub fn post_budget(mut self, limits: Arc<Limits>) -> Self {
         self.0.limits = Some(limits);
+        self
+    }
+
+    /// Reports CSRF refusals through `events` (the `csrf_failure` security event).
+    pub fn events(mut self, events: Events) -> Self {
+        self.0.events = events;
         self
     }
 

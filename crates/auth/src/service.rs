@@ -2,6 +2,7 @@ use secrecy::SecretString;
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
+use phaze_events::{Events, SecurityEvent};
 use phaze_sessions::Sealer;
 
 use crate::letters::Letters;
@@ -126,6 +127,7 @@ pub struct AuthService {
     /// A TOTP secret of no account, sealed, that a code is matched against when the account has
     /// none: the same work either way ([`AuthService::login`]).
     pub(crate) dummy_totp: (UserId, Vec<u8>),
+    pub(crate) events: Events,
 }
 
 impl AuthService {
@@ -149,7 +151,15 @@ impl AuthService {
             dummy_totp: crate::two_factor::dummy_secret(&keys.sealer),
             sealer: keys.sealer,
             config,
+            events: Events::default(),
         }
+    }
+
+    /// Reports credential and role changes through `events`.
+    #[must_use]
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
     }
 
     /// The account store, for the portal's read-only lookups.
@@ -271,7 +281,10 @@ impl AuthService {
             account.is_admin = admin;
             self.accounts.update(&account).await?;
         }
-        tracing::info!(target: "security", event = "role_changed", user = %account.id, admin);
+        self.events.emit(SecurityEvent::RoleChanged {
+            user: account.id,
+            admin,
+        });
         Ok(account)
     }
 
@@ -316,8 +329,8 @@ impl AuthService {
             .consume(&hash, TokenPurpose::EmailVerification, now)
             .await?
             .ok_or(AuthError::InvalidToken)?;
-        match record.registration {
-            Some(registration) => self.activate(record.user_id, registration, now).await,
+        let account = match record.registration {
+            Some(registration) => self.activate(record.user_id, registration, now).await?,
             // A link mailed by an older version of Phaze, for an account it stored unconfirmed.
             None => {
                 let mut account = self
@@ -329,9 +342,12 @@ impl AuthService {
                     account.email_verified = true;
                     self.accounts.update(&account).await?;
                 }
-                Ok(account)
+                account
             }
-        }
+        };
+        self.events
+            .emit(SecurityEvent::EmailVerified { user: account.id });
+        Ok(account)
     }
 
     async fn activate(
@@ -459,6 +475,8 @@ impl AuthService {
         account.password_hash = self.hasher.hash(new).await?;
         account.password_changed_at = now;
         self.accounts.update(&account).await?;
+        self.events
+            .emit(SecurityEvent::PasswordChanged { user: account.id });
         self.send_letter(
             &account.email,
             "password_changed.txt",
@@ -573,6 +591,8 @@ impl AuthService {
         account.password_hash = password_hash;
         account.password_changed_at = now;
         self.accounts.update(&account).await?;
+        self.events
+            .emit(SecurityEvent::PasswordReset { user: account.id });
         self.send_letter(
             &account.email,
             "password_was_reset.txt",

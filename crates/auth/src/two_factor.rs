@@ -11,6 +11,7 @@
 //!   as a wrong password, and count toward the same lockout.
 
 use async_trait::async_trait;
+use phaze_events::SecurityEvent;
 use secrecy::{ExposeSecret, SecretString};
 use time::{Duration, OffsetDateTime};
 
@@ -129,7 +130,8 @@ impl AuthService {
             t.recovery_codes = hashes;
         }
         self.accounts.update(&account).await?;
-        tracing::info!(target: "security", event = "two_factor_enabled", user = %user);
+        self.events
+            .emit(SecurityEvent::TwoFactorEnabled { user: *user });
         self.send_letter(&account.email, "two_factor_on.txt", self.letter_context())
             .await?;
         Ok(codes)
@@ -159,7 +161,8 @@ impl AuthService {
         }
         account.two_factor = None;
         self.accounts.update(&account).await?;
-        tracing::info!(target: "security", event = "two_factor_disabled", user = %user);
+        self.events
+            .emit(SecurityEvent::TwoFactorDisabled { user: *user });
         self.send_letter(&account.email, "two_factor_off.txt", self.letter_context())
             .await?;
         Ok(account)
@@ -181,7 +184,8 @@ impl AuthService {
             t.recovery_codes = hashes;
         }
         self.accounts.update(&account).await?;
-        tracing::info!(target: "security", event = "recovery_codes_renewed", user = %user);
+        self.events
+            .emit(SecurityEvent::RecoveryCodesRenewed { user: *user });
         self.send_letter(
             &account.email,
             "recovery_codes_renewed.txt",
@@ -259,7 +263,10 @@ impl AuthService {
             None => 0,
         };
         self.accounts.update(account).await?;
-        tracing::info!(target: "security", event = "recovery_code_used", user = %account.id, left);
+        self.events.emit(SecurityEvent::RecoveryCodeUsed {
+            user: account.id,
+            left: u64::try_from(left).unwrap_or(u64::MAX),
+        });
         let mut context = self.letter_context();
         context.insert("left", &left);
         self.send_letter(&account.email, "recovery_code_used.txt", context)

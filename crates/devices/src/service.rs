@@ -1,3 +1,4 @@
+use phaze_events::{Events, SecurityEvent};
 use phaze_ids::UserId;
 use phaze_sessions::Sealer;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub struct DeviceService {
     addresses: PoolSettings,
     server: ServerSettings,
     limit: u32,
+    events: Events,
 }
 
 impl DeviceService {
@@ -69,7 +71,15 @@ impl DeviceService {
             addresses,
             server,
             limit,
+            events: Events::default(),
         }
+    }
+
+    /// Reports added and deleted devices through `events`.
+    #[must_use]
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
     }
 
     /// Adds a device named `name` for `user`: a key pair, a slot, the store (under the limit), the
@@ -121,7 +131,10 @@ impl DeviceService {
             self.pool.release(slot, &id).await?;
             return Err(e.into());
         }
-        tracing::info!(target: "security", event = "device_added", user = %user, device = %id);
+        self.events.emit(SecurityEvent::DeviceAdded {
+            user: *user,
+            device: id.to_string(),
+        });
         Ok(device)
     }
 
@@ -159,7 +172,10 @@ impl DeviceService {
         if self.store.remove(user, id).await?.is_some() {
             self.pool.release(device.slot, &device.id).await?;
         }
-        tracing::info!(target: "security", event = "device_deleted", user = %user, device = %id);
+        self.events.emit(SecurityEvent::DeviceDeleted {
+            user: *user,
+            device: id.to_string(),
+        });
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use phaze_auth::OutgoingMail;
+use phaze_events::{Events, SecurityEvent};
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Notify;
@@ -69,6 +70,7 @@ pub struct Courier {
     backoff: Backoff,
     clock: Arc<dyn Fn() -> OffsetDateTime + Send + Sync>,
     wake: Arc<Notify>,
+    events: Events,
 }
 
 impl Courier {
@@ -85,7 +87,15 @@ impl Courier {
             backoff,
             clock,
             wake: Arc::new(Notify::new()),
+            events: Events::default(),
         }
+    }
+
+    /// Reports dead letters through `events`.
+    #[must_use]
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
     }
 
     /// What a [`crate::QueuedMailer`] notifies when it queues, to wake this courier.
@@ -108,7 +118,11 @@ impl Courier {
                     let permanent = matches!(e, RelayError::Permanent(_));
                     if permanent || queued.attempts >= self.backoff.max_attempts {
                         self.queue.dead(&queued).await?;
-                        tracing::error!(target: "security", event = "mail_dead_letter", id = %queued.id, attempts = queued.attempts, error = %e);
+                        tracing::error!(target: "mail", id = %queued.id, error = %e, "message given up");
+                        self.events.emit(SecurityEvent::MailDeadLetter {
+                            id: queued.id.clone(),
+                            attempts: u64::from(queued.attempts),
+                        });
                     } else {
                         queued.due = (self.clock)() + self.backoff.delay(queued.attempts);
                         self.queue.retry(&queued).await?;

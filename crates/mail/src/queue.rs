@@ -67,6 +67,9 @@ pub trait MailQueue: Send + Sync {
     async fn dead(&self, mail: &QueuedMail) -> Result<(), QueueError>;
     /// The dead letters, for operators and tests.
     async fn dead_letters(&self) -> Result<Vec<QueuedMail>, QueueError>;
+    /// How many messages wait for delivery (held ones included, dead letters not): the
+    /// `phaze_mail_queue_depth` metric.
+    async fn depth(&self) -> Result<usize, QueueError>;
 }
 
 /// The [`Mailer`] of a deployment with a relay: `send` queues, and the courier delivers.

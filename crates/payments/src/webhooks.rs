@@ -2,6 +2,7 @@
 //! its id, apply it to the subscription it is about, mark it applied. A handler calls
 //! [`Webhooks::deliver`] once and maps the [`Delivery`] or the [`WebhookError`] to a status.
 
+use phaze_events::{Events, SecurityEvent};
 use phaze_ids::UserId;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -86,6 +87,7 @@ pub struct Webhooks {
     subscriptions: Arc<dyn Subscriptions>,
     policy: WebhookPolicy,
     applied: Arc<Mutex<HashSet<String>>>,
+    security: Events,
 }
 
 impl Webhooks {
@@ -102,7 +104,15 @@ impl Webhooks {
             subscriptions,
             policy,
             applied: Arc::default(),
+            security: Events::default(),
         }
+    }
+
+    /// Reports lost claims through `events`.
+    #[must_use]
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.security = events;
+        self
     }
 
     fn seen_applied(&self, id: &str) -> bool {
@@ -170,8 +180,10 @@ impl Webhooks {
                 if self.events.mark_applied(&event.id, &token, now).await? {
                     self.remember_applied(&event.id);
                 } else {
-                    tracing::warn!(target: "security", event = "webhook_claim_lost", id = %event.id,
-                        "the claim's lease ran out before the event was marked applied");
+                    // The lease ran out before the event was marked applied.
+                    self.security.emit(SecurityEvent::WebhookClaimLost {
+                        event_id: event.id.clone(),
+                    });
                 }
                 Ok(delivery)
             }

@@ -10,6 +10,7 @@
 //! store operation at most. Every refusal and lockout is logged with target `security`, naming
 //! identifiers only by a keyed hash.
 
+use phaze_events::{Events, LockScope, SecurityEvent};
 use secrecy::SecretBox;
 use std::future::Future;
 use std::net::IpAddr;
@@ -119,6 +120,7 @@ pub struct Limits {
     guard: LoginGuard,
     challenges: ChallengeIssuer,
     devices: DeviceCookies,
+    events: Events,
 }
 
 impl Limits {
@@ -143,7 +145,16 @@ impl Limits {
             guard,
             store,
             policy,
+            events: Events::default(),
         }
+    }
+
+    /// Emits the limits' security events (failed logins, lockouts, challenges, refusals)
+    /// through `events` instead of only the log.
+    #[must_use]
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
     }
 
     /// The policy in force.
@@ -203,7 +214,7 @@ impl Limits {
             .hit(&key, self.policy.window(budget), now)
             .await?;
         if !decision.allowed {
-            limited(budget, subject, &decision);
+            self.limited(budget, subject, &decision);
             return Err(LimitError::Limited(decision));
         }
         Ok(decision)
@@ -245,7 +256,7 @@ impl Limits {
             .gate(
                 &counter,
                 &identifier,
-                &client,
+                (attempt.client, &client),
                 attempt.challenge_answer,
                 now,
             )
@@ -263,13 +274,19 @@ impl Limits {
                 })
             }
             Verdict::Wrong => {
-                tracing::info!(target: "security", event = "login_failure", client = %attempt.client, identifier = %self.log_hash(&counter));
+                self.events.emit(SecurityEvent::LoginFailed {
+                    client: attempt.client,
+                    identifier: self.log_hash(&counter),
+                });
                 if self.guard.failed(&counter, &reservation, now).await? {
-                    let kind = match counter {
-                        Counter::Identifier(_) => "identifier",
-                        Counter::Device(_) => "device",
+                    let scope = match counter {
+                        Counter::Identifier(_) => LockScope::Identifier,
+                        Counter::Device(_) => LockScope::Device,
                     };
-                    tracing::warn!(target: "security", event = "lockout", kind, identifier = %self.log_hash(&counter));
+                    self.events.emit(SecurityEvent::LockoutStarted {
+                        identifier: self.log_hash(&counter),
+                        scope,
+                    });
                 }
                 // The reservation says how many attempts the log holds, this one included: once
                 // that reaches the challenge threshold, the page carries a challenge, so the next
@@ -290,7 +307,7 @@ impl Limits {
         &self,
         counter: &Counter<'_>,
         identifier: &str,
-        client: &str,
+        (ip, client): (IpAddr, &str),
         answer: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Result<Decision, LoginOutcome<T>>, StoreError> {
@@ -328,11 +345,14 @@ impl Limits {
                 "the store judged fewer steps than it was given".into(),
             )),
             Some(0) => {
-                limited(Budget::Login, client, &decisions[0]);
+                self.limited(Budget::Login, client, &decisions[0]);
                 Ok(Err(LoginOutcome::Limited(decisions[0])))
             }
             Some(1) => {
-                tracing::info!(target: "security", event = "locked_out", client = %client, identifier = %self.log_hash(counter));
+                self.events.emit(SecurityEvent::LockedOutAttempt {
+                    client: ip,
+                    identifier: self.log_hash(counter),
+                });
                 Ok(Err(LoginOutcome::Limited(decisions[1])))
             }
             Some(i) if Some(i) == challenge_step => {
@@ -341,7 +361,10 @@ impl Limits {
                 if answer.is_none() && !self.guard.challenge_required(identifier, now).await? {
                     return self.reserve_alone(counter, now).await;
                 }
-                tracing::info!(target: "security", event = "challenge_required", client = %client, identifier = %self.log_hash(counter));
+                self.events.emit(SecurityEvent::ChallengeIssued {
+                    client: ip,
+                    identifier: self.log_hash(counter),
+                });
                 Ok(Err(LoginOutcome::ChallengeRequired(
                     self.challenges.issue(identifier, now),
                 )))
@@ -376,13 +399,13 @@ impl Limits {
     }
 }
 
-/// Logs a refusal of `budget`: networks as they are, account ids (opaque), never an email.
-fn limited(budget: Budget, subject: &str, decision: &Decision) {
-    tracing::warn!(
-        target: "security",
-        event = "rate_limited",
-        budget = budget.class(),
-        subject = %subject,
-        retry_after_secs = decision.reset_after.whole_seconds(),
-    );
+impl Limits {
+    /// Reports a refusal of `budget`: networks as they are, account ids (opaque), never an email.
+    fn limited(&self, budget: Budget, subject: &str, decision: &Decision) {
+        self.events.emit(SecurityEvent::RateLimited {
+            budget: budget.class(),
+            subject: subject.to_owned(),
+            retry_after_secs: decision.reset_after.whole_seconds(),
+        });
+    }
 }

@@ -9,6 +9,7 @@
 //! group when it outlives its timeout or writes more than its output cap, and a refused program
 //! is logged as the security event `command_refused`.
 
+use phaze_events::{Events, SecurityEvent};
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -96,6 +97,7 @@ pub enum CommandError {
 #[derive(Clone, Debug)]
 pub struct CommandRunner {
     policy: CommandPolicy,
+    events: Events,
 }
 
 impl CommandRunner {
@@ -104,7 +106,17 @@ impl CommandRunner {
         if let Some(relative) = policy.allowed.iter().find(|p| !p.is_absolute()) {
             return Err(CommandError::RelativeProgram(relative.clone()));
         }
-        Ok(Self { policy })
+        Ok(Self {
+            policy,
+            events: Events::default(),
+        })
+    }
+
+    /// Reports refused programs through `events` (the `command_refused` security event).
+    #[must_use]
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
     }
 
     /// Runs `program` with `args`, blocking until it ends (call it from a blocking thread).
@@ -114,7 +126,9 @@ impl CommandRunner {
         args: &[&dyn Argument],
     ) -> Result<CommandOutput, CommandError> {
         if !program.is_absolute() || !self.policy.allowed.iter().any(|a| a == program) {
-            tracing::warn!(target: "security", event = "command_refused", program = %program.display());
+            self.events.emit(SecurityEvent::CommandRefused {
+                program: program.display().to_string(),
+            });
             return Err(CommandError::NotAllowed(program.to_owned()));
         }
         let mut command = Command::new(program);

@@ -32,7 +32,7 @@ impl FsAccounts {
         let records = prepare_dir(&root.join("records"))?;
         let cache = owner.account_cache(&records);
         let emails = prepare_dir(&root.join("emails"))?;
-        let locks = ShardLocks::new(&prepare_dir(&root.join("locks"))?);
+        let locks = ShardLocks::new(&prepare_dir(&root.join("locks"))?).reporting_to(owner);
         Ok(Self {
             dirs: Arc::new(Dirs {
                 records,

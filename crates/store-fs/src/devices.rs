@@ -36,7 +36,7 @@ impl FsDevices {
         Ok(Self {
             records: Arc::new(prepare_dir(&dir.join("records"))?),
             owners: Arc::new(prepare_dir(&dir.join("owners"))?),
-            locks: Arc::new(ShardLocks::new(&prepare_dir(&dir.join("locks"))?)),
+            locks: Arc::new(ShardLocks::new(&prepare_dir(&dir.join("locks"))?).reporting_to(owner)),
             _owner: owner.clone(),
         })
     }

@@ -16,13 +16,40 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::atomic;
+use crate::{atomic, DataDir};
 
 /// How long an operation waits for a lock before it fails.
 pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(5);
 
-/// Takes `file`'s lock (`exclusive` or shared), waiting with backoff for at most `wait`.
-pub(crate) fn lock_within(file: &File, exclusive: bool, wait: Duration) -> io::Result<()> {
+/// What an `io::Error` of kind `TimedOut` from [`lock_within`] carries, so the store that
+/// sees it can report a `lock_timeout` security event ([`crate::DataDir::report_to`]).
+#[derive(Debug)]
+pub(crate) struct LockTimedOut {
+    pub(crate) path: PathBuf,
+    pub(crate) waited: Duration,
+}
+
+impl std::fmt::Display for LockTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the lock {} was held for more than {} ms",
+            self.path.display(),
+            self.waited.as_millis()
+        )
+    }
+}
+
+impl std::error::Error for LockTimedOut {}
+
+/// Takes the lock of `file`, opened at `path` (`exclusive` or shared), waiting with backoff for
+/// at most `wait`.
+pub(crate) fn lock_within(
+    file: &File,
+    path: &Path,
+    exclusive: bool,
+    wait: Duration,
+) -> io::Result<()> {
     let deadline = Instant::now() + wait;
     let mut pause = Duration::from_millis(1);
     loop {
@@ -37,7 +64,10 @@ pub(crate) fn lock_within(file: &File, exclusive: bool, wait: Duration) -> io::R
             Err(TryLockError::WouldBlock) if Instant::now() >= deadline => {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("a lock was held for more than {} ms", wait.as_millis()),
+                    LockTimedOut {
+                        path: path.to_owned(),
+                        waited: wait,
+                    },
                 ));
             }
             Err(TryLockError::WouldBlock) => {
@@ -53,6 +83,7 @@ pub(crate) fn lock_within(file: &File, exclusive: bool, wait: Duration) -> io::R
 pub(crate) struct ShardLocks {
     dir: PathBuf,
     wait: Duration,
+    owner: Option<DataDir>,
 }
 
 impl ShardLocks {
@@ -61,7 +92,14 @@ impl ShardLocks {
         Self {
             dir: dir.to_path_buf(),
             wait: LOCK_WAIT,
+            owner: None,
         }
+    }
+
+    /// Timeouts are reported through `owner`'s events.
+    pub(crate) fn reporting_to(mut self, owner: &DataDir) -> Self {
+        self.owner = Some(owner.clone());
+        self
     }
 
     /// The same locks, giving up after `wait` (tests).
@@ -88,7 +126,12 @@ impl ShardLocks {
             .create(true)
             .truncate(false)
             .open(self.path_for(name))?;
-        lock_within(&file, true, self.wait)?;
+        if let Err(e) = lock_within(&file, &self.path_for(name), true, self.wait) {
+            if let Some(owner) = &self.owner {
+                owner.report(&e);
+            }
+            return Err(e);
+        }
         Ok(ShardGuard(file))
     }
 }

@@ -131,6 +131,18 @@ fn claim(queue: &Path, now: OffsetDateTime) -> io::Result<Option<(QueuedMail, Fi
 
 #[async_trait]
 impl MailQueue for FsMailQueue {
+    async fn depth(&self) -> Result<usize, QueueError> {
+        let queue = self.queue.clone();
+        blocking(move || {
+            Ok(atomic::names(&queue)?
+                .iter()
+                .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+                .count())
+        })
+        .await
+        .map_err(failed)
+    }
+
     async fn push(&self, mail: &QueuedMail) -> Result<(), QueueError> {
         let name = name_of(&mail.id).ok_or_else(|| failed(invalid("message id")))?;
         let bytes = serde_json::to_vec(mail).map_err(failed)?;

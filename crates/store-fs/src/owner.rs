@@ -4,6 +4,7 @@
 //! it when the process dies, so there is no stale owner to clean up.
 
 use phaze_auth::Account;
+use phaze_events::{Events, SecurityEvent};
 use phaze_sessions::StoredSession;
 use std::fmt;
 use std::fs::{File, TryLockError};
@@ -54,6 +55,8 @@ struct Inner {
     /// exclusive cache must hear of every change this process makes, through whichever store.
     sessions: OnceLock<Arc<StampCache<StoredSession>>>,
     accounts: OnceLock<Arc<StampCache<Account>>>,
+    /// Where lock timeouts are reported (the log alone until [`DataDir::report_to`]).
+    events: OnceLock<Events>,
 }
 
 impl DataDir {
@@ -100,10 +103,36 @@ impl DataDir {
                     _lock: file,
                     sessions: OnceLock::new(),
                     accounts: OnceLock::new(),
+                    events: OnceLock::new(),
                 }),
             }),
             Err(TryLockError::WouldBlock) => Err(FsError::InUse { path, sharing }),
             Err(TryLockError::Error(e)) => Err(lock_error(e)),
+        }
+    }
+
+    /// Reports the stores' lock timeouts (the `lock_timeout` security event) through `events`,
+    /// for every store opened from this directory, before or after this call. The first call
+    /// wins.
+    pub fn report_to(&self, events: Events) {
+        let _ = self.inner.events.set(events);
+    }
+
+    /// Reports `e` if it is a lock timeout.
+    pub(crate) fn report(&self, e: &std::io::Error) {
+        let Some(timeout) = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<crate::lock::LockTimedOut>())
+        else {
+            return;
+        };
+        let event = SecurityEvent::LockTimeout {
+            file: timeout.path.display().to_string(),
+            waited_ms: u64::try_from(timeout.waited.as_millis()).unwrap_or(u64::MAX),
+        };
+        match self.inner.events.get() {
+            Some(events) => events.emit(event),
+            None => Events::default().emit(event),
         }
     }
 

@@ -56,7 +56,9 @@ impl FsProcessedEvents {
         let base = prepare_dir(&owner.path().join("payments"))?;
         Ok(Self {
             dir: Arc::new(prepare_dir(&base.join("events"))?),
-            locks: Arc::new(ShardLocks::new(&prepare_dir(&base.join("locks"))?)),
+            locks: Arc::new(
+                ShardLocks::new(&prepare_dir(&base.join("locks"))?).reporting_to(owner),
+            ),
             _owner: owner.clone(),
         })
     }
@@ -229,7 +231,9 @@ impl FsSubscriptions {
         Ok(Self {
             records: Arc::new(prepare_dir(&base.join("subscriptions"))?),
             customers: Arc::new(prepare_dir(&base.join("customers"))?),
-            locks: Arc::new(ShardLocks::new(&prepare_dir(&base.join("locks"))?)),
+            locks: Arc::new(
+                ShardLocks::new(&prepare_dir(&base.join("locks"))?).reporting_to(owner),
+            ),
             _owner: owner.clone(),
         })
     }

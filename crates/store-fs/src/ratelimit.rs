@@ -82,7 +82,7 @@ const REOPEN_RETRIES: usize = 64;
 #[derive(Clone, Debug)]
 pub struct FsRateLimits {
     dir: Arc<PathBuf>,
-    _owner: DataDir,
+    owner: DataDir,
 }
 
 /// A key's file, decoded.
@@ -111,7 +111,7 @@ impl FsRateLimits {
     pub(crate) fn open_in(owner: &DataDir) -> Result<Self, FsError> {
         Ok(Self {
             dir: Arc::new(prepare_dir(&owner.path().join("ratelimits"))?),
-            _owner: owner.clone(),
+            owner: owner.clone(),
         })
     }
 
@@ -132,7 +132,13 @@ impl FsRateLimits {
         } else {
             peek(&path, window, now)
         }
-        .map_err(backend)
+        .map_err(|e| self.backend(e))
+    }
+
+    /// A store error, reporting a lock timeout first.
+    fn backend(&self, e: io::Error) -> StoreError {
+        self.owner.report(&e);
+        StoreError::Backend(Box::new(e))
     }
 }
 
@@ -147,7 +153,7 @@ impl RateLimitStore for FsRateLimits {
         let path = self.dir.join(key.to_hex());
         blocking(move || hit(&path, window, now))
             .await
-            .map_err(backend)
+            .map_err(|e| self.backend(e))
     }
 
     async fn peek(
@@ -159,7 +165,7 @@ impl RateLimitStore for FsRateLimits {
         let path = self.dir.join(key.to_hex());
         blocking(move || peek(&path, window, now))
             .await
-            .map_err(backend)
+            .map_err(|e| self.backend(e))
     }
 
     /// Deletes the files of keys whose log is empty at `now` under every window they were hit
@@ -169,12 +175,14 @@ impl RateLimitStore for FsRateLimits {
         let dir = self.dir.clone();
         blocking(move || purge_idle(&dir, now))
             .await
-            .map_err(backend)
+            .map_err(|e| self.backend(e))
     }
 
     async fn reset(&self, key: &LimitKey) -> Result<(), StoreError> {
         let path = self.dir.join(key.to_hex());
-        blocking(move || reset(&path)).await.map_err(backend)
+        blocking(move || reset(&path))
+            .await
+            .map_err(|e| self.backend(e))
     }
 
     async fn run(&self, steps: &[Step], now: OffsetDateTime) -> Result<Vec<Decision>, StoreError> {
@@ -187,12 +195,8 @@ impl RateLimitStore for FsRateLimits {
         let (dir, steps) = (self.dir.clone(), steps.to_vec());
         blocking(move || run(&dir, &steps, now))
             .await
-            .map_err(backend)
+            .map_err(|e| self.backend(e))
     }
-}
-
-fn backend(e: io::Error) -> StoreError {
-    StoreError::Backend(Box::new(e))
 }
 
 fn unix_nanos(t: OffsetDateTime) -> i64 {
@@ -235,7 +239,7 @@ fn open_locked(path: &Path, access: Access) -> io::Result<Option<File>> {
             }
             Err(e) => return Err(e),
         };
-        crate::lock::lock_within(&file, access != Access::Read, crate::lock::LOCK_WAIT)?;
+        crate::lock::lock_within(&file, path, access != Access::Read, crate::lock::LOCK_WAIT)?;
         if !unlinked(&file)? {
             return Ok(Some(file));
         }

@@ -35,7 +35,7 @@ impl FsSessions {
         let records = prepare_dir(&root.join("records"))?;
         let cache = owner.session_cache(&records);
         let users = prepare_dir(&root.join("users"))?;
-        let locks = ShardLocks::new(&prepare_dir(&root.join("locks"))?);
+        let locks = ShardLocks::new(&prepare_dir(&root.join("locks"))?).reporting_to(owner);
         Ok(Self {
             dirs: Arc::new(Dirs {
                 records,

@@ -42,7 +42,7 @@ impl FsTokens {
     pub(crate) fn open_in(owner: &DataDir) -> Result<Self, FsError> {
         let dir = prepare_dir(&owner.path().join("tokens"))?;
         let subjects = prepare_dir(&dir.join("subjects"))?;
-        let locks = ShardLocks::new(&prepare_dir(&dir.join("locks"))?);
+        let locks = ShardLocks::new(&prepare_dir(&dir.join("locks"))?).reporting_to(owner);
         Ok(Self {
             dir: Arc::new(dir),
             subjects: Arc::new(subjects),

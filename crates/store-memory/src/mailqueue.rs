@@ -25,6 +25,10 @@ fn not_held() -> QueueError {
 
 #[async_trait]
 impl MailQueue for MemoryMailQueue {
+    async fn depth(&self) -> Result<usize, QueueError> {
+        Ok(lock(&self.0).waiting.len())
+    }
+
     async fn push(&self, mail: &QueuedMail) -> Result<(), QueueError> {
         let mut t = lock(&self.0);
         if t.waiting.contains_key(&mail.id) {

@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use phaze_auth::AuthError;
+use phaze_events::SecurityEvent;
 use phaze_sessions::SessionKey;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -213,7 +214,7 @@ pub async fn revoke(
     {
         return Err(AppError::NotFound.into());
     }
-    tracing::info!(target: "security", event = "session_revoked", user = %user);
+    state.events.emit(SecurityEvent::SessionRevoked { user });
     if key == current.session.key {
         visitor.end_session();
         return Ok(see_other("/"));
@@ -234,7 +235,10 @@ pub async fn revoke_others(state: State, visitor: Visitor, req: HttpRequest) -> 
         .revoke_all(&user, Some(&current.session.key))
         .await
         .map_err(AppError::from)?;
-    tracing::info!(target: "security", event = "sessions_revoked", user = %user, count = ended);
+    state.events.emit(SecurityEvent::SessionsRevoked {
+        user,
+        count: u64::try_from(ended).unwrap_or(u64::MAX),
+    });
     Ok(see_other_with(
         &visitor,
         "/account/sessions",

@@ -3,6 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use phaze_events::SecurityEvent;
 use phaze_payments::{BillingError, Delivery, GatewayError, WebhookError};
 use serde::Deserialize;
 
@@ -69,7 +70,10 @@ pub async fn checkout(
         .checkout(&current.account.id, &form.plan, now)
         .await
         .map_err(billing_failure)?;
-    tracing::info!(target: "security", event = "checkout_started", user = %current.account.id, session = %hosted.id);
+    tracing::info!(session = %hosted.id, "checkout started");
+    state.events.emit(SecurityEvent::CheckoutStarted {
+        user: current.account.id,
+    });
     Ok(super::see_other(&hosted.url))
 }
 
@@ -117,7 +121,10 @@ pub async fn stripe(state: State, req: HttpRequest, body: web::Bytes) -> HttpRes
             (StatusCode::OK, "")
         }
         Err(WebhookError::Signature(why)) => {
-            tracing::warn!(target: "security", event = "webhook_signature_failure", client = %client, reason = %why);
+            state.events.emit(SecurityEvent::WebhookSignatureFailure {
+                client,
+                reason: why.to_string(),
+            });
             (StatusCode::BAD_REQUEST, "invalid signature")
         }
         Err(WebhookError::Event(why)) => {

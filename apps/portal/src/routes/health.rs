@@ -1,4 +1,5 @@
-//! Liveness, readiness and the static assets: outside the visitor layer (no session lookup).
+//! Liveness, readiness, metrics and the static assets: outside the visitor layer (no session
+//! lookup), but for `/metrics`, which answers strangers exactly as an unknown path does.
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
@@ -38,4 +39,31 @@ pub async fn js() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
         .body(APP_JS)
+}
+
+/// `GET /metrics`: Prometheus text, for the networks and the bearer token of `[metrics]`; to
+/// anyone else (and with metrics off) the 404 of an unknown path, so it is not even seen.
+pub async fn metrics(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    let Some(metrics) = &state.metrics else {
+        return Err(AppError::NotFound);
+    };
+    if !state.metrics_access.allows_request(&req) {
+        return Err(AppError::NotFound);
+    }
+    if let Some(queue) = &state.mail_queue {
+        match queue.depth().await {
+            Ok(depth) => metrics.set_mail_queue(depth),
+            Err(e) => tracing::warn!(error = %e, "mail queue depth unknown"),
+        }
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(metrics.encode()))
 }

@@ -12,6 +12,7 @@ pub mod two_factor;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use phaze_events::SecurityEvent;
 use std::fmt;
 
 use crate::views::{Layout, UserView};
@@ -37,14 +38,18 @@ pub async fn restart_sessions(
     state: &crate::state::AppState,
     visitor: &Visitor,
     user: &phaze_auth::UserId,
-    event: &'static str,
+    reason: &'static str,
 ) -> Result<String, crate::errors::AppError> {
     let (id, session, ended) = state
         .sessions
         .restart_for_user(user, &visitor.meta(), state.clock.now())
         .await
         .map_err(crate::errors::AppError::from)?;
-    tracing::info!(target: "security", event, user = %user, sessions_ended = ended);
+    state.events.emit(SecurityEvent::SessionsRestarted {
+        user: *user,
+        reason,
+        count: u64::try_from(ended).unwrap_or(u64::MAX),
+    });
     visitor.start_session(&id);
     Ok(state.visitors.csrf_token_of(&session))
 }

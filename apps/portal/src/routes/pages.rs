@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use phaze_auth::AuthError;
+use phaze_events::SecurityEvent;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -141,8 +142,7 @@ pub async fn verify(
         return failed();
     }
     match state.auth.verify_email(&token, state.clock.now()).await {
-        Ok(account) => {
-            tracing::info!(target: "security", event = "email_verified", user = %account.id);
+        Ok(_) => {
             visitor.queue_cookie(crate::http::cookies::notice(
                 &visitor.cookies,
                 Notice::EmailConfirmed,
@@ -290,7 +290,9 @@ pub async fn login(
 pub async fn logout(state: State, visitor: Visitor) -> Result<HttpResponse, AppError> {
     if let Some(current) = &visitor.current {
         state.sessions.destroy(&current.session.key).await?;
-        tracing::info!(target: "security", event = "logout", user = %current.account.id);
+        state.events.emit(SecurityEvent::Logout {
+            user: current.account.id,
+        });
     }
     visitor.end_session();
     Ok(see_other("/"))

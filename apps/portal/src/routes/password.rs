@@ -141,7 +141,6 @@ pub async fn reset(
     {
         Ok(account) => {
             state.sessions.revoke_all(&account.id, None).await?;
-            tracing::info!(target: "security", event = "password_reset", user = %account.id);
             if visitor.current.is_some() {
                 visitor.end_session();
             }

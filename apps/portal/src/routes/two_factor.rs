@@ -132,7 +132,7 @@ pub async fn enable(
     match state.auth.enable_two_factor(&user, &form.code, now).await {
         Ok(codes) => {
             let token =
-                super::restart_sessions(&state, &visitor, &user, "sessions_restarted").await?;
+                super::restart_sessions(&state, &visitor, &user, "two_factor_enabled").await?;
             codes_page(&visitor, &token, &codes, true)
         }
         Err(AuthError::InvalidCode) => {
@@ -179,7 +179,7 @@ pub async fn disable(
         .await
     {
         Ok(_) => {
-            super::restart_sessions(&state, &visitor, &user, "sessions_restarted").await?;
+            super::restart_sessions(&state, &visitor, &user, "two_factor_disabled").await?;
             visitor.queue_cookie(crate::http::cookies::notice(
                 &visitor.cookies,
                 Notice::TwoFactorOff,

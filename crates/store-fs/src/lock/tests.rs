@@ -51,3 +51,34 @@ fn a_lock_held_too_long_is_a_timeout_not_a_hang() {
     drop(held);
     impatient.lock("cd03").unwrap();
 }
+
+#[test]
+fn a_timeout_is_reported_once_as_a_lock_timeout_event_with_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = DataDir::open(dir.path(), crate::Sharing::Exclusive).unwrap();
+    let recorder = std::sync::Arc::new(phaze_events::Recorder::default());
+    owner.report_to(phaze_events::Events::new([
+        recorder.clone() as std::sync::Arc<dyn phaze_events::EventSink>
+    ]));
+    let locks_dir = dir.path().join("l");
+    std::fs::create_dir(&locks_dir).unwrap();
+    let holder = ShardLocks::new(&locks_dir);
+    let held = holder.lock("ef01").unwrap();
+    let impatient = ShardLocks::new(&locks_dir)
+        .reporting_to(&owner)
+        .waiting(Duration::from_millis(50));
+    impatient.lock("ef02").unwrap_err();
+    let events = recorder.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    match &events[0] {
+        phaze_events::SecurityEvent::LockTimeout { file, waited_ms } => {
+            assert!(file.ends_with("ef.lock"), "{file}");
+            assert_eq!(*waited_ms, 50);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A lock obtained reports nothing.
+    drop(held);
+    impatient.lock("ef03").unwrap();
+    assert_eq!(recorder.events().len(), 1);
+}
