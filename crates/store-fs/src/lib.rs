@@ -77,6 +77,7 @@
 
 mod accounts;
 mod atomic;
+mod audit;
 mod cache;
 mod devices;
 mod lock;
@@ -89,6 +90,7 @@ mod sessions;
 mod tokens;
 
 pub use accounts::FsAccounts;
+pub use audit::FsAudit;
 pub use devices::{FsAddressPool, FsDevices};
 pub use mailqueue::FsMailQueue;
 pub use outbox::FsOutbox;

@@ -171,6 +171,11 @@ impl DataDir {
         crate::FsAddressPool::open_in(self)
     }
 
+    /// The audit log in `<dir>/audit`.
+    pub fn audit(&self) -> Result<crate::FsAudit, FsError> {
+        crate::FsAudit::open_in(self)
+    }
+
     /// The rate-limit store in `<dir>/ratelimits`.
     pub fn rate_limits(&self) -> Result<FsRateLimits, FsError> {
         FsRateLimits::open_in(self)

@@ -36,11 +36,13 @@
 //! ```
 #![warn(missing_docs)]
 
+mod audit;
 mod devices;
 mod mailqueue;
 mod payments;
 mod ratelimit;
 
+pub use audit::MemoryAudit;
 pub use devices::{MemoryAddressPool, MemoryDevices, MemoryProvisioner};
 pub use mailqueue::MemoryMailQueue;
 pub use payments::{MemoryProcessedEvents, MemorySubscriptions};

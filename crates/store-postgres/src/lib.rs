@@ -79,6 +79,7 @@
 
 pub mod account_cache;
 mod accounts;
+mod audit;
 mod config;
 mod connect;
 mod devices;
@@ -91,6 +92,7 @@ mod tokens;
 
 pub use account_cache::{AccountWatcher, WatchEvent};
 pub use accounts::PgAccounts;
+pub use audit::PgAudit;
 pub use config::PgConfig;
 pub use devices::{PgAddressPool, PgDevices};
 pub use payments::{PgProcessedEvents, PgSubscriptions};
@@ -326,6 +328,11 @@ impl Postgres {
     /// The tunnel address pool.
     pub fn address_pool(&self) -> PgAddressPool {
         PgAddressPool::new(self.pool.clone())
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> PgAudit {
+        PgAudit::new(self.pool.clone())
     }
 
     /// The [`phaze_sessions::SessionStore`] over this pool.

@@ -152,3 +152,27 @@ diesel::table! {
         device_id -> Uuid,
     }
 }
+
+diesel::table! {
+    /// The audit log: a keyed hash chain.
+    audit_log (seq) {
+        /// Position, from 1.
+        seq -> Int8,
+        /// When.
+        at -> Timestamptz,
+        /// Who (none: an operator at the command line).
+        actor -> Nullable<Uuid>,
+        /// What.
+        action -> Text,
+        /// Whose data.
+        subject -> Nullable<Uuid>,
+        /// From where.
+        client -> Nullable<Text>,
+        /// A short note.
+        detail -> Text,
+        /// The previous entry's MAC.
+        prev -> Text,
+        /// This entry's MAC.
+        mac -> Text,
+    }
+}

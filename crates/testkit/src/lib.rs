@@ -33,6 +33,7 @@
 #![allow(unreachable_pub)] // items are used by the adapters' test binaries through the macros
 
 pub mod accounts;
+pub mod audit;
 pub mod devices;
 pub mod harness;
 pub mod payments;

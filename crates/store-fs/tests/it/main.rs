@@ -55,6 +55,11 @@ phaze_testkit::address_pool_contract!({
     let data = phaze_store_fs::DataDir::open(d.path(), phaze_store_fs::Sharing::Shared).unwrap();
     (data.address_pool().unwrap(), d)
 });
+phaze_testkit::audit_store_contract!({
+    let d = tempfile::tempdir().unwrap();
+    let data = phaze_store_fs::DataDir::open(d.path(), phaze_store_fs::Sharing::Shared).unwrap();
+    (data.audit().unwrap(), d)
+});
 
 /// The same contracts with the directory owned by this process alone, where the read caches
 /// trust the store's own writes instead of checking the files.
@@ -137,6 +142,7 @@ fn main() -> ExitCode {
         subscriptions_contract::tests(),
         device_store_contract::tests(),
         address_pool_contract::tests(),
+        audit_store_contract::tests(),
         exclusive::tests(),
         cross_process.tests(),
         phaze_testkit::tests!(
@@ -179,6 +185,7 @@ fn main() -> ExitCode {
                 processes_sharing_a_directory_keep_an_exclusive_owner_out,
                 four_processes_draining_one_mail_queue_deliver_each_message_once,
                 four_processes_claiming_addresses_never_share_one,
+                four_processes_appending_to_the_audit_log_keep_one_chain,
             },
             outbox::{an_invalid_sender_is_refused_at_open},
         ),

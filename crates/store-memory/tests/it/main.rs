@@ -2,8 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use phaze_store_memory::{
-    MemoryAccounts, MemoryAddressPool, MemoryDevices, MemoryProcessedEvents, MemoryRateLimits,
-    MemorySessions, MemorySubscriptions, MemoryTokens,
+    MemoryAccounts, MemoryAddressPool, MemoryAudit, MemoryDevices, MemoryProcessedEvents,
+    MemoryRateLimits, MemorySessions, MemorySubscriptions, MemoryTokens,
 };
 
 phaze_testkit::session_store_contract!((MemorySessions::default(), ()));
@@ -14,5 +14,6 @@ phaze_testkit::processed_events_contract!((MemoryProcessedEvents::default(), ())
 phaze_testkit::subscriptions_contract!((MemorySubscriptions::default(), ()));
 phaze_testkit::device_store_contract!((MemoryDevices::default(), ()));
 phaze_testkit::address_pool_contract!((MemoryAddressPool::default(), ()));
+phaze_testkit::audit_store_contract!((MemoryAudit::default(), ()));
 
 mod flood;

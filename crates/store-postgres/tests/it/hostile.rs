@@ -95,7 +95,7 @@ pub(crate) async fn sql_lookalikes_round_trip_unchanged() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(tables, 9);
+    assert_eq!(tables, 10);
     db.pg.check_schema().await.unwrap();
 }
 

@@ -47,6 +47,9 @@ phaze_testkit::device_store_contract!(
 phaze_testkit::address_pool_contract!(
     support::contract(phaze_store_postgres::Postgres::address_pool).await
 );
+phaze_testkit::audit_store_contract!(
+    support::contract(phaze_store_postgres::Postgres::audit).await
+);
 
 /// The account contract again, through the cache, with its watcher listening.
 mod cached {
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         subscriptions_contract::tests(),
         device_store_contract::tests(),
         address_pool_contract::tests(),
+        audit_store_contract::tests(),
         cached::tests(),
         cross_process.tests(),
         phaze_testkit::tests!(

@@ -11,8 +11,9 @@ const SESSION_SUCCESSORS: &str = "20261205000000_session_successors";
 const PAYMENTS: &str = "20261206000000_payments";
 const TWO_FACTOR: &str = "20261207000000_two_factor";
 const DEVICES: &str = "20261208000000_devices";
+const AUDIT: &str = "20261209000000_audit";
 /// Every migration of this build, oldest first.
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     INIT,
     ACCOUNT_CHANGES,
     PENDING_REGISTRATIONS,
@@ -20,6 +21,7 @@ const ALL: [&str; 7] = [
     PAYMENTS,
     TWO_FACTOR,
     DEVICES,
+    AUDIT,
 ];
 
 pub(crate) async fn check_schema_tells_behind_current_and_ahead() {
@@ -32,7 +34,7 @@ pub(crate) async fn check_schema_tells_behind_current_and_ahead() {
         format!(
             "database schema is behind this build (missing {INIT}, {ACCOUNT_CHANGES}, \
              {PENDING_REGISTRATIONS}, {SESSION_SUCCESSORS}, {PAYMENTS}, {TWO_FACTOR}, \
-             {DEVICES}): run \
+             {DEVICES}, {AUDIT}): run \
              `phaze-portal migrate`"
         )
     );
@@ -90,8 +92,8 @@ pub(crate) async fn migrate_creates_the_schema_and_its_tables_there() {
     assert_eq!(count(SCHEMAS).await, 0);
     db.pg.migrate().await.unwrap();
     assert_eq!(count(SCHEMAS).await, 1);
-    // The eight tables and diesel's bookkeeping, all inside the schema.
-    assert_eq!(count(TABLES).await, 9);
+    // The nine tables and diesel's bookkeeping, all inside the schema.
+    assert_eq!(count(TABLES).await, 10);
 }
 
 pub(crate) async fn concurrent_migrations_apply_each_migration_once() {
@@ -155,6 +157,15 @@ pub(crate) async fn migrated_tables_have_the_declared_columns() {
         "accounts.recovery_codes bytea null",
         "address_slots.slot int4",
         "address_slots.device_id uuid",
+        "audit_log.seq int8",
+        "audit_log.at timestamptz",
+        "audit_log.actor uuid null",
+        "audit_log.action text",
+        "audit_log.subject uuid null",
+        "audit_log.client text null",
+        "audit_log.detail text",
+        "audit_log.prev text",
+        "audit_log.mac text",
         "devices.id uuid",
         "devices.user_id uuid",
         "devices.name text",
