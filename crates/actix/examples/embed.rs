@@ -63,6 +63,7 @@ async fn login(
             .insert_header(("location", "/"))
             .finish(),
         LoginResult::Unconfirmed => HttpResponse::Forbidden().body("Confirm your address first."),
+        LoginResult::Locked => HttpResponse::Forbidden().body("This account is suspended."),
         // A real form would show `challenge` for the browser to solve (see the portal's login page).
         LoginResult::Refused { .. } => {
             HttpResponse::Unauthorized().body("Invalid email or password.")
@@ -110,6 +111,7 @@ async fn phaze(
             password_hash: hasher.hash_sync("correct horse battery staple")?,
             display_name: DisplayName::parse("Demo")?,
             is_admin: false,
+            locked: false,
             created_at: now,
             password_changed_at: now,
             two_factor: None,

@@ -17,6 +17,7 @@
 //!     Ok(match flow.log_in(&v, &req, form.into_inner()).await? {
 //!         LoginResult::LoggedIn(_) => see_other("/account"),
 //!         LoginResult::Unconfirmed => forbidden("confirm your address: a new link is on its way"),
+//!         LoginResult::Locked => forbidden("this account is suspended"),
 //!         LoginResult::Refused { challenge, .. } => unauthorized("invalid email or password", challenge),
 //!     })
 //! }
@@ -49,6 +50,13 @@ pub struct Credentials {
     pub totp: Option<String>,
 }
 
+/// What a right password led to.
+enum Checked {
+    Account(Account),
+    Unconfirmed,
+    Locked,
+}
+
 /// How a login ended, for the handler to render.
 #[derive(Debug)]
 pub enum LoginResult {
@@ -57,6 +65,9 @@ pub enum LoginResult {
     /// The password was right but the address is not confirmed: a new confirmation link was
     /// mailed, no session started. Only a holder of the password sees this.
     Unconfirmed,
+    /// Every factor was right but an admin suspended the account: no session. Only a holder of
+    /// the credentials sees this.
+    Locked,
     /// Refused: answer "invalid email or password", and show `challenge` (a proof of work the
     /// next attempt must carry) when there is one. `unchecked` is true when the password was
     /// not even checked because the challenge was missing or wrong (a page may say so; to an
@@ -139,9 +150,10 @@ impl LoginFlow {
                     .login(&email, password, totp.as_deref(), now)
                     .await
                 {
-                    Ok(account) => Ok(Verdict::Right(Some(account))),
+                    Ok(account) => Ok(Verdict::Right(Checked::Account(account))),
                     // The password was right: this was no guess.
-                    Err(AuthError::EmailNotVerified) => Ok(Verdict::Right(None)),
+                    Err(AuthError::EmailNotVerified) => Ok(Verdict::Right(Checked::Unconfirmed)),
+                    Err(AuthError::AccountLocked) => Ok(Verdict::Right(Checked::Locked)),
                     Err(AuthError::InvalidCredentials) => Ok(Verdict::Wrong),
                     Err(e) => Err(e),
                 }
@@ -153,7 +165,7 @@ impl LoginFlow {
             })?;
         match outcome {
             LoginOutcome::Right {
-                value: Some(account),
+                value: Checked::Account(account),
                 device_cookie,
             } => {
                 let presented = visitor.current.as_ref().map(|c| &c.session.key);
@@ -169,10 +181,17 @@ impl LoginFlow {
                 visitor.set_device_cookie(&device_cookie);
                 Ok(LoginResult::LoggedIn(Box::new(account)))
             }
-            LoginOutcome::Right { value: None, .. } => {
+            LoginOutcome::Right {
+                value: Checked::Unconfirmed,
+                ..
+            } => {
                 self.auth.resend_verification(&email, now).await?;
                 Ok(LoginResult::Unconfirmed)
             }
+            LoginOutcome::Right {
+                value: Checked::Locked,
+                ..
+            } => Ok(LoginResult::Locked),
             LoginOutcome::Wrong { challenge } => Ok(LoginResult::Refused {
                 challenge,
                 unchecked: false,

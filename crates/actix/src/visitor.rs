@@ -333,15 +333,16 @@ impl VisitorLayer {
                             .await
                             .map_err(Error::from)?;
                         match account {
-                            Some(account) => {
+                            Some(account) if !account.locked => {
                                 current = Some(Current {
                                     id,
                                     session: loaded.session,
                                     account,
                                 })
                             }
-                            None => {
-                                // The account is gone: so is the session.
+                            _ => {
+                                // The account is gone or suspended: so is the session (a lock
+                                // ends every session; this catches one started meanwhile).
                                 s.sessions
                                     .destroy(&loaded.session.key)
                                     .await

@@ -125,6 +125,9 @@ pub struct Account {
     pub display_name: DisplayName,
     /// Operators' flag, set with `phaze-portal admin grant`.
     pub is_admin: bool,
+    /// Suspended by an admin: no login, no session, until unlocked.
+    #[serde(default)]
+    pub locked: bool,
     /// Registration time.
     #[serde(with = "time::serde::timestamp")]
     pub created_at: OffsetDateTime,
@@ -203,6 +206,7 @@ mod debug_tests {
             password_hash: hash.to_owned(),
             display_name: DisplayName::parse("A").unwrap_or_else(|_| unreachable!()),
             is_admin: false,
+            locked: false,
             created_at: OffsetDateTime::UNIX_EPOCH,
             password_changed_at: OffsetDateTime::UNIX_EPOCH,
             two_factor: Some(TwoFactor {

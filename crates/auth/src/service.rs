@@ -39,6 +39,9 @@ pub enum AuthError {
     /// Right password, but the address is not verified yet (only reachable with the password).
     #[error("email not verified")]
     EmailNotVerified,
+    /// Right credentials (and second factor), but an admin suspended the account.
+    #[error("account locked")]
+    AccountLocked,
     /// The email is not an address.
     #[error("invalid email address")]
     InvalidEmail,
@@ -268,6 +271,40 @@ impl AuthService {
         Ok(self.accounts.by_id(user).await?)
     }
 
+    /// Suspends (`true`) or reinstates the account `user`: a locked account cannot log in
+    /// ([`AuthError::AccountLocked`], said only after every factor was right) and its sessions
+    /// stop working. The caller ends its sessions.
+    pub async fn set_locked(&self, user: &UserId, locked: bool) -> Result<Account, AuthError> {
+        let mut account = self
+            .accounts
+            .by_id(user)
+            .await?
+            .ok_or(AuthError::AccountGone)?;
+        if account.locked != locked {
+            account.locked = locked;
+            self.accounts.update(&account).await?;
+        }
+        Ok(account)
+    }
+
+    /// [`AuthService::set_admin`] for the account `user`.
+    pub async fn set_admin_of(&self, user: &UserId, admin: bool) -> Result<Account, AuthError> {
+        let account = self
+            .accounts
+            .by_id(user)
+            .await?
+            .ok_or(AuthError::AccountGone)?;
+        self.set_admin(account.email.as_str(), admin).await
+    }
+
+    /// The account of `email` (folded as at login), for an admin's lookup.
+    pub async fn find_by_email(&self, email: &str) -> Result<Option<Account>, AuthError> {
+        match Email::parse(email) {
+            Some(email) => Ok(self.accounts.by_email(&email).await?),
+            None => Err(AuthError::InvalidEmail),
+        }
+    }
+
     /// Grants (`true`) or takes away the admin flag of the account of `email`. The caller ends
     /// the account's sessions, so the change never applies to a session that predates it.
     pub async fn set_admin(&self, email: &str, admin: bool) -> Result<Account, AuthError> {
@@ -379,6 +416,7 @@ impl AuthService {
                     password_hash,
                     display_name,
                     is_admin: false,
+                    locked: false,
                     created_at: now,
                     password_changed_at: now,
                     two_factor: None,
@@ -443,6 +481,10 @@ impl AuthService {
             if !self.second_factor(&mut account, code, step, now).await? {
                 return Err(AuthError::InvalidCredentials);
             }
+        }
+        // Said only to whoever proved every factor: nobody else learns the account exists.
+        if account.locked {
+            return Err(AuthError::AccountLocked);
         }
         Ok(account)
     }

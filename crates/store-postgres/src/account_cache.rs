@@ -216,6 +216,7 @@ mod tests {
             password_hash: String::new(),
             display_name: DisplayName::parse("Ada").unwrap(),
             is_admin: false,
+            locked: false,
             created_at: OffsetDateTime::UNIX_EPOCH,
             password_changed_at: OffsetDateTime::UNIX_EPOCH,
             two_factor: None,

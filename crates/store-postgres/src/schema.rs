@@ -17,6 +17,8 @@ diesel::table! {
         display_name -> Text,
         /// Operators' flag.
         is_admin -> Bool,
+        /// Suspended by an admin.
+        locked -> Bool,
         /// Registration time.
         created_at -> Timestamptz,
         /// Last password change.

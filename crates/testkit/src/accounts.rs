@@ -16,6 +16,7 @@ pub fn account(email: &str) -> Account {
         password_hash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
         display_name: DisplayName::parse("Ada").unwrap(),
         is_admin: false,
+        locked: false,
         created_at: t0(),
         password_changed_at: t0(),
         two_factor: None,

@@ -271,6 +271,11 @@ pub async fn login(
             "Please confirm your email address first: we have sent you a new link.",
             None,
         ),
+        LoginResult::Locked => page(
+            StatusCode::FORBIDDEN,
+            "This account is suspended. Please contact support.",
+            None,
+        ),
         LoginResult::Refused {
             challenge,
             unchecked: false,

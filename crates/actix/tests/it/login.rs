@@ -37,6 +37,7 @@ async fn world(policy: RateLimitPolicy) -> World {
                 password_hash: hasher().hash_sync(PASSWORD).unwrap(),
                 display_name: DisplayName::parse("Someone").unwrap(),
                 is_admin: false,
+                locked: false,
                 created_at: t0,
                 password_changed_at: t0,
                 two_factor: None,
@@ -70,6 +71,7 @@ async fn login(
     Ok(match flow.log_in(&v, &req, form.into_inner()).await? {
         LoginResult::LoggedIn(a) => HttpResponse::SeeOther().body(a.email.as_str().to_owned()),
         LoginResult::Unconfirmed => HttpResponse::Forbidden().body("unconfirmed"),
+        LoginResult::Locked => HttpResponse::Forbidden().body("locked"),
         LoginResult::Refused {
             challenge,
             unchecked,

@@ -38,6 +38,7 @@ async fn world(post_per_client: u32) -> World {
             password_hash: String::new(),
             display_name: DisplayName::parse("Ada").unwrap(),
             is_admin: false,
+            locked: false,
             created_at: t0,
             password_changed_at: t0,
             two_factor: None,

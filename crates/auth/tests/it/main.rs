@@ -116,6 +116,7 @@ impl Kit {
             email_verified: false,
             password_hash: hasher.hash_sync(password).unwrap(),
             is_admin: false,
+            locked: false,
             created_at: t0(),
             password_changed_at: t0(),
             two_factor: None,

@@ -12,8 +12,9 @@ const PAYMENTS: &str = "20261206000000_payments";
 const TWO_FACTOR: &str = "20261207000000_two_factor";
 const DEVICES: &str = "20261208000000_devices";
 const AUDIT: &str = "20261209000000_audit";
+const ACCOUNT_LOCK: &str = "20261209100000_account_lock";
 /// Every migration of this build, oldest first.
-const ALL: [&str; 8] = [
+const ALL: [&str; 9] = [
     INIT,
     ACCOUNT_CHANGES,
     PENDING_REGISTRATIONS,
@@ -22,6 +23,7 @@ const ALL: [&str; 8] = [
     TWO_FACTOR,
     DEVICES,
     AUDIT,
+    ACCOUNT_LOCK,
 ];
 
 pub(crate) async fn check_schema_tells_behind_current_and_ahead() {
@@ -34,7 +36,7 @@ pub(crate) async fn check_schema_tells_behind_current_and_ahead() {
         format!(
             "database schema is behind this build (missing {INIT}, {ACCOUNT_CHANGES}, \
              {PENDING_REGISTRATIONS}, {SESSION_SUCCESSORS}, {PAYMENTS}, {TWO_FACTOR}, \
-             {DEVICES}, {AUDIT}): run \
+             {DEVICES}, {AUDIT}, {ACCOUNT_LOCK}): run \
              `phaze-portal migrate`"
         )
     );
@@ -155,6 +157,7 @@ pub(crate) async fn migrated_tables_have_the_declared_columns() {
         "accounts.totp_secret bytea null",
         "accounts.totp_enabled_at timestamptz null",
         "accounts.recovery_codes bytea null",
+        "accounts.locked bool",
         "address_slots.slot int4",
         "address_slots.device_id uuid",
         "audit_log.seq int8",
