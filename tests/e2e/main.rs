@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod accounts;
+mod admin;
 mod csrf;
 mod devices;
 mod edge;

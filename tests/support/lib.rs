@@ -119,6 +119,15 @@ impl TestPortal {
         verification_path(&self.outbox, to)
     }
 
+    /// Logs an existing account in from a new browser; asserts success.
+    pub async fn user_login(&self, email: &str, password: &str) -> Browser {
+        let b = self.browser();
+        b.login(email, password).await;
+        // The CSRF token changes at login: a page for the new one.
+        b.get("/account").await;
+        b
+    }
+
     /// Registers and verifies `email` with `password`; returns a browser that is logged in.
     pub async fn user(&self, email: &str, password: &str) -> Browser {
         let b = self.browser();

@@ -13,7 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::errors::AppError;
 use crate::http::frame::frame;
 use crate::routes::{
-    account, api, billing, devices, forward_auth, health, pages, password, two_factor,
+    account, admin, api, billing, devices, forward_auth, health, pages, password, two_factor,
 };
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -288,6 +288,9 @@ pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
                     web::resource("/account/devices/{id}/qr").route(get_or_head().to(devices::qr)),
                 )
                 .service(web::resource("/account/devices/{id}/delete").post(devices::delete))
+                .service(web::resource("/admin/users").route(get_or_head().to(admin::users)))
+                .service(web::resource("/admin/users/{id}/{action}").post(admin::act))
+                .service(web::resource("/admin/audit").route(get_or_head().to(admin::audit)))
                 .default_service(web::to(not_found)),
         );
 }

@@ -1,4 +1,4 @@
-//! `phaze-portal [--config FILE] [serve | migrate | admin grant EMAIL | admin revoke EMAIL]`
+//! `phaze-portal [--config FILE] [serve | migrate | admin grant EMAIL | admin revoke EMAIL | audit verify]`
 
 use anyhow::Context as _;
 use phaze_portal::settings::{LogFormat, Settings, StoreKind};
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-const USAGE: &str = "usage: phaze-portal [--config FILE] [serve | migrate | admin grant EMAIL | admin revoke EMAIL]";
+const USAGE: &str = "usage: phaze-portal [--config FILE] [serve | migrate | admin grant EMAIL | admin revoke EMAIL | audit verify]";
 
 /// `--help`: the usage line, then what each part does.
 const HELP: &str = "
@@ -18,6 +18,7 @@ const HELP: &str = "
   migrate              apply the database migrations of the configured store
   admin grant EMAIL    make the account an admin; ends its sessions
   admin revoke EMAIL   take the admin flag away; ends its sessions
+  audit verify         check the audit log's hash chain; names the first bad entry (exit 1)
   -c, --config FILE    read settings from a TOML file; PHAZE__* environment variables override it
   -h, --help           print this help";
 
@@ -31,6 +32,7 @@ enum Command {
         grant: bool,
         email: String,
     },
+    AuditVerify,
 }
 
 fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, Command), String> {
@@ -49,6 +51,7 @@ fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, Command), String> {
     let command = match rest.as_slice() {
         [] | ["serve"] => Command::Serve,
         ["migrate"] => Command::Migrate,
+        ["audit", "verify"] => Command::AuditVerify,
         ["admin", action @ ("grant" | "revoke"), email] => Command::Admin {
             grant: *action == "grant",
             email: (*email).to_owned(),
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(&settings).await,
             Command::Admin { grant, email } => admin(settings, grant, &email).await,
+            Command::AuditVerify => audit_verify(settings).await,
         }
     });
     match result {
@@ -154,28 +158,50 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Grants or revokes the admin flag, and ends the user's sessions: a privilege change takes
-/// effect on the next login, never on a session that predates it.
-async fn admin(settings: Settings, grant: bool, email: &str) -> anyhow::Result<()> {
+/// The portal's wiring, for a command that is not serving.
+async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let public_url = settings.public_url(settings.http.port);
-    let state = AppState::build(
+    AppState::build(
         settings,
         public_url,
         Arc::new(phaze_portal::clock::SystemClock),
     )
-    .await?;
-    let account = match state.auth.set_admin(email, grant).await {
-        Err(phaze_auth::AuthError::InvalidEmail) => anyhow::bail!("not an email address"),
-        Err(phaze_auth::AuthError::AccountGone) => anyhow::bail!("no account for {email}"),
+    .await
+}
+
+/// Grants or revokes the admin flag, and ends the user's sessions: a privilege change takes
+/// effect on the next login, never on a session that predates it. Recorded in the audit log
+/// with the command line as the actor.
+async fn admin(settings: Settings, grant: bool, email: &str) -> anyhow::Result<()> {
+    use phaze_admin::AdminError;
+    let state = state(settings).await?;
+    let now = state.clock.now();
+    let account = match state.admin.set_admin_by_operator(email, grant, now).await {
+        Err(AdminError::InvalidEmail) => anyhow::bail!("not an email address"),
+        Err(AdminError::NoAccount) => anyhow::bail!("no account for {email}"),
         other => other?,
     };
-    let email = &account.email;
-    let ended = state.sessions.revoke_all(&account.id, None).await?;
     println!(
-        "{email}: admin {}; {ended} session(s) ended",
+        "{}: admin {}; its sessions were ended",
+        account.email,
         if grant { "granted" } else { "revoked" }
     );
     Ok(())
+}
+
+/// Walks the audit log's chain: exit 0 and the count if intact, exit 1 naming the first entry
+/// that was edited, removed or moved.
+async fn audit_verify(settings: Settings) -> anyhow::Result<()> {
+    let state = state(settings).await?;
+    match state.admin.audit_log().verify().await? {
+        phaze_audit::Verdict::Intact { entries } => {
+            println!("audit log intact: {entries} entries");
+            Ok(())
+        }
+        phaze_audit::Verdict::Broken { seq, why } => {
+            anyhow::bail!("audit log broken at entry {seq}: {why}")
+        }
+    }
 }
 
 #[cfg(test)]

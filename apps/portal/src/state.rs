@@ -5,6 +5,8 @@ use anyhow::Context as _;
 use hmac::{Hmac, Mac};
 use phaze_actix::metrics::{Metrics, MetricsAccess};
 use phaze_actix::{LoginFlow, RateLimitStepLedger, VisitorLayer};
+use phaze_admin::AdminService;
+use phaze_audit::{AuditLog, AuditStore};
 use phaze_auth::{
     AccountStore, Argon2id, AuthConfig, AuthKeys, AuthService, HashParams, Mailer, PasswordPolicy,
     TokenHasher, TokenStore,
@@ -44,6 +46,7 @@ struct Stores {
     subscriptions: Arc<dyn Subscriptions>,
     devices: Arc<dyn DeviceStore>,
     address_pool: Arc<dyn AddressPool>,
+    audit: Arc<dyn AuditStore>,
     probes: Vec<Probe>,
     background: Vec<Background>,
 }
@@ -219,6 +222,8 @@ pub struct AppState {
     pub billing: Billing,
     /// Processed webhook event ids, for the periodic purge.
     pub processed_events: Arc<dyn ProcessedEvents>,
+    /// Admin operations (and the audit log behind them).
+    pub admin: Arc<AdminService>,
     /// Where security events go: the log, and the metrics when they are on.
     pub events: Events,
     /// The process's metrics; `None` with `metrics.enabled = false`.
@@ -256,6 +261,7 @@ impl AppState {
             subscriptions,
             devices,
             address_pool,
+            audit,
             probes,
             mut background,
         } = stores(&settings, &events).await?;
@@ -266,6 +272,8 @@ impl AppState {
         // file serves both without either revealing the other.
         // Device cookies are keyed from the CSRF secret, challenges from the pepper.
         let secret = |master, purpose| SecretBox::new(Box::new(derive(master, purpose)));
+        // The audit chain's MAC key: derived like the others, never stored in the audit store.
+        let audit_key = derive(&keys.token_pepper, b"phaze/audit");
         let steps = Arc::new(RateLimitStepLedger::new(
             rate_limits.clone(),
             KeyHasher::new(secret(&keys.token_pepper, b"phaze/totp-steps")),
@@ -359,6 +367,12 @@ impl AppState {
             subscriptions,
             format!("{public_url}/billing"),
         );
+        let admin = Arc::new(AdminService::new(
+            auth.clone(),
+            sessions.clone(),
+            AuditLog::new(audit, audit_key),
+            events.clone(),
+        ));
         let metrics_access = settings.metrics.access();
         let login_clock = clock.clone();
         let login = LoginFlow::new(auth.clone(), sessions.clone(), limits.clone())
@@ -385,6 +399,7 @@ impl AppState {
             limits,
             settings,
             devices,
+            admin,
             events,
             metrics,
             metrics_access,
@@ -407,6 +422,7 @@ async fn stores(settings: &Settings, events: &Events) -> anyhow::Result<Stores> 
             subscriptions: Arc::new(MemorySubscriptions::default()),
             devices: Arc::new(phaze_store_memory::MemoryDevices::default()),
             address_pool: Arc::new(phaze_store_memory::MemoryAddressPool::default()),
+            audit: Arc::new(phaze_store_memory::MemoryAudit::default()),
             probes: Vec::new(),
             background: Vec::new(),
         },
@@ -437,6 +453,7 @@ async fn stores(settings: &Settings, events: &Events) -> anyhow::Result<Stores> 
                 subscriptions: Arc::new(data.subscriptions()?),
                 devices: Arc::new(data.devices()?),
                 address_pool: Arc::new(data.address_pool()?),
+                audit: Arc::new(data.audit()?),
                 probes: ["sessions", "accounts", "tokens", "ratelimits", "payments"]
                     .map(|d| Probe::Dir(dir.join(d)))
                     .into(),
@@ -473,6 +490,7 @@ async fn stores(settings: &Settings, events: &Events) -> anyhow::Result<Stores> 
                 subscriptions: Arc::new(pg.subscriptions()),
                 devices: Arc::new(pg.devices()),
                 address_pool: Arc::new(pg.address_pool()),
+                audit: Arc::new(pg.audit()),
                 probes: vec![Probe::Postgres(pg)],
                 background,
             }

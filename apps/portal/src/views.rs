@@ -123,10 +123,14 @@ pub enum Notice {
     DeviceAdded,
     /// `POST /account/devices/{id}/delete` deleted one.
     DeviceDeleted,
+    /// An admin without two-factor authentication was sent to enrol.
+    AdminNeedsTwoFactor,
+    /// An admin action was done (the page of the account says what it is now).
+    AdminDone,
 }
 
 impl Notice {
-    const ALL: [Notice; 10] = [
+    const ALL: [Notice; 12] = [
         Notice::EmailConfirmed,
         Notice::PasswordChanged,
         Notice::ProfileSaved,
@@ -137,6 +141,8 @@ impl Notice {
         Notice::ReauthNeeded,
         Notice::DeviceAdded,
         Notice::DeviceDeleted,
+        Notice::AdminNeedsTwoFactor,
+        Notice::AdminDone,
     ];
 
     /// The cookie value.
@@ -152,6 +158,8 @@ impl Notice {
             Notice::ReauthNeeded => "reauth-needed",
             Notice::DeviceAdded => "device-added",
             Notice::DeviceDeleted => "device-deleted",
+            Notice::AdminNeedsTwoFactor => "admin-needs-2fa",
+            Notice::AdminDone => "admin-done",
         }
     }
 
@@ -190,6 +198,10 @@ impl Notice {
                 "Your device was added. Download its configuration and import it into WireGuard."
             }
             Notice::DeviceDeleted => "The device was deleted; it can no longer connect.",
+            Notice::AdminNeedsTwoFactor => {
+                "Admin pages need two-factor authentication. Turn it on to continue."
+            }
+            Notice::AdminDone => "Done. The account below shows the change.",
         }
     }
 }
@@ -440,6 +452,82 @@ pub struct ErrorPage<'a> {
 pub const APP_CSS: &str = include_str!("../static/app.css");
 /// `/static/app.js`.
 pub const APP_JS: &str = include_str!("../static/app.js");
+
+/// An account as an admin sees it.
+#[derive(Clone, Debug)]
+pub struct AdminAccountView {
+    /// The account id (links and forms).
+    pub id: String,
+    /// Login address (escaped on output).
+    pub email: String,
+    /// Display name (escaped on output).
+    pub display_name: String,
+    /// Whether the address is confirmed.
+    pub email_verified: bool,
+    /// Whether two-factor authentication is on.
+    pub two_factor: bool,
+    /// The admin role.
+    pub is_admin: bool,
+    /// Suspended.
+    pub locked: bool,
+    /// Whether this is the admin looking (no lock or demotion of oneself).
+    pub is_self: bool,
+    /// Created, formatted.
+    pub created_at: String,
+}
+
+/// `GET /admin/users`: the lookup form and the account found.
+#[derive(Template)]
+#[template(path = "admin_users.html")]
+pub struct AdminUsersPage<'a> {
+    /// Common parts.
+    pub layout: Layout<'a>,
+    /// The address searched for, as typed.
+    pub query: &'a str,
+    /// Whether a lookup ran (to say "no account" when nothing was found).
+    pub searched: bool,
+    /// The account shown.
+    pub account: Option<AdminAccountView>,
+}
+
+/// One audit entry as a row.
+#[derive(Clone, Debug)]
+pub struct AuditRow {
+    /// Position in the chain.
+    pub seq: u64,
+    /// When, formatted.
+    pub at: String,
+    /// The admin's id, or empty for the command line.
+    pub actor: String,
+    /// The action kind.
+    pub action: String,
+    /// The account acted on, or empty.
+    pub subject: String,
+    /// The client address, or empty.
+    pub client: String,
+    /// The note.
+    pub detail: String,
+}
+
+/// `GET /admin/audit`
+#[derive(Template)]
+#[template(path = "admin_audit.html")]
+pub struct AdminAuditPage<'a> {
+    /// Common parts.
+    pub layout: Layout<'a>,
+    /// The entries, newest first.
+    pub entries: Vec<AuditRow>,
+    /// The page number, from 1.
+    pub page: u32,
+    /// Whether an older page may exist.
+    pub more: bool,
+    /// The user filter as given.
+    pub user: &'a str,
+    /// The action filter as given.
+    pub action: &'a str,
+    /// The filters as a query string prefix for page links (`user=…&action=…&`), encoded.
+    pub filter_query: String,
+}
 
 /// Formats an instant for pages: `2026-01-31 14:05 UTC`.
 pub fn format_time(t: time::OffsetDateTime) -> String {

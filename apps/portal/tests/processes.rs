@@ -270,6 +270,79 @@ async fn admin_grant_and_revoke_change_the_flag() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no account"));
 }
 
+/// `phaze-portal audit verify` on the chain the admin commands wrote: intact, then each kind of
+/// tampering with the files named at the first bad entry, with exit status 1.
+#[actix_web::test]
+async fn audit_verify_names_an_edited_a_removed_and_a_reordered_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let p = start(dir.path()).await;
+        register_confirmed(&p.base, dir.path(), "op@example.com").await;
+    }
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_phaze-portal"))
+            .args(args)
+            .env("PHAZE__STORE__DATA_DIR", dir.path())
+            .env("PHAZE__LOG__FILTER", "warn")
+            .output()
+            .unwrap()
+    };
+    for action in ["grant", "revoke", "grant"] {
+        assert!(run(&["admin", action, "op@example.com"]).status.success());
+    }
+    let verify = || {
+        let out = run(&["audit", "verify"]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    assert_eq!(
+        verify(),
+        (Some(0), "audit log intact: 3 entries\n".to_owned())
+    );
+    let entries = dir.path().join("audit/entries");
+    let file = |n: u64| entries.join(format!("{n:020}.json"));
+    let original: Vec<String> = (1..=3)
+        .map(|n| std::fs::read_to_string(file(n)).unwrap())
+        .collect();
+    let restore = || {
+        for (i, text) in original.iter().enumerate() {
+            std::fs::write(file(i as u64 + 1), text).unwrap();
+        }
+    };
+
+    // Edited: the second grant made to look like a revoke.
+    std::fs::write(file(3), original[2].replace("admin.grant", "admin.revoke")).unwrap();
+    let (code, text) = verify();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("broken at entry 3") && text.contains("changed"),
+        "{text}"
+    );
+    restore();
+
+    // Removed: the revoke is gone.
+    std::fs::remove_file(file(2)).unwrap();
+    let (code, text) = verify();
+    assert_eq!(code, Some(1));
+    assert!(
+        text.contains("broken at entry 2") && text.contains("missing"),
+        "{text}"
+    );
+    restore();
+
+    // Reordered: entries 1 and 2 swap places.
+    std::fs::write(file(1), &original[1]).unwrap();
+    std::fs::write(file(2), &original[0]).unwrap();
+    let (code, text) = verify();
+    assert_eq!(code, Some(1));
+    assert!(text.contains("broken at entry 1"), "{text}");
+    restore();
+    assert_eq!(verify().0, Some(0));
+}
+
 #[actix_web::test]
 async fn two_processes_on_one_data_directory_share_the_login_budget_exactly() {
     let dir = tempfile::tempdir().unwrap();

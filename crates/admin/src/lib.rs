@@ -322,18 +322,38 @@ impl AdminService {
         Ok(account)
     }
 
-    /// A page of the audit log, newest first. Reading it is recorded too.
+    /// Page `page` (from 1) of the audit log, newest first, [`AUDIT_PAGE`] entries a page, and
+    /// whether an older page exists. Reading it is recorded too, once.
     pub async fn audit_page(
         &self,
         acting: &Acting,
         filter: &AuditFilter,
-        before: Option<u64>,
+        page: u32,
         now: OffsetDateTime,
-    ) -> Result<Vec<AuditEntry>, AdminError> {
-        let page = self.audit.page(filter, before, AUDIT_PAGE).await?;
-        self.record(acting, "admin.view_audit", filter.user, "", now)
-            .await?;
-        Ok(page)
+    ) -> Result<(Vec<AuditEntry>, bool), AdminError> {
+        let page = page.max(1);
+        self.record(
+            acting,
+            "admin.view_audit",
+            filter.user,
+            &format!("page {page}"),
+            now,
+        )
+        .await?;
+        let mut before = None;
+        for n in 1..=page {
+            let mut batch = self.audit.page(filter, before, AUDIT_PAGE + 1).await?;
+            let more = batch.len() > AUDIT_PAGE;
+            batch.truncate(AUDIT_PAGE);
+            if n == page {
+                return Ok((batch, more));
+            }
+            if !more {
+                break; // past the last page: nothing, not the last page again
+            }
+            before = batch.last().map(|e| e.seq);
+        }
+        Ok((Vec::new(), false))
     }
 
     /// The role granted or taken away from the command line (`phaze-portal admin grant|revoke`):

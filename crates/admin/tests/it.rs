@@ -384,13 +384,29 @@ async fn audit_pages_are_recorded_and_filter() {
         user: Some(ada.id),
         action: None,
     };
-    let page = k
-        .admin
-        .audit_page(&acting, &filter, None, t0())
-        .await
-        .unwrap();
-    assert_eq!(page.len(), 1);
+    let (page, more) = k.admin.audit_page(&acting, &filter, 1, t0()).await.unwrap();
+    // Recorded before it is read: the page shows its own entry and the view, both about Ada.
+    assert_eq!((page.len(), more), (2, false));
+    assert_eq!(page[0].action, "admin.view_audit");
     assert_eq!(k.entries().last().unwrap().action, "admin.view_audit");
+    // 120 more entries: three pages of 50, 50 and the rest, each read recorded once.
+    for _ in 0..120 {
+        k.admin.view(&acting, &ada.id, t0()).await.unwrap();
+    }
+    let all = AuditFilter::default();
+    let before = k.entries().len();
+    let (p1, more1) = k.admin.audit_page(&acting, &all, 1, t0()).await.unwrap();
+    assert_eq!(k.entries().len(), before + 1);
+    let (p2, more2) = k.admin.audit_page(&acting, &all, 2, t0()).await.unwrap();
+    let (p3, more3) = k.admin.audit_page(&acting, &all, 3, t0()).await.unwrap();
+    let (p4, more4) = k.admin.audit_page(&acting, &all, 4, t0()).await.unwrap();
+    assert_eq!((p1.len(), more1, p2.len(), more2), (50, true, 50, true));
+    assert!(!p3.is_empty() && p3.len() < 50 && !more3, "{}", p3.len());
+    assert!(p4.is_empty() && !more4);
+    // Newest first across pages (each read adds an entry at the top, so a page can repeat the
+    // previous page's last entry; it never skips one).
+    assert!(p1.last().unwrap().seq >= p2[0].seq && p2.last().unwrap().seq >= p3[0].seq);
+    assert!(p1.windows(2).all(|w| w[0].seq > w[1].seq));
 }
 
 /// A store that takes no entry.

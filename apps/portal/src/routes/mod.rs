@@ -1,6 +1,7 @@
 //! Route handlers, one module per area of the contract (`docs/http-contract.md`).
 
 pub mod account;
+pub mod admin;
 pub mod api;
 pub mod billing;
 pub mod devices;
