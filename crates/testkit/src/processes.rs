@@ -35,6 +35,7 @@
 
 use crate::harness::Test;
 use futures_util::future::LocalBoxFuture;
+use phaze_audit::{AuditLog, AuditStore, Draft, Verdict};
 use phaze_auth::{AccountStore, Email, StoreError as AuthError, TokenStore};
 use phaze_payments::{Claim, ClaimToken, ProcessedEvents};
 use phaze_ratelimit::{RateLimitStore, Step, Window};
@@ -92,6 +93,10 @@ const WARM_TOKEN: u8 = 0xee;
 const RACED_EMAIL: &str = "race@example.com";
 /// The webhook event id processes race to claim.
 const RACED_EVENT: &str = "evt_raced";
+/// Entries each task of each child appends in the audit race.
+const AUDIT_APPENDS: usize = 5;
+/// The audit race's chain key.
+const AUDIT_KEY: [u8; 32] = [6; 32];
 
 // ---------------------------------------------------------------------------------------------
 // The child's side.
@@ -382,6 +387,8 @@ pub enum Rule {
     RegisteringOneEmail,
     /// Processes claiming one webhook event id admit exactly one; the rest find it held.
     ClaimingOneEvent,
+    /// Processes appending to one audit log from several tasks keep one chain, each entry once.
+    AppendingToOneAuditLog,
 }
 
 impl Rule {
@@ -395,6 +402,7 @@ impl Rule {
             Self::ConsumingOneToken => "processes_consuming_one_token_admit_exactly_one",
             Self::RegisteringOneEmail => "processes_registering_one_email_admit_exactly_one",
             Self::ClaimingOneEvent => "processes_claiming_one_event_admit_exactly_one",
+            Self::AppendingToOneAuditLog => "processes_appending_to_one_audit_log_keep_one_chain",
         }
     }
 
@@ -408,10 +416,11 @@ impl Rule {
             Self::ConsumingOneToken => "tokens::consume",
             Self::RegisteringOneEmail => "accounts::register",
             Self::ClaimingOneEvent => "payments::claim",
+            Self::AppendingToOneAuditLog => "audit::append",
         }
     }
 
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::HittingOneKey,
         Self::RunningOneGate,
         Self::InsertingOneSessionKey,
@@ -419,6 +428,7 @@ impl Rule {
         Self::ConsumingOneToken,
         Self::RegisteringOneEmail,
         Self::ClaimingOneEvent,
+        Self::AppendingToOneAuditLog,
     ];
 }
 
@@ -433,6 +443,7 @@ struct Adapter {
     tokens: Option<Open<dyn TokenStore>>,
     rate_limits: Option<Open<dyn RateLimitStore>>,
     processed_events: Option<Open<dyn ProcessedEvents>>,
+    audit: Option<Open<dyn AuditStore>>,
     check: Option<fn(Rule, &str)>,
 }
 
@@ -458,6 +469,7 @@ impl Processes {
                 tokens: None,
                 rate_limits: None,
                 processed_events: None,
+                audit: None,
                 check: None,
             },
             roles: BTreeMap::new(),
@@ -500,6 +512,12 @@ impl Processes {
     /// The rate-limit rule, on stores `open` opens at a place's name.
     pub fn rate_limits(mut self, open: Open<dyn RateLimitStore>) -> Self {
         self.adapter.rate_limits = Some(open);
+        self
+    }
+
+    /// The audit rule, on stores `open` opens at a place's name.
+    pub fn audit(mut self, open: Open<dyn AuditStore>) -> Self {
+        self.adapter.audit = Some(open);
         self
     }
 
@@ -625,6 +643,7 @@ impl Adapter {
             Rule::ConsumingOneToken => self.tokens.is_some(),
             Rule::RegisteringOneEmail => self.accounts.is_some(),
             Rule::ClaimingOneEvent => self.processed_events.is_some(),
+            Rule::AppendingToOneAuditLog => self.audit.is_some(),
         }
     }
 
@@ -774,6 +793,24 @@ impl Adapter {
                     Err(e) => panic!("claim failed: {e:?}"),
                 }
             }
+            Rule::AppendingToOneAuditLog => {
+                let store = Self::open(&rt, opener(self.audit, "audit"), &place);
+                rt.block_on(warm(tasks, || store.range(1, 1)));
+                let log = AuditLog::new(store, AUDIT_KEY);
+                let me = child.index();
+                child.wait_for_go();
+                rt.block_on(futures_util::future::join_all((0..tasks).map(|task| {
+                    let log = log.clone();
+                    async move {
+                        for i in 0..AUDIT_APPENDS {
+                            let draft = Draft::new(t0(), None, "test.append")
+                                .detail(format!("{me}/{task}/{i}"));
+                            log.record(draft).await.unwrap();
+                        }
+                    }
+                })));
+                "appended".to_owned()
+            }
         }
     }
 
@@ -787,6 +824,7 @@ impl Adapter {
             Rule::ConsumingOneToken => self.consuming_one_token(),
             Rule::RegisteringOneEmail => self.registering_one_email(),
             Rule::ClaimingOneEvent => self.claiming_one_event(),
+            Rule::AppendingToOneAuditLog => self.appending_to_one_audit_log(),
         }
     }
 
@@ -988,6 +1026,33 @@ impl Adapter {
         let email = Email::parse(RACED_EMAIL).unwrap();
         let found = rt.block_on(store.by_email(&email)).unwrap().unwrap();
         assert_eq!(found.id.to_string(), winners[0]);
+        self.after(rule, &place);
+    }
+
+    fn appending_to_one_audit_log(&self) {
+        let rule = Rule::AppendingToOneAuditLog;
+        let rt = runtime();
+        let place = rt.block_on((self.fresh)());
+        let store = Self::open(&rt, opener(self.audit, "audit"), place.name());
+        let reports = race(rule.role(), self.processes, &[("place", place.name())]);
+        assert!(reports.iter().all(|r| r == "appended"), "{reports:?}");
+        let total = self.processes * self.tasks * AUDIT_APPENDS;
+        let log = AuditLog::new(store.clone(), AUDIT_KEY);
+        assert_eq!(
+            rt.block_on(log.verify()).unwrap(),
+            Verdict::Intact {
+                entries: total as u64
+            }
+        );
+        let mut details: Vec<String> = rt
+            .block_on(store.range(1, total + 1))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.detail)
+            .collect();
+        details.sort();
+        details.dedup();
+        assert_eq!(details.len(), total, "each entry once");
         self.after(rule, &place);
     }
 

@@ -185,7 +185,6 @@ fn main() -> ExitCode {
                 processes_sharing_a_directory_keep_an_exclusive_owner_out,
                 four_processes_draining_one_mail_queue_deliver_each_message_once,
                 four_processes_claiming_addresses_never_share_one,
-                four_processes_appending_to_the_audit_log_keep_one_chain,
             },
             outbox::{an_invalid_sender_is_refused_at_open},
         ),

@@ -26,8 +26,6 @@ const OWN_SHARED: &str = "own_shared";
 const DRAIN_MAIL: &str = "drain_mail";
 /// Children that each claim ten tunnel address slots from one pool.
 const CLAIM_SLOTS: &str = "claim_slots";
-/// Children that each append 25 audit entries to one log.
-const APPEND_AUDIT: &str = "append_audit";
 /// Key byte 0x3c, so shard `3c`.
 const LOCKED_SESSION: u8 = 0x3c;
 const LOCKED_LIMIT_KEY: u8 = 0x77;
@@ -45,6 +43,10 @@ pub(crate) fn processes() -> Processes {
             let dir = DataDir::open(data, Sharing::Shared).unwrap();
             Arc::new(dir.processed_events().unwrap())
         })
+        .audit(|data| {
+            let dir = DataDir::open(data, Sharing::Shared).unwrap();
+            Arc::new(dir.audit().unwrap())
+        })
         .check(nothing_left_behind)
         .role(HOLD_SESSION_LOCK, |child| {
             let key = record(LOCKED_SESSION, "alice").key.to_hex();
@@ -60,7 +62,6 @@ pub(crate) fn processes() -> Processes {
         .role(OWN_SHARED, |child| own(child, Sharing::Shared))
         .role(DRAIN_MAIL, drain_mail)
         .role(CLAIM_SLOTS, claim_slots)
-        .role(APPEND_AUDIT, append_audit)
 }
 
 fn fresh() -> Fresh {
@@ -86,6 +87,19 @@ fn nothing_left_behind(rule: Rule, data: &str) {
                 .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_file())
                 .count();
             assert_eq!(files, 0, "no claimed copy is left");
+        }
+        Rule::AppendingToOneAuditLog => {
+            // One file per entry and nothing else: no half-written private file is left.
+            let names: Vec<String> = fs::read_dir(data.join("audit/entries"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            assert!(
+                names
+                    .iter()
+                    .all(|n| n.ends_with(".json") && !n.starts_with('.')),
+                "{names:?}"
+            );
         }
         _ => {}
     }
@@ -315,50 +329,4 @@ pub(crate) fn four_processes_claiming_addresses_never_share_one() {
     slots.sort_unstable();
     slots.dedup();
     assert_eq!(slots, (0..30).collect::<Vec<_>>(), "each slot once");
-}
-
-/// Appends 25 entries to the audit log in `data`, tagged with the child's number.
-fn append_audit(child: &Child) -> String {
-    let data = DataDir::open(child.arg("data"), Sharing::Shared).unwrap();
-    let log = phaze_audit::AuditLog::new(std::sync::Arc::new(data.audit().unwrap()), [5; 32]);
-    let rt = runtime();
-    child.wait_for_go();
-    rt.block_on(async {
-        for i in 0..25 {
-            let draft = phaze_audit::Draft::new(t0(), None, "test.append")
-                .detail(format!("child {} entry {i}", child.index()));
-            log.record(draft).await.unwrap();
-        }
-    });
-    String::new()
-}
-
-/// Four processes append 25 audit entries each at once: one chain of 100 that verifies, every
-/// entry once.
-pub(crate) fn four_processes_appending_to_the_audit_log_keep_one_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    drop(DataDir::open(&data, Sharing::Shared).unwrap());
-    let mut children = processes::spawn(APPEND_AUDIT, 4, &[("data", data.to_str().unwrap())]);
-    children.wait_ready();
-    children.go();
-    children.finish();
-    let owner = DataDir::open(&data, Sharing::Shared).unwrap();
-    let store = std::sync::Arc::new(owner.audit().unwrap());
-    let log = phaze_audit::AuditLog::new(store, [5; 32]);
-    let rt = runtime();
-    assert_eq!(
-        rt.block_on(log.verify()).unwrap(),
-        phaze_audit::Verdict::Intact { entries: 100 }
-    );
-    let all = rt
-        .block_on(log.page(&phaze_audit::AuditFilter::default(), None, 1000))
-        .unwrap();
-    let mut details: Vec<String> = all.into_iter().map(|e| e.detail).collect();
-    details.sort();
-    let mut expected: Vec<String> = (0..4)
-        .flat_map(|n| (0..25).map(move |i| format!("child {n} entry {i}")))
-        .collect();
-    expected.sort();
-    assert_eq!(details, expected, "each entry once");
 }

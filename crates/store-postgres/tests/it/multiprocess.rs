@@ -19,6 +19,7 @@ pub(crate) fn processes() -> Processes {
         .tokens(|schema| Arc::new(postgres(schema).tokens()))
         .rate_limits(|schema| Arc::new(postgres(schema).rate_limits()))
         .processed_events(|schema| Arc::new(postgres(schema).processed_events()))
+        .audit(|schema| Arc::new(postgres(schema).audit()))
 }
 
 fn fresh() -> Fresh {
