@@ -174,6 +174,21 @@ async fn an_admin_finds_locks_and_unlocks_an_account_and_the_audit_log_says_so()
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
+    // A session that outlived the lock (started meanwhile, say) stops at its next request too.
+    let ada_uid: phaze_auth::UserId = ada_id.parse().unwrap();
+    p.state.auth.set_locked(&ada_uid, false).await.unwrap();
+    let late = p.user_login("ada@example.com", PW).await;
+    p.state.auth.set_locked(&ada_uid, true).await.unwrap();
+    let r = late.get("/account").await;
+    assert_eq!(
+        r.status,
+        StatusCode::SEE_OTHER,
+        "a locked account's session is gone"
+    );
+    p.state.auth.set_locked(&ada_uid, false).await.unwrap();
+    p.state.auth.set_locked(&ada_uid, true).await.unwrap();
+    assert_eq!(late.get("/account").await.status, StatusCode::SEE_OTHER);
+
     // Unlock: she logs in again.
     let r = boss
         .post_form(&format!("/admin/users/{ada_id}/unlock"), &[])

@@ -50,8 +50,12 @@ async fn entries_chain_from_genesis_and_verify() {
 }
 
 fn broken_at(v: Verdict) -> u64 {
+    broken(v).0
+}
+
+fn broken(v: Verdict) -> (u64, String) {
     match v {
-        Verdict::Broken { seq, .. } => seq,
+        Verdict::Broken { seq, why } => (seq, why),
         Verdict::Intact { .. } => panic!("tampering not found"),
     }
 }
@@ -71,7 +75,12 @@ async fn an_edited_field_is_found_at_its_entry() {
     for (what, edit) in edits {
         let (store, log) = filled(5).await;
         store.tamper(|e| edit(&mut e[2]));
-        assert_eq!(broken_at(log.verify().await.unwrap()), 3, "{what}");
+        let (seq, why) = broken(log.verify().await.unwrap());
+        assert_eq!(seq, 3, "{what}");
+        assert!(
+            why.contains("changed after it was written"),
+            "{what}: {why}"
+        );
     }
 }
 
@@ -101,7 +110,9 @@ async fn a_removed_entry_is_found_where_it_was() {
     store.tamper(|e| {
         e.remove(1);
     });
-    assert_eq!(broken_at(log.verify().await.unwrap()), 2);
+    let (seq, why) = broken(log.verify().await.unwrap());
+    assert_eq!(seq, 2);
+    assert!(why.contains("missing or out of place"), "{why}");
     // The first one too.
     let (store, log) = filled(3).await;
     store.tamper(|e| {
@@ -114,7 +125,9 @@ async fn a_removed_entry_is_found_where_it_was() {
 async fn reordered_entries_are_found() {
     let (store, log) = filled(5).await;
     store.tamper(|e| e.swap(1, 3));
-    assert_eq!(broken_at(log.verify().await.unwrap()), 2);
+    let (seq, why) = broken(log.verify().await.unwrap());
+    assert_eq!(seq, 2);
+    assert!(why.contains("missing or out of place"), "{why}");
     // Renumbered to look in order: the chain of MACs still breaks.
     let (store, log) = filled(5).await;
     store.tamper(|e| {
@@ -122,7 +135,9 @@ async fn reordered_entries_are_found() {
         e[1].seq = 2;
         e[3].seq = 4;
     });
-    assert_eq!(broken_at(log.verify().await.unwrap()), 2);
+    let (seq, why) = broken(log.verify().await.unwrap());
+    assert_eq!(seq, 2);
+    assert!(why.contains("does not follow entry 1"), "{why}");
 }
 
 #[tokio::test]
