@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use hmac::{Hmac, Mac};
-use phaze_actix::metrics::{Metrics, MetricsAccess};
+use phaze_actix::metrics::{Metrics, MetricsAccess, Timed};
 use phaze_actix::{LoginFlow, RateLimitStepLedger, VisitorLayer};
 use phaze_admin::AdminService;
 use phaze_audit::{AuditLog, AuditStore};
@@ -265,6 +265,27 @@ impl AppState {
             probes,
             mut background,
         } = stores(&settings, &events).await?;
+        // With metrics on, the hot ports are timed by adapter.
+        let (sessions, accounts, rate_limits) = match &metrics {
+            Some(m) => {
+                let main = match settings.store.kind {
+                    StoreKind::Memory => "memory",
+                    StoreKind::Fs => "fs",
+                    StoreKind::Postgres => "postgres",
+                };
+                let hot = if redis_config(&settings).is_some() {
+                    "redis"
+                } else {
+                    main
+                };
+                (
+                    Arc::new(Timed::new(sessions, hot, m.clone())) as Arc<dyn SessionStore>,
+                    Arc::new(Timed::new(accounts, main, m.clone())) as Arc<dyn AccountStore>,
+                    Arc::new(Timed::new(rate_limits, hot, m.clone())) as Arc<dyn RateLimitStore>,
+                )
+            }
+            None => (sessions, accounts, rate_limits),
+        };
         let keys = secrets::load(&settings)?;
         let (mailer, mail_queue) = mailer(&settings, &clock, &events, &mut background)?;
 

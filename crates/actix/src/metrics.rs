@@ -351,5 +351,8 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+mod timed;
+pub use timed::Timed;
+
 #[cfg(test)]
 mod tests;

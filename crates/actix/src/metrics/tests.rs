@@ -1,5 +1,6 @@
 use super::*;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     text.lines().find(|l| l.starts_with(prefix))
@@ -136,4 +137,28 @@ fn access_is_by_network_or_exact_bearer_token_and_closed_by_default() {
     ] {
         assert!(!access.allows(outside, Some(&bearer(&wrong))), "{wrong}");
     }
+}
+
+#[tokio::test]
+async fn a_timed_store_answers_as_its_inner_one_and_counts_each_call() {
+    use phaze_ratelimit::{LimitKey, RateLimitStore, Window};
+    let m = Arc::new(Metrics::new());
+    let inner: Arc<dyn RateLimitStore> = Arc::new(phaze_store_memory::MemoryRateLimits::default());
+    let timed = Timed::new(inner, "memory", m.clone());
+    let key = LimitKey::from([7; 32]);
+    let window = Window::new(1, time::Duration::minutes(1));
+    let now = time::OffsetDateTime::UNIX_EPOCH;
+    assert!(timed.hit(&key, window, now).await.unwrap().allowed);
+    assert!(
+        !timed.hit(&key, window, now).await.unwrap().allowed,
+        "the inner store's answer"
+    );
+    let text = m.encode();
+    assert!(text.contains(
+        "phaze_store_operation_duration_seconds_count{adapter=\"memory\",operation=\"ratelimit.hit\"} 2"
+    ), "{text}");
+    assert!(
+        !text.contains("phaze_store_errors_total{adapter=\"memory\""),
+        "no errors"
+    );
 }
