@@ -316,8 +316,8 @@ async fn each_event_of_the_review_is_one_log_line_and_one_count_and_fail2ban_rea
     assert!(
         series(
             &after,
-            "phaze_http_responses_total{method=\"POST\",route=\"/login\",status=\"401\"}"
-        ) == Some(1.0),
+            "phaze_http_request_duration_seconds_count{method=\"POST\",route=\"/login\",status=\"4xx\"}"
+        ) == Some(2.0),
         "{after}"
     );
 

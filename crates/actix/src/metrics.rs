@@ -23,9 +23,11 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 pub use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
 use secrecy::{ExposeSecret, SecretString};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -39,13 +41,8 @@ pub const MAX_CLIENTS: usize = 10_000;
 struct RouteLabels {
     method: &'static str,
     route: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabels {
-    method: &'static str,
-    route: String,
-    status: u16,
+    /// `2xx` … `5xx`.
+    status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,16 +61,33 @@ struct StoreLabels {
     operation: &'static str,
 }
 
-type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+type Histograms<L> = Family<L, ShardedHistogram, fn() -> ShardedHistogram>;
 
-fn request_buckets() -> Histogram {
+fn request_buckets() -> ShardedHistogram {
     // 0.5 ms … ~4 s.
-    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+    ShardedHistogram::new(exponential_buckets(0.0005, 2.0, 14))
 }
 
-fn store_buckets() -> Histogram {
+fn store_buckets() -> ShardedHistogram {
     // 50 µs … ~0.8 s.
-    Histogram::new(exponential_buckets(0.00005, 2.0, 15))
+    ShardedHistogram::new(exponential_buckets(0.00005, 2.0, 15))
+}
+
+/// One store operation's latency histogram and error counter.
+#[derive(Clone, Debug)]
+pub struct StoreSeries {
+    latency: ShardedHistogram,
+    errors: Counter,
+}
+
+impl StoreSeries {
+    /// Records one call.
+    pub fn observe(&self, took: Duration, failed: bool) {
+        self.latency.observe(took);
+        if failed {
+            self.errors.inc();
+        }
+    }
 }
 
 /// The argon2 queue: hashes waiting for a slot, and running.
@@ -89,7 +103,6 @@ pub struct Argon2Gauges {
 pub struct Metrics {
     registry: Registry,
     latency: Histograms<RouteLabels>,
-    responses: Family<StatusLabels, Counter>,
     events: Family<KindLabels, Counter>,
     failures_by_client: Family<ClientLabels, Counter>,
     client_series: AtomicUsize,
@@ -97,6 +110,8 @@ pub struct Metrics {
     store_errors: Family<StoreLabels, Counter>,
     argon2: Argon2Gauges,
     mail_queue: Gauge,
+    /// Unique per registry in the process (the key of the worker threads' caches).
+    id: u64,
 }
 
 impl Default for Metrics {
@@ -118,14 +133,8 @@ impl Metrics {
         let latency = Histograms::<RouteLabels>::new_with_constructor(request_buckets as fn() -> _);
         registry.register(
             "http_request_duration_seconds",
-            "Time from the request to the response head, by route pattern and method",
+            "Time from the request to the response head, by route pattern, method and status class",
             latency.clone(),
-        );
-        let responses = Family::<StatusLabels, Counter>::default();
-        registry.register(
-            "http_responses",
-            "Responses by route pattern, method and status",
-            responses.clone(),
         );
         let events = Family::<KindLabels, Counter>::default();
         registry.register("security_events", "Security events by kind", events.clone());
@@ -171,7 +180,6 @@ impl Metrics {
         Self {
             registry,
             latency,
-            responses,
             events,
             failures_by_client,
             client_series: AtomicUsize::new(0),
@@ -179,6 +187,10 @@ impl Metrics {
             store_errors,
             argon2,
             mail_queue,
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
         }
     }
 
@@ -201,31 +213,56 @@ impl Metrics {
         took: Duration,
         failed: bool,
     ) {
+        self.store_series(adapter, operation).observe(took, failed);
+    }
+
+    /// The series of one store operation, resolved once (a decorator keeps it and skips the
+    /// label lookup on every call).
+    pub fn store_series(&self, adapter: &'static str, operation: &'static str) -> StoreSeries {
         let labels = StoreLabels { adapter, operation };
-        self.store_latency
-            .get_or_create(&labels)
-            .observe(took.as_secs_f64());
-        if failed {
-            self.store_errors.get_or_create(&labels).inc();
+        StoreSeries {
+            latency: self.store_latency.get_or_create(&labels).clone(),
+            errors: self.store_errors.get_or_create(&labels).clone(),
         }
     }
 
     /// One answered request.
-    pub fn observe_request(&self, method: &str, route: &str, status: u16, took: Duration) {
-        let method = known_method(method);
-        self.latency
-            .get_or_create(&RouteLabels {
-                method,
-                route: route.to_owned(),
-            })
-            .observe(took.as_secs_f64());
-        self.responses
-            .get_or_create(&StatusLabels {
-                method,
-                route: route.to_owned(),
-                status,
-            })
-            .inc();
+    pub fn observe_request(&self, method: &str, route: String, status: u16, took: Duration) {
+        let status = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        let labels = RouteLabels {
+            method: known_method(method),
+            route,
+            status,
+        };
+        // Each worker thread keeps its own handles: the family's shared lock is taken once per
+        // thread and series, not once per request.
+        thread_local! {
+            static SERIES: RefCell<HashMap<(u64, RouteLabels), ShardedHistogram>> =
+                RefCell::new(HashMap::new());
+        }
+        let owner = self.id;
+        SERIES.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let key = (owner, labels);
+            if let Some(series) = cache.get(&key) {
+                series.observe(took);
+                return;
+            }
+            let series = self.latency.get_or_create(&key.1).clone();
+            series.observe(took);
+            // Bounded by the route table × methods × status classes; a process that builds
+            // many registries (tests) starts over rather than grow.
+            if cache.len() >= 4096 {
+                cache.clear();
+            }
+            cache.insert(key, series);
+        });
     }
 
     /// The registry in Prometheus text format.
@@ -246,10 +283,13 @@ impl Metrics {
         let started = Instant::now();
         let method = req.method().clone();
         let res = next.call(req).await?;
-        let route = res.request().match_pattern();
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
         metrics.observe_request(
             method.as_str(),
-            route.as_deref().unwrap_or("unmatched"),
+            route,
             res.status().as_u16(),
             started.elapsed(),
         );
@@ -351,7 +391,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+mod sharded;
 mod timed;
+pub use sharded::ShardedHistogram;
 pub use timed::Timed;
 
 #[cfg(test)]

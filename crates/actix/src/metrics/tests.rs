@@ -70,25 +70,38 @@ fn clients_past_the_cap_count_as_other() {
 }
 
 #[test]
-fn requests_are_labelled_by_pattern_and_known_methods_only() {
+fn requests_are_labelled_by_pattern_known_methods_and_status_class_only() {
     let m = Metrics::new();
-    m.observe_request(
-        "GET",
-        "/account/devices/{id}/config",
-        200,
-        Duration::from_millis(3),
-    );
-    m.observe_request("BREW", "unmatched", 404, Duration::from_millis(1));
+    let config = "/account/devices/{id}/config";
+    m.observe_request("GET", config.into(), 200, Duration::from_millis(3));
+    m.observe_request("GET", config.into(), 204, Duration::from_millis(3));
+    m.observe_request("BREW", "unmatched".into(), 404, Duration::from_millis(1));
+    m.observe_request("POST", "/login".into(), 503, Duration::from_millis(1));
     let text = m.encode();
-    assert!(text.contains(
-        "phaze_http_responses_total{method=\"GET\",route=\"/account/devices/{id}/config\",status=\"200\"} 1"
-    ), "{text}");
-    assert!(text.contains(
-        "phaze_http_responses_total{method=\"other\",route=\"unmatched\",status=\"404\"} 1"
-    ));
-    assert!(text.contains(
-        "phaze_http_request_duration_seconds_count{method=\"GET\",route=\"/account/devices/{id}/config\"} 1"
-    ));
+    let count = |labels: &str| {
+        series(
+            &text,
+            &format!("phaze_http_request_duration_seconds_count{{{labels}}}"),
+        )
+    };
+    assert_eq!(
+        count(&format!("method=\"GET\",route=\"{config}\",status=\"2xx\"")),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        count("method=\"other\",route=\"unmatched\",status=\"4xx\""),
+        Some(1.0)
+    );
+    assert_eq!(
+        count("method=\"POST\",route=\"/login\",status=\"5xx\""),
+        Some(1.0)
+    );
+}
+
+fn series(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[test]
@@ -158,7 +171,7 @@ async fn a_timed_store_answers_as_its_inner_one_and_counts_each_call() {
         "phaze_store_operation_duration_seconds_count{adapter=\"memory\",operation=\"ratelimit.hit\"} 2"
     ), "{text}");
     assert!(
-        !text.contains("phaze_store_errors_total{adapter=\"memory\""),
-        "no errors"
+        text.contains("phaze_store_errors_total{adapter=\"memory\",operation=\"ratelimit.hit\"} 0"),
+        "every operation exported, no errors: {text}"
     );
 }
