@@ -518,10 +518,14 @@ impl Settings {
             .with_list_parse_key("metrics.allow_networks")
             .try_parsing(true)
             .source(Some(env));
-        let settings: Settings = builder
+        let mut root: config::Map<String, config::Value> = builder
             .add_source(env)
             .build()
             .and_then(config::Config::try_deserialize)
+            .map_err(|e| ConfigError(e.to_string()))?;
+        secret_files::resolve(&mut root)?;
+        let settings: Settings = config::Value::new(None, config::ValueKind::Table(root))
+            .try_deserialize()
             .map_err(|e| ConfigError(e.to_string()))?;
         settings.validate()?;
         Ok(settings)
@@ -689,6 +693,8 @@ fn is_mailbox(s: &str) -> bool {
     };
     phaze_auth::Email::parse(addr).is_some() && !s.contains(['\r', '\n'])
 }
+
+mod secret_files;
 
 #[cfg(test)]
 mod tests;

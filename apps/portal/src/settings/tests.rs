@@ -259,3 +259,181 @@ fn payments_come_from_the_file_and_secrets_from_the_environment() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A file only its owner can read, holding `content`.
+fn secret_file(dir: &Path, name: &str, content: &str, mode: u32) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let _ = mode;
+    path
+}
+
+#[test]
+fn every_secret_can_come_from_a_file() {
+    use secrecy::ExposeSecret;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let token = "t".repeat(40);
+    let pairs = [
+        (
+            "PHAZE__METRICS__BEARER_TOKEN_FILE",
+            secret_file(d, "metrics", &format!("{token}\n"), 0o400),
+        ),
+        (
+            "PHAZE__STORE__POSTGRES__URL_FILE",
+            secret_file(d, "pg", "postgres://u:p@db/x\r\n", 0o440),
+        ),
+        (
+            "PHAZE__STORE__REDIS__URL_FILE",
+            secret_file(d, "redis", "redis://:pw@cache", 0o600),
+        ),
+        (
+            "PHAZE__SECRETS__SESSION_KEYS_FILE",
+            secret_file(
+                d,
+                "keys",
+                &format!("{}\n\n{}\n", "A".repeat(44), "B".repeat(44)),
+                0o400,
+            ),
+        ),
+        (
+            "PHAZE__SECRETS__CSRF_KEY_FILE",
+            secret_file(d, "csrf", &"C".repeat(44), 0o400),
+        ),
+        (
+            "PHAZE__SECRETS__TOKEN_PEPPER_FILE",
+            secret_file(d, "pepper", &"D".repeat(44), 0o400),
+        ),
+        (
+            "PHAZE__MAIL__SMTP__PASSWORD_FILE",
+            secret_file(d, "smtp", "s3cret pass\n", 0o400),
+        ),
+        (
+            "PHAZE__PAYMENTS__STRIPE_SECRET_KEY_FILE",
+            secret_file(d, "stripe", "sk_test_123", 0o400),
+        ),
+        (
+            "PHAZE__PAYMENTS__WEBHOOK_SECRETS_FILE",
+            secret_file(
+                d,
+                "whsec",
+                "whsec_aaaaaaaaaaaaaaaaaaaa\nwhsec_bbbbbbbbbbbbbbbbbbbb\n",
+                0o400,
+            ),
+        ),
+    ];
+    let vars: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, p)| (k.to_string(), p.display().to_string()))
+        .collect();
+    let s = Settings::load_from(None, vars).unwrap();
+    assert_eq!(
+        s.metrics.bearer_token.expose_secret(),
+        token,
+        "the final newline dropped"
+    );
+    assert_eq!(s.store.postgres.url.expose_secret(), "postgres://u:p@db/x");
+    assert_eq!(s.store.redis.url.expose_secret(), "redis://:pw@cache");
+    let keys: Vec<&str> = s
+        .secrets
+        .session_keys
+        .iter()
+        .map(|k| k.expose_secret())
+        .collect();
+    assert_eq!(keys, ["A".repeat(44), "B".repeat(44)]);
+    assert_eq!(
+        s.secrets.csrf_key.as_ref().unwrap().expose_secret(),
+        "C".repeat(44)
+    );
+    assert_eq!(
+        s.secrets.token_pepper.as_ref().unwrap().expose_secret(),
+        "D".repeat(44)
+    );
+    assert_eq!(
+        s.mail.smtp.password.expose_secret(),
+        "s3cret pass",
+        "spaces inside kept"
+    );
+    assert_eq!(s.payments.stripe_secret_key.expose_secret(), "sk_test_123");
+    assert_eq!(s.payments.webhook_secrets.len(), 2);
+    // From the TOML file too.
+    let toml = d.join("phaze.toml");
+    let pepper = d.join("pepper");
+    std::fs::write(
+        &toml,
+        format!("[secrets]\ntoken_pepper_file = \"{}\"\n", pepper.display()),
+    )
+    .unwrap();
+    let s = Settings::load_from(Some(&toml), env(&[])).unwrap();
+    assert_eq!(
+        s.secrets.token_pepper.unwrap().expose_secret(),
+        "D".repeat(44)
+    );
+}
+
+#[test]
+fn secret_files_that_others_can_read_or_write_or_that_are_missing_are_refused_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let content = "hunter2-hunter2-hunter2-hunter2-hunter2";
+    let cases: Vec<(PathBuf, &str)> = vec![
+        #[cfg(unix)]
+        (
+            secret_file(d, "world", content, 0o644),
+            "readable by everyone",
+        ),
+        #[cfg(unix)]
+        (
+            secret_file(d, "group-w", content, 0o460),
+            "writable by others",
+        ),
+        (d.join("missing"), "not found"),
+        (d.to_path_buf(), "not a regular file"),
+        (
+            secret_file(d, "two-lines", &format!("{content}\nsecond\n"), 0o400),
+            "one line",
+        ),
+        (secret_file(d, "empty", "\n", 0o400), "one line"),
+    ];
+    for (path, why) in cases {
+        let e = Settings::load_from(
+            None,
+            env(&[(
+                "PHAZE__SECRETS__TOKEN_PEPPER_FILE",
+                &path.display().to_string(),
+            )]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("secrets.token_pepper_file") && e.contains(why),
+            "{why}: {e}"
+        );
+        assert!(!e.contains("hunter2"), "the content never shows: {e}");
+    }
+    // Both ways at once is a mistake, not a precedence rule.
+    let ok = secret_file(d, "ok", &"E".repeat(44), 0o400);
+    let e = Settings::load_from(
+        None,
+        env(&[
+            (
+                "PHAZE__SECRETS__TOKEN_PEPPER_FILE",
+                &ok.display().to_string(),
+            ),
+            ("PHAZE__SECRETS__TOKEN_PEPPER", &"F".repeat(44)),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("set twice"), "{e}");
+    // An unknown `_file` key is still an unknown key.
+    let e = Settings::load_from(None, env(&[("PHAZE__HTTP__PORT_FILE", "/x")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("port_file"), "{e}");
+}
