@@ -34,7 +34,7 @@ async fn log_in_2fa(p: &TestPortal, email: &str, app: &TotpSecret) -> Browser {
 }
 
 /// An admin with 2FA on, logged in just now.
-async fn admin(p: &TestPortal) -> (Browser, TotpSecret) {
+pub(crate) async fn admin(p: &TestPortal) -> (Browser, TotpSecret) {
     let b = p.user(BOSS, PW).await;
     let app = totp_key_on(&b.get("/account/2fa").await.body);
     let r = b
@@ -45,7 +45,7 @@ async fn admin(p: &TestPortal) -> (Browser, TotpSecret) {
     (log_in_2fa(p, BOSS, &app).await, app)
 }
 
-async fn id_of(b: &Browser) -> String {
+pub(crate) async fn id_of(b: &Browser) -> String {
     let me = b.get("/api/v1/me").await;
     let v: serde_json::Value = serde_json::from_str(&me.body).unwrap();
     v["id"].as_str().unwrap().to_owned()

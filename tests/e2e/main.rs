@@ -12,6 +12,7 @@ mod limits;
 mod operations;
 mod password;
 mod payments;
+mod privacy;
 mod proxies;
 mod sessions;
 mod two_factor;

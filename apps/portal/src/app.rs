@@ -203,6 +203,7 @@ pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
                         ),
                 )
                 .service(web::resource("/account").route(get_or_head().to(account::show)))
+                .service(web::resource("/account/export").route(get_or_head().to(account::export)))
                 .service(web::resource("/account/profile").post(account::profile))
                 .service(
                     web::resource("/account/password").route(

@@ -15,6 +15,7 @@ use phaze_devices::{AddressPool, DeviceService, DeviceStore, Provisioner};
 use phaze_events::{EventSink, Events, TracingSink};
 use phaze_mail::MailQueue;
 use phaze_payments::{Billing, PaymentGateway, ProcessedEvents, Subscriptions, Webhooks};
+use phaze_privacy::PrivacyService;
 use phaze_ratelimit::{KeyHasher, LimitKeys, Limits, RateLimitStore, TrustedProxies};
 use phaze_sessions::{Csrf, Sealer, SealingKey, SessionManager, SessionStore};
 use phaze_store_fs::{DataDir, FsOutbox, Sharing};
@@ -224,6 +225,8 @@ pub struct AppState {
     pub processed_events: Arc<dyn ProcessedEvents>,
     /// Admin operations (and the audit log behind them).
     pub admin: Arc<AdminService>,
+    /// The data subject's rights: export.
+    pub privacy: Arc<PrivacyService>,
     /// Where security events go: the log, and the metrics when they are on.
     pub events: Events,
     /// The process's metrics; `None` with `metrics.enabled = false`.
@@ -358,6 +361,7 @@ impl AppState {
             .with_events(events.clone()),
         );
 
+        let device_store = devices.clone();
         let devices = device_service(&settings, devices, address_pool, &sealer, &events)?;
         let policy = settings.session.policy();
 
@@ -382,6 +386,7 @@ impl AppState {
             pay.webhook_policy(),
         )
         .with_events(events.clone());
+        let subscription_store = subscriptions.clone();
         let billing = Billing::new(
             pay.plans.clone(),
             gateway(pay)?,
@@ -393,6 +398,13 @@ impl AppState {
             sessions.clone(),
             AuditLog::new(audit, audit_key),
             events.clone(),
+        ));
+        let privacy = Arc::new(PrivacyService::new(
+            auth.clone(),
+            sessions.clone(),
+            device_store,
+            subscription_store,
+            admin.audit_log().clone(),
         ));
         let metrics_access = settings.metrics.access();
         let login_clock = clock.clone();
@@ -421,6 +433,7 @@ impl AppState {
             settings,
             devices,
             admin,
+            privacy,
             events,
             metrics,
             metrics_access,

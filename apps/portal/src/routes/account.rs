@@ -245,3 +245,32 @@ pub async fn revoke_others(state: State, visitor: Visitor, req: HttpRequest) -> 
         Notice::OtherSessionsRevoked,
     ))
 }
+
+/// `GET /account/export`: everything stored about the account as a JSON attachment
+/// ([`phaze_privacy::Export`], fields in docs/operations.md).
+pub async fn export(state: State, visitor: Visitor, req: HttpRequest) -> Page {
+    let current = require_user(&visitor, req.path())?;
+    let now = state.clock.now();
+    let export = state
+        .privacy
+        .export(&current.user(), now)
+        .await
+        .map_err(|e| match e {
+            phaze_privacy::PrivacyError::NoAccount => AppError::NotFound,
+            phaze_privacy::PrivacyError::Auth(a) => super::pages::auth_failure(a),
+            other => AppError::unavailable(other),
+        })?;
+    let body = serde_json::to_vec_pretty(&export).map_err(AppError::internal)?;
+    let date = now.date();
+    let name = format!("phaze-export-{date}.json");
+    Ok(views::rendered(
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header((
+                actix_web::http::header::CONTENT_DISPOSITION,
+                phaze_sanitize::content_disposition(&name),
+            ))
+            .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+            .body(body),
+    ))
+}

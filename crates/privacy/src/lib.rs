@@ -1,0 +1,252 @@
+//! The data subject's rights (GDPR articles 15 and 20): [`PrivacyService::export`] gathers
+//! everything Phaze stores about an account from every store that holds some of it (the
+//! account, its sessions, its VPN devices, its subscription references, the audit entries by or
+//! about it) into one [`Export`], a JSON document whose every field is documented here and in
+//! `docs/operations.md`.
+//!
+//! What an export leaves out, on purpose: secrets that would let its reader act as the account
+//! or its devices (the password hash, the sealed TOTP secret, recovery-code hashes, devices'
+//! private keys, session ids); their existence is said instead (`two_factor`, the device's public
+//! key: the private key is in the device's own configuration download).
+
+use phaze_audit::{AuditError, AuditFilter, AuditLog};
+use phaze_auth::{AuthError, AuthService};
+use phaze_devices::DeviceStore;
+use phaze_ids::UserId;
+use phaze_payments::Subscriptions;
+use phaze_sessions::SessionManager;
+use serde::Serialize;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// The `format` of this version's export.
+pub const FORMAT: &str = "phaze-export/1";
+
+/// Audit entries an export carries at most (newest first).
+pub const MAX_AUDIT_ENTRIES: usize = 10_000;
+
+/// Everything stored about one account.
+#[derive(Debug, Serialize)]
+pub struct Export {
+    /// [`FORMAT`].
+    pub format: &'static str,
+    /// When the export was made (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub exported_at: OffsetDateTime,
+    pub account: AccountData,
+    /// Live sessions (signed-in browsers and devices), newest login first.
+    pub sessions: Vec<SessionData>,
+    /// VPN devices.
+    pub devices: Vec<DeviceData>,
+    /// Subscription references at the payment provider, if a checkout was ever started.
+    pub subscription: Option<SubscriptionData>,
+    /// Audit entries by or about the account (admin actions and lookups), newest first.
+    pub audit: Vec<AuditData>,
+}
+
+/// The account record.
+#[derive(Debug, Serialize)]
+pub struct AccountData {
+    /// The account id (also the `client_reference_id` sent to Stripe).
+    pub id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub display_name: String,
+    pub is_admin: bool,
+    /// Suspended by an admin.
+    pub locked: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub password_changed_at: OffsetDateTime,
+    /// Whether two-factor authentication is on (the secret itself is not exported).
+    pub two_factor: bool,
+    /// Unused recovery codes left (the codes are stored only as keyed hashes).
+    pub recovery_codes_left: usize,
+}
+
+/// One session.
+#[derive(Debug, Serialize)]
+pub struct SessionData {
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+    /// The address at login, if known.
+    pub ip: Option<String>,
+    /// The browser's `User-Agent` at login.
+    pub user_agent: String,
+}
+
+/// One VPN device.
+#[derive(Debug, Serialize)]
+pub struct DeviceData {
+    pub id: String,
+    pub name: String,
+    /// WireGuard public key, base64.
+    pub public_key: String,
+    pub address_v4: String,
+    pub address_v6: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// The subscription's references.
+#[derive(Debug, Serialize)]
+pub struct SubscriptionData {
+    /// Stripe customer id.
+    pub customer: Option<String>,
+    /// Stripe subscription id.
+    pub subscription: Option<String>,
+    /// `none`, `active`, `past_due` or `canceled`.
+    pub status: &'static str,
+    /// The Stripe price subscribed to.
+    pub price: Option<String>,
+    /// End of the current period, Unix seconds.
+    pub current_period_end: Option<i64>,
+}
+
+/// One audit entry.
+#[derive(Debug, Serialize)]
+pub struct AuditData {
+    pub seq: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The acting account's id; `null` for an operator at the command line.
+    pub actor: Option<String>,
+    pub action: String,
+    /// The account acted on.
+    pub subject: Option<String>,
+    /// The client address the action came from.
+    pub client: Option<String>,
+    pub detail: String,
+}
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivacyError {
+    #[error("no such account")]
+    NoAccount,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Sessions(#[from] phaze_sessions::Error),
+    #[error("device store: {0}")]
+    Devices(#[from] phaze_devices::StoreError),
+    #[error("subscription store: {0}")]
+    Subscriptions(#[from] phaze_payments::StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// The data subject's operations over every store that holds personal data.
+pub struct PrivacyService {
+    auth: Arc<AuthService>,
+    sessions: Arc<SessionManager>,
+    devices: Arc<dyn DeviceStore>,
+    subscriptions: Arc<dyn Subscriptions>,
+    audit: AuditLog,
+}
+
+impl std::fmt::Debug for PrivacyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivacyService").finish_non_exhaustive()
+    }
+}
+
+impl PrivacyService {
+    /// Over the stores of accounts (through `auth`), sessions, devices, subscriptions and audit.
+    pub fn new(
+        auth: Arc<AuthService>,
+        sessions: Arc<SessionManager>,
+        devices: Arc<dyn DeviceStore>,
+        subscriptions: Arc<dyn Subscriptions>,
+        audit: AuditLog,
+    ) -> Self {
+        Self {
+            auth,
+            sessions,
+            devices,
+            subscriptions,
+            audit,
+        }
+    }
+
+    /// Everything stored about `user`, as of `now`.
+    pub async fn export(&self, user: &UserId, now: OffsetDateTime) -> Result<Export, PrivacyError> {
+        let account = self
+            .auth
+            .account(user)
+            .await?
+            .ok_or(PrivacyError::NoAccount)?;
+        let mut sessions = self.sessions.list(user, now).await?;
+        sessions.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        let devices = self.devices.list(user).await?;
+        let subscription = self.subscriptions.get(user).await?.map(|(r, _)| r);
+        let filter = AuditFilter {
+            user: Some(*user),
+            action: None,
+        };
+        let audit = self.audit.page(&filter, None, MAX_AUDIT_ENTRIES).await?;
+        let id = |u: UserId| u.to_string();
+        Ok(Export {
+            format: FORMAT,
+            exported_at: now,
+            account: AccountData {
+                id: account.id.to_string(),
+                email: account.email.as_str().to_owned(),
+                email_verified: account.email_verified,
+                display_name: account.display_name.as_str().to_owned(),
+                is_admin: account.is_admin,
+                locked: account.locked,
+                created_at: account.created_at,
+                password_changed_at: account.password_changed_at,
+                two_factor: account.two_factor_enabled(),
+                recovery_codes_left: account
+                    .two_factor
+                    .as_ref()
+                    .filter(|t| t.enabled_at.is_some())
+                    .map_or(0, |t| t.recovery_codes.len()),
+            },
+            sessions: sessions
+                .into_iter()
+                .map(|s| SessionData {
+                    created_at: s.created_at,
+                    last_seen: s.last_seen,
+                    ip: s.ip.map(|ip| ip.to_string()),
+                    user_agent: s.user_agent,
+                })
+                .collect(),
+            devices: devices
+                .into_iter()
+                .map(|d| DeviceData {
+                    id: d.id.to_string(),
+                    name: d.name.as_str().to_owned(),
+                    public_key: d.public_key.to_base64(),
+                    address_v4: d.address.v4.to_string(),
+                    address_v6: d.address.v6.to_string(),
+                    created_at: d.created_at,
+                })
+                .collect(),
+            subscription: subscription.map(|r| SubscriptionData {
+                customer: r.customer,
+                subscription: r.subscription,
+                status: r.status.as_str(),
+                price: r.price,
+                current_period_end: r.current_period_end,
+            }),
+            audit: audit
+                .into_iter()
+                .map(|e| AuditData {
+                    seq: e.seq,
+                    at: e.at,
+                    actor: e.actor.map(id),
+                    action: e.action,
+                    subject: e.subject.map(id),
+                    client: e.client,
+                    detail: e.detail,
+                })
+                .collect(),
+        })
+    }
+}
