@@ -17,6 +17,7 @@ use crate::routes::{
 };
 use crate::settings::Settings;
 use crate::state::AppState;
+use crate::tls::ReloadingCert;
 use phaze_actix::limits::Guards;
 use phaze_actix::metrics::Metrics;
 use phaze_ratelimit::Budget;
@@ -26,6 +27,10 @@ pub struct Application {
     server: Server,
     addr: SocketAddr,
     state: web::Data<AppState>,
+    /// The certificate, when serving HTTPS, and how often its files are checked.
+    tls: Option<(Arc<ReloadingCert>, Duration)>,
+    /// The plain listener that only redirects to HTTPS, if configured.
+    redirect: Option<Server>,
 }
 
 impl Application {
@@ -42,6 +47,22 @@ impl Application {
         let listener = TcpListener::bind((settings.http.host, settings.http.port))?;
         let addr = listener.local_addr()?;
         let public_url = settings.public_url(addr.port());
+        let tls_settings = settings.http.tls.clone();
+        let tls = if tls_settings.enabled() {
+            Some(Arc::new(ReloadingCert::open(
+                &tls_settings.cert_file,
+                &tls_settings.key_file,
+            )?))
+        } else {
+            None
+        };
+        let redirect = match tls_settings.redirect_port {
+            0 => None,
+            port => Some(redirect_server(
+                TcpListener::bind((settings.http.host, port))?,
+                public_url.clone(),
+            )?),
+        };
         let workers = match settings.http.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -76,13 +97,19 @@ impl Application {
                 .wrap(from_fn(frame))
         })
         .workers(workers)
-        .disable_signals()
-        .listen(listener)?
+        .disable_signals();
+        let server = match &tls {
+            Some(cert) => server.listen_rustls_0_23(listener, cert.server_config()?)?,
+            None => server.listen(listener)?,
+        }
         .run();
+        let reload = Duration::from_secs(tls_settings.reload_secs.max(1).into());
         Ok(Self {
             server,
             addr,
             state,
+            tls: tls.map(|cert| (cert, reload)),
+            redirect,
         })
     }
 
@@ -131,6 +158,19 @@ impl Application {
                 }
             }
         });
+        let reload = self.tls.map(|(cert, every)| {
+            actix_web::rt::spawn(async move {
+                let mut tick = actix_web::rt::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    let cert = cert.clone();
+                    // Reading two small files: off the async workers all the same.
+                    let _ =
+                        actix_web::rt::task::spawn_blocking(move || cert.reload_if_changed()).await;
+                }
+            })
+        });
+        let redirect = self.redirect.map(actix_web::rt::spawn);
         let handle = self.server.handle();
         let stop = actix_web::rt::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
@@ -141,6 +181,12 @@ impl Application {
         let result = self.server.await;
         purge.abort();
         stop.abort();
+        if let Some(r) = reload {
+            r.abort();
+        }
+        if let Some(r) = redirect {
+            r.abort();
+        }
         result
     }
 }
@@ -294,6 +340,30 @@ pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
                 .service(web::resource("/admin/audit").route(get_or_head().to(admin::audit)))
                 .default_service(web::to(not_found)),
         );
+}
+
+/// The plain-HTTP listener of `http.tls.redirect_port`: every request, any method, gets `308` to
+/// the same path and query under `public_url` (always the portal's own origin, whatever the
+/// request's `Host` says).
+fn redirect_server(listener: TcpListener, public_url: String) -> std::io::Result<Server> {
+    Ok(HttpServer::new(move || {
+        let base = public_url.clone();
+        App::new().default_service(web::to(move |req: actix_web::HttpRequest| {
+            let target = format!(
+                "{base}{}",
+                req.uri().path_and_query().map_or("/", |p| p.as_str())
+            );
+            async move {
+                actix_web::HttpResponse::PermanentRedirect()
+                    .insert_header((actix_web::http::header::LOCATION, target))
+                    .finish()
+            }
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run())
 }
 
 /// Pages and probes answer `HEAD` as `GET` does (RFC 9110), and actix sends no body for it.

@@ -15,6 +15,7 @@ pub mod routes;
 pub mod secrets;
 pub mod settings;
 pub mod state;
+pub mod tls;
 pub mod views;
 
 pub use app::Application;

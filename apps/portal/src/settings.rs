@@ -208,6 +208,55 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
+    /// HTTPS served directly (rustls); off while `cert_file` is empty.
+    pub tls: TlsSettings,
+}
+
+/// `[http.tls]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// The certificate chain (PEM, leaf first). Empty: plain HTTP.
+    pub cert_file: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// How often the two files are checked for a new certificate (renewals take effect without
+    /// a restart), in seconds.
+    pub reload_secs: u32,
+    /// A plain-HTTP port on `http.host` that only redirects to HTTPS (308); 0: none.
+    pub redirect_port: u16,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+            reload_secs: 60,
+            redirect_port: 0,
+        }
+    }
+}
+
+impl TlsSettings {
+    /// Whether HTTPS is configured.
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("http.tls.{key}: {why}")));
+        if self.enabled() != !self.key_file.as_os_str().is_empty() {
+            return fail("key_file", "give both cert_file and key_file, or neither");
+        }
+        if self.reload_secs == 0 {
+            return fail("reload_secs", "must be at least 1");
+        }
+        if self.redirect_port != 0 && !self.enabled() {
+            return fail("redirect_port", "needs cert_file and key_file");
+        }
+        Ok(())
+    }
 }
 
 /// `[store]`
@@ -399,6 +448,7 @@ impl Default for HttpSettings {
             forwarded_headers: ForwardedHeaders::default(),
             max_body_bytes: 16 * 1024,
             workers: 0,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -567,6 +617,7 @@ impl Settings {
         }
         self.devices.validate()?;
         self.metrics.validate()?;
+        self.http.tls.validate()?;
         let a = &self.auth;
         if a.password_min < 8 {
             return fail("auth.password_min", "must be at least 8");
@@ -651,9 +702,14 @@ impl Settings {
     /// The public origin: `http.public_url` without a trailing slash, or derived from the listener.
     pub fn public_url(&self, bound_port: u16) -> String {
         if self.http.public_url.is_empty() {
+            let scheme = if self.http.tls.enabled() {
+                "https"
+            } else {
+                "http"
+            };
             match self.http.host {
-                IpAddr::V6(ip) => format!("http://[{ip}]:{bound_port}"),
-                IpAddr::V4(ip) => format!("http://{ip}:{bound_port}"),
+                IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{bound_port}"),
+                IpAddr::V4(ip) => format!("{scheme}://{ip}:{bound_port}"),
             }
         } else {
             self.http.public_url.trim_end_matches('/').to_owned()

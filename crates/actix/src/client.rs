@@ -19,10 +19,12 @@ impl phaze_ratelimit::Headers for ActixHeaders<'_> {
 /// trusted proxies set, and stores it in the request's extensions, where [`client_of`] and the
 /// visitor layer find it. Call it first, from the outermost middleware.
 pub fn resolve(req: &ServiceRequest, proxies: &TrustedProxies) -> ClientInfo {
-    let client = proxies.client(
+    let mut client = proxies.client(
         req.peer_addr().map(|p| p.ip()),
         &ActixHeaders(req.headers()),
     );
+    // A TLS listener: the connection itself is HTTPS, whatever a proxy header says.
+    client.https |= req.app_config().secure();
     req.extensions_mut().insert(client);
     client
 }
