@@ -246,7 +246,7 @@ impl TlsSettings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let fail = |key: &str, why: &str| Err(ConfigError(format!("http.tls.{key}: {why}")));
-        if self.enabled() != !self.key_file.as_os_str().is_empty() {
+        if self.enabled() == self.key_file.as_os_str().is_empty() {
             return fail("key_file", "give both cert_file and key_file, or neither");
         }
         if self.reload_secs == 0 {

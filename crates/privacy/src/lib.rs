@@ -180,7 +180,7 @@ impl PrivacyService {
             .await?
             .ok_or(PrivacyError::NoAccount)?;
         let mut sessions = self.sessions.list(user, now).await?;
-        sessions.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.created_at));
         let devices = self.devices.list(user).await?;
         let subscription = self.subscriptions.get(user).await?.map(|(r, _)| r);
         let filter = AuditFilter {

@@ -437,3 +437,51 @@ fn secret_files_that_others_can_read_or_write_or_that_are_missing_are_refused_by
         .to_string();
     assert!(e.contains("port_file"), "{e}");
 }
+
+#[test]
+fn tls_needs_both_files_a_reload_period_and_https_for_the_redirect() {
+    let https = Settings::load_from(
+        None,
+        env(&[
+            ("PHAZE__HTTP__TLS__CERT_FILE", "/etc/phaze/cert.pem"),
+            ("PHAZE__HTTP__TLS__KEY_FILE", "/etc/phaze/key.pem"),
+        ]),
+    )
+    .unwrap();
+    assert!(https.http.tls.enabled());
+    assert!(
+        https.public_url(8443).starts_with("https://"),
+        "derived origin is https"
+    );
+    assert!(Settings::load_from(None, env(&[]))
+        .unwrap()
+        .public_url(8080)
+        .starts_with("http://"));
+    for (pairs, key) in [
+        (
+            vec![("PHAZE__HTTP__TLS__CERT_FILE", "/c")],
+            "http.tls.key_file",
+        ),
+        (
+            vec![("PHAZE__HTTP__TLS__KEY_FILE", "/k")],
+            "http.tls.key_file",
+        ),
+        (
+            vec![
+                ("PHAZE__HTTP__TLS__CERT_FILE", "/c"),
+                ("PHAZE__HTTP__TLS__KEY_FILE", "/k"),
+                ("PHAZE__HTTP__TLS__RELOAD_SECS", "0"),
+            ],
+            "http.tls.reload_secs",
+        ),
+        (
+            vec![("PHAZE__HTTP__TLS__REDIRECT_PORT", "8080")],
+            "http.tls.redirect_port",
+        ),
+    ] {
+        let e = Settings::load_from(None, env(&pairs))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key), "{key}: {e}");
+    }
+}
