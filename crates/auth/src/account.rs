@@ -251,4 +251,7 @@ pub trait AccountStore: Send + Sync {
     async fn by_id(&self, id: &UserId) -> Result<Option<Account>, StoreError>;
     /// Replaces an existing account (same id and email); [`StoreError::NotFound`] if it is gone.
     async fn update(&self, account: &Account) -> Result<(), StoreError>;
+    /// Deletes the account and its email's index entry (the address is free again); `false` if
+    /// there was none. For account deletion: every other lookup answers `None` afterwards.
+    async fn remove(&self, id: &UserId) -> Result<bool, StoreError>;
 }

@@ -72,6 +72,13 @@ impl AccountStore for FsAccounts {
             Err(e) => Err(auth_backend(e)),
         }
     }
+
+    async fn remove(&self, id: &UserId) -> Result<bool, StoreError> {
+        let (dirs, id) = (self.dirs.clone(), *id);
+        blocking(move || dirs.remove(&id))
+            .await
+            .map_err(auth_backend)
+    }
 }
 
 #[derive(Debug)]
@@ -111,11 +118,15 @@ impl Dirs {
             .ok()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| corrupt("email index entry"))?;
-        // The record is written before its index entry and never deleted once indexed, so a
-        // missing record here means someone edited the directory: fail rather than guess.
-        let account = self
-            .by_id(&id)?
-            .ok_or_else(|| corrupt("email index (no such account)"))?;
+        // The record is written before its index entry and the entry removed before the record,
+        // so a missing record means a removal in between (the entry is gone now) or someone
+        // edited the directory: fail rather than guess.
+        let Some(account) = self.by_id(&id)? else {
+            if atomic::read(&self.emails.join(email_name(email)))?.is_none() {
+                return Ok(None);
+            }
+            return Err(corrupt("email index (no such account)"));
+        };
         if account.email != *email {
             return Err(corrupt("email index (points at another address)"));
         }
@@ -153,6 +164,26 @@ impl Dirs {
         self.cache
             .changing(name, || atomic::remove(&self.records, name))
             .map(drop)
+    }
+
+    /// The email's index entry first, then the record, under the record's lock: a reader never
+    /// finds an entry naming a record that is gone for good.
+    fn remove(&self, id: &UserId) -> io::Result<bool> {
+        let name = record_name(id);
+        let _guard = self.locks.lock(&name)?;
+        let Some(account) = self.by_id(id)? else {
+            return Ok(false);
+        };
+        let entry = email_name(&account.email);
+        let names_this = atomic::read(&self.emails.join(&entry))?
+            .is_some_and(|bytes| bytes == id.to_string().as_bytes());
+        if names_this {
+            atomic::remove(&self.emails, &entry)?;
+        }
+        self.cache
+            .changing(&name, || atomic::remove(&self.records, &name))
+            .map(drop)?;
+        Ok(true)
     }
 
     fn update(&self, account: &Account) -> io::Result<bool> {

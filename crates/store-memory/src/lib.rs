@@ -243,6 +243,17 @@ impl AccountStore for MemoryAccounts {
             _ => Err(AuthStoreError::NotFound),
         }
     }
+
+    async fn remove(&self, id: &UserId) -> Result<bool, AuthStoreError> {
+        let mut t = lock(&self.0);
+        let Some(account) = t.by_id.remove(id) else {
+            return Ok(false);
+        };
+        if t.by_email.get(&account.email) == Some(id) {
+            t.by_email.remove(&account.email);
+        }
+        Ok(true)
+    }
 }
 
 /// [`TokenStore`] in memory.

@@ -230,4 +230,16 @@ impl AccountStore for PgAccounts {
         }
         Ok(())
     }
+
+    async fn remove(&self, id: &UserId) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let removed = diesel::delete(accounts::table.filter(accounts::id.eq(id.as_uuid())))
+            .execute(&mut conn)
+            .await;
+        // As for `update`: this process forgets at once, the others through the trigger.
+        if let Some(cache) = &self.cache {
+            cache.forget(id);
+        }
+        Ok(removed.map_err(backend)? > 0)
+    }
 }

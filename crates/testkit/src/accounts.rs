@@ -44,6 +44,7 @@ macro_rules! account_store_contract {
                     two_factor_round_trips_and_clears,
                     concurrent_registrations_of_one_email_admit_exactly_one,
                     hostile_emails_are_plain_data,
+                    remove_deletes_the_account_and_frees_its_email,
                 ]
             );
         }
@@ -184,4 +185,24 @@ pub async fn hostile_emails_are_plain_data(store: Arc<impl AccountStore>) {
             .unwrap(),
         None
     );
+}
+
+/// Removing an account makes every lookup answer `None`, frees its email for a new account,
+/// leaves other accounts alone, and answers `false` the second time.
+pub async fn remove_deletes_the_account_and_frees_its_email(store: Arc<impl AccountStore>) {
+    let (ada, bob) = (account("ada@example.com"), account("bob@example.com"));
+    store.insert(&ada).await.unwrap();
+    store.insert(&bob).await.unwrap();
+    assert!(store.remove(&ada.id).await.unwrap());
+    assert_eq!(store.by_id(&ada.id).await.unwrap(), None);
+    assert_eq!(store.by_email(&ada.email).await.unwrap(), None);
+    assert!(!store.remove(&ada.id).await.unwrap(), "once");
+    assert!(matches!(
+        store.update(&ada).await,
+        Err(phaze_auth::StoreError::NotFound)
+    ));
+    assert_eq!(store.by_id(&bob.id).await.unwrap(), Some(bob.clone()));
+    let again = account("ada@example.com");
+    store.insert(&again).await.unwrap();
+    assert_eq!(store.by_email(&again.email).await.unwrap(), Some(again));
 }

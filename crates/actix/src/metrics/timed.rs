@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use super::{Metrics, StoreSeries};
 
 /// Every operation a decorator times, in the order of [`Op`].
-const OPERATIONS: [&str; 17] = [
+const OPERATIONS: [&str; 18] = [
     "sessions.insert",
     "sessions.get",
     "sessions.update",
@@ -34,6 +34,7 @@ const OPERATIONS: [&str; 17] = [
     "accounts.by_email",
     "accounts.by_id",
     "accounts.update",
+    "accounts.remove",
 ];
 
 /// An index into [`OPERATIONS`].
@@ -56,6 +57,7 @@ enum Op {
     AccountsByEmail,
     AccountsById,
     AccountsUpdate,
+    AccountsRemove,
 }
 
 /// `inner`, timed under `adapter` (`memory`, `fs`, `postgres`, `redis`). The series are resolved
@@ -180,5 +182,8 @@ impl AccountStore for Timed<dyn AccountStore> {
     async fn update(&self, account: &Account) -> Result<(), AccountError> {
         self.time(Op::AccountsUpdate, self.inner.update(account))
             .await
+    }
+    async fn remove(&self, id: &UserId) -> Result<bool, AccountError> {
+        self.time(Op::AccountsRemove, self.inner.remove(id)).await
     }
 }

@@ -48,6 +48,10 @@ impl<T: AccountStore> AccountStore for Counting<T> {
         self.calls.push("accounts.update");
         self.inner.update(account).await
     }
+    async fn remove(&self, id: &UserId) -> Result<bool, StoreError> {
+        self.calls.push("accounts.remove");
+        self.inner.remove(id).await
+    }
 }
 
 #[async_trait]
