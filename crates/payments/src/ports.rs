@@ -111,4 +111,8 @@ pub trait Subscriptions: Send + Sync {
     /// no record yet), and links its customer to its account; `false` if another writer got
     /// there first (read again and retry).
     async fn put(&self, record: &SubscriptionRecord, expected: u64) -> Result<bool, StoreError>;
+
+    /// Deletes the account's record and its customer link (account deletion); `false` if there
+    /// was no record. Later events for that customer find no account.
+    async fn remove(&self, user: &UserId) -> Result<bool, StoreError>;
 }

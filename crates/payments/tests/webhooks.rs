@@ -213,6 +213,9 @@ impl Subscriptions for FailFirstPut {
         }
         self.0.put(record, expected).await
     }
+    async fn remove(&self, user: &UserId) -> Result<bool, StoreError> {
+        self.0.remove(user).await
+    }
 }
 
 #[tokio::test]
@@ -345,6 +348,10 @@ impl<E: Send + Sync, S: Subscriptions> Subscriptions for Counting<E, S> {
     async fn put(&self, record: &SubscriptionRecord, expected: u64) -> Result<bool, StoreError> {
         self.calls.lock().unwrap().push("put");
         self.subs.put(record, expected).await
+    }
+    async fn remove(&self, user: &UserId) -> Result<bool, StoreError> {
+        self.calls.lock().unwrap().push("remove");
+        self.subs.remove(user).await
     }
 }
 

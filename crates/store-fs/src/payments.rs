@@ -298,4 +298,26 @@ impl Subscriptions for FsSubscriptions {
         .await
         .map_err(backend)
     }
+
+    async fn remove(&self, user: &UserId) -> Result<bool, StoreError> {
+        let (this, user) = (self.clone(), *user);
+        let name = sha256_hex(user.to_string().as_bytes());
+        blocking(move || {
+            let _guard = this.locks.lock(&name)?;
+            let Some(file) = read_subscription(&this.records, &name)? else {
+                return Ok(false);
+            };
+            if let Some(customer) = &file.record.customer {
+                let link = sha256_hex(customer.as_bytes());
+                let names_user = atomic::read(&this.customers.join(&link))?
+                    .is_some_and(|b| b == user.to_string().as_bytes());
+                if names_user {
+                    atomic::remove(&this.customers, &link)?;
+                }
+            }
+            atomic::remove(&this.records, &name)
+        })
+        .await
+        .map_err(backend)
+    }
 }

@@ -117,4 +117,17 @@ impl Subscriptions for MemorySubscriptions {
         }
         Ok(true)
     }
+
+    async fn remove(&self, user: &UserId) -> Result<bool, StoreError> {
+        let mut maps = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((record, _)) = maps.records.remove(user) else {
+            return Ok(false);
+        };
+        if let Some(c) = record.customer {
+            if maps.customers.get(&c) == Some(user) {
+                maps.customers.remove(&c);
+            }
+        }
+        Ok(true)
+    }
 }

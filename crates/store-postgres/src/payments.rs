@@ -296,4 +296,14 @@ impl Subscriptions for PgSubscriptions {
             Err(e) => Err(backend(e)),
         }
     }
+
+    async fn remove(&self, user: &UserId) -> Result<bool, StoreError> {
+        let mut conn = conn(&self.pool).await?;
+        let removed =
+            diesel::delete(subscriptions::table.filter(subscriptions::user_id.eq(user.as_uuid())))
+                .execute(&mut conn)
+                .await
+                .map_err(backend)?;
+        Ok(removed > 0)
+    }
 }

@@ -52,6 +52,7 @@ macro_rules! subscriptions_contract {
                     records_round_trip,
                     the_customer_link_names_the_account,
                     concurrent_read_modify_writes_lose_nothing,
+                    remove_forgets_the_record_and_the_customer_link,
                 ]
             );
         }
@@ -330,4 +331,19 @@ pub async fn concurrent_read_modify_writes_lose_nothing(store: Arc<impl Subscrip
     let (r, v) = store.get(&user).await.unwrap().unwrap();
     assert_eq!(r.current_period_end, Some(40));
     assert_eq!(v, 41);
+}
+
+/// Removing a record forgets it and its customer link, once; another account's stays.
+pub async fn remove_forgets_the_record_and_the_customer_link(store: Arc<impl Subscriptions>) {
+    let (ada, bob) = (UserId::generate(), UserId::generate());
+    assert!(store.put(&record(ada), 0).await.unwrap());
+    let mut other = record(bob);
+    other.customer = Some("cus_2".into());
+    assert!(store.put(&other, 0).await.unwrap());
+    assert!(store.remove(&ada).await.unwrap());
+    assert_eq!(store.get(&ada).await.unwrap(), None);
+    assert_eq!(store.user_for_customer("cus_1").await.unwrap(), None);
+    assert!(!store.remove(&ada).await.unwrap(), "once");
+    assert_eq!(store.user_for_customer("cus_2").await.unwrap(), Some(bob));
+    assert!(store.get(&bob).await.unwrap().is_some());
 }
