@@ -185,4 +185,7 @@ pub trait TokenStore: Send + Sync {
     ) -> Result<Option<TokenRecord>, StoreError>;
     /// Deletes expired tokens; returns how many went.
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, StoreError>;
+    /// Deletes every token of `user`, whatever its purpose, used or not (account deletion);
+    /// returns how many went.
+    async fn remove_user(&self, user: &UserId) -> Result<usize, StoreError>;
 }

@@ -2,7 +2,7 @@
 //! small file per subject naming its live token.
 
 use async_trait::async_trait;
-use phaze_auth::{StoreError, TokenHash, TokenPurpose, TokenRecord, TokenStore};
+use phaze_auth::{StoreError, TokenHash, TokenPurpose, TokenRecord, TokenStore, UserId};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -107,6 +107,20 @@ impl TokenStore for FsTokens {
             let purged = purge_expired(&this.dir, now)?;
             purge_subjects(&this)?;
             Ok(purged)
+        })
+        .await
+        .map_err(auth_backend)
+    }
+
+    async fn remove_user(&self, user: &UserId) -> Result<usize, StoreError> {
+        let (this, user) = (self.clone(), *user);
+        blocking(move || {
+            let owned = |bytes: &[u8]| {
+                serde_json::from_slice::<TokenRecord>(bytes).is_ok_and(|r| r.user_id == user)
+            };
+            let removed = remove_where(&this.dir, owned)?;
+            purge_subjects(&this)?;
+            Ok(removed)
         })
         .await
         .map_err(auth_backend)
@@ -246,16 +260,24 @@ fn forget_subject(store: &FsTokens, record: &TokenRecord) -> io::Result<()> {
 }
 
 fn purge_expired(dir: &Path, now: OffsetDateTime) -> io::Result<usize> {
+    let expired = |bytes: &[u8]| {
+        serde_json::from_slice::<TokenRecord>(bytes).map_or(true, |r| r.expires_at <= now)
+    };
+    let purged = remove_where(dir, expired)?;
+    atomic::sweep_stale(dir, SystemTime::from(now));
+    Ok(purged)
+}
+
+/// Deletes every token whose file `doomed` says so, claiming each first so a removal and a
+/// consume never both act on one token; returns how many went.
+fn remove_where(dir: &Path, doomed: impl Fn(&[u8]) -> bool) -> io::Result<usize> {
     let mut purged = 0;
     for name in atomic::names(dir)? {
         if !is_record_name(&name) {
             continue;
         }
-        let expired = |bytes: &[u8]| {
-            serde_json::from_slice::<TokenRecord>(bytes).map_or(true, |r| r.expires_at <= now)
-        };
         match atomic::read(&dir.join(&name))? {
-            Some(bytes) if expired(&bytes) => {}
+            Some(bytes) if doomed(&bytes) => {}
             _ => continue,
         }
         // Claim before deleting, so a purge and a consume never both act on one token.
@@ -263,7 +285,7 @@ fn purge_expired(dir: &Path, now: OffsetDateTime) -> io::Result<usize> {
             continue;
         };
         match atomic::read(&dir.join(&claimed))? {
-            Some(bytes) if !expired(&bytes) => unclaim(dir, &claimed, &name)?,
+            Some(bytes) if !doomed(&bytes) => unclaim(dir, &claimed, &name)?,
             _ => {
                 atomic::remove_unsynced(dir, &claimed)?;
                 purged += 1;
@@ -273,6 +295,5 @@ fn purge_expired(dir: &Path, now: OffsetDateTime) -> io::Result<usize> {
     if purged > 0 {
         atomic::sync_dir(dir)?;
     }
-    atomic::sweep_stale(dir, SystemTime::from(now));
     Ok(purged)
 }

@@ -307,6 +307,13 @@ impl TokenStore for MemoryTokens {
         t.retain(|_, r| r.expires_at > now);
         Ok(before - t.len())
     }
+
+    async fn remove_user(&self, user: &UserId) -> Result<usize, AuthStoreError> {
+        let mut t = lock(&self.0);
+        let before = t.len();
+        t.retain(|_, r| r.user_id != *user);
+        Ok(before - t.len())
+    }
 }
 
 /// [`Mailer`] that keeps every message in memory, for tests that read their mail.

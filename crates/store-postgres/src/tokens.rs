@@ -178,4 +178,12 @@ impl TokenStore for PgTokens {
         .await
         .map_err(backend)
     }
+
+    async fn remove_user(&self, user: &UserId) -> Result<usize, StoreError> {
+        let mut conn = self.conn().await?;
+        diesel::delete(tokens::table.filter(tokens::user_id.eq(user.as_uuid())))
+            .execute(&mut conn)
+            .await
+            .map_err(backend)
+    }
 }

@@ -56,6 +56,7 @@ macro_rules! token_store_contract {
                     concurrent_issues_for_one_subject_leave_one_live_token,
                     find_sees_only_live_tokens_and_uses_none,
                     recovery_codes_of_one_account_all_stay_live,
+                    remove_user_deletes_every_token_of_the_user_only,
                 ]
             );
         }
@@ -384,4 +385,37 @@ pub async fn find_sees_only_live_tokens_and_uses_none(store: Arc<impl TokenStore
         store.find(&newer.hash, newer.purpose, now).await.unwrap(),
         Some(newer)
     );
+}
+
+/// Every token of a user goes, whatever its purpose and whether a link is pending; another
+/// user's stay; a second call finds nothing.
+pub async fn remove_user_deletes_every_token_of_the_user_only(store: Arc<impl TokenStore>) {
+    let link = token(1);
+    let ada = link.user_id;
+    let mut reset = token(2);
+    reset.user_id = ada;
+    reset.purpose = TokenPurpose::PasswordReset;
+    let other = token(3);
+    for t in [&link, &reset, &other] {
+        store.issue(t).await.unwrap();
+    }
+    assert_eq!(store.remove_user(&ada).await.unwrap(), 2);
+    for t in [&link, &reset] {
+        assert_eq!(store.find(&t.hash, t.purpose, t0()).await.unwrap(), None);
+    }
+    assert!(store
+        .find(&other.hash, other.purpose, t0())
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(store.remove_user(&ada).await.unwrap(), 0);
+    // The subject's slot is free: a new token for it issues and lives.
+    let mut again = token(4);
+    again.user_id = ada;
+    store.issue(&again).await.unwrap();
+    assert!(store
+        .find(&again.hash, again.purpose, t0())
+        .await
+        .unwrap()
+        .is_some());
 }

@@ -82,6 +82,10 @@ impl<T: TokenStore> TokenStore for Counting<T> {
         self.calls.push("tokens.purge_expired");
         self.inner.purge_expired(now).await
     }
+    async fn remove_user(&self, user: &UserId) -> Result<usize, StoreError> {
+        self.calls.push("tokens.remove_user");
+        self.inner.remove_user(user).await
+    }
 }
 
 #[async_trait]
