@@ -114,3 +114,126 @@ async fn the_export_holds_the_account_sessions_devices_subscription_and_audit_en
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(r.location().unwrap().starts_with("/login?next="));
 }
+
+/// Every file under `dir`, outbox included, as text.
+fn data_files(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, String)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            data_files(&path, out);
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            out.push((path, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+}
+
+#[actix_web::test]
+async fn deletion_needs_the_password_then_erases_the_account_from_every_file_and_frees_the_address()
+{
+    let data = tempfile::tempdir().unwrap();
+    let p = phaze_e2e::spawn_fs_portal(data.path()).await;
+    let ada = p.user("ada@example.com", PW).await;
+    ada.get("/account").await;
+    ada.post_form("/account/profile", &[("display_name", "Zyxwv Qutsr")])
+        .await;
+    let id = id_of(&ada).await;
+    ada.get("/account/devices").await;
+    let r = ada
+        .post_form("/account/devices", &[("name", "laptop")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let other = p.user_login("ada@example.com", PW).await;
+
+    // A wrong password: 422, nothing deleted.
+    let page = ada.get("/account").await;
+    assert!(page.body.contains("action=\"/account/delete\""));
+    let r = ada
+        .post_form("/account/delete", &[("password", "not my password!")])
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("Nothing was deleted"));
+    assert_eq!(other.get("/account").await.status, StatusCode::OK);
+
+    let r = ada.post_form("/account/delete", &[("password", PW)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), Some("/"));
+    assert_eq!(
+        ada.get("/account").await.status,
+        StatusCode::SEE_OTHER,
+        "logged out"
+    );
+    assert_eq!(
+        other.get("/account").await.status,
+        StatusCode::SEE_OTHER,
+        "everywhere"
+    );
+    let again = p.browser();
+    again.get("/login").await;
+    let r = again
+        .post_form("/login", &[("email", "ada@example.com"), ("password", PW)])
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "no such account any more"
+    );
+
+    // No file of the store, the outbox included, holds her address, her name or her device.
+    let mut files = Vec::new();
+    data_files(data.path(), &mut files);
+    for (path, text) in &files {
+        for trace in ["ada@example.com", "Zyxwv Qutsr", "laptop"] {
+            assert!(!text.contains(trace), "{trace} in {}", path.display());
+        }
+    }
+    // The audit log keeps the request and its closing, by id.
+    let log = p.state.admin.audit_log();
+    let all = log
+        .page(&phaze_audit::AuditFilter::default(), None, 100)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = all.iter().map(|e| e.action.as_str()).collect();
+    assert!(actions.contains(&"account.delete_requested") && actions.contains(&"account.deleted"));
+    assert!(all
+        .iter()
+        .all(|e| e.subject.map(|s| s.to_string()) == Some(id.clone())));
+    // The address is free again.
+    p.user("ada@example.com", PW).await;
+}
+
+#[actix_web::test]
+async fn a_deletion_a_store_failure_interrupted_is_finished_after_recovery() {
+    let data = tempfile::tempdir().unwrap();
+    let p = phaze_e2e::spawn_fs_portal(data.path()).await;
+    let ada = p.user("ada@example.com", PW).await;
+    let id: phaze_auth::UserId = id_of(&ada).await.parse().unwrap();
+    ada.get("/account").await;
+    // The subscriptions directory becomes a file: that store fails (even for root).
+    let subs = data.path().join("payments/subscriptions");
+    std::fs::remove_dir_all(&subs).unwrap();
+    std::fs::write(&subs, b"in the way").unwrap();
+    let r = ada.post_form("/account/delete", &[("password", PW)]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    // Half done, but locked: the right password gets no session.
+    let again = p.browser();
+    again.get("/login").await;
+    let r = again
+        .post_form("/login", &[("email", "ada@example.com"), ("password", PW)])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(p.state.auth.account(&id).await.unwrap().is_some());
+    // Still failing: the periodic task leaves it open.
+    let now = p.clock.now();
+    assert!(p.state.privacy.resume_pending(now).await.is_err());
+    // The store recovers; the next run finishes it.
+    std::fs::remove_file(&subs).unwrap();
+    std::fs::create_dir(&subs).unwrap();
+    assert_eq!(p.state.privacy.resume_pending(now).await.unwrap(), 1);
+    assert!(p.state.auth.account(&id).await.unwrap().is_none());
+    assert_eq!(
+        p.state.privacy.resume_pending(now).await.unwrap(),
+        0,
+        "nothing left open"
+    );
+}

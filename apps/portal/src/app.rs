@@ -138,6 +138,14 @@ impl Application {
                     .processed_events
                     .purge(now - state.settings.payments.retention())
                     .await;
+                match state.privacy.resume_pending(now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deletions = n, "open account deletions finished"),
+                    Err(e) => tracing::warn!(
+                        error = %crate::errors::chain(&e),
+                        "an open account deletion failed again; retrying later"
+                    ),
+                }
                 match (sessions, tokens, limits, events) {
                     (Ok(s), Ok(t), Ok(l), Ok(e)) => {
                         tracing::debug!(
@@ -250,6 +258,13 @@ pub fn routes(cfg: &mut ServiceConfig, state: &AppState) {
                 )
                 .service(web::resource("/account").route(get_or_head().to(account::show)))
                 .service(web::resource("/account/export").route(get_or_head().to(account::export)))
+                .service(
+                    web::resource("/account/delete").route(
+                        web::post()
+                            .to(account::delete)
+                            .wrap(per_account(Budget::PasswordChange)),
+                    ),
+                )
                 .service(web::resource("/account/profile").post(account::profile))
                 .service(
                     web::resource("/account/password").route(

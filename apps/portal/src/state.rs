@@ -399,13 +399,16 @@ impl AppState {
             AuditLog::new(audit, audit_key),
             events.clone(),
         ));
-        let privacy = Arc::new(PrivacyService::new(
-            auth.clone(),
-            sessions.clone(),
-            device_store,
-            subscription_store,
-            admin.audit_log().clone(),
-        ));
+        let privacy = Arc::new(
+            PrivacyService::new(
+                auth.clone(),
+                sessions.clone(),
+                device_store,
+                subscription_store,
+                admin.audit_log().clone(),
+            )
+            .with_device_service(devices.clone()),
+        );
         let metrics_access = settings.metrics.access();
         let login_clock = clock.clone();
         let login = LoginFlow::new(auth.clone(), sessions.clone(), limits.clone())

@@ -29,4 +29,8 @@ pub enum MailError {
 pub trait Mailer: Send + Sync {
     /// Sends one message.
     async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError>;
+    /// Deletes every message to `to` this mailer still holds (an outbox file, a queued message),
+    /// for account deletion; returns how many. A message a relay is delivering right now may
+    /// still go out.
+    async fn forget(&self, to: &Email) -> Result<usize, MailError>;
 }

@@ -122,7 +122,7 @@ pub struct AuthService {
     pub(crate) accounts: Arc<dyn AccountStore>,
     pub(crate) tokens: Arc<dyn TokenStore>,
     pub(crate) steps: Arc<dyn StepLedger>,
-    mailer: Arc<dyn Mailer>,
+    pub(crate) mailer: Arc<dyn Mailer>,
     pub(crate) hasher: Arc<dyn PasswordHasher>,
     pub(crate) token_hasher: TokenHasher,
     pub(crate) sealer: Sealer,

@@ -137,6 +137,50 @@ impl AuthService {
         Ok(codes)
     }
 
+    /// Checks that the owner of `user` is at the keyboard: the password, and a code (TOTP or
+    /// recovery) when two-factor authentication is on. Any wrong or missing answer is
+    /// [`AuthError::InvalidCredentials`]. For irreversible actions such as deleting the account.
+    pub async fn confirm_identity(
+        &self,
+        user: &UserId,
+        password: SecretString,
+        code: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Account, AuthError> {
+        let mut account = self.existing(user).await?;
+        let verdict = self
+            .hasher
+            .verify(password, Some(account.password_hash.clone()))
+            .await?;
+        if !verdict.matches {
+            return Err(AuthError::InvalidCredentials);
+        }
+        if account.two_factor_enabled() {
+            let code = code.map(str::trim).filter(|c| !c.is_empty());
+            let Some(code) = code else {
+                return Err(AuthError::InvalidCredentials);
+            };
+            let step = self.match_code(Some(&account), code, now)?;
+            if !self.second_factor(&mut account, code, step, now).await? {
+                return Err(AuthError::InvalidCredentials);
+            }
+        }
+        Ok(account)
+    }
+
+    /// Erases the account of `user` and every token of it (links, recovery codes). Idempotent:
+    /// a second call finds nothing and succeeds.
+    pub async fn remove_account(&self, user: &UserId) -> Result<(), AuthError> {
+        if let Some(account) = self.accounts.by_id(user).await? {
+            // Mail still held for the address (an outbox file, a queued message) goes first:
+            // once the account is gone, nothing names the address to look for.
+            self.mailer.forget(&account.email).await?;
+        }
+        self.tokens.remove_user(user).await?;
+        self.accounts.remove(user).await?;
+        Ok(())
+    }
+
     /// Turns two-factor authentication off after checking the password and a code (TOTP or
     /// recovery): both wrong-looking answers are [`AuthError::InvalidCredentials`]. Mails a
     /// notice; the caller ends the user's other sessions.

@@ -1,7 +1,7 @@
 //! The durable queue port, and the `Mailer` that only queues.
 
 use async_trait::async_trait;
-use phaze_auth::{MailError, Mailer, OutgoingMail};
+use phaze_auth::{Email, MailError, Mailer, OutgoingMail};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -70,6 +70,9 @@ pub trait MailQueue: Send + Sync {
     /// How many messages wait for delivery (held ones included, dead letters not): the
     /// `phaze_mail_queue_depth` metric.
     async fn depth(&self) -> Result<usize, QueueError>;
+    /// Deletes the waiting messages and dead letters to `to` that nobody holds (account
+    /// deletion); returns how many.
+    async fn forget(&self, to: &str) -> Result<usize, QueueError>;
 }
 
 /// The [`Mailer`] of a deployment with a relay: `send` queues, and the courier delivers.
@@ -101,5 +104,12 @@ impl Mailer for QueuedMailer {
             .map_err(|e| MailError::Transport(Box::new(e)))?;
         self.wake.notify_one();
         Ok(())
+    }
+
+    async fn forget(&self, to: &Email) -> Result<usize, MailError> {
+        self.queue
+            .forget(to.as_str())
+            .await
+            .map_err(|e| MailError::Transport(Box::new(e)))
     }
 }

@@ -4,18 +4,29 @@
 //! about it) into one [`Export`], a JSON document whose every field is documented here and in
 //! `docs/operations.md`.
 //!
+//! [`PrivacyService::delete`] (article 17) erases the account from every store after its owner
+//! proved who they are: first the account is locked and its sessions end (from then on it can
+//! never log in, whatever fails next), an `account.delete_requested` audit entry records the
+//! request durably, then devices (deprovisioned), the subscription references, tokens and the
+//! account itself go, and an `account.deleted` entry closes it. A store that fails midway leaves
+//! the request open; [`PrivacyService::resume_pending`], run by the portal's periodic task, finds
+//! requests without their closing entry and erases again (every step is idempotent). Audit
+//! entries stay: they name accounts by id only, a pseudonym once the account is gone.
+//!
 //! What an export leaves out, on purpose: secrets that would let its reader act as the account
 //! or its devices (the password hash, the sealed TOTP secret, recovery-code hashes, devices'
 //! private keys, session ids); their existence is said instead (`two_factor`, the device's public
 //! key: the private key is in the device's own configuration download).
 
-use phaze_audit::{AuditError, AuditFilter, AuditLog};
+use phaze_audit::{AuditError, AuditFilter, AuditLog, Draft};
 use phaze_auth::{AuthError, AuthService};
-use phaze_devices::DeviceStore;
+use phaze_devices::{DeviceService, DeviceStore};
 use phaze_ids::UserId;
 use phaze_payments::Subscriptions;
 use phaze_sessions::SessionManager;
+use secrecy::SecretString;
 use serde::Serialize;
+use std::net::IpAddr;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -137,13 +148,22 @@ pub enum PrivacyError {
     Subscriptions(#[from] phaze_payments::StoreError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error("devices: {0}")]
+    Deprovision(#[from] phaze_devices::DeviceError),
 }
+
+/// The audit action that opens a deletion.
+pub const DELETE_REQUESTED: &str = "account.delete_requested";
+/// The audit action that closes it.
+pub const DELETED: &str = "account.deleted";
 
 /// The data subject's operations over every store that holds personal data.
 pub struct PrivacyService {
     auth: Arc<AuthService>,
     sessions: Arc<SessionManager>,
     devices: Arc<dyn DeviceStore>,
+    /// Deprovisions devices on the VPN server when one is configured.
+    device_service: Option<Arc<DeviceService>>,
     subscriptions: Arc<dyn Subscriptions>,
     audit: AuditLog,
 }
@@ -167,9 +187,86 @@ impl PrivacyService {
             auth,
             sessions,
             devices,
+            device_service: None,
             subscriptions,
             audit,
         }
+    }
+
+    /// Deletes devices through `service` (deprovisioning them) instead of the bare store.
+    #[must_use]
+    pub fn with_device_service(mut self, service: Option<Arc<DeviceService>>) -> Self {
+        self.device_service = service;
+        self
+    }
+
+    /// Erases `user` after checking the password (and a code when 2FA is on): locked and logged
+    /// out first, then erased from every store. Wrong credentials change nothing.
+    pub async fn delete(
+        &self,
+        user: &UserId,
+        password: SecretString,
+        code: Option<&str>,
+        client: Option<IpAddr>,
+        now: OffsetDateTime,
+    ) -> Result<(), PrivacyError> {
+        self.auth
+            .confirm_identity(user, password, code, now)
+            .await?;
+        self.auth.set_locked(user, true).await?;
+        self.sessions.revoke_all(user, None).await?;
+        let mut request = Draft::new(now, Some(*user), DELETE_REQUESTED).subject(*user);
+        if let Some(client) = client {
+            request = request.client(client);
+        }
+        self.audit.record(request).await?;
+        self.erase(user, now).await
+    }
+
+    /// Every step of a deletion, each idempotent, the account last; then the closing entry.
+    async fn erase(&self, user: &UserId, now: OffsetDateTime) -> Result<(), PrivacyError> {
+        for device in self.devices.list(user).await? {
+            match &self.device_service {
+                Some(service) => match service.delete(user, &device.id).await {
+                    Ok(()) | Err(phaze_devices::DeviceError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                },
+                None => {
+                    self.devices.remove(user, &device.id).await?;
+                }
+            }
+        }
+        self.subscriptions.remove(user).await?;
+        self.sessions.revoke_all(user, None).await?;
+        self.auth.remove_account(user).await?;
+        self.audit
+            .record(Draft::new(now, None, DELETED).subject(*user))
+            .await?;
+        Ok(())
+    }
+
+    /// Finishes deletions a failure left open (a request without its closing entry); returns
+    /// how many it finished. Stops at the first that fails again (the next run retries).
+    pub async fn resume_pending(&self, now: OffsetDateTime) -> Result<usize, PrivacyError> {
+        let requests = AuditFilter {
+            user: None,
+            action: Some(DELETE_REQUESTED.into()),
+        };
+        let mut finished = 0;
+        for request in self.audit.page(&requests, None, MAX_AUDIT_ENTRIES).await? {
+            let Some(user) = request.subject else {
+                continue;
+            };
+            let closed = AuditFilter {
+                user: Some(user),
+                action: Some(DELETED.into()),
+            };
+            if self.audit.page(&closed, None, 1).await?.is_empty() {
+                self.erase(&user, now).await?;
+                finished += 1;
+            }
+        }
+        Ok(finished)
     }
 
     /// Everything stored about `user`, as of `now`.

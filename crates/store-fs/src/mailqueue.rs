@@ -91,6 +91,33 @@ fn still_named(file: &File, path: &Path) -> io::Result<bool> {
     }
 }
 
+/// Deletes the messages to `to` in `dir` that nobody holds (a claimer holds its file's lock).
+fn forget(dir: &Path, to: &str) -> io::Result<usize> {
+    let mut removed = 0;
+    for name in atomic::names(dir)?
+        .iter()
+        .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+    {
+        let path = dir.join(name);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => continue,
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        let to_them = serde_json::from_str::<QueuedMail>(&io::read_to_string(&file)?)
+            .is_ok_and(|q| q.mail.to.as_str() == to);
+        if to_them && atomic::remove(dir, name)? {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Claims the first due message of `queue` that nobody holds.
 fn claim(queue: &Path, now: OffsetDateTime) -> io::Result<Option<(QueuedMail, File)>> {
     let mut names = atomic::names(queue)?;
@@ -131,6 +158,13 @@ fn claim(queue: &Path, now: OffsetDateTime) -> io::Result<Option<(QueuedMail, Fi
 
 #[async_trait]
 impl MailQueue for FsMailQueue {
+    async fn forget(&self, to: &str) -> Result<usize, QueueError> {
+        let (queue, dead, to) = (self.queue.clone(), self.dead.clone(), to.to_owned());
+        blocking(move || Ok(forget(&queue, &to)? + forget(&dead, &to)?))
+            .await
+            .map_err(failed)
+    }
+
     async fn depth(&self) -> Result<usize, QueueError> {
         let queue = self.queue.clone();
         blocking(move || {

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use lettre::message::Mailbox;
-use phaze_auth::{MailError, Mailer, OutgoingMail};
+use phaze_auth::{Email, MailError, Mailer, OutgoingMail};
 use rand::RngCore;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -60,5 +60,29 @@ impl Mailer for FsOutbox {
         })
         .await;
         written.map_err(|e| MailError::Transport(Box::new(e)))
+    }
+
+    async fn forget(&self, to: &Email) -> Result<usize, MailError> {
+        let (dir, header) = (self.dir.clone(), format!("To: {}", to.as_str()));
+        blocking(move || {
+            let mut removed = 0;
+            for name in atomic::names(&dir)?.iter().filter(|n| n.ends_with(".eml")) {
+                let Some(bytes) = atomic::read(&dir.join(name))? else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&bytes);
+                // The headers end at the first empty line; `To` is one address, as composed.
+                let to_them = text
+                    .lines()
+                    .take_while(|l| !l.is_empty())
+                    .any(|l| l.eq_ignore_ascii_case(&header));
+                if to_them && atomic::remove(&dir, name)? {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(|e: io::Error| MailError::Transport(Box::new(e)))
     }
 }

@@ -333,6 +333,13 @@ impl Mailer for MemoryMailer {
         lock(&self.0).push(mail.clone());
         Ok(())
     }
+
+    async fn forget(&self, to: &Email) -> Result<usize, MailError> {
+        let mut sent = lock(&self.0);
+        let before = sent.len();
+        sent.retain(|m| m.to != *to);
+        Ok(before - sent.len())
+    }
 }
 
 /// [`StepLedger`] in memory: the TOTP steps used in the last few minutes, per account.

@@ -82,4 +82,15 @@ impl MailQueue for MemoryMailQueue {
     async fn dead_letters(&self) -> Result<Vec<QueuedMail>, QueueError> {
         Ok(lock(&self.0).dead.clone())
     }
+
+    async fn forget(&self, to: &str) -> Result<usize, QueueError> {
+        let mut t = lock(&self.0);
+        let t = &mut *t;
+        let before = t.waiting.len() + t.dead.len();
+        let held = &t.held;
+        t.waiting
+            .retain(|id, m| m.mail.to.as_str() != to || held.contains(id));
+        t.dead.retain(|m| m.mail.to.as_str() != to);
+        Ok(before - t.waiting.len() - t.dead.len())
+    }
 }

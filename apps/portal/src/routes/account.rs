@@ -274,3 +274,59 @@ pub async fn export(state: State, visitor: Visitor, req: HttpRequest) -> Page {
             .body(body),
     ))
 }
+
+/// `POST /account/delete` form.
+#[derive(serde::Deserialize)]
+pub struct DeleteForm {
+    password: secrecy::SecretString,
+    /// A code of the authenticator app or a recovery code, when 2FA is on.
+    #[serde(default)]
+    code: Option<String>,
+}
+
+/// `POST /account/delete`: with the password (and a code when 2FA is on), the account is erased
+/// from every store ([`phaze_privacy::PrivacyService::delete`]) and the visitor is logged out.
+pub async fn delete(
+    state: State,
+    visitor: Visitor,
+    req: HttpRequest,
+    form: web::Form<DeleteForm>,
+) -> Page {
+    let current = require_user(&visitor, req.path())?;
+    let DeleteForm { password, code } = form.into_inner();
+    let deleted = state
+        .privacy
+        .delete(
+            &current.user(),
+            password,
+            code.as_deref(),
+            Some(visitor.client.ip),
+            state.clock.now(),
+        )
+        .await;
+    match deleted {
+        Ok(()) => {
+            visitor.end_session();
+            Ok(see_other("/"))
+        }
+        Err(phaze_privacy::PrivacyError::Auth(phaze_auth::AuthError::InvalidCredentials)) => {
+            Ok(account_page(
+                &state,
+                &visitor,
+                current,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some((
+                    "delete_password",
+                    "Your password or the code is not correct. Nothing was deleted.",
+                )),
+                None,
+            )?)
+        }
+        Err(phaze_privacy::PrivacyError::Auth(a)) => Err(super::pages::auth_failure(a).into()),
+        Err(e) => {
+            // Locked and logged out already; the rest is finished by the periodic task.
+            tracing::warn!(error = %crate::errors::chain(&e), "account deletion left open; it will be resumed");
+            Err(AppError::unavailable(e).into())
+        }
+    }
+}

@@ -94,6 +94,10 @@ impl<T: Mailer> Mailer for Counting<T> {
         self.calls.push("mailer.send");
         self.inner.send(mail).await
     }
+    async fn forget(&self, to: &Email) -> Result<usize, MailError> {
+        self.calls.push("mailer.forget");
+        self.inner.forget(to).await
+    }
 }
 
 #[async_trait]

@@ -331,3 +331,54 @@ async fn a_recovery_code_spent_elsewhere_is_refused_even_by_a_stale_account() {
         Err(AuthError::InvalidCredentials)
     ));
 }
+
+#[tokio::test]
+async fn confirming_identity_needs_the_password_and_with_2fa_a_fresh_code() {
+    let k = kit();
+    let plain = k.verified("bob@example.com").await;
+    k.auth
+        .confirm_identity(&plain, pw(PW), None, t0())
+        .await
+        .unwrap();
+    assert!(matches!(
+        k.auth
+            .confirm_identity(&plain, pw("not the password"), None, t0())
+            .await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    let (id, app, codes) = enrolled(&k, "ada@example.com").await;
+    let later = t0() + Duration::seconds(60);
+    for missing in [None, Some(""), Some("  "), Some("000000")] {
+        assert!(
+            matches!(
+                k.auth.confirm_identity(&id, pw(PW), missing, later).await,
+                Err(AuthError::InvalidCredentials)
+            ),
+            "{missing:?}"
+        );
+    }
+    let fresh = code(&app, later);
+    assert!(matches!(
+        k.auth
+            .confirm_identity(&id, pw("wrong password!"), Some(&fresh), later)
+            .await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    k.auth
+        .confirm_identity(&id, pw(PW), Some(&fresh), later)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            k.auth
+                .confirm_identity(&id, pw(PW), Some(&fresh), later)
+                .await,
+            Err(AuthError::InvalidCredentials)
+        ),
+        "a code works once"
+    );
+    k.auth
+        .confirm_identity(&id, pw(PW), Some(&codes[0]), later)
+        .await
+        .unwrap();
+}
