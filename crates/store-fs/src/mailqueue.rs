@@ -91,6 +91,20 @@ fn still_named(file: &File, path: &Path) -> io::Result<bool> {
     }
 }
 
+/// The message file at `path`, locked by this handle; `None` if it is gone or someone holds it.
+fn open_unheld(path: &Path) -> io::Result<Option<File>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// Deletes the messages to `to` in `dir` that nobody holds (a claimer holds its file's lock).
 fn forget(dir: &Path, to: &str) -> io::Result<usize> {
     let mut removed = 0;
@@ -98,17 +112,9 @@ fn forget(dir: &Path, to: &str) -> io::Result<usize> {
         .iter()
         .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
     {
-        let path = dir.join(name);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
+        let Some(file) = open_unheld(&dir.join(name))? else {
+            continue;
         };
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => continue,
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        }
         let to_them = serde_json::from_str::<QueuedMail>(&io::read_to_string(&file)?)
             .is_ok_and(|q| q.mail.to.as_str() == to);
         if to_them && atomic::remove(dir, name)? {
@@ -127,16 +133,9 @@ fn claim(queue: &Path, now: OffsetDateTime) -> io::Result<Option<(QueuedMail, Fi
         .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
     {
         let path = queue.join(name);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
+        let Some(file) = open_unheld(&path)? else {
+            continue;
         };
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => continue,
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        }
         if !still_named(&file, &path)? {
             continue;
         }

@@ -210,3 +210,40 @@ async fn the_fs_queue_survives_a_restart_and_a_lost_claim() {
         "the lock died with its holder; the message did not"
     );
 }
+
+/// Forgetting an address deletes its waiting messages and dead letters, not one being
+/// delivered, and nobody else's.
+#[tokio::test]
+async fn forgetting_an_address_deletes_its_messages_but_not_one_being_delivered() {
+    for (name, queue, _dir) in queues() {
+        let her = "user1@example.com";
+        for _ in 0..2 {
+            queue.push(&QueuedMail::new(mail(1), t0())).await.unwrap();
+        }
+        // One of hers is being delivered.
+        let held = queue.claim(t0()).await.unwrap().unwrap();
+        assert_eq!(held.mail.to.as_str(), her);
+        let other = QueuedMail::new(mail(2), t0());
+        queue.push(&other).await.unwrap();
+        assert_eq!(
+            queue.forget(her).await.unwrap(),
+            1,
+            "{name}: the waiting one"
+        );
+        assert_eq!(
+            queue.depth().await.unwrap(),
+            2,
+            "{name}: the held one and the other's"
+        );
+        // It fails for good; the dead letter goes at the next forget.
+        queue.dead(&held).await.unwrap();
+        assert_eq!(
+            queue.forget(her).await.unwrap(),
+            1,
+            "{name}: the dead letter"
+        );
+        assert!(queue.dead_letters().await.unwrap().is_empty(), "{name}");
+        let next = queue.claim(t0()).await.unwrap().unwrap();
+        assert_eq!(next.id, other.id, "{name}: the other address's stays");
+    }
+}
