@@ -701,6 +701,7 @@ fn main() -> ExitCode {
             ten_uses_of_one_reset_link_over_three_processes_set_one_password,
             one_totp_code_sent_at_once_through_three_processes_logs_in_once,
             fifty_device_additions_over_three_processes_keep_the_limit_and_unique_addresses,
+            a_deletion_leaves_no_trace_in_postgres_redis_or_the_outbox,
         }
     )));
     tests.extend(redis_server.gate(postgres.gate(phaze_testkit::tests!(
@@ -960,4 +961,81 @@ async fn deliver_raw(base: &str, body: &str) -> Result<u16, String> {
         .await
         .map(|r| r.status().as_u16())
         .map_err(|e| e.to_string())
+}
+
+/// A deletion through one process on the cluster shape: no PostgreSQL table, Redis key or value,
+/// or outbox file holds the address, the name or the device afterwards, and every process has
+/// forgotten the account.
+async fn a_deletion_leaves_no_trace_in_postgres_redis_or_the_outbox() {
+    let cluster = Cluster::new();
+    let (a, b) = (cluster.start().await, cluster.start().await);
+    let ada = user(&cluster, &a.base, "ada@example.com").await;
+    ada.get("/account").await;
+    let r = ada
+        .post_form("/account/profile", &[("display_name", "Zyxwv Qutsr")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    ada.get("/account/devices").await;
+    let r = ada
+        .post_form("/account/devices", &[("name", "Qlaptopq")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let on_b = same_browser_on(&ada, &b.base);
+    on_b.get("/account").await;
+    let r = on_b.post_form("/account/delete", &[("password", PW)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        ada.get("/account").await.status,
+        StatusCode::SEE_OTHER,
+        "logged out on a too"
+    );
+    let fresh = Browser::new(&a.base);
+    fresh.get("/login").await;
+    let r = fresh
+        .post_form("/login", &[("email", "ada@example.com"), ("password", PW)])
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "a's cache forgot the account"
+    );
+
+    let traces = ["ada@example.com", "Zyxwv Qutsr", "Qlaptopq"];
+    let tables = cluster.sql(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()",
+    );
+    for table in tables.lines() {
+        let rows = cluster.sql(&format!(
+            "SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t"
+        ));
+        for trace in traces {
+            assert!(!rows.contains(trace), "{trace} in table {table}");
+        }
+    }
+    let redis = Command::new("sh")
+        .arg("-c")
+        .arg(r#"redis-cli -u "$1" --scan --pattern "$2*" | while read -r k; do echo "$k"; redis-cli -u "$1" --no-raw dump "$k"; done"#)
+        .args(["sh", &cluster.redis, &cluster.prefix])
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&redis.stdout);
+    assert!(
+        dump.contains(&cluster.prefix),
+        "the scan saw the deployment's keys: {dump}"
+    );
+    for trace in traces {
+        assert!(!dump.contains(trace), "{trace} in Redis");
+    }
+    for mail in phaze_e2e::outbox_mails(&cluster.outbox()) {
+        assert!(
+            !mail.contains("ada@example.com"),
+            "mail to her left in the outbox"
+        );
+    }
+    assert_eq!(
+        cluster.sql("SELECT count(*) FROM audit_log WHERE action = 'account.deleted'"),
+        "1"
+    );
+    // The address registers again.
+    user(&cluster, &b.base, "ada@example.com").await;
 }
