@@ -138,6 +138,15 @@ impl Application {
                     .processed_events
                     .purge(now - state.settings.payments.retention())
                     .await;
+                let audit_days = state.settings.retention.audit_days;
+                if audit_days > 0 {
+                    let cutoff = now - time::Duration::days(audit_days.into());
+                    match state.admin.audit_log().purge_before(cutoff, now).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(audit_entries = n, "old audit entries purged"),
+                        Err(e) => tracing::warn!(error = %e, "audit purge failed; retrying later"),
+                    }
+                }
                 match state.privacy.resume_pending(now).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(deletions = n, "open account deletions finished"),

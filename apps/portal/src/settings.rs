@@ -37,6 +37,23 @@ pub struct Settings {
     pub log: LogSettings,
     /// `/metrics`: who may read it.
     pub metrics: MetricsSettings,
+    /// How long records are kept.
+    pub retention: RetentionSettings,
+}
+
+/// `[retention]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Audit entries older than this many days are purged (the purge is itself an entry, so the
+    /// chain still verifies); 0 keeps them forever.
+    pub audit_days: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self { audit_days: 365 }
+    }
 }
 
 /// `[metrics]`

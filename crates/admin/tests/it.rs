@@ -423,6 +423,9 @@ impl AuditStore for Broken {
     async fn range(&self, _: u64, _: usize) -> Result<Vec<AuditEntry>, AuditError> {
         Ok(Vec::new())
     }
+    async fn purge_through(&self, _: u64) -> Result<usize, AuditError> {
+        Ok(0)
+    }
     async fn page(
         &self,
         _: &AuditFilter,

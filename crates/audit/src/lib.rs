@@ -191,7 +191,13 @@ pub trait AuditStore: Send + Sync {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, AuditError>;
+    /// Deletes the entries with `seq <= through` (retention); returns how many.
+    async fn purge_through(&self, through: u64) -> Result<usize, AuditError>;
 }
+
+/// The audit action that records a purge: its detail names the last entry purged and its MAC,
+/// the anchor the chain now starts from.
+pub const PURGED: &str = "audit.purged";
 
 /// The audit log over a store, under a key.
 #[derive(Clone)]
@@ -249,26 +255,92 @@ impl AuditLog {
         self.store.page(filter, before, limit).await
     }
 
-    /// Walks the whole chain from the first entry.
+    /// Deletes the entries older than `cutoff`, first recording the purge in the chain (the last
+    /// entry purged and its MAC), so [`AuditLog::verify`] can tell a purge from entries cut away.
+    /// Returns how many went.
+    pub async fn purge_before(
+        &self,
+        cutoff: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<usize, AuditError> {
+        const BATCH: usize = 500;
+        let mut last: Option<AuditEntry> = None;
+        let mut from = 0;
+        'scan: loop {
+            let batch = self.store.range(from, BATCH).await?;
+            for entry in &batch {
+                if entry.at >= cutoff {
+                    break 'scan;
+                }
+                last = Some(entry.clone());
+            }
+            match batch.last() {
+                Some(e) if batch.len() == BATCH => from = e.seq + 1,
+                _ => break,
+            }
+        }
+        let Some(last) = last else {
+            return Ok(0);
+        };
+        self.record(
+            Draft::new(now, None, PURGED).detail(format!("through {} {}", last.seq, last.mac)),
+        )
+        .await?;
+        self.store.purge_through(last.seq).await
+    }
+
+    /// Walks the whole chain from the first entry kept. After a purge the chain starts at the
+    /// entry after the last one purged, which must be what the newest purge record names.
     pub async fn verify(&self) -> Result<Verdict, AuditError> {
         const BATCH: usize = 500;
-        let mut expected = 1u64;
-        let mut prev = GENESIS.to_owned();
-        loop {
+        let Some(first) = self.store.range(0, 1).await?.into_iter().next() else {
+            return Ok(Verdict::Intact { entries: 0 });
+        };
+        let start = first.seq;
+        let mut expected = start;
+        let mut prev = if start == 1 {
+            GENESIS.to_owned()
+        } else {
+            first.prev.clone()
+        };
+        let mut anchor: Option<String> = None;
+        let mut broken = None;
+        'walk: loop {
             let batch = self.store.range(expected, BATCH).await?;
             for entry in &batch {
                 if let Some(why) = self.check(entry, expected, &prev) {
-                    return Ok(Verdict::Broken { seq: expected, why });
+                    broken = Some(Verdict::Broken { seq: expected, why });
+                    break 'walk;
+                }
+                if entry.action == PURGED {
+                    anchor = Some(entry.detail.clone());
                 }
                 prev.clone_from(&entry.mac);
                 expected += 1;
             }
             if batch.len() < BATCH {
-                return Ok(Verdict::Intact {
-                    entries: expected - 1,
+                break;
+            }
+        }
+        // Entries missing before the first kept one come first in the chain: said first.
+        if start != 1 {
+            let wanted = format!("through {} {}", start - 1, first.prev);
+            if anchor.as_deref() != Some(wanted.as_str()) {
+                return Ok(Verdict::Broken {
+                    seq: start - 1,
+                    why: format!(
+                        "entry {} and any before it are missing, and no purge record says so",
+                        start - 1
+                    ),
                 });
             }
         }
+        if let Some(broken) = broken {
+            return Ok(broken);
+        }
+        Ok(Verdict::Intact {
+            entries: expected - start,
+        })
     }
 
     fn check(&self, entry: &AuditEntry, expected: u64, prev: &str) -> Option<String> {

@@ -217,3 +217,66 @@ async fn pages_are_newest_first_and_filter_by_user_and_action() {
         [3, 1]
     );
 }
+
+#[tokio::test]
+async fn a_purge_is_recorded_and_the_chain_verifies_from_its_anchor() {
+    let (store, log) = filled(10).await;
+    // Entries 0..9 are at t0 + i seconds: the cutoff keeps the last four.
+    let purged = log
+        .purge_before(t0() + Duration::seconds(6), t0() + Duration::days(400))
+        .await
+        .unwrap();
+    assert_eq!(purged, 6);
+    // Four kept, plus the purge record.
+    assert_eq!(log.verify().await.unwrap(), Verdict::Intact { entries: 5 });
+    let mut kept = Vec::new();
+    store.tamper(|e| kept = e.clone());
+    assert_eq!(kept[0].seq, 7);
+    assert_eq!(kept.last().unwrap().action, PURGED);
+    // Nothing older than the cutoff: nothing purged, nothing recorded.
+    assert_eq!(log.purge_before(t0(), t0()).await.unwrap(), 0);
+    assert_eq!(log.verify().await.unwrap(), Verdict::Intact { entries: 5 });
+    // A second purge moves the anchor; the first purge record may go with it.
+    assert_eq!(
+        log.purge_before(t0() + Duration::days(401), t0() + Duration::days(401))
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(log.verify().await.unwrap(), Verdict::Intact { entries: 1 });
+}
+
+#[tokio::test]
+async fn entries_cut_beyond_a_purge_or_without_one_are_found() {
+    // Cut without any purge.
+    let (store, log) = filled(5).await;
+    store.tamper(|e| {
+        e.drain(..2);
+    });
+    let (seq, why) = broken(log.verify().await.unwrap());
+    assert_eq!(seq, 2);
+    assert!(why.contains("no purge record"), "{why}");
+    // Cut further than the purge said.
+    let (store, log) = filled(10).await;
+    log.purge_before(t0() + Duration::seconds(3), t0() + Duration::days(1))
+        .await
+        .unwrap();
+    store.tamper(|e| {
+        e.remove(0);
+    });
+    assert_eq!(broken_at(log.verify().await.unwrap()), 4);
+    // A purge record rewritten to cover the cut does not verify.
+    let (store, log) = filled(10).await;
+    log.purge_before(t0() + Duration::seconds(3), t0() + Duration::days(1))
+        .await
+        .unwrap();
+    store.tamper(|e| {
+        let gone = e.remove(0);
+        let purge = e.last_mut().unwrap();
+        purge.detail = format!("through {} {}", gone.seq, gone.mac);
+    });
+    assert!(matches!(
+        log.verify().await.unwrap(),
+        Verdict::Broken { .. }
+    ));
+}

@@ -168,6 +168,25 @@ impl AuditStore for FsAudit {
         .map_err(store_error)
     }
 
+    async fn purge_through(&self, through: u64) -> Result<usize, AuditError> {
+        let dir = self.dir.clone();
+        blocking(move || {
+            let entries = Self::entries(&dir);
+            let mut removed = 0;
+            for seq in Self::positions(&dir)?.into_iter().filter(|s| *s <= through) {
+                if atomic::remove_unsynced(&entries, &name_of(seq))? {
+                    removed += 1;
+                }
+            }
+            if removed > 0 {
+                atomic::sync_dir(&entries)?;
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(store_error)
+    }
+
     async fn page(
         &self,
         filter: &AuditFilter,

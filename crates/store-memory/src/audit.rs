@@ -30,9 +30,11 @@ impl AuditStore for MemoryAudit {
     }
 
     async fn range(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, AuditError> {
-        // As stored, in storage order from the `from`-th position: a tampered order shows.
+        // As stored, in storage order from the entry in the `from`-th position counted from the
+        // first kept one (whose seq numbers the positions): a tampered order shows.
         let entries = lock(&self.0);
-        let start = usize::try_from(from.saturating_sub(1)).unwrap_or(usize::MAX);
+        let base = entries.first().map_or(1, |e| e.seq);
+        let start = usize::try_from(from.saturating_sub(base)).unwrap_or(usize::MAX);
         Ok(entries.iter().skip(start).take(limit).cloned().collect())
     }
 
@@ -49,5 +51,12 @@ impl AuditStore for MemoryAudit {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    async fn purge_through(&self, through: u64) -> Result<usize, AuditError> {
+        let mut entries = lock(&self.0);
+        let before = entries.len();
+        entries.retain(|e| e.seq > through);
+        Ok(before - entries.len())
     }
 }

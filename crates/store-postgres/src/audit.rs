@@ -137,6 +137,16 @@ impl AuditStore for PgAudit {
             .collect()
     }
 
+    async fn purge_through(&self, through: u64) -> Result<usize, AuditError> {
+        let mut conn = checkout(&self.pool).await.map_err(AuditError::Store)?;
+        diesel::delete(
+            audit_log::table.filter(audit_log::seq.le(i64::try_from(through).unwrap_or(i64::MAX))),
+        )
+        .execute(&mut conn)
+        .await
+        .map_err(failed)
+    }
+
     async fn page(
         &self,
         filter: &AuditFilter,

@@ -21,6 +21,7 @@ macro_rules! audit_store_contract {
                     entries_come_back_as_stored_in_order,
                     pages_filter_and_go_back_in_time,
                     sixteen_parallel_appends_keep_one_chain,
+                    a_purge_keeps_the_chain_verifiable_from_its_anchor,
                 ]
             );
         }
@@ -128,4 +129,35 @@ pub async fn sixteen_parallel_appends_keep_one_chain(store: Arc<impl AuditStore 
     let mut expected: Vec<String> = (0..16).map(|i| format!("draft {i}")).collect();
     expected.sort();
     assert_eq!(details, expected);
+}
+
+/// A purge deletes the entries before the cutoff, records itself, and the chain still verifies;
+/// appends go on after it.
+pub async fn a_purge_keeps_the_chain_verifiable_from_its_anchor(
+    store: Arc<impl AuditStore + 'static>,
+) {
+    let log = log(store.clone());
+    for i in 0..6 {
+        log.record(Draft::new(
+            t0() + time::Duration::seconds(i),
+            None,
+            "test.append",
+        ))
+        .await
+        .unwrap();
+    }
+    let later = t0() + time::Duration::days(1);
+    assert_eq!(
+        log.purge_before(t0() + time::Duration::seconds(4), later)
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(log.verify().await.unwrap(), Verdict::Intact { entries: 3 });
+    assert_eq!(store.range(0, 10).await.unwrap()[0].seq, 5);
+    log.record(Draft::new(later, None, "test.append"))
+        .await
+        .unwrap();
+    assert_eq!(log.verify().await.unwrap(), Verdict::Intact { entries: 4 });
+    assert_eq!(store.purge_through(4).await.unwrap(), 0, "already gone");
 }
