@@ -9,7 +9,7 @@
 //!   failures from one address in an hour".
 //! - Gauges the portal sets: the argon2 queue ([`Metrics::argon2`]) and the mail queue
 //!   ([`Metrics::set_mail_queue`]); store latency and errors by adapter
-//!   ([`Metrics::observe_store`]).
+//!   ([`Metrics::store_series`], through [`Timed`]).
 //! - [`MetricsAccess`]: who may read `/metrics` (configured networks, or a bearer token compared
 //!   in constant time); everyone else must get the answer an unknown path gets.
 
@@ -203,17 +203,6 @@ impl Metrics {
     pub fn set_mail_queue(&self, depth: usize) {
         self.mail_queue
             .set(i64::try_from(depth).unwrap_or(i64::MAX));
-    }
-
-    /// One store operation of `adapter`, its duration and whether it failed.
-    pub fn observe_store(
-        &self,
-        adapter: &'static str,
-        operation: &'static str,
-        took: Duration,
-        failed: bool,
-    ) {
-        self.store_series(adapter, operation).observe(took, failed);
     }
 
     /// The series of one store operation, resolved once (a decorator keeps it and skips the

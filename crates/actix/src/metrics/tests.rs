@@ -109,8 +109,9 @@ fn gauges_and_store_series_are_exported() {
     let m = Metrics::new();
     m.set_mail_queue(7);
     m.argon2().waiting.set(3);
-    m.observe_store("fs", "sessions.get", Duration::from_micros(120), false);
-    m.observe_store("fs", "sessions.get", Duration::from_micros(90), true);
+    let series = m.store_series("fs", "sessions.get");
+    series.observe(Duration::from_micros(120), false);
+    series.observe(Duration::from_micros(90), true);
     let text = m.encode();
     assert!(text.contains("phaze_mail_queue_depth 7"));
     assert!(text.contains("phaze_argon2_waiting 3"));

@@ -1,5 +1,5 @@
 //! Store latency and errors by adapter: decorators of the hot ports that time every call into
-//! [`Metrics::observe_store`]. The portal wraps each store it opens when metrics are on; the
+//! [`Metrics::store_series`]. The portal wraps each store it opens when metrics are on; the
 //! decorated store behaves exactly as the inner one (same results, same errors).
 
 use async_trait::async_trait;
