@@ -237,3 +237,29 @@ async fn a_deletion_a_store_failure_interrupted_is_finished_after_recovery() {
         "nothing left open"
     );
 }
+
+/// Guessing the password through the deletion form is limited like password changes: five
+/// tries an account, then 429, and the account is still there.
+#[actix_web::test]
+async fn password_guesses_through_the_deletion_form_are_limited() {
+    // The production budget (the test settings lift it).
+    let p = phaze_e2e::spawn_portal_with(|s| s.ratelimit.password_change_per_account = 5).await;
+    let ada = p.user("ada@example.com", PW).await;
+    ada.get("/account").await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let guess = format!("guess number {i} wrong");
+        let r = ada
+            .post_form("/account/delete", &[("password", &guess)])
+            .await;
+        statuses.push(r.status.as_u16());
+    }
+    assert_eq!(statuses, [422, 422, 422, 422, 422, 429]);
+    let r = ada.post_form("/account/delete", &[("password", PW)]).await;
+    assert_eq!(
+        r.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right one, until the window passes"
+    );
+    assert_eq!(ada.get("/account").await.status, StatusCode::OK);
+}
