@@ -198,6 +198,11 @@ async fn deletion_needs_the_password_then_erases_the_account_from_every_file_and
     assert!(all
         .iter()
         .all(|e| e.subject.map(|s| s.to_string()) == Some(id.clone())));
+    assert_eq!(
+        p.state.privacy.resume_pending(p.clock.now()).await.unwrap(),
+        0,
+        "a finished deletion is not open"
+    );
     // The address is free again.
     p.user("ada@example.com", PW).await;
 }

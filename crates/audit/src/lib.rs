@@ -289,6 +289,15 @@ impl AuditLog {
         self.store.purge_through(last.seq).await
     }
 
+    /// Up to `limit` entries with `seq >= from`, oldest first (readers that follow the log).
+    pub async fn entries_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, AuditError> {
+        self.store.range(from, limit).await
+    }
+
     /// Walks the whole chain from the first entry kept. After a purge the chain starts at the
     /// entry after the last one purged, which must be what the newest purge record names.
     pub async fn verify(&self) -> Result<Verdict, AuditError> {

@@ -26,8 +26,9 @@ use phaze_payments::Subscriptions;
 use phaze_sessions::SessionManager;
 use secrecy::SecretString;
 use serde::Serialize;
+use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use time::OffsetDateTime;
 
 /// The `format` of this version's export.
@@ -166,6 +167,15 @@ pub struct PrivacyService {
     device_service: Option<Arc<DeviceService>>,
     subscriptions: Arc<dyn Subscriptions>,
     audit: AuditLog,
+    /// How far [`PrivacyService::resume_pending`] has read the audit log, and the requests
+    /// still open there.
+    resume: Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    next: u64,
+    open: HashSet<UserId>,
 }
 
 impl std::fmt::Debug for PrivacyService {
@@ -190,6 +200,7 @@ impl PrivacyService {
             device_service: None,
             subscriptions,
             audit,
+            resume: Mutex::default(),
         }
     }
 
@@ -246,31 +257,45 @@ impl PrivacyService {
     }
 
     /// Finishes deletions a failure left open (a request without its closing entry); returns
-    /// how many it finished. Stops at the first that fails again (the next run retries).
+    /// how many it finished. Stops at the first that fails again (the next run retries). Each
+    /// run reads only the audit entries appended since the last (the first run of a process
+    /// reads the whole log once).
     pub async fn resume_pending(&self, now: OffsetDateTime) -> Result<usize, PrivacyError> {
-        let of = |action: &str| AuditFilter {
-            user: None,
-            action: Some(action.into()),
+        const BATCH: usize = 500;
+        let (mut next, mut open) = {
+            let seen = self.resume.lock().unwrap_or_else(PoisonError::into_inner);
+            (seen.next, seen.open.clone())
         };
-        // Two reads per run, however many deletions the log has seen.
-        let requests = self
-            .audit
-            .page(&of(DELETE_REQUESTED), None, MAX_AUDIT_ENTRIES)
-            .await?;
-        let closed = self
-            .audit
-            .page(&of(DELETED), None, MAX_AUDIT_ENTRIES)
-            .await?;
-        let closed: std::collections::HashSet<UserId> =
-            closed.iter().filter_map(|e| e.subject).collect();
-        let mut finished = 0;
-        for user in requests.iter().filter_map(|e| e.subject) {
-            if !closed.contains(&user) {
-                self.erase(&user, now).await?;
-                finished += 1;
+        loop {
+            let batch = self.audit.entries_from(next, BATCH).await?;
+            for entry in &batch {
+                match (entry.action.as_str(), entry.subject) {
+                    (DELETE_REQUESTED, Some(user)) => {
+                        open.insert(user);
+                    }
+                    (DELETED, Some(user)) => {
+                        open.remove(&user);
+                    }
+                    _ => {}
+                }
+                next = entry.seq + 1;
+            }
+            if batch.len() < BATCH {
+                break;
             }
         }
-        Ok(finished)
+        let mut finished = 0;
+        let result = async {
+            for user in open.clone() {
+                self.erase(&user, now).await?;
+                open.remove(&user);
+                finished += 1;
+            }
+            Ok(finished)
+        }
+        .await;
+        *self.resume.lock().unwrap_or_else(PoisonError::into_inner) = Seen { next, open };
+        result
     }
 
     /// Everything stored about `user`, as of `now`.
