@@ -218,7 +218,7 @@ impl AdminService {
         user: &UserId,
         now: OffsetDateTime,
     ) -> Result<Account, AdminError> {
-        self.change(acting, user, "admin.lock", now, async |auth, u| {
+        self.change(acting, user, "admin.lock", false, now, async |auth, u| {
             auth.set_locked(u, true).await
         })
         .await
@@ -231,11 +231,10 @@ impl AdminService {
         user: &UserId,
         now: OffsetDateTime,
     ) -> Result<Account, AdminError> {
-        Self::sudo(acting)?;
-        let account = self.target(user).await?;
-        self.record(acting, "admin.unlock", Some(account.id), "", now)
-            .await?;
-        Ok(self.auth.set_locked(&account.id, false).await?)
+        self.change(acting, user, "admin.unlock", true, now, async |auth, u| {
+            auth.set_locked(u, false).await
+        })
+        .await
     }
 
     /// Ends every session of `user` (they log in again). Needs a recent login. The count ended.
@@ -285,33 +284,27 @@ impl AdminService {
         now: OffsetDateTime,
     ) -> Result<Account, AdminError> {
         let action = if admin { "admin.grant" } else { "admin.revoke" };
-        if admin {
-            Self::sudo(acting)?;
-            let account = self.target(user).await?;
-            self.record(acting, action, Some(account.id), "", now)
-                .await?;
-            let account = self.auth.set_admin_of(&account.id, true).await?;
-            self.sessions.revoke_all(&account.id, None).await?;
-            return Ok(account);
-        }
-        self.change(acting, user, action, now, async |auth, u| {
-            auth.set_admin_of(u, false).await
+        // Granting oneself changes nothing; taking one's own role away is the command line's.
+        self.change(acting, user, action, admin, now, async |auth, u| {
+            auth.set_admin_of(u, admin).await
         })
         .await
     }
 
-    /// A change that takes access away: recent login, not one's own account, recorded, applied,
-    /// then every session of the account ended.
+    /// A change to an account's access: recent login, not on one's own account unless
+    /// `own_allowed`, recorded, applied, then every session of the account ended so the change
+    /// holds from its next login.
     async fn change(
         &self,
         acting: &Acting,
         user: &UserId,
         action: &'static str,
+        own_allowed: bool,
         now: OffsetDateTime,
         apply: impl AsyncFnOnce(&AuthService, &UserId) -> Result<Account, AuthError>,
     ) -> Result<Account, AdminError> {
         Self::sudo(acting)?;
-        if *user == acting.admin {
+        if !own_allowed && *user == acting.admin {
             return Err(AdminError::OwnAccount);
         }
         let account = self.target(user).await?;
