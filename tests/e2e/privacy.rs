@@ -128,6 +128,67 @@ fn data_files(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, String)>
     }
 }
 
+/// While accounts live, no file of the data directory but the outbox (mail on its way to the
+/// relay) holds an address or a display name: not the account records, not their index, not a
+/// pending registration's link, not a session. The portal still finds and shows them.
+#[actix_web::test]
+async fn addresses_and_names_are_sealed_in_every_file_of_the_data_directory() {
+    let data = tempfile::tempdir().unwrap();
+    let p = phaze_e2e::spawn_fs_portal(data.path()).await;
+    let ada = p.user("zyx.ada@example.com", PW).await;
+    ada.get("/account").await;
+    let r = ada
+        .post_form(
+            "/account/profile",
+            &[("display_name", "Zyxwv <b>Qutsr</b>")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    // A registration left pending: its link is a token holding the address.
+    let pending = p.browser();
+    pending.get("/register").await;
+    let r = pending
+        .post_form(
+            "/register",
+            &[
+                ("email", "qwv.pending@example.com"),
+                ("password", PW),
+                ("password_confirm", PW),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(p.mail_to("qwv.pending@example.com", "/verify/").is_some());
+
+    let mut files = Vec::new();
+    data_files(data.path(), &mut files);
+    let outbox = data.path().join("outbox");
+    let mut scanned = 0;
+    for (path, text) in files.iter().filter(|(path, _)| !path.starts_with(&outbox)) {
+        scanned += 1;
+        for trace in ["zyx.ada", "qwv.pending", "Zyxwv", "Qutsr"] {
+            assert!(!text.contains(trace), "{trace} in {}", path.display());
+        }
+    }
+    assert!(scanned > 5, "the scan saw the stores' files");
+    let page = ada.get("/account").await;
+    assert!(page.body.contains("zyx.ada@example.com"), "{}", page.body);
+    assert!(
+        page.body.contains("Zyxwv &#60;b&#62;Qutsr&#60;/b&#62;"),
+        "{}",
+        page.body
+    );
+    p.user_login("zyx.ada@example.com", PW).await;
+    let r = pending
+        .get(&p.verification_path("qwv.pending@example.com"))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::SEE_OTHER,
+        "the pending link still works"
+    );
+}
+
 #[actix_web::test]
 async fn deletion_needs_the_password_then_erases_the_account_from_every_file_and_frees_the_address()
 {

@@ -125,6 +125,28 @@ impl Application {
 
     /// Serves until the server stops, purging expired sessions and tokens every five minutes.
     pub async fn run(self) -> std::io::Result<()> {
+        // A process started with a new first session key seals what older keys sealed, beside
+        // serving (`phaze-portal keys rotate` does the same in the foreground).
+        let resealing = self.state.clone();
+        let reseal = actix_web::rt::spawn(async move {
+            match resealing.reseal_stored().await {
+                Ok(done) if done.unopened() > 0 => tracing::error!(
+                    records = done.unopened(),
+                    "stored data no configured session key opens; keep the keys it needs"
+                ),
+                Ok(done) => {
+                    let devices = done.devices.map_or(0, |d| d.resealed);
+                    if done.accounts.resealed + devices > 0 {
+                        tracing::info!(
+                            accounts = done.accounts.resealed,
+                            devices,
+                            "sealed again under the newest session key"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "re-sealing under the newest key failed"),
+            }
+        });
         let state = self.state.clone();
         let purge = actix_web::rt::spawn(async move {
             let mut tick = actix_web::rt::time::interval(Duration::from_secs(300));
@@ -197,6 +219,7 @@ impl Application {
         });
         let result = self.server.await;
         purge.abort();
+        reseal.abort();
         stop.abort();
         if let Some(r) = reload {
             r.abort();

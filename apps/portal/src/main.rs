@@ -1,4 +1,4 @@
-//! `phaze-portal [--config FILE] [serve | migrate | admin grant EMAIL | admin revoke EMAIL | audit verify]`
+//! `phaze-portal [--config FILE] [serve | migrate | admin grant EMAIL | admin revoke EMAIL | audit verify | keys rotate]`
 
 use anyhow::Context as _;
 use phaze_portal::settings::{LogFormat, Settings, StoreKind};
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-const USAGE: &str = "usage: phaze-portal [--config FILE] [serve | migrate | admin grant EMAIL | admin revoke EMAIL | audit verify]";
+const USAGE: &str = "usage: phaze-portal [--config FILE] [serve | migrate | admin grant EMAIL | admin revoke EMAIL | audit verify | keys rotate]";
 
 /// `--help`: the usage line, then what each part does.
 const HELP: &str = "
@@ -19,6 +19,8 @@ const HELP: &str = "
   admin grant EMAIL    make the account an admin; ends its sessions
   admin revoke EMAIL   take the admin flag away; ends its sessions
   audit verify         check the audit log's hash chain; names the first bad entry (exit 1)
+  keys rotate          seal every stored address, name and TOTP secret again under the first
+                       of secrets.session_keys, beside live traffic (exit 1 if some could not be)
   -c, --config FILE    read settings from a TOML file; PHAZE__* environment variables override it
   -h, --help           print this help";
 
@@ -33,6 +35,7 @@ enum Command {
         email: String,
     },
     AuditVerify,
+    KeysRotate,
 }
 
 fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, Command), String> {
@@ -52,6 +55,7 @@ fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, Command), String> {
         [] | ["serve"] => Command::Serve,
         ["migrate"] => Command::Migrate,
         ["audit", "verify"] => Command::AuditVerify,
+        ["keys", "rotate"] => Command::KeysRotate,
         ["admin", action @ ("grant" | "revoke"), email] => Command::Admin {
             grant: *action == "grant",
             email: (*email).to_owned(),
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
             Command::Migrate => migrate(&settings).await,
             Command::Admin { grant, email } => admin(settings, grant, &email).await,
             Command::AuditVerify => audit_verify(settings).await,
+            Command::KeysRotate => keys_rotate(settings).await,
         }
     });
     match result {
@@ -202,6 +207,38 @@ async fn audit_verify(settings: Settings) -> anyhow::Result<()> {
             anyhow::bail!("audit log broken at entry {seq}: {why}")
         }
     }
+}
+
+/// Seals every stored address, name, TOTP secret and device key again under the newest
+/// session key, so that older keys can be dropped once sessions sealed under them have expired.
+/// Safe beside serving processes.
+async fn keys_rotate(settings: Settings) -> anyhow::Result<()> {
+    let state = state(settings).await?;
+    let done = state.reseal_stored().await?;
+    println!(
+        "accounts: {} looked at, {} sealed again under the newest key",
+        done.accounts.visited, done.accounts.resealed
+    );
+    if let Some(devices) = done.devices {
+        println!(
+            "devices: {} looked at, {} sealed again under the newest key",
+            devices.visited, devices.resealed
+        );
+    }
+    if done.unopened() > 0 {
+        anyhow::bail!(
+            "{} records hold data no configured key opens (their ids are in the log): keep \
+             every key they may need and run it again",
+            done.unopened()
+        );
+    }
+    if done.accounts.busy > 0 {
+        anyhow::bail!(
+            "{} accounts kept changing while being sealed again: run it again",
+            done.accounts.busy
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

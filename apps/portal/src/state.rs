@@ -8,8 +8,8 @@ use phaze_actix::{LoginFlow, RateLimitStepLedger, VisitorLayer};
 use phaze_admin::AdminService;
 use phaze_audit::{AuditLog, AuditStore};
 use phaze_auth::{
-    AccountStore, Argon2id, AuthConfig, AuthKeys, AuthService, HashParams, Mailer, PasswordPolicy,
-    TokenHasher, TokenStore,
+    AccountStore, Argon2id, AuthConfig, AuthKeys, AuthService, EmailIndexKey, HashParams, Mailer,
+    PasswordPolicy, TokenHasher, TokenStore,
 };
 use phaze_devices::{AddressPool, DeviceService, DeviceStore, Provisioner};
 use phaze_events::{EventSink, Events, TracingSink};
@@ -325,7 +325,8 @@ impl AppState {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        // One key list seals session data and TOTP secrets: one rotation covers both.
+        // One key list seals session data, TOTP secrets, addresses and display names: one
+        // rotation covers them all.
         let sealer = Sealer::new(
             keys.session
                 .iter()
@@ -344,6 +345,10 @@ impl AppState {
                     metrics.as_ref().map(|m| m.argon2()),
                 )),
                 AuthKeys {
+                    email_index: EmailIndexKey::new(secret(
+                        &keys.token_pepper,
+                        b"phaze/email-index",
+                    )),
                     tokens: TokenHasher::new(keys.token_pepper),
                     sealer: sealer.clone(),
                 },
@@ -360,6 +365,21 @@ impl AppState {
             )
             .with_events(events.clone()),
         );
+        // A process whose index key differs from the one the accounts were indexed with would
+        // find nobody and let addresses register twice: it stops here instead.
+        auth.accounts()
+            .check_index_key()
+            .await
+            .context("secrets.token_pepper")?;
+        // Accounts an earlier version stored in the clear are sealed before anything is served.
+        let sealed = auth
+            .accounts()
+            .seal_clear()
+            .await
+            .context("sealing accounts stored in the clear")?;
+        if sealed > 0 {
+            tracing::info!(accounts = sealed, "sealed accounts stored in the clear");
+        }
 
         let device_store = devices.clone();
         let devices = device_service(&settings, devices, address_pool, &sealer, &events)?;
@@ -549,7 +569,35 @@ async fn stores(settings: &Settings, events: &Events) -> anyhow::Result<Stores> 
     Ok(stores)
 }
 
+/// What [`AppState::reseal_stored`] did: accounts, and devices when they are configured.
+#[derive(Clone, Copy, Debug)]
+pub struct Resealing {
+    /// Accounts (addresses, names, TOTP secrets).
+    pub accounts: phaze_auth::Rotation,
+    /// Device private keys, when devices are configured.
+    pub devices: Option<phaze_devices::Resealed>,
+}
+
+impl Resealing {
+    /// Records no configured key opens.
+    pub fn unopened(&self) -> usize {
+        self.accounts.unopened + self.devices.map_or(0, |d| d.unopened)
+    }
+}
+
 impl AppState {
+    /// Seals every stored address, display name, TOTP secret and device private key that an
+    /// older session key sealed again under the newest one. Every process does it in the
+    /// background when it starts; `phaze-portal keys rotate` does it in the foreground.
+    pub async fn reseal_stored(&self) -> anyhow::Result<Resealing> {
+        let accounts = self.auth.accounts().rotate().await?;
+        let devices = match &self.devices {
+            Some(d) => Some(d.reseal_keys().await?),
+            None => None,
+        };
+        Ok(Resealing { accounts, devices })
+    }
+
     /// Whether a Stripe key is configured, so checkout and the billing portal can work.
     pub fn payments_configured(&self) -> bool {
         !self

@@ -963,6 +963,44 @@ async fn deliver_raw(base: &str, body: &str) -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Each of `traces` found in a PostgreSQL table or a Redis key or value of the deployment, with
+/// where.
+fn traces_in_stores(cluster: &Cluster, traces: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    let tables = cluster.sql(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()",
+    );
+    for table in tables.lines() {
+        let rows = cluster.sql(&format!(
+            "SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t"
+        ));
+        found.extend(
+            traces
+                .iter()
+                .filter(|t| rows.contains(**t))
+                .map(|t| format!("{t} in table {table}")),
+        );
+    }
+    let redis = Command::new("sh")
+        .arg("-c")
+        .arg(r#"redis-cli -u "$1" --scan --pattern "$2*" | while read -r k; do echo "$k"; redis-cli -u "$1" --no-raw dump "$k"; done"#)
+        .args(["sh", &cluster.redis, &cluster.prefix])
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&redis.stdout);
+    assert!(
+        dump.contains(&cluster.prefix),
+        "the scan saw the deployment's keys: {dump}"
+    );
+    found.extend(
+        traces
+            .iter()
+            .filter(|t| dump.contains(**t))
+            .map(|t| format!("{t} in Redis")),
+    );
+    found
+}
+
 /// A deletion through one process on the cluster shape: no PostgreSQL table, Redis key or value,
 /// or outbox file holds the address, the name or the device afterwards, and every process has
 /// forgotten the account.
@@ -980,6 +1018,9 @@ async fn a_deletion_leaves_no_trace_in_postgres_redis_or_the_outbox() {
         .post_form("/account/devices", &[("name", "Qlaptopq")])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    // While she exists, neither her address nor her name is in any table or Redis value.
+    let found = traces_in_stores(&cluster, &["ada@example.com", "Zyxwv Qutsr"]);
+    assert!(found.is_empty(), "{found:?}");
     let on_b = same_browser_on(&ada, &b.base);
     on_b.get("/account").await;
     let r = on_b.post_form("/account/delete", &[("password", PW)]).await;
@@ -1000,32 +1041,8 @@ async fn a_deletion_leaves_no_trace_in_postgres_redis_or_the_outbox() {
         "a's cache forgot the account"
     );
 
-    let traces = ["ada@example.com", "Zyxwv Qutsr", "Qlaptopq"];
-    let tables = cluster.sql(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()",
-    );
-    for table in tables.lines() {
-        let rows = cluster.sql(&format!(
-            "SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t"
-        ));
-        for trace in traces {
-            assert!(!rows.contains(trace), "{trace} in table {table}");
-        }
-    }
-    let redis = Command::new("sh")
-        .arg("-c")
-        .arg(r#"redis-cli -u "$1" --scan --pattern "$2*" | while read -r k; do echo "$k"; redis-cli -u "$1" --no-raw dump "$k"; done"#)
-        .args(["sh", &cluster.redis, &cluster.prefix])
-        .output()
-        .unwrap();
-    let dump = String::from_utf8_lossy(&redis.stdout);
-    assert!(
-        dump.contains(&cluster.prefix),
-        "the scan saw the deployment's keys: {dump}"
-    );
-    for trace in traces {
-        assert!(!dump.contains(trace), "{trace} in Redis");
-    }
+    let found = traces_in_stores(&cluster, &["ada@example.com", "Zyxwv Qutsr", "Qlaptopq"]);
+    assert!(found.is_empty(), "{found:?}");
     for mail in phaze_e2e::outbox_mails(&cluster.outbox()) {
         assert!(
             !mail.contains("ada@example.com"),

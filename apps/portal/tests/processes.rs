@@ -225,7 +225,13 @@ async fn a_data_directory_in_use_stops_a_second_process_with_one_line() {
     // The owner was not disturbed.
     assert_eq!(register(&owner.base, "second@example.com", PW).await, 200);
     drop(owner);
-    let out = run(&["admin", "grant", "first@example.com"], false);
+    // With the owner gone, the same command with the deployment's own secrets works.
+    let out = Command::new(env!("CARGO_BIN_EXE_phaze-portal"))
+        .args(["admin", "grant", "first@example.com"])
+        .env("PHAZE__STORE__DATA_DIR", dir.path())
+        .env("PHAZE__LOG__FILTER", "warn")
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -527,4 +533,176 @@ async fn a_process_killed_while_it_holds_a_claim_leaves_it_to_the_retry_which_ap
     assert_eq!(record(&data, &user), Some((1, "active".to_owned())));
     assert_eq!(deliver(&other.base, &body).await, 200, "a duplicate now");
     assert_eq!(record(&data, &user), Some((1, "active".to_owned())));
+}
+
+/// Logs `email` in with [`PW`] from a new anonymous visit: the status (303 on success).
+async fn login(base: &str, email: &str) -> u16 {
+    let (cookie, token) = phaze_e2e::anonymous_token(base, "/login").await;
+    let client = awc::Client::builder().disable_redirects().finish();
+    let form = [
+        ("email", email),
+        ("password", PW),
+        ("csrf_token", token.as_str()),
+    ];
+    let res = client
+        .post(format!("{base}/login"))
+        .insert_header(("cookie", cookie))
+        .send_form(&form)
+        .await
+        .unwrap();
+    res.status().as_u16()
+}
+
+/// A key rotation as docs/operations.md describes it, on the real binary: with the new key second
+/// on a serving process, `keys rotate` with the new key first re-seals every account, the
+/// process still serves them, and then the old key can go. A key list that opens nothing is
+/// refused with exit 1 and changes nothing. A process started with a newer first key re-seals
+/// by itself, in the background.
+#[actix_web::test]
+async fn keys_rotate_reseals_every_account_while_a_portal_serves_and_the_old_key_can_go() {
+    const OLD: &str = "MTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTE=";
+    const NEW: &str = "MjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjI=";
+    const OTHER: &str = "MzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzM=";
+    const KEYS: &str = "PHAZE__SECRETS__SESSION_KEYS";
+    // More logins from one client than the default budget allows.
+    const LOGINS: &str = "PHAZE__RATELIMIT__LOGIN_PER_CLIENT";
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let p = start_env(dir.path(), true, &[(LOGINS, "100"), (KEYS, OLD)]).await;
+        register_confirmed(&p.base, dir.path(), "ada@example.com").await;
+        register_confirmed(&p.base, dir.path(), "bob@example.com").await;
+    }
+    let both = format!("{NEW},{OLD}");
+    let rotate = |keys: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_phaze-portal"))
+            .args(["keys", "rotate"])
+            .env("PHAZE__STORE__DATA_DIR", dir.path())
+            .env("PHAZE__STORE__SHARE_DATA_DIR", "true")
+            .env(KEYS, keys)
+            .env("PHAZE__LOG__FILTER", "off")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    {
+        let p = start_env(
+            dir.path(),
+            true,
+            &[(LOGINS, "100"), (KEYS, &format!("{OLD},{NEW}"))],
+        )
+        .await;
+        assert_eq!(login(&p.base, "ada@example.com").await, 303);
+        let (code, out, err) = rotate(&both);
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert_eq!(
+            out,
+            "accounts: 2 looked at, 2 sealed again under the newest key\n"
+        );
+        let (code, out, _) = rotate(&both);
+        assert_eq!(
+            (code, out.as_str()),
+            (
+                Some(0),
+                "accounts: 2 looked at, 0 sealed again under the newest key\n"
+            )
+        );
+        assert_eq!(
+            login(&p.base, "bob@example.com").await,
+            303,
+            "still serving"
+        );
+    }
+    let p = start_env(dir.path(), true, &[(LOGINS, "100"), (KEYS, NEW)]).await;
+    for email in ["ada@example.com", "bob@example.com"] {
+        assert_eq!(
+            login(&p.base, email).await,
+            303,
+            "{email} without the old key"
+        );
+    }
+    let (code, out, err) = rotate(OTHER);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("2 records hold data no configured key opens"),
+        "{err}"
+    );
+    assert_eq!(
+        login(&p.base, "ada@example.com").await,
+        303,
+        "nothing changed"
+    );
+    drop(p);
+
+    // Started with a newer first key, a process re-seals by itself: soon the newest key alone
+    // opens everything.
+    let p = start_env(
+        dir.path(),
+        true,
+        &[(LOGINS, "100"), (KEYS, &format!("{OTHER},{NEW}"))],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, out, err) = rotate(OTHER);
+        if code == Some(0) {
+            assert_eq!(
+                out,
+                "accounts: 2 looked at, 0 sealed again under the newest key\n"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not re-sealed in 20 s: {out}{err}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(login(&p.base, "bob@example.com").await, 303);
+}
+
+/// A process whose token pepper (and so email index key) is not the one the accounts were
+/// indexed with would find nobody and let an address register twice: it stops at start with
+/// one line naming the key, and the right pepper still finds the account.
+#[actix_web::test]
+async fn another_token_pepper_stops_the_process_instead_of_losing_every_account() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let p = start(dir.path()).await;
+        register_confirmed(&p.base, dir.path(), "ada@example.com").await;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phaze-portal"))
+        .env("PHAZE__HTTP__PORT", free_port().to_string())
+        .env("PHAZE__STORE__DATA_DIR", dir.path())
+        .env(
+            "PHAZE__SECRETS__TOKEN_PEPPER",
+            "OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk=",
+        )
+        .env("PHAZE__LOG__FILTER", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A process that starts anyway would serve forever: give it 20 s to stop by itself.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            panic!("the process started with another token pepper");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("secrets.token_pepper") && stderr.contains("index key"),
+        "{stderr}"
+    );
+    let p = start(dir.path()).await;
+    assert_eq!(login(&p.base, "ada@example.com").await, 303);
 }

@@ -9,7 +9,7 @@ use phaze_actix::{
     Credentials, LoginFlow, LoginResult, RateLimitStepLedger, Visitor, VisitorLayer,
 };
 use phaze_auth::{
-    Account, AccountStore, Argon2id, AuthConfig, AuthKeys, AuthService, DisplayName, Email,
+    Account, Argon2id, AuthConfig, AuthKeys, AuthService, DisplayName, Email, EmailIndexKey,
     HashParams, PasswordPolicy, TokenHasher, UserId,
 };
 use phaze_ratelimit::{KeyHasher, LimitKeys, Limits, RateLimitPolicy};
@@ -102,22 +102,9 @@ async fn phaze(
 ) -> Result<(web::Data<Phaze>, VisitorLayer), Box<dyn std::error::Error>> {
     let accounts = Arc::new(MemoryAccounts::default());
     let hasher = Argon2id::new(HashParams::default())?;
+    let demo_hash = hasher.hash_sync("correct horse battery staple")?;
     let now = now();
-    accounts
-        .insert(&Account {
-            id: UserId::generate(),
-            email: Email::parse("demo@example.com").ok_or("an address")?,
-            email_verified: true,
-            password_hash: hasher.hash_sync("correct horse battery staple")?,
-            display_name: DisplayName::parse("Demo")?,
-            is_admin: false,
-            locked: false,
-            created_at: now,
-            password_changed_at: now,
-            two_factor: None,
-        })
-        .await?;
-    // One sealing key list for session data and TOTP secrets; one store for limits and the
+    // One sealing key list for session data, TOTP secrets and personal data; one store for limits and the
     // TOTP steps already used.
     let sealer = Sealer::new(vec![SealingKey::new(&rand::random::<[u8; 32]>())])?;
     let rate_limits = Arc::new(MemoryRateLimits::default());
@@ -133,6 +120,7 @@ async fn phaze(
         AuthKeys {
             tokens: TokenHasher::new(key()),
             sealer: sealer.clone(),
+            email_index: EmailIndexKey::new(key()),
         },
         AuthConfig {
             policy: PasswordPolicy::default(),
@@ -142,6 +130,21 @@ async fn phaze(
             letters: phaze_auth::Letters::default(),
         },
     ));
+    // Accounts go in through the service's view of the store, which seals address and name.
+    auth.accounts()
+        .insert(&Account {
+            id: UserId::generate(),
+            email: Email::parse("demo@example.com").ok_or("an address")?,
+            email_verified: true,
+            password_hash: demo_hash,
+            display_name: DisplayName::parse("Demo")?,
+            is_admin: false,
+            locked: false,
+            created_at: now,
+            password_changed_at: now,
+            two_factor: None,
+        })
+        .await?;
     let sessions = Arc::new(SessionManager::new(
         Arc::new(MemorySessions::default()),
         sealer,

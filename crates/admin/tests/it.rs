@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use phaze_admin::{Acting, AdminError, AdminService};
 use phaze_audit::{AuditEntry, AuditError, AuditFilter, AuditLog, AuditStore, Verdict};
 use phaze_auth::{
-    Account, AccountStore, Argon2id, AuthConfig, AuthError, AuthKeys, AuthService, DisplayName,
-    Email, HashParams, PasswordPolicy, TokenHasher, TwoFactor, UserId,
+    Account, Argon2id, AuthConfig, AuthError, AuthKeys, AuthService, DisplayName, Email,
+    EmailIndexKey, HashParams, PasswordPolicy, TokenHasher, TwoFactor, UserId,
 };
 use phaze_events::{Events, Recorder};
 use phaze_sessions::{ClientMeta, Sealer, SealingKey, Session, SessionManager, SessionPolicy};
@@ -32,7 +32,6 @@ fn client() -> Option<IpAddr> {
 struct Kit {
     admin: AdminService,
     auth: Arc<AuthService>,
-    accounts: Arc<MemoryAccounts>,
     sessions: Arc<SessionManager>,
     audit: Arc<MemoryAudit>,
     mailer: Arc<MemoryMailer>,
@@ -40,11 +39,10 @@ struct Kit {
 }
 
 fn kit_over(audit_store: Arc<dyn AuditStore>, audit: Arc<MemoryAudit>) -> Kit {
-    let accounts = Arc::new(MemoryAccounts::default());
     let mailer = Arc::new(MemoryMailer::default());
     let sealer = Sealer::new(vec![SealingKey::new(&[4; 32])]).unwrap();
     let auth = Arc::new(AuthService::new(
-        accounts.clone(),
+        Arc::new(MemoryAccounts::default()),
         Arc::new(MemoryTokens::default()),
         Arc::new(MemoryStepLedger::default()),
         mailer.clone(),
@@ -59,6 +57,7 @@ fn kit_over(audit_store: Arc<dyn AuditStore>, audit: Arc<MemoryAudit>) -> Kit {
         AuthKeys {
             tokens: TokenHasher::new(SecretBox::new(Box::new([3; 32]))),
             sealer: sealer.clone(),
+            email_index: EmailIndexKey::new(SecretBox::new(Box::new([6; 32]))),
         },
         AuthConfig {
             policy: PasswordPolicy::default(),
@@ -83,7 +82,6 @@ fn kit_over(audit_store: Arc<dyn AuditStore>, audit: Arc<MemoryAudit>) -> Kit {
     Kit {
         admin,
         auth,
-        accounts,
         sessions,
         audit,
         mailer,
@@ -121,7 +119,7 @@ impl Kit {
                 recovery_codes: Vec::new(),
             }),
         };
-        self.accounts.insert(&account).await.unwrap();
+        self.auth.accounts().insert(&account).await.unwrap();
         account
     }
 

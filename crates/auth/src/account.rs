@@ -5,6 +5,8 @@ use time::OffsetDateTime;
 
 pub use phaze_ids::UserId;
 
+use crate::pii::{AccountRecord, EmailIndex, SealedFields};
+
 /// An email address in its one canonical form: the login identifier, and an address the mailer
 /// accepts.
 ///
@@ -239,19 +241,49 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Storage for accounts. The email is unique, guaranteed atomically by the store even when several
-/// processes insert at once.
+/// Storage for accounts, as [`AccountRecord`]s: an adapter never sees an address or a name in
+/// the clear ([`crate::pii`]). The email index is unique, guaranteed atomically by the store
+/// even when several processes insert at once.
 #[async_trait]
 pub trait AccountStore: Send + Sync {
-    /// Fails with [`StoreError::Duplicate`] if the email (or id) is taken.
-    async fn insert(&self, account: &Account) -> Result<(), StoreError>;
-    /// Looks an account up by its normalised email.
-    async fn by_email(&self, email: &Email) -> Result<Option<Account>, StoreError>;
+    /// Fails with [`StoreError::Duplicate`] if the email index (or id) is taken.
+    async fn insert(&self, account: &AccountRecord) -> Result<(), StoreError>;
+    /// Looks an account up by its email index.
+    async fn by_email(&self, email: &EmailIndex) -> Result<Option<AccountRecord>, StoreError>;
     /// Looks an account up by id.
-    async fn by_id(&self, id: &UserId) -> Result<Option<Account>, StoreError>;
-    /// Replaces an existing account (same id and email); [`StoreError::NotFound`] if it is gone.
-    async fn update(&self, account: &Account) -> Result<(), StoreError>;
+    async fn by_id(&self, id: &UserId) -> Result<Option<AccountRecord>, StoreError>;
+    /// Replaces an existing account (same id and email index); [`StoreError::NotFound`] if it
+    /// is gone.
+    async fn update(&self, account: &AccountRecord) -> Result<(), StoreError>;
     /// Deletes the account and its email's index entry (the address is free again); `false` if
     /// there was none. For account deletion: every other lookup answers `None` afterwards.
     async fn remove(&self, id: &UserId) -> Result<bool, StoreError>;
+    /// Up to `limit` records after the one of `after` (from the start for `None`), in an order of
+    /// the store's that does not change while it is walked: a key rotation visits every account
+    /// with it. An account inserted meanwhile may or may not be visited (it was sealed under the
+    /// newest key anyway).
+    async fn page(
+        &self,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<AccountRecord>, StoreError>;
+    /// Replaces the sealed fields of the account `id` with `new` if they are still `old`, and
+    /// nothing else: a change made meanwhile is kept (and sealed under the newest key already).
+    /// `false` if they changed or the account is gone.
+    async fn reseal(
+        &self,
+        id: &UserId,
+        old: &SealedFields,
+        new: &SealedFields,
+    ) -> Result<bool, StoreError>;
+    /// Up to `limit` accounts stored in the clear by a version of Phaze from before sealing;
+    /// empty once [`AccountStore::seal_clear`] has sealed them all.
+    async fn clear(&self, limit: usize) -> Result<Vec<Account>, StoreError>;
+    /// Replaces the clear account `record.id` (and its index entry) with `record`; `false` if it
+    /// is not stored in the clear (any more).
+    async fn seal_clear(&self, record: &AccountRecord) -> Result<bool, StoreError>;
+    /// Keeps `check` (a MAC of a constant under the email index key) if the store has none yet,
+    /// atomically, and answers whether the store's check is `check`: a process with another
+    /// index key would find no account and let an address register twice, so it must not start.
+    async fn check_index_key(&self, check: &[u8; 32]) -> Result<bool, StoreError>;
 }

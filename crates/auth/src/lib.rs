@@ -1,6 +1,8 @@
 //! Accounts and authentication for Phaze.
 //!
-//! - [`Account`]s are keyed by a random [`UserId`] and found by their normalised [`Email`].
+//! - [`Account`]s are keyed by a random [`UserId`] and found by their normalised [`Email`]; stores
+//!   keep them as [`AccountRecord`]s, address and display name sealed and the address replaced by
+//!   a keyed blind index ([`pii`]).
 //! - Passwords are hashed with argon2id ([`Argon2id`], OWASP parameters by default) and re-hashed on
 //!   login when the parameters change; unknown accounts are verified against a dummy hash so both
 //!   paths cost the same ([`AuthService::login`]).
@@ -17,7 +19,7 @@
 //! **Invariant:** this crate never reads the clock, the network or the filesystem.
 //!
 //! ```
-//! use phaze_auth::{
+//! use phaze_auth::{EmailIndexKey,
 //!     Argon2id, AuthConfig, AuthError, AuthKeys, AuthService, HashParams, Letters,
 //!     PasswordPolicy, TokenHasher,
 //! };
@@ -36,7 +38,8 @@
 //!     Arc::new(Argon2id::new(HashParams::default())?), // OWASP: 19 MiB, 2 passes
 //!     AuthKeys {
 //!         tokens: TokenHasher::new(SecretBox::new(Box::new([3; 32]))), // the pepper
-//!         sealer: Sealer::new(vec![SealingKey::new(&[4; 32])])?, // seals TOTP secrets
+//!         sealer: Sealer::new(vec![SealingKey::new(&[4; 32])])?, // seals TOTP secrets, addresses
+//!         email_index: EmailIndexKey::new(SecretBox::new(Box::new([5; 32]))), // finds accounts
 //!     },
 //!     AuthConfig {
 //!         policy: PasswordPolicy::default(),
@@ -82,6 +85,7 @@ mod account;
 mod letters;
 mod mail;
 mod password;
+pub mod pii;
 mod service;
 mod token;
 pub mod totp;
@@ -93,6 +97,10 @@ pub use mail::{MailError, Mailer, OutgoingMail};
 pub use password::{
     Argon2id, HashError, HashParams, PasswordHasher, PasswordPolicy, PasswordRejection,
     Verification,
+};
+pub use pii::{
+    AccountRecord, AccountSealer, EmailIndex, EmailIndexKey, IndexKeyError, PiiError, Rotation,
+    SealedAccounts, SealedEmail, SealedFields,
 };
 pub use service::{AuthConfig, AuthError, AuthKeys, AuthService, RegistrationJob, ResetJob};
 pub use token::{

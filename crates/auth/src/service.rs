@@ -8,9 +8,9 @@ use phaze_sessions::Sealer;
 use crate::letters::Letters;
 use crate::two_factor::StepLedger;
 use crate::{
-    Account, AccountStore, DisplayName, Email, HashError, MailError, Mailer, OutgoingMail,
-    PasswordHasher, PasswordPolicy, PasswordRejection, Registration, StoreError, Token,
-    TokenHasher, TokenPurpose, TokenRecord, TokenStore, UserId,
+    Account, AccountSealer, AccountStore, DisplayName, Email, EmailIndexKey, HashError, MailError,
+    Mailer, OutgoingMail, PasswordHasher, PasswordPolicy, PasswordRejection, Registration,
+    SealedAccounts, StoreError, Token, TokenHasher, TokenPurpose, TokenRecord, TokenStore, UserId,
 };
 
 /// Settings of [`AuthService`].
@@ -105,21 +105,34 @@ pub struct ResetJob {
 #[must_use = "a registration does nothing until complete_registration runs"]
 #[derive(Debug)]
 pub struct RegistrationJob {
-    registration: Registration,
+    email: Email,
+    password_hash: PasswordHash,
+}
+
+/// A PHC string whose `Debug` shows nothing.
+struct PasswordHash(String);
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// The keys of [`AuthService`], from configuration.
 pub struct AuthKeys {
     /// The pepper that tokens and recovery codes are hashed under.
     pub tokens: TokenHasher,
-    /// Seals TOTP secrets at rest: the session sealing keys, so one rotation covers both.
+    /// Seals TOTP secrets, addresses and display names at rest: the session sealing keys, so
+    /// one rotation covers them all.
     pub sealer: Sealer,
+    /// Keys the blind index accounts are found by ([`crate::pii`]).
+    pub email_index: EmailIndexKey,
 }
 
 /// The account use cases: register, verify, log in (with a second factor), change password,
 /// reset it, edit profile, two-factor authentication.
 pub struct AuthService {
-    pub(crate) accounts: Arc<dyn AccountStore>,
+    pub(crate) accounts: SealedAccounts,
     pub(crate) tokens: Arc<dyn TokenStore>,
     pub(crate) steps: Arc<dyn StepLedger>,
     pub(crate) mailer: Arc<dyn Mailer>,
@@ -145,7 +158,10 @@ impl AuthService {
         config: AuthConfig,
     ) -> Self {
         Self {
-            accounts,
+            accounts: SealedAccounts::new(
+                accounts,
+                AccountSealer::new(keys.sealer.clone(), keys.email_index),
+            ),
             tokens,
             steps,
             mailer,
@@ -165,8 +181,8 @@ impl AuthService {
         self
     }
 
-    /// The account store, for the portal's read-only lookups.
-    pub fn accounts(&self) -> &Arc<dyn AccountStore> {
+    /// The account store as this service sees it (sealing and opening on the way).
+    pub fn accounts(&self) -> &SealedAccounts {
         &self.accounts
     }
 
@@ -198,10 +214,8 @@ impl AuthService {
             .check(password.expose_secret(), Some(&email))?;
         let password_hash = self.hasher.hash(password).await?;
         Ok(RegistrationJob {
-            registration: Registration {
-                email,
-                password_hash,
-            },
+            email,
+            password_hash: PasswordHash(password_hash),
         })
     }
 
@@ -216,16 +230,17 @@ impl AuthService {
         job: RegistrationJob,
         now: OffsetDateTime,
     ) -> Result<(), AuthError> {
-        let registration = job.registration;
-        match self.accounts.by_email(&registration.email).await? {
-            Some(account) if account.email_verified => {
-                self.notify_existing(&registration.email).await
-            }
+        let RegistrationJob {
+            email,
+            password_hash,
+        } = job;
+        match self.accounts.by_email(&email).await? {
+            Some(account) if account.email_verified => self.notify_existing(&email).await,
             // An account stored unconfirmed by an older version of Phaze gets its id reused:
             // using the link confirms it with this registration's password.
             other => {
                 let user_id = other.map_or_else(UserId::generate, |a| a.id);
-                self.send_link(user_id, registration, now).await
+                self.send_link(user_id, &email, password_hash.0, now).await
             }
         }
     }
@@ -242,11 +257,13 @@ impl AuthService {
         account: &Account,
         now: OffsetDateTime,
     ) -> Result<(), AuthError> {
-        let registration = Registration {
-            email: account.email.clone(),
-            password_hash: account.password_hash.clone(),
-        };
-        self.send_link(account.id, registration, now).await
+        self.send_link(
+            account.id,
+            &account.email,
+            account.password_hash.clone(),
+            now,
+        )
+        .await
     }
 
     /// After [`AuthService::login`] answered [`AuthError::EmailNotVerified`] for `email`, and only
@@ -329,11 +346,15 @@ impl AuthService {
     async fn send_link(
         &self,
         user_id: UserId,
-        registration: Registration,
+        email: &Email,
+        password_hash: String,
         now: OffsetDateTime,
     ) -> Result<(), AuthError> {
         let token = Token::generate();
-        let email = registration.email.clone();
+        let registration = Registration {
+            email: self.accounts.sealer().seal_email(&user_id, email),
+            password_hash,
+        };
         let record = TokenRecord {
             hash: self
                 .token_hasher
@@ -347,7 +368,7 @@ impl AuthService {
         let mut context = self.letter_context();
         context.insert("token", token.expose());
         context.insert("hours", &self.config.verification_ttl.whole_hours());
-        self.send_letter(&email, "verify_email.txt", context).await
+        self.send_letter(email, "verify_email.txt", context).await
     }
 
     /// Uses a confirmation link: creates the account of its registration with the password
@@ -397,6 +418,12 @@ impl AuthService {
             email,
             password_hash,
         } = registration;
+        // The address was sealed for this id when the link was issued.
+        let email = self
+            .accounts
+            .sealer()
+            .open_email(&id, &email)
+            .map_err(|e| AuthError::Store(StoreError::Backend(Box::new(e))))?;
         match self.accounts.by_email(&email).await? {
             Some(account) if account.email_verified => Err(AuthError::InvalidToken),
             Some(mut account) => {

@@ -10,7 +10,7 @@ use sha2::Sha256;
 use std::fmt;
 use time::OffsetDateTime;
 
-use crate::{Email, StoreError, UserId};
+use crate::{SealedEmail, StoreError, UserId};
 
 /// What a token is for; a token of one purpose never works for another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -128,23 +128,25 @@ pub struct TokenRecord {
 
 impl TokenRecord {
     /// What the token is about, for "one live token per purpose and subject"
-    /// ([`TokenStore::issue`]): the address of a registration, else the account. A recovery
+    /// ([`TokenStore::issue`]): the address of a registration (its index), else the account. A recovery
     /// code is its own subject: an account holds ten at once, and which set is current is the
     /// account's to say ([`crate::TwoFactor::recovery_codes`]).
     pub fn subject(&self) -> String {
         match (&self.registration, self.purpose) {
-            (Some(r), _) => format!("email:{}", r.email),
+            (Some(r), _) => format!("email:{}", r.email.index.to_hex()),
             (None, TokenPurpose::RecoveryCode) => format!("code:{}", self.hash.to_hex()),
             (None, _) => format!("user:{}", self.user_id),
         }
     }
 }
 
-/// A registration waiting for its link to be used: the address and the password chosen with it.
+/// A registration waiting for its link to be used: the address (sealed, like an account's) and
+/// the password chosen with it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
-    /// The address being registered.
-    pub email: Email,
+    /// The address being registered, sealed for the account the link creates
+    /// ([`TokenRecord::user_id`]).
+    pub email: SealedEmail,
     /// PHC string of the password chosen in this registration.
     pub password_hash: String,
 }

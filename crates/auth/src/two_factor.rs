@@ -30,7 +30,7 @@ const RECOVERY_CODE_LIFETIME: Duration = Duration::days(3650);
 
 /// The associated data a TOTP secret is sealed under: its purpose and the account, so a sealed
 /// secret copied onto another account, or a session blob, does not open as one.
-fn seal_context(user: &UserId) -> Vec<u8> {
+pub(crate) fn seal_context(user: &UserId) -> Vec<u8> {
     let mut context = b"phaze-totp-secret\0".to_vec();
     context.extend_from_slice(user.as_uuid().as_bytes());
     context

@@ -27,5 +27,5 @@ pub use config::{render_config, ServerSettings};
 pub use keys::{DeviceKeys, PublicKey};
 pub use model::{Device, DeviceId, DeviceName, TunnelAddress};
 pub use pool::{AddressPool, PoolError, PoolSettings};
-pub use service::{DeviceError, DeviceService};
+pub use service::{DeviceError, DeviceService, Resealed};
 pub use store::{DeviceStore, Inserted, ProvisionError, Provisioner, StoreError};

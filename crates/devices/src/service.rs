@@ -178,4 +178,57 @@ impl DeviceService {
         });
         Ok(())
     }
+
+    /// Seals again, under the newest session key, every device's private key that an older key
+    /// sealed (`phaze-portal keys rotate`). Beside live traffic: a key is swapped only if it did
+    /// not change meanwhile ([`DeviceStore::reseal`]); a device deleted meanwhile is skipped.
+    pub async fn reseal_keys(&self) -> Result<Resealed, DeviceError> {
+        const PAGE: usize = 200;
+        let mut report = Resealed::default();
+        let mut after = None;
+        loop {
+            let page = self.store.page(after.as_ref(), PAGE).await?;
+            let Some(last) = page.last() else {
+                return Ok(report);
+            };
+            after = Some(last.id);
+            for device in page {
+                report.visited += 1;
+                if self.sealer.is_current(&device.sealed_private_key) {
+                    continue;
+                }
+                let Some(keys) =
+                    DeviceKeys::open(&self.sealer, &device.id, &device.sealed_private_key)
+                else {
+                    tracing::error!(device = %device.id, "device key sealed under a key that is not configured");
+                    report.unopened += 1;
+                    continue;
+                };
+                let new = keys.seal(&self.sealer, &device.id);
+                if self
+                    .store
+                    .reseal(
+                        &device.user_id,
+                        &device.id,
+                        &device.sealed_private_key,
+                        &new,
+                    )
+                    .await?
+                {
+                    report.resealed += 1;
+                }
+            }
+        }
+    }
+}
+
+/// What [`DeviceService::reseal_keys`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resealed {
+    /// Devices looked at.
+    pub visited: usize,
+    /// Private keys sealed again under the newest key.
+    pub resealed: usize,
+    /// Private keys no configured key opens (logged with their device ids).
+    pub unopened: usize,
 }

@@ -35,6 +35,20 @@ pub trait DeviceStore: Send + Sync {
     async fn get(&self, user: &UserId, id: &DeviceId) -> Result<Option<Device>, StoreError>;
     /// Removes one of the owner's devices and returns it; `None` if the owner has no such device.
     async fn remove(&self, user: &UserId, id: &DeviceId) -> Result<Option<Device>, StoreError>;
+    /// Up to `limit` devices of every owner after the one of `after` (from the start for
+    /// `None`), in an order of the store's that does not change while it is walked: a key
+    /// rotation visits every device with it.
+    async fn page(&self, after: Option<&DeviceId>, limit: usize)
+        -> Result<Vec<Device>, StoreError>;
+    /// Replaces the sealed private key of the owner's device `id` with `new` if it is still
+    /// `old`; `false` if it is not (or the device is gone).
+    async fn reseal(
+        &self,
+        user: &UserId,
+        id: &DeviceId,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
 }
 
 /// Provisioning failed: the VPN server did not take the change.

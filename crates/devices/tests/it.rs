@@ -24,14 +24,18 @@ struct Kit {
 }
 
 fn kit(pool: &str, limit: u32) -> Kit {
-    let store = Arc::new(MemoryDevices::default());
+    kit_on(Arc::new(MemoryDevices::default()), pool, limit, &[[5; 32]])
+}
+
+/// A kit over `store`, sealing with the session key list `keys` (the first seals).
+fn kit_on(store: Arc<MemoryDevices>, pool: &str, limit: u32, keys: &[[u8; 32]]) -> Kit {
     let provisioner = Arc::new(MemoryProvisioner::default());
     let server_key = DeviceKeys::generate().public();
     let devices = DeviceService::new(
         store.clone(),
         Arc::new(MemoryAddressPool::default()),
         provisioner.clone(),
-        Sealer::new(vec![SealingKey::new(&[5; 32])]).unwrap(),
+        Sealer::new(keys.iter().map(SealingKey::new).collect()).unwrap(),
         PoolSettings {
             v4: pool.parse().unwrap(),
             v6: "fd66::/64".parse().unwrap(),
@@ -285,4 +289,45 @@ async fn a_refused_add_holds_no_address() {
             .await
             .unwrap();
     }
+}
+
+/// A key rotation seals every device's private key again under the newest key, bound to its
+/// own device: with only the new key, each configuration still opens and holds the same key;
+/// a key list that opens nothing counts them and changes nothing.
+#[tokio::test]
+async fn a_key_rotation_reseals_private_keys_so_the_old_key_can_go() {
+    let (old, new) = ([5; 32], [6; 32]);
+    let k = kit("10.66.0.0/16", 5);
+    let ada = UserId::generate();
+    let mut configs = Vec::new();
+    for name in ["a", "b", "c"] {
+        let d = k.devices.add(&ada, name, t0()).await.unwrap();
+        configs.push((d.id, k.devices.config(&ada, &d.id).await.unwrap().1));
+    }
+    let lost = kit_on(k.store.clone(), "10.66.0.0/16", 5, &[[7; 32]]);
+    let report = lost.devices.reseal_keys().await.unwrap();
+    assert_eq!(
+        (report.visited, report.resealed, report.unopened),
+        (3, 0, 3)
+    );
+    let rotating = kit_on(k.store.clone(), "10.66.0.0/16", 5, &[new, old]);
+    let report = rotating.devices.reseal_keys().await.unwrap();
+    assert_eq!(
+        (report.visited, report.resealed, report.unopened),
+        (3, 3, 0)
+    );
+    let again = rotating.devices.reseal_keys().await.unwrap();
+    assert_eq!((again.visited, again.resealed), (3, 0));
+    let after = kit_on(k.store.clone(), "10.66.0.0/16", 5, &[new]);
+    for (id, config) in &configs {
+        let now = after.devices.config(&ada, id).await.unwrap().1;
+        assert_eq!(
+            field(&now, "Interface", "PrivateKey"),
+            field(config, "Interface", "PrivateKey")
+        );
+    }
+    assert!(matches!(
+        k.devices.config(&ada, &configs[0].0).await,
+        Err(DeviceError::Sealed)
+    ));
 }

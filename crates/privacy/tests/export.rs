@@ -3,7 +3,7 @@
 
 use phaze_audit::{AuditLog, Draft};
 use phaze_auth::{
-    Account, AccountStore, Argon2id, AuthConfig, AuthKeys, AuthService, DisplayName, Email,
+    Account, Argon2id, AuthConfig, AuthKeys, AuthService, DisplayName, Email, EmailIndexKey,
     HashParams, PasswordPolicy, TokenHasher, TwoFactor, UserId,
 };
 use phaze_devices::{Device, DeviceId, DeviceKeys, DeviceName, DeviceStore, TunnelAddress};
@@ -42,6 +42,7 @@ async fn the_export_gathers_every_store_and_leaves_secrets_out() {
         AuthKeys {
             tokens: TokenHasher::new(SecretBox::new(Box::new([3; 32]))),
             sealer: sealer.clone(),
+            email_index: EmailIndexKey::new(SecretBox::new(Box::new([6; 32]))),
         },
         AuthConfig {
             policy: PasswordPolicy::default(),
@@ -60,7 +61,7 @@ async fn the_export_gathers_every_store_and_leaves_secrets_out() {
     let subscriptions = Arc::new(MemorySubscriptions::default());
     let audit = AuditLog::new(Arc::new(MemoryAudit::default()), [8; 32]);
     let privacy = PrivacyService::new(
-        auth,
+        auth.clone(),
         sessions.clone(),
         devices.clone(),
         subscriptions.clone(),
@@ -83,7 +84,7 @@ async fn the_export_gathers_every_store_and_leaves_secrets_out() {
             recovery_codes: Vec::new(),
         }),
     };
-    accounts.insert(&ada).await.unwrap();
+    auth.accounts().insert(&ada).await.unwrap();
     let meta = ClientMeta {
         ip: Some("203.0.113.9".parse().unwrap()),
         user_agent: "Firefox".into(),

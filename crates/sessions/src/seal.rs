@@ -102,6 +102,14 @@ impl Sealer {
         out
     }
 
+    /// Whether `sealed` was sealed under the newest key (the first of the list): what a key
+    /// rotation re-seals is everything for which this is `false`.
+    pub fn is_current(&self, sealed: &[u8]) -> bool {
+        sealed.len() >= HEADER_LEN
+            && sealed[0] == VERSION
+            && sealed[1..1 + KEY_ID_LEN] == self.keys[0].id
+    }
+
     /// Opens a blob sealed by [`Sealer::seal`] under any configured key.
     pub fn open(&self, key: &SessionKey, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
         self.open_bound(key.as_bytes(), sealed)

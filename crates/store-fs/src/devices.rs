@@ -152,6 +152,64 @@ impl DeviceStore for FsDevices {
         .await
         .map_err(backend)
     }
+
+    async fn page(
+        &self,
+        after: Option<&DeviceId>,
+        limit: usize,
+    ) -> Result<Vec<Device>, StoreError> {
+        let (this, after) = (self.clone(), after.copied());
+        blocking(move || {
+            let mut ids: Vec<DeviceId> = atomic::names(&this.records)?
+                .iter()
+                .filter_map(|n| n.strip_suffix(".json").and_then(DeviceId::parse))
+                .filter(|id| after.is_none_or(|a| *id > a))
+                .collect();
+            ids.sort_unstable();
+            let mut out = Vec::new();
+            for id in ids {
+                if out.len() == limit {
+                    break;
+                }
+                // Only devices that exist: a record without its owner entry is a crash's leftover.
+                let Some(device) = read(&this.records, &id)? else {
+                    continue;
+                };
+                if owned(&this.records, &this.owners, &device.user_id, &id)?.is_some() {
+                    out.push(device);
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(backend)
+    }
+
+    async fn reseal(
+        &self,
+        user: &UserId,
+        id: &DeviceId,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let (this, user, id) = (self.clone(), *user, *id);
+        let (old, new) = (old.to_vec(), new.to_vec());
+        blocking(move || {
+            let _guard = this.locks.lock(&owner_name(&user))?;
+            let Some(mut device) = owned(&this.records, &this.owners, &user, &id)? else {
+                return Ok(false);
+            };
+            if device.sealed_private_key != old {
+                return Ok(false);
+            }
+            device.sealed_private_key = new;
+            let bytes = serde_json::to_vec(&device).map_err(io::Error::other)?;
+            atomic::replace(&this.records, &record_name(&id), &bytes)?;
+            Ok(true)
+        })
+        .await
+        .map_err(backend)
+    }
 }
 
 /// [`AddressPool`] in `<data>/pool`.

@@ -3,7 +3,7 @@
 //! when the directory is opened and held while any store opened from it lives; the kernel drops
 //! it when the process dies, so there is no stale owner to clean up.
 
-use phaze_auth::Account;
+use phaze_auth::AccountRecord;
 use phaze_events::{Events, SecurityEvent};
 use phaze_sessions::StoredSession;
 use std::fmt;
@@ -54,7 +54,7 @@ struct Inner {
     /// One read cache per kind of record, shared by every store opened from this directory: an
     /// exclusive cache must hear of every change this process makes, through whichever store.
     sessions: OnceLock<Arc<StampCache<StoredSession>>>,
-    accounts: OnceLock<Arc<StampCache<Account>>>,
+    accounts: OnceLock<Arc<StampCache<AccountRecord>>>,
     /// Where lock timeouts are reported (the log alone until [`DataDir::report_to`]).
     events: OnceLock<Events>,
 }
@@ -200,7 +200,7 @@ impl DataDir {
 
     /// The read cache of account records (in `records`), the same for every account store
     /// opened from this directory.
-    pub(crate) fn account_cache(&self, records: &Path) -> Arc<StampCache<Account>> {
+    pub(crate) fn account_cache(&self, records: &Path) -> Arc<StampCache<AccountRecord>> {
         let new = || Arc::new(StampCache::new(records, self.trust()));
         self.inner.accounts.get_or_init(new).clone()
     }

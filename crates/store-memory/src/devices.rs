@@ -54,6 +54,36 @@ impl DeviceStore for MemoryDevices {
         }
         Ok(None)
     }
+
+    async fn page(
+        &self,
+        after: Option<&DeviceId>,
+        limit: usize,
+    ) -> Result<Vec<Device>, StoreError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let t = lock(&self.0);
+        Ok(t.range((after.map_or(Unbounded, Excluded), Unbounded))
+            .take(limit)
+            .map(|(_, d)| d.clone())
+            .collect())
+    }
+
+    async fn reseal(
+        &self,
+        user: &UserId,
+        id: &DeviceId,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut t = lock(&self.0);
+        match t.get_mut(id) {
+            Some(d) if d.user_id == *user && d.sealed_private_key == old => {
+                d.sealed_private_key = new.to_vec();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
 }
 
 /// [`AddressPool`] in memory.

@@ -50,11 +50,12 @@ pub use ratelimit::MemoryRateLimits;
 
 use async_trait::async_trait;
 use phaze_auth::{
-    Account, AccountStore, Email, MailError, Mailer, OutgoingMail, StepLedger,
-    StoreError as AuthStoreError, TokenHash, TokenPurpose, TokenRecord, TokenStore, UserId,
+    Account, AccountRecord, AccountStore, Email, EmailIndex, MailError, Mailer, OutgoingMail,
+    SealedFields, StepLedger, StoreError as AuthStoreError, TokenHash, TokenPurpose, TokenRecord,
+    TokenStore, UserId,
 };
 use phaze_sessions::{Rotation, SessionKey, SessionStore, StoreError, StoredSession};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use time::OffsetDateTime;
 
@@ -201,27 +202,29 @@ impl SessionStore for MemorySessions {
 
 #[derive(Default)]
 struct AccountTables {
-    by_id: HashMap<UserId, Account>,
-    by_email: HashMap<Email, UserId>,
+    by_id: BTreeMap<UserId, AccountRecord>,
+    by_email: HashMap<EmailIndex, UserId>,
+    index_check: Option<[u8; 32]>,
 }
 
-/// [`AccountStore`] in memory.
+/// [`AccountStore`] in memory. It never holds accounts in the clear: [`AccountStore::clear`]
+/// is always empty.
 #[derive(Default)]
 pub struct MemoryAccounts(Mutex<AccountTables>);
 
 #[async_trait]
 impl AccountStore for MemoryAccounts {
-    async fn insert(&self, a: &Account) -> Result<(), AuthStoreError> {
+    async fn insert(&self, a: &AccountRecord) -> Result<(), AuthStoreError> {
         let mut t = lock(&self.0);
-        if t.by_email.contains_key(&a.email) || t.by_id.contains_key(&a.id) {
+        if t.by_email.contains_key(&a.email.index) || t.by_id.contains_key(&a.id) {
             return Err(AuthStoreError::Duplicate);
         }
-        t.by_email.insert(a.email.clone(), a.id);
+        t.by_email.insert(a.email.index, a.id);
         t.by_id.insert(a.id, a.clone());
         Ok(())
     }
 
-    async fn by_email(&self, email: &Email) -> Result<Option<Account>, AuthStoreError> {
+    async fn by_email(&self, email: &EmailIndex) -> Result<Option<AccountRecord>, AuthStoreError> {
         let t = lock(&self.0);
         Ok(t.by_email
             .get(email)
@@ -229,14 +232,14 @@ impl AccountStore for MemoryAccounts {
             .cloned())
     }
 
-    async fn by_id(&self, id: &UserId) -> Result<Option<Account>, AuthStoreError> {
+    async fn by_id(&self, id: &UserId) -> Result<Option<AccountRecord>, AuthStoreError> {
         Ok(lock(&self.0).by_id.get(id).cloned())
     }
 
-    async fn update(&self, a: &Account) -> Result<(), AuthStoreError> {
+    async fn update(&self, a: &AccountRecord) -> Result<(), AuthStoreError> {
         let mut t = lock(&self.0);
         match t.by_id.get_mut(&a.id) {
-            Some(existing) if existing.email == a.email => {
+            Some(existing) if existing.email.index == a.email.index => {
                 *existing = a.clone();
                 Ok(())
             }
@@ -249,10 +252,58 @@ impl AccountStore for MemoryAccounts {
         let Some(account) = t.by_id.remove(id) else {
             return Ok(false);
         };
-        if t.by_email.get(&account.email) == Some(id) {
-            t.by_email.remove(&account.email);
+        if t.by_email.get(&account.email.index) == Some(id) {
+            t.by_email.remove(&account.email.index);
         }
         Ok(true)
+    }
+
+    async fn page(
+        &self,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<AccountRecord>, AuthStoreError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let t = lock(&self.0);
+        let from = after.map_or(Unbounded, Excluded);
+        Ok(t.by_id
+            .range((from, Unbounded))
+            .take(limit)
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    async fn reseal(
+        &self,
+        id: &UserId,
+        old: &SealedFields,
+        new: &SealedFields,
+    ) -> Result<bool, AuthStoreError> {
+        let mut t = lock(&self.0);
+        match t.by_id.get_mut(id) {
+            Some(record) if record.sealed_fields() == *old => {
+                record.email.sealed.clone_from(&new.email);
+                record.sealed_name.clone_from(&new.name);
+                if let (Some(t), Some(secret)) = (&mut record.two_factor, &new.totp) {
+                    t.sealed_secret.clone_from(secret);
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn clear(&self, _limit: usize) -> Result<Vec<Account>, AuthStoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn seal_clear(&self, _record: &AccountRecord) -> Result<bool, AuthStoreError> {
+        Ok(false)
+    }
+
+    async fn check_index_key(&self, check: &[u8; 32]) -> Result<bool, AuthStoreError> {
+        let mut t = lock(&self.0);
+        Ok(*t.index_check.get_or_insert(*check) == *check)
     }
 }
 

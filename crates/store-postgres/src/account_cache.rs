@@ -21,7 +21,7 @@
 use diesel::IntoSql;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::StreamExt;
-use phaze_auth::{Account, UserId};
+use phaze_auth::{AccountRecord, UserId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -49,7 +49,7 @@ struct State {
     live: bool,
     /// Bumped by every drop, so a read that raced one is not kept.
     generation: u64,
-    entries: HashMap<UserId, (Account, Instant)>,
+    entries: HashMap<UserId, (AccountRecord, Instant)>,
 }
 
 /// A cache miss: read the table, then [`AccountCache::keep`] what it said under this ticket.
@@ -73,7 +73,7 @@ impl AccountCache {
     }
 
     /// The cached account, or a ticket to read the table with.
-    pub(crate) fn get(&self, id: &UserId) -> Result<Account, Ticket> {
+    pub(crate) fn get(&self, id: &UserId) -> Result<AccountRecord, Ticket> {
         let state = self.state();
         match state.entries.get(id) {
             Some((account, at)) if state.live && at.elapsed() < MAX_AGE => Ok(account.clone()),
@@ -82,7 +82,7 @@ impl AccountCache {
     }
 
     /// Keeps what the table said under `ticket`, unless something changed since it was issued.
-    pub(crate) fn keep(&self, ticket: Ticket, account: &Account) {
+    pub(crate) fn keep(&self, ticket: Ticket, account: &AccountRecord) {
         let mut state = self.state();
         if !state.live || state.generation != ticket.0 {
             return;
@@ -205,16 +205,19 @@ impl AccountWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use phaze_auth::{DisplayName, Email};
+    use phaze_auth::{EmailIndex, SealedEmail};
     use time::OffsetDateTime;
 
-    fn account(n: u8) -> Account {
-        Account {
+    fn account(n: u8) -> AccountRecord {
+        AccountRecord {
             id: UserId::from(uuid::Uuid::from_bytes([n; 16])),
-            email: Email::parse(&format!("u{n}@example.com")).unwrap(),
+            email: SealedEmail {
+                index: EmailIndex([n; 32]),
+                sealed: vec![n; 40],
+            },
+            sealed_name: vec![n; 30],
             email_verified: false,
             password_hash: String::new(),
-            display_name: DisplayName::parse("Ada").unwrap(),
             is_admin: false,
             locked: false,
             created_at: OffsetDateTime::UNIX_EPOCH,
@@ -223,7 +226,7 @@ mod tests {
         }
     }
 
-    fn fill(cache: &AccountCache, a: &Account) {
+    fn fill(cache: &AccountCache, a: &AccountRecord) {
         let Err(ticket) = cache.get(&a.id) else {
             panic!("a hit before the fill")
         };

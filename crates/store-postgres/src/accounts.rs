@@ -5,7 +5,8 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use phaze_auth::{
-    Account, AccountStore, DisplayName, Email, StoreError, TokenHash, TwoFactor, UserId,
+    Account, AccountRecord, AccountStore, DisplayName, Email, EmailIndex, SealedEmail,
+    SealedFields, StoreError, TokenHash, TwoFactor, UserId,
 };
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -15,7 +16,7 @@ use crate::account_cache::AccountCache;
 use crate::schema::accounts;
 use crate::{checkout, Corrupt, Pools};
 
-/// [`AccountStore`] over the `accounts` table. The unique index on `email` settles concurrent
+/// [`AccountStore`] over the `accounts` table. The unique index on `email_index` settles concurrent
 /// registrations of one address, from any number of processes: exactly one insert succeeds and
 /// the others get [`StoreError::Duplicate`].
 ///
@@ -37,10 +38,10 @@ impl std::fmt::Debug for PgAccounts {
 #[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg))]
 struct Row {
     id: Uuid,
-    email: String,
+    email: Option<String>,
     email_verified: bool,
     password_hash: String,
-    display_name: String,
+    display_name: Option<String>,
     is_admin: bool,
     locked: bool,
     created_at: OffsetDateTime,
@@ -48,6 +49,9 @@ struct Row {
     totp_secret: Option<Vec<u8>>,
     totp_enabled_at: Option<OffsetDateTime>,
     recovery_codes: Option<Vec<u8>>,
+    email_index: Option<Vec<u8>>,
+    email_sealed: Option<Vec<u8>>,
+    name_sealed: Option<Vec<u8>>,
 }
 
 /// What `update` may change: everything but the id and the email (the lookup keys). A `None`
@@ -57,7 +61,8 @@ struct Row {
 struct Changes<'a> {
     email_verified: bool,
     password_hash: &'a str,
-    display_name: &'a str,
+    email_sealed: &'a [u8],
+    name_sealed: &'a [u8],
     is_admin: bool,
     locked: bool,
     created_at: OffsetDateTime,
@@ -68,13 +73,13 @@ struct Changes<'a> {
 }
 
 impl Row {
-    fn new(a: &Account) -> Self {
+    fn new(a: &AccountRecord) -> Self {
         Self {
             id: *a.id.as_uuid(),
-            email: a.email.as_str().to_owned(),
+            email: None,
             email_verified: a.email_verified,
             password_hash: a.password_hash.clone(),
-            display_name: a.display_name.as_str().to_owned(),
+            display_name: None,
             is_admin: a.is_admin,
             locked: a.locked,
             created_at: a.created_at,
@@ -82,37 +87,87 @@ impl Row {
             totp_secret: a.two_factor.as_ref().map(|t| t.sealed_secret.clone()),
             totp_enabled_at: a.two_factor.as_ref().and_then(|t| t.enabled_at),
             recovery_codes: a.two_factor.as_ref().map(recovery_bytes),
+            email_index: Some(a.email.index.0.to_vec()),
+            email_sealed: Some(a.email.sealed.clone()),
+            name_sealed: Some(a.sealed_name.clone()),
         }
     }
 
-    fn into_account(self) -> Result<Account, StoreError> {
-        let corrupt = || backend(Corrupt("accounts"));
-        Ok(Account {
+    fn two_factor(
+        totp_secret: Option<Vec<u8>>,
+        enabled_at: Option<OffsetDateTime>,
+        codes: Option<Vec<u8>>,
+    ) -> Result<Option<TwoFactor>, StoreError> {
+        match (totp_secret, codes) {
+            (Some(sealed_secret), Some(codes)) if codes.len() % 32 == 0 => Ok(Some(TwoFactor {
+                sealed_secret,
+                enabled_at,
+                recovery_codes: codes
+                    .chunks_exact(32)
+                    .map(|c| TokenHash(c.try_into().unwrap_or([0; 32])))
+                    .collect(),
+            })),
+            (None, None) => Ok(None),
+            _ => Err(corrupt()),
+        }
+    }
+
+    /// A sealed row; a row in the clear is corrupt here (it is [`Row::into_clear`]'s).
+    fn into_record(self) -> Result<AccountRecord, StoreError> {
+        let (Some(index), Some(email_sealed), Some(sealed_name)) =
+            (self.email_index, self.email_sealed, self.name_sealed)
+        else {
+            return Err(corrupt());
+        };
+        Ok(AccountRecord {
             id: UserId::from(self.id),
-            email: Email::parse(&self.email)
-                .filter(|e| e.as_str() == self.email)
-                .ok_or_else(corrupt)?,
+            email: SealedEmail {
+                index: EmailIndex(index.try_into().map_err(|_| corrupt())?),
+                sealed: email_sealed,
+            },
+            sealed_name,
             email_verified: self.email_verified,
             password_hash: self.password_hash,
-            display_name: DisplayName::parse(&self.display_name).map_err(|_| corrupt())?,
             is_admin: self.is_admin,
             locked: self.locked,
             created_at: self.created_at,
             password_changed_at: self.password_changed_at,
-            two_factor: match (self.totp_secret, self.recovery_codes) {
-                (Some(sealed_secret), Some(codes)) if codes.len() % 32 == 0 => Some(TwoFactor {
-                    sealed_secret,
-                    enabled_at: self.totp_enabled_at,
-                    recovery_codes: codes
-                        .chunks_exact(32)
-                        .map(|c| TokenHash(c.try_into().unwrap_or([0; 32])))
-                        .collect(),
-                }),
-                (None, None) => None,
-                _ => return Err(corrupt()),
-            },
+            two_factor: Self::two_factor(
+                self.totp_secret,
+                self.totp_enabled_at,
+                self.recovery_codes,
+            )?,
         })
     }
+
+    /// A row written in the clear by a version from before sealing.
+    fn into_clear(self) -> Result<Account, StoreError> {
+        let (Some(email), Some(name)) = (self.email, self.display_name) else {
+            return Err(corrupt());
+        };
+        Ok(Account {
+            id: UserId::from(self.id),
+            email: Email::parse(&email)
+                .filter(|e| e.as_str() == email)
+                .ok_or_else(corrupt)?,
+            email_verified: self.email_verified,
+            password_hash: self.password_hash,
+            display_name: DisplayName::parse(&name).map_err(|_| corrupt())?,
+            is_admin: self.is_admin,
+            locked: self.locked,
+            created_at: self.created_at,
+            password_changed_at: self.password_changed_at,
+            two_factor: Self::two_factor(
+                self.totp_secret,
+                self.totp_enabled_at,
+                self.recovery_codes,
+            )?,
+        })
+    }
+}
+
+fn corrupt() -> StoreError {
+    backend(Corrupt("accounts"))
 }
 
 /// The recovery code hashes as one column: 32 bytes each, one after the other.
@@ -139,7 +194,7 @@ impl PgAccounts {
     async fn find(
         &self,
         filter: impl FnOnce(accounts::table) -> accounts::BoxedQuery<'static, diesel::pg::Pg>,
-    ) -> Result<Option<Account>, StoreError> {
+    ) -> Result<Option<AccountRecord>, StoreError> {
         let mut conn = self.conn().await?;
         filter(accounts::table)
             .select(Row::as_select())
@@ -147,14 +202,14 @@ impl PgAccounts {
             .await
             .optional()
             .map_err(backend)?
-            .map(Row::into_account)
+            .map(Row::into_record)
             .transpose()
     }
 }
 
 #[async_trait]
 impl AccountStore for PgAccounts {
-    async fn insert(&self, account: &Account) -> Result<(), StoreError> {
+    async fn insert(&self, account: &AccountRecord) -> Result<(), StoreError> {
         let row = Row::new(account);
         let mut conn = self.conn().await?;
         match diesel::insert_into(accounts::table)
@@ -171,13 +226,13 @@ impl AccountStore for PgAccounts {
         }
     }
 
-    async fn by_email(&self, email: &Email) -> Result<Option<Account>, StoreError> {
-        let email = email.as_str().to_owned();
-        self.find(|t| t.filter(accounts::email.eq(email)).into_boxed())
+    async fn by_email(&self, email: &EmailIndex) -> Result<Option<AccountRecord>, StoreError> {
+        let index = email.0.to_vec();
+        self.find(|t| t.filter(accounts::email_index.eq(index)).into_boxed())
             .await
     }
 
-    async fn by_id(&self, id: &UserId) -> Result<Option<Account>, StoreError> {
+    async fn by_id(&self, id: &UserId) -> Result<Option<AccountRecord>, StoreError> {
         let ticket = match &self.cache {
             Some(cache) => match cache.get(id) {
                 Ok(hit) => return Ok(Some(hit)),
@@ -195,12 +250,13 @@ impl AccountStore for PgAccounts {
         Ok(found)
     }
 
-    async fn update(&self, account: &Account) -> Result<(), StoreError> {
+    async fn update(&self, account: &AccountRecord) -> Result<(), StoreError> {
         let id = *account.id.as_uuid();
         let changes = Changes {
             email_verified: account.email_verified,
             password_hash: &account.password_hash,
-            display_name: account.display_name.as_str(),
+            email_sealed: &account.email.sealed,
+            name_sealed: &account.sealed_name,
             is_admin: account.is_admin,
             locked: account.locked,
             created_at: account.created_at,
@@ -214,7 +270,7 @@ impl AccountStore for PgAccounts {
         let updated = diesel::update(
             accounts::table
                 .filter(accounts::id.eq(id))
-                .filter(accounts::email.eq(account.email.as_str())),
+                .filter(accounts::email_index.eq(&account.email.index.0[..])),
         )
         .set(&changes)
         .execute(&mut conn)
@@ -241,5 +297,122 @@ impl AccountStore for PgAccounts {
             cache.forget(id);
         }
         Ok(removed.map_err(backend)? > 0)
+    }
+
+    async fn page(
+        &self,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<AccountRecord>, StoreError> {
+        let mut conn = self.conn().await?;
+        let mut query = accounts::table
+            .filter(accounts::email_index.is_not_null())
+            .order(accounts::id)
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .select(Row::as_select())
+            .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(accounts::id.gt(*after.as_uuid()));
+        }
+        let rows: Vec<Row> = query.load(&mut conn).await.map_err(backend)?;
+        rows.into_iter().map(Row::into_record).collect()
+    }
+
+    async fn reseal(
+        &self,
+        id: &UserId,
+        old: &SealedFields,
+        new: &SealedFields,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let target = accounts::table
+            .filter(accounts::id.eq(id.as_uuid()))
+            .filter(accounts::email_sealed.eq(&old.email))
+            .filter(accounts::name_sealed.eq(&old.name))
+            .filter(accounts::totp_secret.is_not_distinct_from(old.totp.as_deref()));
+        let sealed = (
+            accounts::email_sealed.eq(&new.email),
+            accounts::name_sealed.eq(&new.name),
+        );
+        let updated = match &new.totp {
+            Some(totp) => {
+                diesel::update(target)
+                    .set((sealed, accounts::totp_secret.eq(totp)))
+                    .execute(&mut conn)
+                    .await
+            }
+            None => diesel::update(target).set(sealed).execute(&mut conn).await,
+        };
+        if let Some(cache) = &self.cache {
+            cache.forget(id);
+        }
+        Ok(updated.map_err(backend)? == 1)
+    }
+
+    async fn clear(&self, limit: usize) -> Result<Vec<Account>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<Row> = accounts::table
+            .filter(accounts::email_index.is_null())
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .select(Row::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(backend)?;
+        rows.into_iter().map(Row::into_clear).collect()
+    }
+
+    async fn check_index_key(&self, check: &[u8; 32]) -> Result<bool, StoreError> {
+        use diesel::sql_types::{Bool, Bytea};
+        #[derive(QueryableByName)]
+        struct Same {
+            #[diesel(sql_type = Bool)]
+            same: bool,
+        }
+        let mut conn = self.conn().await?;
+        // Keep the first check, in one statement; then compare with what is kept.
+        diesel::sql_query(
+            "INSERT INTO key_checks (name, value) VALUES ('email_index', $1) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind::<Bytea, _>(&check[..])
+        .execute(&mut conn)
+        .await
+        .map_err(backend)?;
+        let same: Same = diesel::sql_query(
+            "SELECT value = $1 AS same FROM key_checks WHERE name = 'email_index'",
+        )
+        .bind::<Bytea, _>(&check[..])
+        .get_result(&mut conn)
+        .await
+        .map_err(backend)?;
+        Ok(same.same)
+    }
+
+    async fn seal_clear(&self, record: &AccountRecord) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let updated = diesel::update(
+            accounts::table
+                .filter(accounts::id.eq(record.id.as_uuid()))
+                .filter(accounts::email_index.is_null()),
+        )
+        .set((
+            accounts::email.eq(None::<String>),
+            accounts::display_name.eq(None::<String>),
+            accounts::email_index.eq(&record.email.index.0[..]),
+            accounts::email_sealed.eq(&record.email.sealed),
+            accounts::name_sealed.eq(&record.sealed_name),
+        ))
+        .execute(&mut conn)
+        .await;
+        if let Some(cache) = &self.cache {
+            cache.forget(&record.id);
+        }
+        match updated {
+            Ok(n) => Ok(n == 1),
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                Err(StoreError::Duplicate)
+            }
+            Err(e) => Err(backend(e)),
+        }
     }
 }

@@ -177,6 +177,45 @@ impl DeviceStore for PgDevices {
         .map(Row::into_device)
         .transpose()
     }
+
+    async fn page(
+        &self,
+        after: Option<&DeviceId>,
+        limit: usize,
+    ) -> Result<Vec<Device>, StoreError> {
+        let mut conn = checkout(&self.pool).await.map_err(StoreError::Backend)?;
+        let mut query = devices::table
+            .order(devices::id)
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .select(Row::as_select())
+            .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(devices::id.gt(*after.as_uuid()));
+        }
+        let rows: Vec<Row> = query.load(&mut conn).await.map_err(backend)?;
+        rows.into_iter().map(Row::into_device).collect()
+    }
+
+    async fn reseal(
+        &self,
+        user: &UserId,
+        id: &DeviceId,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut conn = checkout(&self.pool).await.map_err(StoreError::Backend)?;
+        let updated = diesel::update(
+            devices::table
+                .filter(devices::id.eq(id.as_uuid()))
+                .filter(devices::user_id.eq(user.as_uuid()))
+                .filter(devices::sealed_private_key.eq(old)),
+        )
+        .set(devices::sealed_private_key.eq(new))
+        .execute(&mut conn)
+        .await
+        .map_err(backend)?;
+        Ok(updated == 1)
+    }
 }
 
 /// [`AddressPool`] over the `address_slots` table.

@@ -3,18 +3,18 @@
 //! every column's SQL type against the migrated database, and the contract tests use every one.
 
 diesel::table! {
-    /// Customer accounts; `email` has a unique index.
+    /// Customer accounts; `email_index` has a unique index.
     accounts (id) {
         /// Permanent id.
         id -> Uuid,
-        /// Normalised login identifier.
-        email -> Text,
+        /// The normalised address, only on rows from before sealing (`NULL` once sealed).
+        email -> Nullable<Text>,
         /// Whether the address was verified.
         email_verified -> Bool,
         /// PHC string of the password hash.
         password_hash -> Text,
-        /// Name shown in the portal.
-        display_name -> Text,
+        /// The display name, only on rows from before sealing (`NULL` once sealed).
+        display_name -> Nullable<Text>,
         /// Operators' flag.
         is_admin -> Bool,
         /// Suspended by an admin.
@@ -29,6 +29,12 @@ diesel::table! {
         totp_enabled_at -> Nullable<Timestamptz>,
         /// Keyed hashes of the unused recovery codes, 32 bytes each.
         recovery_codes -> Nullable<Bytea>,
+        /// The keyed blind index of the address, 32 bytes; `NULL` on a row from before sealing.
+        email_index -> Nullable<Bytea>,
+        /// The sealed address.
+        email_sealed -> Nullable<Bytea>,
+        /// The sealed display name.
+        name_sealed -> Nullable<Bytea>,
     }
 }
 
@@ -45,13 +51,15 @@ diesel::table! {
         expires_at -> Timestamptz,
         /// When it was consumed (or presented after expiry); `NULL` while usable.
         used_at -> Nullable<Timestamptz>,
-        /// What the token is about (`email:<address>` or `user:<uuid>`): one unused token per
-        /// purpose and subject. `NULL` on rows from before the column existed.
+        /// What the token is about (`email:<address index>`, `user:<uuid>`, `code:<hash>`): one
+        /// unused token per purpose and subject. `NULL` on rows from before the column existed.
         subject -> Nullable<Text>,
-        /// A pending registration's address.
-        email -> Nullable<Text>,
         /// A pending registration's password hash (PHC string).
         password_hash -> Nullable<Text>,
+        /// A pending registration's address index, 32 bytes.
+        email_index -> Nullable<Bytea>,
+        /// A pending registration's sealed address.
+        email_sealed -> Nullable<Bytea>,
     }
 }
 

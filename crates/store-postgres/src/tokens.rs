@@ -6,7 +6,8 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use phaze_auth::{
-    Email, Registration, StoreError, TokenHash, TokenPurpose, TokenRecord, TokenStore, UserId,
+    EmailIndex, Registration, SealedEmail, StoreError, TokenHash, TokenPurpose, TokenRecord,
+    TokenStore, UserId,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -46,13 +47,37 @@ fn purpose_name(purpose: TokenPurpose) -> &'static str {
 }
 
 /// A token row's user id, expiry, and registration columns.
-type Row = (Uuid, OffsetDateTime, Option<String>, Option<String>);
+type Row = (
+    Uuid,
+    OffsetDateTime,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<String>,
+);
+
+/// The columns of a [`Row`].
+const COLUMNS: (
+    tokens::user_id,
+    tokens::expires_at,
+    tokens::email_index,
+    tokens::email_sealed,
+    tokens::password_hash,
+) = (
+    tokens::user_id,
+    tokens::expires_at,
+    tokens::email_index,
+    tokens::email_sealed,
+    tokens::password_hash,
+);
 
 fn record(hash: &TokenHash, purpose: TokenPurpose, row: Row) -> Result<TokenRecord, StoreError> {
-    let (user_id, expires_at, email, password_hash) = row;
-    let registration = match (email, password_hash) {
-        (Some(email), Some(password_hash)) => Some(Registration {
-            email: Email::parse(&email).ok_or_else(|| backend(Corrupt("tokens")))?,
+    let (user_id, expires_at, index, sealed, password_hash) = row;
+    let registration = match (index, sealed, password_hash) {
+        (Some(index), Some(sealed), Some(password_hash)) => Some(Registration {
+            email: SealedEmail {
+                index: EmailIndex(index.try_into().map_err(|_| backend(Corrupt("tokens")))?),
+                sealed,
+            },
             password_hash,
         }),
         _ => None,
@@ -89,18 +114,20 @@ impl TokenStore for PgTokens {
         // diesel's upsert cannot name a partial index's predicate, which the conflict target
         // needs in order to match `tokens_live_subject_key`: hence plain SQL, every value bound.
         match diesel::sql_query(
-            "INSERT INTO tokens (hash, purpose, user_id, expires_at, subject, email, password_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            "INSERT INTO tokens (hash, purpose, user_id, expires_at, subject, email_index, \
+             email_sealed, password_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (purpose, subject) WHERE used_at IS NULL DO UPDATE SET \
              hash = EXCLUDED.hash, user_id = EXCLUDED.user_id, expires_at = EXCLUDED.expires_at, \
-             email = EXCLUDED.email, password_hash = EXCLUDED.password_hash",
+             email_index = EXCLUDED.email_index, email_sealed = EXCLUDED.email_sealed, \
+             password_hash = EXCLUDED.password_hash",
         )
         .bind::<Bytea, _>(&record.hash.0[..])
         .bind::<Text, _>(purpose_name(record.purpose))
         .bind::<SqlUuid, _>(*record.user_id.as_uuid())
         .bind::<Timestamptz, _>(record.expires_at)
         .bind::<Text, _>(record.subject())
-        .bind::<Nullable<Text>, _>(registration.map(|r| r.email.as_str()))
+        .bind::<Nullable<Bytea>, _>(registration.map(|r| &r.email.index.0[..]))
+        .bind::<Nullable<Bytea>, _>(registration.map(|r| &r.email.sealed[..]))
         .bind::<Nullable<Text>, _>(registration.map(|r| r.password_hash.as_str()))
         .execute(&mut conn)
         .await
@@ -127,12 +154,7 @@ impl TokenStore for PgTokens {
                 .filter(tokens::used_at.is_null()),
         )
         .set(tokens::used_at.eq(now))
-        .returning((
-            tokens::user_id,
-            tokens::expires_at,
-            tokens::email,
-            tokens::password_hash,
-        ))
+        .returning(COLUMNS)
         .get_result(&mut conn)
         .await
         .optional()
@@ -155,12 +177,7 @@ impl TokenStore for PgTokens {
             .filter(tokens::purpose.eq(purpose_name(purpose)))
             .filter(tokens::used_at.is_null())
             .filter(tokens::expires_at.gt(now))
-            .select((
-                tokens::user_id,
-                tokens::expires_at,
-                tokens::email,
-                tokens::password_hash,
-            ))
+            .select(COLUMNS)
             .first(&mut conn)
             .await
             .optional()

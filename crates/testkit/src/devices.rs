@@ -40,10 +40,57 @@ macro_rules! device_store_contract {
                     devices_round_trip_and_list_oldest_first,
                     lookups_are_scoped_to_the_owner,
                     the_limit_holds_under_sixteen_parallel_inserts,
+                    pages_visit_every_device_once_and_reseal_swaps_only_the_key_given,
                 ]
             );
         }
     };
+}
+
+/// Walking the store a page at a time visits every owner's devices exactly once; `reseal`
+/// swaps a private key only while it is the one given, only for its owner, and keeps the rest.
+pub async fn pages_visit_every_device_once_and_reseal_swaps_only_the_key_given(
+    store: Arc<impl DeviceStore>,
+) {
+    let (ada, bob) = (UserId::generate(), UserId::generate());
+    let mut all = std::collections::HashSet::new();
+    for n in 0..5u32 {
+        let d = device(if n % 2 == 0 { ada } else { bob }, &format!("d{n}"), n);
+        assert_eq!(store.insert(&d, 10).await.unwrap(), Inserted::Yes);
+        all.insert(d.id);
+    }
+    for size in [1, 2, 5, 9] {
+        let (mut seen, mut after) = (Vec::new(), None);
+        loop {
+            let page = store.page(after.as_ref(), size).await.unwrap();
+            assert!(page.len() <= size);
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            seen.extend(page.iter().map(|d| d.id));
+        }
+        assert_eq!(seen.len(), 5, "page size {size}");
+        assert_eq!(
+            seen.into_iter().collect::<std::collections::HashSet<_>>(),
+            all
+        );
+    }
+    let d = store.list(&ada).await.unwrap().remove(0);
+    let old = d.sealed_private_key.clone();
+    assert!(
+        !store.reseal(&bob, &d.id, &old, b"NEW").await.unwrap(),
+        "not bob's"
+    );
+    assert!(!store.reseal(&ada, &d.id, b"stale", b"NEW").await.unwrap());
+    assert!(store.reseal(&ada, &d.id, &old, b"NEW").await.unwrap());
+    let after = store.get(&ada, &d.id).await.unwrap().unwrap();
+    assert_eq!(after.sealed_private_key, b"NEW");
+    assert_eq!(
+        (after.name, after.slot, after.public_key),
+        (d.name, d.slot, d.public_key)
+    );
+    assert!(!store.reseal(&ada, &d.id, &old, b"AGAIN").await.unwrap());
+    store.remove(&ada, &d.id).await.unwrap();
+    assert!(!store.reseal(&ada, &d.id, b"NEW", b"AGAIN").await.unwrap());
 }
 
 /// Runs the whole [`AddressPool`] contract against an adapter (see the crate docs).

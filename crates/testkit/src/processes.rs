@@ -771,7 +771,7 @@ impl Adapter {
                 let a = account(RACED_EMAIL);
                 rt.block_on(warm(tasks, || store.by_id(&a.id)));
                 child.wait_for_go();
-                match rt.block_on(store.insert(&a)) {
+                match rt.block_on(store.insert(&crate::accounts::sealer().seal(&a))) {
                     Ok(()) => format!("won {}", a.id),
                     Err(AuthError::Duplicate) => "duplicate".to_owned(),
                     Err(e) => panic!("insert failed: {e:?}"),
@@ -1024,7 +1024,8 @@ impl Adapter {
         let duplicates = reports.iter().filter(|r| *r == "duplicate").count();
         assert_eq!(duplicates, self.processes - 1, "{reports:?}");
         let email = Email::parse(RACED_EMAIL).unwrap();
-        let found = rt.block_on(store.by_email(&email)).unwrap().unwrap();
+        let index = crate::accounts::sealer().index(&email);
+        let found = rt.block_on(store.by_email(&index)).unwrap().unwrap();
         assert_eq!(found.id.to_string(), winners[0]);
         self.after(rule, &place);
     }

@@ -21,12 +21,14 @@ pub fn token(n: u8) -> TokenRecord {
 
 /// A registration link with hash byte `n` for `email`, expiring an hour after [`t0`].
 pub fn registration(n: u8, email: &str) -> TokenRecord {
+    let record = token(n);
     TokenRecord {
         registration: Some(Registration {
-            email: Email::parse(email).unwrap(),
+            email: crate::accounts::sealer()
+                .seal_email(&record.user_id, &Email::parse(email).unwrap()),
             password_hash: format!("$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ${n}"),
         }),
-        ..token(n)
+        ..record
     }
 }
 

@@ -3,7 +3,10 @@
 //! decorated store behaves exactly as the inner one (same results, same errors).
 
 use async_trait::async_trait;
-use phaze_auth::{Account, AccountStore, Email, StoreError as AccountError, UserId};
+use phaze_auth::{
+    Account, AccountRecord, AccountStore, EmailIndex, SealedFields, StoreError as AccountError,
+    UserId,
+};
 use phaze_ratelimit::{Decision, LimitKey, RateLimitStore, Step, StoreError as LimitError, Window};
 use phaze_sessions::{
     Rotation, SessionKey, SessionStore, StoreError as SessionError, StoredSession,
@@ -168,22 +171,47 @@ impl RateLimitStore for Timed<dyn RateLimitStore> {
 
 #[async_trait]
 impl AccountStore for Timed<dyn AccountStore> {
-    async fn insert(&self, account: &Account) -> Result<(), AccountError> {
+    async fn insert(&self, account: &AccountRecord) -> Result<(), AccountError> {
         self.time(Op::AccountsInsert, self.inner.insert(account))
             .await
     }
-    async fn by_email(&self, email: &Email) -> Result<Option<Account>, AccountError> {
+    async fn by_email(&self, email: &EmailIndex) -> Result<Option<AccountRecord>, AccountError> {
         self.time(Op::AccountsByEmail, self.inner.by_email(email))
             .await
     }
-    async fn by_id(&self, id: &UserId) -> Result<Option<Account>, AccountError> {
+    async fn by_id(&self, id: &UserId) -> Result<Option<AccountRecord>, AccountError> {
         self.time(Op::AccountsById, self.inner.by_id(id)).await
     }
-    async fn update(&self, account: &Account) -> Result<(), AccountError> {
+    async fn update(&self, account: &AccountRecord) -> Result<(), AccountError> {
         self.time(Op::AccountsUpdate, self.inner.update(account))
             .await
     }
     async fn remove(&self, id: &UserId) -> Result<bool, AccountError> {
         self.time(Op::AccountsRemove, self.inner.remove(id)).await
+    }
+    // Maintenance (key rotation, the clear-data migration): not timed.
+    async fn page(
+        &self,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<AccountRecord>, AccountError> {
+        self.inner.page(after, limit).await
+    }
+    async fn reseal(
+        &self,
+        id: &UserId,
+        old: &SealedFields,
+        new: &SealedFields,
+    ) -> Result<bool, AccountError> {
+        self.inner.reseal(id, old, new).await
+    }
+    async fn clear(&self, limit: usize) -> Result<Vec<Account>, AccountError> {
+        self.inner.clear(limit).await
+    }
+    async fn seal_clear(&self, record: &AccountRecord) -> Result<bool, AccountError> {
+        self.inner.seal_clear(record).await
+    }
+    async fn check_index_key(&self, check: &[u8; 32]) -> Result<bool, AccountError> {
+        self.inner.check_index_key(check).await
     }
 }

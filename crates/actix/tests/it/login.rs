@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{test, web, App, HttpRequest, HttpResponse};
 use phaze_actix::{Credentials, LoginFlow, LoginResult, Visitor, VisitorLayer};
-use phaze_auth::{Account, AccountStore, DisplayName, Email, UserId};
+use phaze_auth::{Account, DisplayName, Email, UserId};
 use phaze_ratelimit::RateLimitPolicy;
 use phaze_sessions::Csrf;
 use phaze_store_memory::{MemoryAccounts, MemoryMailer};
@@ -27,9 +27,10 @@ struct World {
 /// Ada (confirmed) and Bob (whose address was never confirmed), both with [`PASSWORD`].
 async fn world(policy: RateLimitPolicy) -> World {
     let t0 = OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
-    let accounts = Arc::new(MemoryAccounts::default());
+    let s = services(Arc::new(MemoryAccounts::default()), policy);
     for (email, verified) in [("ada@example.com", true), ("bob@example.com", false)] {
-        accounts
+        s.auth
+            .accounts()
             .insert(&Account {
                 id: UserId::generate(),
                 email: Email::parse(email).unwrap(),
@@ -45,7 +46,6 @@ async fn world(policy: RateLimitPolicy) -> World {
             .await
             .unwrap();
     }
-    let s = services(accounts, policy);
     let layer = VisitorLayer::builder(
         s.sessions.clone(),
         s.auth.clone(),

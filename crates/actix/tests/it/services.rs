@@ -3,7 +3,8 @@
 
 use phaze_actix::RateLimitStepLedger;
 use phaze_auth::{
-    Argon2id, AuthConfig, AuthKeys, AuthService, HashParams, PasswordPolicy, TokenHasher,
+    Argon2id, AuthConfig, AuthKeys, AuthService, EmailIndexKey, HashParams, PasswordPolicy,
+    TokenHasher,
 };
 use phaze_ratelimit::{KeyHasher, LimitKeys, Limits, RateLimitPolicy};
 use phaze_sessions::{Sealer, SealingKey, SessionManager, SessionPolicy};
@@ -52,6 +53,7 @@ pub(crate) fn services(accounts: Arc<MemoryAccounts>, policy: RateLimitPolicy) -
         AuthKeys {
             tokens: TokenHasher::new(secret(1)),
             sealer: Sealer::new(vec![SealingKey::new(&[2; 32])]).unwrap(),
+            email_index: EmailIndexKey::new(secret(5)),
         },
         AuthConfig {
             policy: PasswordPolicy::default(),

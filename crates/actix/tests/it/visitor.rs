@@ -9,7 +9,7 @@ use actix_web::{test, web, App, HttpResponse};
 use phaze_actix::{Visitor, VisitorLayer};
 
 use crate::services::{secret, services, ORIGIN};
-use phaze_auth::{Account, AccountStore, DisplayName, Email, UserId};
+use phaze_auth::{Account, DisplayName, Email, UserId};
 use phaze_ratelimit::{Budget, LimitKeys, Limits, RateLimitPolicy};
 use phaze_sessions::{Csrf, SessionManager};
 use phaze_store_memory::{MemoryAccounts, MemoryRateLimits};
@@ -28,9 +28,16 @@ struct World {
 async fn world(post_per_client: u32) -> World {
     let t0 = OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
     let clock = Arc::new(Mutex::new(t0));
-    let accounts = Arc::new(MemoryAccounts::default());
+    let s = services(
+        Arc::new(MemoryAccounts::default()),
+        RateLimitPolicy {
+            post_per_client,
+            ..RateLimitPolicy::default()
+        },
+    );
     let ada = UserId::generate();
-    accounts
+    s.auth
+        .accounts()
         .insert(&Account {
             id: ada,
             email: Email::parse("ada@example.com").unwrap(),
@@ -45,13 +52,6 @@ async fn world(post_per_client: u32) -> World {
         })
         .await
         .unwrap();
-    let s = services(
-        accounts,
-        RateLimitPolicy {
-            post_per_client,
-            ..RateLimitPolicy::default()
-        },
-    );
     let (sessions, auth, limits) = (s.sessions, s.auth, s.limits);
     let now = clock.clone();
     let layer = VisitorLayer::builder(sessions.clone(), auth, Csrf::new(secret(6)), ORIGIN)

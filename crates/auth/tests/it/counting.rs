@@ -3,8 +3,9 @@
 
 use async_trait::async_trait;
 use phaze_auth::{
-    Account, AccountStore, Email, HashError, MailError, Mailer, OutgoingMail, PasswordHasher,
-    StoreError, TokenHash, TokenPurpose, TokenRecord, TokenStore, UserId, Verification,
+    Account, AccountRecord, AccountStore, Email, EmailIndex, HashError, MailError, Mailer,
+    OutgoingMail, PasswordHasher, SealedFields, StoreError, TokenHash, TokenPurpose, TokenRecord,
+    TokenStore, UserId, Verification,
 };
 use secrecy::SecretString;
 use std::sync::{Arc, Mutex};
@@ -32,25 +33,54 @@ pub(crate) struct Counting<T> {
 
 #[async_trait]
 impl<T: AccountStore> AccountStore for Counting<T> {
-    async fn insert(&self, account: &Account) -> Result<(), StoreError> {
+    async fn insert(&self, account: &AccountRecord) -> Result<(), StoreError> {
         self.calls.push("accounts.insert");
         self.inner.insert(account).await
     }
-    async fn by_email(&self, email: &Email) -> Result<Option<Account>, StoreError> {
+    async fn by_email(&self, email: &EmailIndex) -> Result<Option<AccountRecord>, StoreError> {
         self.calls.push("accounts.by_email");
         self.inner.by_email(email).await
     }
-    async fn by_id(&self, id: &UserId) -> Result<Option<Account>, StoreError> {
+    async fn by_id(&self, id: &UserId) -> Result<Option<AccountRecord>, StoreError> {
         self.calls.push("accounts.by_id");
         self.inner.by_id(id).await
     }
-    async fn update(&self, account: &Account) -> Result<(), StoreError> {
+    async fn update(&self, account: &AccountRecord) -> Result<(), StoreError> {
         self.calls.push("accounts.update");
         self.inner.update(account).await
     }
     async fn remove(&self, id: &UserId) -> Result<bool, StoreError> {
         self.calls.push("accounts.remove");
         self.inner.remove(id).await
+    }
+    async fn page(
+        &self,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<AccountRecord>, StoreError> {
+        self.calls.push("accounts.page");
+        self.inner.page(after, limit).await
+    }
+    async fn reseal(
+        &self,
+        id: &UserId,
+        old: &SealedFields,
+        new: &SealedFields,
+    ) -> Result<bool, StoreError> {
+        self.calls.push("accounts.reseal");
+        self.inner.reseal(id, old, new).await
+    }
+    async fn clear(&self, limit: usize) -> Result<Vec<Account>, StoreError> {
+        self.calls.push("accounts.clear");
+        self.inner.clear(limit).await
+    }
+    async fn seal_clear(&self, record: &AccountRecord) -> Result<bool, StoreError> {
+        self.calls.push("accounts.seal_clear");
+        self.inner.seal_clear(record).await
+    }
+    async fn check_index_key(&self, check: &[u8; 32]) -> Result<bool, StoreError> {
+        self.calls.push("accounts.check_index_key");
+        self.inner.check_index_key(check).await
     }
 }
 

@@ -5,8 +5,8 @@ mod counting;
 mod two_factor;
 
 use phaze_auth::{
-    AccountStore, Argon2id, AuthConfig, AuthError, AuthKeys, AuthService, Email, HashParams,
-    PasswordPolicy, PasswordRejection, TokenHasher, UserId,
+    Argon2id, AuthConfig, AuthError, AuthKeys, AuthService, Email, EmailIndexKey, HashParams,
+    PasswordPolicy, PasswordRejection, SealedAccounts, TokenHasher, UserId,
 };
 use phaze_sessions::{Sealer, SealingKey};
 use phaze_store_memory::{MemoryAccounts, MemoryMailer, MemoryStepLedger, MemoryTokens};
@@ -22,9 +22,15 @@ fn t0() -> OffsetDateTime {
 
 /// The token pepper and the sealing key every test service uses.
 fn keys() -> AuthKeys {
+    keys_sealing_with(&[[4; 32]])
+}
+
+/// [`keys`] with the session key list `sealing` (the first seals).
+fn keys_sealing_with(sealing: &[[u8; 32]]) -> AuthKeys {
     AuthKeys {
         tokens: TokenHasher::new(SecretBox::new(Box::new([3; 32]))),
-        sealer: Sealer::new(vec![SealingKey::new(&[4; 32])]).unwrap(),
+        sealer: Sealer::new(sealing.iter().map(SealingKey::new).collect()).unwrap(),
+        email_index: EmailIndexKey::new(SecretBox::new(Box::new([5; 32]))),
     }
 }
 
@@ -34,20 +40,27 @@ fn pw(s: &str) -> SecretString {
 
 struct Kit {
     auth: AuthService,
-    accounts: Arc<MemoryAccounts>,
+    /// The store as the service sees it: accounts in, accounts out.
+    accounts: SealedAccounts,
+    /// The store itself, sealed records.
+    store: Arc<MemoryAccounts>,
     mailer: Arc<MemoryMailer>,
 }
 
 fn kit_with(params: HashParams) -> Kit {
-    let accounts = Arc::new(MemoryAccounts::default());
+    kit_on(Arc::new(MemoryAccounts::default()), params, keys())
+}
+
+/// A kit over an existing account store, with `keys`.
+fn kit_on(store: Arc<MemoryAccounts>, params: HashParams, keys: AuthKeys) -> Kit {
     let mailer = Arc::new(MemoryMailer::default());
     let auth = AuthService::new(
-        accounts.clone(),
+        store.clone(),
         Arc::new(MemoryTokens::default()),
         Arc::new(MemoryStepLedger::default()),
         mailer.clone(),
         Arc::new(Argon2id::new(params).unwrap()),
-        keys(),
+        keys,
         AuthConfig {
             policy: PasswordPolicy::default(),
             verification_ttl: Duration::hours(24),
@@ -57,19 +70,23 @@ fn kit_with(params: HashParams) -> Kit {
         },
     );
     Kit {
+        accounts: auth.accounts().clone(),
         auth,
-        accounts,
+        store,
         mailer,
     }
 }
 
 fn kit() -> Kit {
-    kit_with(HashParams {
-        m_cost: 64,
-        t_cost: 1,
-        p_cost: 1,
-    })
+    kit_with(CHEAP)
 }
+
+/// argon2id parameters that cost next to nothing, for tests.
+const CHEAP: HashParams = HashParams {
+    m_cost: 64,
+    t_cost: 1,
+    p_cost: 1,
+};
 
 impl Kit {
     fn token_for(&self, to: &str) -> String {
@@ -264,7 +281,7 @@ async fn login_upgrades_outdated_hashes() {
     assert!(account.password_hash.contains("m=64,t=1"));
     // Same store, stronger parameters: the next login re-hashes.
     let new = AuthService::new(
-        old.accounts.clone(),
+        old.store.clone(),
         Arc::new(MemoryTokens::default()),
         Arc::new(MemoryStepLedger::default()),
         old.mailer.clone(),

@@ -2,12 +2,12 @@
 //! turning it off, and the secret sealed at rest.
 
 use phaze_auth::totp::TotpSecret;
-use phaze_auth::{AccountStore, AuthError, UserId};
+use phaze_auth::{AuthError, UserId};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
-use super::{kit, pw, t0, Kit, PW};
+use super::{keys_sealing_with, kit, kit_on, pw, t0, Kit, CHEAP, PW};
 
 /// The app's view of an enrolment: the secret the page showed as text.
 fn app(secret: &SecretString) -> TotpSecret {
@@ -381,4 +381,29 @@ async fn confirming_identity_needs_the_password_and_with_2fa_a_fresh_code() {
         .confirm_identity(&id, pw(PW), Some(&codes[0]), later)
         .await
         .unwrap();
+}
+
+/// A key rotation seals the TOTP secret again, under the account's own binding: with only the
+/// new key configured, the app's codes still log in, and the address and name still open.
+#[tokio::test]
+async fn a_key_rotation_keeps_the_second_factor_working_without_the_old_key() {
+    let k = kit();
+    let (id, app, _) = enrolled(&k, "ada@example.com").await;
+    let (old, new) = ([4; 32], [9; 32]);
+    let rotating = kit_on(k.store.clone(), CHEAP, keys_sealing_with(&[new, old]));
+    let report = rotating.accounts.rotate().await.unwrap();
+    assert_eq!((report.visited, report.resealed), (1, 1), "{report:?}");
+    let after = kit_on(k.store.clone(), CHEAP, keys_sealing_with(&[new]));
+    let at = t0() + Duration::minutes(10);
+    login(&after, "ada@example.com", Some(&code(&app, at)), at)
+        .await
+        .unwrap();
+    let account = after.auth.account(&id).await.unwrap().unwrap();
+    assert_eq!(account.email.as_str(), "ada@example.com");
+    // The old key alone opens nothing any more.
+    let stale = kit_on(k.store.clone(), CHEAP, keys_sealing_with(&[old]));
+    assert!(matches!(
+        stale.auth.account(&id).await,
+        Err(AuthError::Store(_))
+    ));
 }

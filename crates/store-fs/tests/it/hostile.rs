@@ -1,6 +1,6 @@
 //! Inputs that look like paths never become paths.
 
-use phaze_auth::{AccountStore, Email, MailError, Mailer, OutgoingMail, TokenHash, TokenStore};
+use phaze_auth::{Email, MailError, Mailer, OutgoingMail, TokenHash, TokenStore};
 use phaze_sessions::SessionStore;
 use phaze_store_fs::{FsAccounts, FsOutbox, FsSessions, FsTokens};
 use phaze_testkit::accounts::account;
@@ -93,7 +93,8 @@ pub(crate) async fn hostile_inputs_stay_inside_the_data_directory() {
     }
     assert!(sessions.list_user("../..").await.unwrap().is_empty());
 
-    let accounts = FsAccounts::open(&data).unwrap();
+    let accounts =
+        phaze_testkit::accounts::sealed(std::sync::Arc::new(FsAccounts::open(&data).unwrap()));
     let tokens = FsTokens::open(&data).unwrap();
     let outbox = FsOutbox::open(data.join("outbox"), "Phaze <no-reply@example.com>").unwrap();
     let mut valid = 0;

@@ -3,7 +3,7 @@
 use phaze_auth::{AccountStore, StoreError as AuthError, TokenStore};
 use phaze_sessions::{SessionStore, StoreError};
 use phaze_store_fs::{FsAccounts, FsSessions, FsTokens};
-use phaze_testkit::accounts::account;
+use phaze_testkit::accounts::{account, sealed, sealer};
 use phaze_testkit::sessions::record;
 use phaze_testkit::t0;
 use phaze_testkit::tokens::token;
@@ -23,14 +23,15 @@ pub(crate) async fn every_record_is_one_file_named_by_a_hash() {
     );
     let s = record(1, "user-1");
     let a = account("ada@example.com");
+    let sealed = sealer().seal(&a);
     let t = token(3);
     sessions.insert(&s).await.unwrap();
-    accounts.insert(&a).await.unwrap();
+    accounts.insert(&sealed).await.unwrap();
     tokens.issue(&t).await.unwrap();
 
     let key = s.key.to_hex();
     let id_name = sha256_hex(a.id.to_string().as_bytes());
-    let email_name = sha256_hex(b"ada@example.com");
+    let email_name = sealer().index(&a.email).to_hex();
     // A token's subject file names its live token, under a hash of purpose and subject.
     let subject_name = sha256_hex(format!("email_verification\0user:{}", t.user_id).as_bytes());
     let mut expected = vec![
@@ -50,7 +51,8 @@ pub(crate) async fn every_record_is_one_file_named_by_a_hash() {
         expected,
         "no temporary file, no table file, nothing else"
     );
-    // The index holds the owner's id; the marker is empty; the account is plain JSON.
+    // The index holds the owner's id; the marker is empty; the account is its sealed record as
+    // JSON, with neither the address nor the name in it.
     let index = fs::read_to_string(dir.path().join("accounts/emails").join(&email_name)).unwrap();
     assert_eq!(index, a.id.to_string());
     let marker = dir
@@ -61,8 +63,13 @@ pub(crate) async fn every_record_is_one_file_named_by_a_hash() {
     assert_eq!(fs::metadata(marker).unwrap().len(), 0);
     let json = fs::read(dir.path().join("accounts/records").join(&id_name)).unwrap();
     assert_eq!(
-        serde_json::from_slice::<phaze_auth::Account>(&json).unwrap(),
-        a
+        serde_json::from_slice::<phaze_auth::AccountRecord>(&json).unwrap(),
+        sealed
+    );
+    let text = String::from_utf8_lossy(&json);
+    assert!(
+        !text.contains("ada@example.com") && !text.contains("Ada"),
+        "{text}"
     );
 
     // Consuming leaves no claimed copy behind; purging and removing leave no records.
@@ -215,24 +222,9 @@ pub(crate) async fn purge_sweeps_old_temporary_files_only() {
     assert!(!claimed.exists());
 }
 
-pub(crate) async fn account_update_cannot_move_the_email() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FsAccounts::open(dir.path()).unwrap();
-    let a = account("ada@example.com");
-    store.insert(&a).await.unwrap();
-    let mut moved = a.clone();
-    moved.email = phaze_auth::Email::parse("eve@example.com").unwrap();
-    assert!(matches!(
-        store.update(&moved).await,
-        Err(AuthError::NotFound)
-    ));
-    assert_eq!(store.by_id(&a.id).await.unwrap(), Some(a.clone()));
-    assert_eq!(store.by_email(&moved.email).await.unwrap(), None);
-}
-
 pub(crate) async fn hand_edited_email_index_fails_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FsAccounts::open(dir.path()).unwrap();
+    let store = sealed(Arc::new(FsAccounts::open(dir.path()).unwrap()));
     let (a, b) = (account("ada@example.com"), account("bob@example.com"));
     store.insert(&a).await.unwrap();
     store.insert(&b).await.unwrap();
@@ -240,7 +232,7 @@ pub(crate) async fn hand_edited_email_index_fails_closed() {
     let entry = dir
         .path()
         .join("accounts/emails")
-        .join(sha256_hex(b"ada@example.com"));
+        .join(sealer().index(&a.email).to_hex());
     fs::write(&entry, b.id.to_string()).unwrap();
     assert!(matches!(
         store.by_email(&a.email).await,
@@ -272,7 +264,7 @@ pub(crate) async fn files_are_0600_and_directories_0700() {
     sessions.insert(&record(1, "alice")).await.unwrap();
     FsAccounts::open(&data)
         .unwrap()
-        .insert(&account("ada@example.com"))
+        .insert(&sealer().seal(&account("ada@example.com")))
         .await
         .unwrap();
     FsTokens::open(&data)
@@ -306,4 +298,79 @@ pub(crate) async fn files_are_0600_and_directories_0700() {
     // session, marker, lock, account, email index, token, token subject, token lock, message,
     // owner lock
     assert_eq!(seen.1, 10);
+}
+
+/// Accounts a version from before sealing wrote in the clear (record and `sha256(address)`
+/// index entry) are sealed by the start-up step, once, even with two processes at it: found
+/// again by address afterwards, no file left holding an address or a name, and a marker that
+/// makes later starts skip the scan.
+pub(crate) async fn accounts_stored_in_the_clear_are_sealed_once_and_found_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = FsAccounts::open(dir.path()).unwrap();
+    let (mut ada, mut bob) = (account("ada@example.com"), account("bob@example.com"));
+    ada.display_name = phaze_auth::DisplayName::parse("Zyxwv <b>Qutsr</b>").unwrap();
+    bob.two_factor = Some(phaze_auth::TwoFactor {
+        sealed_secret: vec![7; 60],
+        enabled_at: Some(t0()),
+        recovery_codes: Vec::new(),
+    });
+    let accounts = dir.path().join("accounts");
+    for a in [&ada, &bob] {
+        fs::write(
+            accounts
+                .join("records")
+                .join(sha256_hex(a.id.to_string().as_bytes())),
+            serde_json::to_vec(a).unwrap(),
+        )
+        .unwrap();
+        fs::write(
+            accounts
+                .join("emails")
+                .join(sha256_hex(a.email.as_str().as_bytes())),
+            a.id.to_string(),
+        )
+        .unwrap();
+    }
+    let carol = account("carol@example.com");
+    let one = sealed(Arc::new(raw));
+    one.insert(&carol).await.unwrap();
+    assert_eq!(one.by_email(&ada.email).await.unwrap(), None, "not yet");
+    assert!(
+        one.by_id(&ada.id).await.is_err(),
+        "a record in the clear is not served as if sealed"
+    );
+
+    let two = sealed(Arc::new(FsAccounts::open(dir.path()).unwrap()));
+    let (a, b) = tokio::join!(one.seal_clear(), two.seal_clear());
+    assert_eq!(a.unwrap() + b.unwrap(), 2, "each account sealed once");
+    for x in [&ada, &bob, &carol] {
+        assert_eq!(one.by_email(&x.email).await.unwrap().as_ref(), Some(x));
+        assert_eq!(two.by_id(&x.id).await.unwrap().as_ref(), Some(x));
+    }
+    let left = files(&accounts);
+    assert!(left.contains(&"sealed".to_owned()), "{left:?}");
+    assert_eq!(
+        left.iter().filter(|f| f.starts_with("emails/")).count(),
+        3,
+        "the old index entries are gone: {left:?}"
+    );
+    for name in &left {
+        let text = String::from_utf8_lossy(&fs::read(accounts.join(name)).unwrap()).into_owned();
+        for trace in ["ada@example.com", "bob@example.com", "Zyxwv", "Qutsr"] {
+            assert!(!text.contains(trace), "{trace} in {name}");
+        }
+    }
+    assert_eq!(one.seal_clear().await.unwrap(), 0);
+
+    // A record that is neither form fails the step, rather than being skipped in the clear.
+    let dir = tempfile::tempdir().unwrap();
+    let raw = FsAccounts::open(dir.path()).unwrap();
+    fs::write(
+        dir.path()
+            .join("accounts/records")
+            .join(sha256_hex(b"nobody")),
+        b"{\"email\": \"eve@example.com\"",
+    )
+    .unwrap();
+    assert!(sealed(Arc::new(raw)).seal_clear().await.is_err());
 }

@@ -90,7 +90,6 @@ mod exclusive {
     /// Every store opened from one owned directory hears of the others' changes: they share
     /// the read cache, so no store keeps serving a record another one replaced or deleted.
     pub(crate) async fn stores_of_one_owned_directory_see_each_others_changes() {
-        use phaze_auth::AccountStore;
         use phaze_sessions::SessionStore;
         let d = tempfile::tempdir().unwrap();
         let data = owned(&d);
@@ -101,7 +100,10 @@ mod exclusive {
         assert!(one.remove(&s.key).await.unwrap());
         assert_eq!(two.get(&s.key).await.unwrap(), None, "revoked everywhere");
 
-        let (one, two) = (data.accounts().unwrap(), data.accounts().unwrap());
+        let (one, two) = (
+            phaze_testkit::accounts::sealed(std::sync::Arc::new(data.accounts().unwrap())),
+            phaze_testkit::accounts::sealed(std::sync::Arc::new(data.accounts().unwrap())),
+        );
         let mut a = phaze_testkit::accounts::account("ada@example.com");
         one.insert(&a).await.unwrap();
         assert_eq!(two.by_id(&a.id).await.unwrap(), Some(a.clone()));
@@ -165,8 +167,8 @@ fn main() -> ExitCode {
                 a_marker_without_its_record_is_skipped_and_cleaned,
                 a_corrupt_record_is_an_error_until_purged,
                 purge_sweeps_old_temporary_files_only,
-                account_update_cannot_move_the_email,
                 hand_edited_email_index_fails_closed,
+                accounts_stored_in_the_clear_are_sealed_once_and_found_again,
                 open_refuses_a_file_where_a_directory_belongs,
                 files_are_0600_and_directories_0700,
             },

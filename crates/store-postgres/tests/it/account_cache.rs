@@ -4,7 +4,7 @@
 
 use phaze_auth::{Account, AccountStore, DisplayName};
 use phaze_store_postgres::{PgAccounts, PgConfig, Postgres, WatchEvent};
-use phaze_testkit::accounts::account;
+use phaze_testkit::accounts::{account, sealer};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -52,10 +52,19 @@ pub(crate) async fn cached() -> (PgAccounts, Watching, SchemaGuard) {
 /// Sets the display name behind the adapters' back, with triggers off (as a restore with
 /// `session_replication_role = replica` would): only the cache's own rules can notice.
 async fn rename_silently(admin: &tokio_postgres::Client, schema: &str, a: &Account, name: &str) {
+    let mut renamed = a.clone();
+    renamed.display_name = DisplayName::parse(name).unwrap();
+    let sealed: String = sealer()
+        .seal(&renamed)
+        .sealed_name
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     admin
         .batch_execute(&format!(
             "BEGIN; SET LOCAL session_replication_role = replica; \
-             UPDATE \"{schema}\".accounts SET display_name = '{name}' WHERE id = '{}'; COMMIT",
+             UPDATE \"{schema}\".accounts SET name_sealed = '\\x{sealed}' WHERE id = '{}'; \
+             COMMIT",
             a.id.as_uuid()
         ))
         .await
@@ -63,14 +72,25 @@ async fn rename_silently(admin: &tokio_postgres::Client, schema: &str, a: &Accou
 }
 
 async fn name_of(store: &PgAccounts, a: &Account) -> String {
-    store
+    let record = store
         .by_id(&a.id)
         .await
         .unwrap()
-        .expect("the account exists")
+        .expect("the account exists");
+    sealer()
+        .open(record)
+        .unwrap()
         .display_name
         .as_str()
         .to_owned()
+}
+
+async fn insert(store: &PgAccounts, a: &Account) {
+    store.insert(&sealer().seal(a)).await.unwrap();
+}
+
+async fn update(store: &PgAccounts, a: &Account) {
+    store.update(&sealer().seal(a)).await.unwrap();
 }
 
 /// Polls until `store` shows `want` for `a`, up to 5 s; how long it took.
@@ -106,7 +126,7 @@ pub(crate) async fn a_change_anywhere_reaches_every_cache() {
         .unwrap()
         .accounts();
     let mut a = account("cache@example.com");
-    there.insert(&a).await.unwrap();
+    insert(&there, &a).await;
     assert_eq!(name_of(&here, &a).await, "Ada");
 
     // Served from the cache: a change no trigger announces is not seen...
@@ -115,13 +135,13 @@ pub(crate) async fn a_change_anywhere_reaches_every_cache() {
 
     // ...while one made through another process is, as soon as its notification arrives.
     a.display_name = DisplayName::parse("Grace").unwrap();
-    there.update(&a).await.unwrap();
+    update(&there, &a).await;
     let took = until_named(&here, &a, "Grace").await;
     println!("another process's change reached the cache in {took:?}");
 
     // This process's own change shows at once, without waiting for the echo.
     a.display_name = DisplayName::parse("Hopper").unwrap();
-    here.update(&a).await.unwrap();
+    update(&here, &a).await;
     assert_eq!(name_of(&here, &a).await, "Hopper");
 
     // A deleted account is gone from the cache too.
@@ -137,7 +157,7 @@ pub(crate) async fn a_change_anywhere_reaches_every_cache() {
 
     // A TRUNCATE empties every cache.
     let b = account("truncate@example.com");
-    there.insert(&b).await.unwrap();
+    insert(&there, &b).await;
     assert_eq!(name_of(&here, &b).await, "Ada");
     db.admin
         .batch_execute(&format!("TRUNCATE \"{}\".accounts", db.schema()))
@@ -158,7 +178,7 @@ pub(crate) async fn without_a_listening_watcher_nothing_is_served_from_the_cache
     // No watcher at all: every lookup reads the table.
     let (unwatched, _watcher) = pg.cached_accounts(100);
     let a = account("unwatched@example.com");
-    unwatched.insert(&a).await.unwrap();
+    insert(&unwatched, &a).await;
     assert_eq!(name_of(&unwatched, &a).await, "Ada");
     rename_silently(&db.admin, db.schema(), &a, "Read").await;
     assert_eq!(name_of(&unwatched, &a).await, "Read");

@@ -4,7 +4,7 @@
 use phaze_auth::{AccountStore, Email, StoreError, TokenStore};
 use phaze_ratelimit::{RateLimitStore, Window};
 use phaze_store_postgres::{PgConfig, Postgres};
-use phaze_testkit::accounts::account;
+use phaze_testkit::accounts::{account, sealer};
 use phaze_testkit::ratelimit::key;
 use phaze_testkit::t0;
 use phaze_testkit::tokens::token;
@@ -41,7 +41,10 @@ pub(crate) async fn sixteen_connections_registering_one_email_admit_exactly_one(
             tokio::spawn(async move {
                 let a = account("Race@Example.com");
                 barrier.wait().await;
-                pg.accounts().insert(&a).await.map(|()| a.id)
+                pg.accounts()
+                    .insert(&sealer().seal(&a))
+                    .await
+                    .map(|()| a.id)
             })
         })
         .collect();
@@ -55,7 +58,13 @@ pub(crate) async fn sixteen_connections_registering_one_email_admit_exactly_one(
     }
     assert_eq!(winners.len(), 1);
     let email = Email::parse("race@example.com").unwrap();
-    let found = db.pg.accounts().by_email(&email).await.unwrap().unwrap();
+    let found = db
+        .pg
+        .accounts()
+        .by_email(&sealer().index(&email))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.id, winners[0]);
     let rows: i64 = db
         .admin

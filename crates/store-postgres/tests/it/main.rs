@@ -104,6 +104,7 @@ fn main() -> ExitCode {
                 check_schema_tells_behind_current_and_ahead,
                 migrate_creates_the_schema_and_its_tables_there,
                 migrated_tables_have_the_declared_columns,
+                the_sealing_migration_keeps_every_account_and_leaves_nothing_in_the_clear,
             },
         ),
         phaze_testkit::tests!(

@@ -13,8 +13,9 @@ const TWO_FACTOR: &str = "20261207000000_two_factor";
 const DEVICES: &str = "20261208000000_devices";
 const AUDIT: &str = "20261209000000_audit";
 const ACCOUNT_LOCK: &str = "20261209100000_account_lock";
+const SEALED_PII: &str = "20261210000000_sealed_pii";
 /// Every migration of this build, oldest first.
-const ALL: [&str; 9] = [
+const ALL: [&str; 10] = [
     INIT,
     ACCOUNT_CHANGES,
     PENDING_REGISTRATIONS,
@@ -24,6 +25,7 @@ const ALL: [&str; 9] = [
     DEVICES,
     AUDIT,
     ACCOUNT_LOCK,
+    SEALED_PII,
 ];
 
 pub(crate) async fn check_schema_tells_behind_current_and_ahead() {
@@ -36,7 +38,7 @@ pub(crate) async fn check_schema_tells_behind_current_and_ahead() {
         format!(
             "database schema is behind this build (missing {INIT}, {ACCOUNT_CHANGES}, \
              {PENDING_REGISTRATIONS}, {SESSION_SUCCESSORS}, {PAYMENTS}, {TWO_FACTOR}, \
-             {DEVICES}, {AUDIT}, {ACCOUNT_LOCK}): run \
+             {DEVICES}, {AUDIT}, {ACCOUNT_LOCK}, {SEALED_PII}): run \
              `phaze-portal migrate`"
         )
     );
@@ -94,8 +96,8 @@ pub(crate) async fn migrate_creates_the_schema_and_its_tables_there() {
     assert_eq!(count(SCHEMAS).await, 0);
     db.pg.migrate().await.unwrap();
     assert_eq!(count(SCHEMAS).await, 1);
-    // The nine tables and diesel's bookkeeping, all inside the schema.
-    assert_eq!(count(TABLES).await, 10);
+    // The ten tables and diesel's bookkeeping, all inside the schema.
+    assert_eq!(count(TABLES).await, 11);
 }
 
 pub(crate) async fn concurrent_migrations_apply_each_migration_once() {
@@ -147,10 +149,10 @@ pub(crate) async fn migrated_tables_have_the_declared_columns() {
         .collect();
     let expected = [
         "accounts.id uuid",
-        "accounts.email text",
+        "accounts.email text null",
         "accounts.email_verified bool",
         "accounts.password_hash text",
-        "accounts.display_name text",
+        "accounts.display_name text null",
         "accounts.is_admin bool",
         "accounts.created_at timestamptz",
         "accounts.password_changed_at timestamptz",
@@ -158,6 +160,9 @@ pub(crate) async fn migrated_tables_have_the_declared_columns() {
         "accounts.totp_enabled_at timestamptz null",
         "accounts.recovery_codes bytea null",
         "accounts.locked bool",
+        "accounts.email_index bytea null",
+        "accounts.email_sealed bytea null",
+        "accounts.name_sealed bytea null",
         "address_slots.slot int4",
         "address_slots.device_id uuid",
         "audit_log.seq int8",
@@ -178,6 +183,8 @@ pub(crate) async fn migrated_tables_have_the_declared_columns() {
         "devices.address_v4 text",
         "devices.address_v6 text",
         "devices.created_at timestamptz",
+        "key_checks.name text",
+        "key_checks.value bytea",
         "payment_events.id text",
         "payment_events.claim_token text null",
         "payment_events.claimed_until timestamptz null",
@@ -205,8 +212,9 @@ pub(crate) async fn migrated_tables_have_the_declared_columns() {
         "tokens.expires_at timestamptz",
         "tokens.used_at timestamptz null",
         "tokens.subject text null",
-        "tokens.email text null",
         "tokens.password_hash text null",
+        "tokens.email_index bytea null",
+        "tokens.email_sealed bytea null",
     ];
     assert_eq!(got, expected);
     // The indexes purges and per-user listing rely on.
@@ -223,6 +231,7 @@ pub(crate) async fn migrated_tables_have_the_declared_columns() {
         .collect();
     for wanted in [
         "accounts_email_key",
+        "accounts_email_index_key",
         "devices_user_id_idx",
         "sessions_expires_at_idx",
         "sessions_user_id_idx",
@@ -249,4 +258,117 @@ pub(crate) async fn migrate_and_the_stores_work_on_a_current_thread_runtime() {
     .await
     .unwrap();
     assert_eq!(limits.remaining, 1);
+}
+
+/// A database migrated by the version before sealing, with accounts and a pending registration
+/// in it: `migrate` applies the sealing migration (the pending link, which held its address in
+/// the clear, is dropped), the start-up step seals every account, from two processes at once,
+/// and afterwards no table holds an address or a name and every account is found again.
+pub(crate) async fn the_sealing_migration_keeps_every_account_and_leaves_nothing_in_the_clear() {
+    use phaze_auth::{DisplayName, Email};
+    use phaze_testkit::accounts::{account, sealed};
+    let db = support::unmigrated().await;
+    let schema = db.schema();
+    let mut sql = format!("CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\";");
+    sql.push_str(
+        "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL, \
+         run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);",
+    );
+    for name in &ALL[..ALL.len() - 1] {
+        let path = format!(
+            "{}/../../migrations/{name}/up.sql",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        sql.push_str(&std::fs::read_to_string(path).unwrap());
+        let version = name.split('_').next().unwrap();
+        sql.push_str(&format!(
+            ";INSERT INTO __diesel_schema_migrations (version) VALUES ('{version}');"
+        ));
+    }
+    db.admin.batch_execute(&sql).await.unwrap();
+    let mut people = Vec::new();
+    for (n, name) in ["Zyxwv Qutsr", "<b>O'Brien</b>", "Ünïcødé"]
+        .iter()
+        .enumerate()
+    {
+        let mut a = account(&format!("person{n}@example.com"));
+        a.display_name = DisplayName::parse(name).unwrap();
+        db.admin
+            .execute(
+                &format!(
+                    "INSERT INTO \"{schema}\".accounts (id, email, email_verified, password_hash, \
+                     display_name, is_admin, created_at, password_changed_at) \
+                     VALUES ($1::text::uuid, $2, true, $3, $4, false, now(), now())"
+                ),
+                &[
+                    &a.id.to_string(),
+                    &a.email.as_str(),
+                    &a.password_hash,
+                    &a.display_name.as_str(),
+                ],
+            )
+            .await
+            .unwrap();
+        people.push(a);
+    }
+    db.admin
+        .batch_execute(&format!(
+            "INSERT INTO \"{schema}\".tokens (hash, purpose, user_id, expires_at, subject, email, \
+             password_hash) VALUES (decode(repeat('ab', 32), 'hex'), 'email_verification', \
+             gen_random_uuid(), now() + interval '1 day', 'email:pending@example.com', \
+             'pending@example.com', 'x')"
+        ))
+        .await
+        .unwrap();
+
+    assert_eq!(db.pg.migrate().await.unwrap(), [SEALED_PII]);
+    db.pg.check_schema().await.unwrap();
+    let one = sealed(std::sync::Arc::new(db.pg.accounts()));
+    let two = sealed(std::sync::Arc::new(
+        Postgres::new(&config(Some(schema))).unwrap().accounts(),
+    ));
+    let (a, b) = tokio::join!(one.seal_clear(), two.seal_clear());
+    assert_eq!(a.unwrap() + b.unwrap(), 3, "each account sealed once");
+    assert_eq!(one.seal_clear().await.unwrap(), 0);
+    for a in &people {
+        let found = one.by_email(&a.email).await.unwrap().unwrap();
+        assert_eq!(
+            (found.id, &found.email, &found.display_name),
+            (a.id, &a.email, &a.display_name)
+        );
+    }
+    assert_eq!(
+        one.by_email(&Email::parse("pending@example.com").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    for table in ["accounts", "tokens"] {
+        let dump: String = db
+            .admin
+            .query_one(
+                &format!(
+                    "SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{schema}\".{table} t"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        for trace in ["@example.com", "Zyxwv", "Brien", "cødé"] {
+            assert!(!dump.contains(trace), "{trace} in {table}: {dump}");
+        }
+    }
+    // The way back refuses to run once addresses are sealed.
+    let down = std::fs::read_to_string(format!(
+        "{}/../../migrations/{SEALED_PII}/down.sql",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let e = db
+        .admin
+        .batch_execute(&format!("SET search_path TO \"{schema}\"; {down}"))
+        .await
+        .unwrap_err();
+    assert!(format!("{e:?}").contains("cannot be reverted"), "{e:?}");
 }
