@@ -102,6 +102,15 @@ async fn the_export_holds_the_account_sessions_devices_subscription_and_audit_en
             && e["actor"] == boss_id.as_str()),
         "{audit:?}"
     );
+    // The mail the outbox still holds for her, by subject; no body (links are in bodies).
+    let mail = v["mail"].as_array().unwrap();
+    assert!(
+        mail.iter().any(
+            |m| m["state"] == "waiting" && m["subject"].as_str().is_some_and(|s| !s.is_empty())
+        ),
+        "{mail:?}"
+    );
+    assert!(!r.body.contains("/verify/"), "no link from a message body");
     // No secret: no hash, no sealed secret, no device private key, no session id.
     for secret in ["$argon2", "password_hash", "sealed", private_key.as_str()] {
         assert!(!r.body.contains(secret), "{secret} in the export");

@@ -93,7 +93,7 @@ mod two_factor;
 
 pub use account::{Account, AccountStore, DisplayName, Email, StoreError, TwoFactor, UserId};
 pub use letters::{LetterError, Letters};
-pub use mail::{MailError, Mailer, OutgoingMail};
+pub use mail::{HeldMail, MailError, Mailer, OutgoingMail};
 pub use password::{
     Argon2id, HashError, HashParams, PasswordHasher, PasswordPolicy, PasswordRejection,
     Verification,

@@ -33,4 +33,18 @@ pub trait Mailer: Send + Sync {
     /// for account deletion; returns how many. A message a relay is delivering right now may
     /// still go out.
     async fn forget(&self, to: &Email) -> Result<usize, MailError>;
+    /// The messages to `to` this mailer still holds (for the personal-data export). Delivered
+    /// mail is not kept anywhere, so it is not listed.
+    async fn held(&self, to: &Email) -> Result<Vec<HeldMail>, MailError>;
+}
+
+/// A message a mailer still holds for its recipient: its subject and whether it waits for
+/// delivery. Never the body, which may carry a live link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldMail {
+    /// The subject line, as in the message.
+    pub subject: String,
+    /// `true` while it waits to be delivered; `false` once given up on (a dead letter, kept
+    /// for the operator).
+    pub waiting: bool,
 }

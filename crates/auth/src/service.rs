@@ -8,9 +8,10 @@ use phaze_sessions::Sealer;
 use crate::letters::Letters;
 use crate::two_factor::StepLedger;
 use crate::{
-    Account, AccountSealer, AccountStore, DisplayName, Email, EmailIndexKey, HashError, MailError,
-    Mailer, OutgoingMail, PasswordHasher, PasswordPolicy, PasswordRejection, Registration,
-    SealedAccounts, StoreError, Token, TokenHasher, TokenPurpose, TokenRecord, TokenStore, UserId,
+    Account, AccountSealer, AccountStore, DisplayName, Email, EmailIndexKey, HashError, HeldMail,
+    MailError, Mailer, OutgoingMail, PasswordHasher, PasswordPolicy, PasswordRejection,
+    Registration, SealedAccounts, StoreError, Token, TokenHasher, TokenPurpose, TokenRecord,
+    TokenStore, UserId,
 };
 
 /// Settings of [`AuthService`].
@@ -286,6 +287,16 @@ impl AuthService {
     /// The account behind a session's user id, if it still exists.
     pub async fn account(&self, user: &UserId) -> Result<Option<Account>, AuthError> {
         Ok(self.accounts.by_id(user).await?)
+    }
+
+    /// The messages to the account `user` that the mailer still holds (for the export).
+    pub async fn mail_held_for(&self, user: &UserId) -> Result<Vec<HeldMail>, AuthError> {
+        let account = self
+            .accounts
+            .by_id(user)
+            .await?
+            .ok_or(AuthError::AccountGone)?;
+        Ok(self.mailer.held(&account.email).await?)
     }
 
     /// Suspends (`true`) or reinstates the account `user`: a locked account cannot log in

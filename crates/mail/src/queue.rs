@@ -1,7 +1,7 @@
 //! The durable queue port, and the `Mailer` that only queues.
 
 use async_trait::async_trait;
-use phaze_auth::{Email, MailError, Mailer, OutgoingMail};
+use phaze_auth::{Email, HeldMail, MailError, Mailer, OutgoingMail};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -73,6 +73,8 @@ pub trait MailQueue: Send + Sync {
     /// Deletes the waiting messages and dead letters to `to` that nobody holds (account
     /// deletion); returns how many.
     async fn forget(&self, to: &str) -> Result<usize, QueueError>;
+    /// The waiting messages to `to` (held ones included, dead letters not).
+    async fn waiting_for(&self, to: &str) -> Result<Vec<QueuedMail>, QueueError>;
 }
 
 /// The [`Mailer`] of a deployment with a relay: `send` queues, and the courier delivers.
@@ -111,5 +113,21 @@ impl Mailer for QueuedMailer {
             .forget(to.as_str())
             .await
             .map_err(|e| MailError::Transport(Box::new(e)))
+    }
+
+    async fn held(&self, to: &Email) -> Result<Vec<HeldMail>, MailError> {
+        let failed = |e: QueueError| MailError::Transport(Box::new(e));
+        let waiting = self.queue.waiting_for(to.as_str()).await.map_err(failed)?;
+        let dead = self.queue.dead_letters().await.map_err(failed)?;
+        let dead = dead.into_iter().filter(|q| q.mail.to == *to);
+        Ok(waiting
+            .into_iter()
+            .map(|q| (q, true))
+            .chain(dead.map(|q| (q, false)))
+            .map(|(q, waiting)| HeldMail {
+                subject: q.mail.subject,
+                waiting,
+            })
+            .collect())
     }
 }

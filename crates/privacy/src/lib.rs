@@ -54,6 +54,18 @@ pub struct Export {
     pub subscription: Option<SubscriptionData>,
     /// Audit entries by or about the account (admin actions and lookups), newest first.
     pub audit: Vec<AuditData>,
+    /// Mail to the account's address that Phaze still holds: waiting for the relay, or given up
+    /// on. Delivered mail is not kept, so it cannot be listed.
+    pub mail: Vec<MailData>,
+}
+
+/// A message still held for the account: its subject and state, never its body (which may
+/// carry a live link).
+#[derive(Debug, Serialize)]
+pub struct MailData {
+    pub subject: String,
+    /// `waiting` for delivery, or `undeliverable` (kept for the operator).
+    pub state: &'static str,
 }
 
 /// The account record.
@@ -314,6 +326,7 @@ impl PrivacyService {
             action: None,
         };
         let audit = self.audit.page(&filter, None, MAX_AUDIT_ENTRIES).await?;
+        let mail = self.auth.mail_held_for(user).await?;
         let id = |u: UserId| u.to_string();
         Ok(Export {
             format: FORMAT,
@@ -371,6 +384,17 @@ impl PrivacyService {
                     subject: e.subject.map(id),
                     client: e.client,
                     detail: e.detail,
+                })
+                .collect(),
+            mail: mail
+                .into_iter()
+                .map(|m| MailData {
+                    subject: m.subject,
+                    state: if m.waiting {
+                        "waiting"
+                    } else {
+                        "undeliverable"
+                    },
                 })
                 .collect(),
         })

@@ -4,7 +4,7 @@
 use phaze_audit::{AuditLog, Draft};
 use phaze_auth::{
     Account, Argon2id, AuthConfig, AuthKeys, AuthService, DisplayName, Email, EmailIndexKey,
-    HashParams, PasswordPolicy, TokenHasher, TwoFactor, UserId,
+    HashParams, Mailer, PasswordPolicy, TokenHasher, TwoFactor, UserId,
 };
 use phaze_devices::{Device, DeviceId, DeviceKeys, DeviceName, DeviceStore, TunnelAddress};
 use phaze_payments::{Status, SubscriptionRecord, Subscriptions};
@@ -25,12 +25,13 @@ fn t0() -> OffsetDateTime {
 #[tokio::test]
 async fn the_export_gathers_every_store_and_leaves_secrets_out() {
     let accounts = Arc::new(MemoryAccounts::default());
+    let mailer = Arc::new(MemoryMailer::default());
     let sealer = Sealer::new(vec![SealingKey::new(&[4; 32])]).unwrap();
     let auth = Arc::new(AuthService::new(
         accounts.clone(),
         Arc::new(MemoryTokens::default()),
         Arc::new(MemoryStepLedger::default()),
-        Arc::new(MemoryMailer::default()),
+        mailer.clone(),
         Arc::new(
             Argon2id::new(HashParams {
                 m_cost: 64,
@@ -85,6 +86,17 @@ async fn the_export_gathers_every_store_and_leaves_secrets_out() {
         }),
     };
     auth.accounts().insert(&ada).await.unwrap();
+    // Mail still held for her (its body carries a link), and mail to someone else.
+    for to in ["ada@example.com", "bob@example.com"] {
+        mailer
+            .send(&phaze_auth::OutgoingMail {
+                to: Email::parse(to).unwrap(),
+                subject: "Your link".into(),
+                body: "https://portal.example/reset/LINK-TOKEN".into(),
+            })
+            .await
+            .unwrap();
+    }
     let meta = ClientMeta {
         ip: Some("203.0.113.9".parse().unwrap()),
         user_agent: "Firefox".into(),
@@ -136,7 +148,12 @@ async fn the_export_gathers_every_store_and_leaves_secrets_out() {
     );
     assert_eq!(export.subscription.as_ref().unwrap().status, "active");
     assert_eq!(export.audit.len(), 1, "only the entries about her");
-    for secret in ["$argon2", "SEALED", session_id.expose()] {
+    assert_eq!(export.mail.len(), 1, "only the mail to her");
+    assert_eq!(
+        (export.mail[0].subject.as_str(), export.mail[0].state),
+        ("Your link", "waiting")
+    );
+    for secret in ["$argon2", "SEALED", session_id.expose(), "LINK-TOKEN"] {
         assert!(!json.contains(secret), "{secret} in the export");
     }
     assert!(matches!(

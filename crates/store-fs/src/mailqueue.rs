@@ -164,6 +164,28 @@ impl MailQueue for FsMailQueue {
             .map_err(failed)
     }
 
+    async fn waiting_for(&self, to: &str) -> Result<Vec<QueuedMail>, QueueError> {
+        let (queue, to) = (self.queue.clone(), to.to_owned());
+        blocking(move || {
+            let mut out = Vec::new();
+            for name in atomic::names(&queue)?
+                .iter()
+                .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+            {
+                if let Some(bytes) = atomic::read(&queue.join(name))? {
+                    if let Ok(q) = serde_json::from_slice::<QueuedMail>(&bytes) {
+                        if q.mail.to.as_str() == to {
+                            out.push(q);
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(failed)
+    }
+
     async fn depth(&self) -> Result<usize, QueueError> {
         let queue = self.queue.clone();
         blocking(move || {

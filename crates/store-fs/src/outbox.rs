@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use lettre::message::Mailbox;
-use phaze_auth::{Email, MailError, Mailer, OutgoingMail};
+use phaze_auth::{Email, HeldMail, MailError, Mailer, OutgoingMail};
 use rand::RngCore;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -60,6 +60,36 @@ impl Mailer for FsOutbox {
         })
         .await;
         written.map_err(|e| MailError::Transport(Box::new(e)))
+    }
+
+    async fn held(&self, to: &Email) -> Result<Vec<HeldMail>, MailError> {
+        let (dir, header) = (self.dir.clone(), format!("To: {}", to.as_str()));
+        blocking(move || {
+            let mut held = Vec::new();
+            let mut names = atomic::names(&dir)?;
+            names.sort_unstable();
+            for name in names.iter().filter(|n| n.ends_with(".eml")) {
+                let Some(bytes) = atomic::read(&dir.join(name))? else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&bytes);
+                let headers: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
+                if !headers.iter().any(|l| l.eq_ignore_ascii_case(&header)) {
+                    continue;
+                }
+                let subject = headers
+                    .iter()
+                    .find_map(|l| l.strip_prefix("Subject: "))
+                    .unwrap_or_default();
+                held.push(HeldMail {
+                    subject: subject.to_owned(),
+                    waiting: true,
+                });
+            }
+            Ok(held)
+        })
+        .await
+        .map_err(|e: io::Error| MailError::Transport(Box::new(e)))
     }
 
     async fn forget(&self, to: &Email) -> Result<usize, MailError> {

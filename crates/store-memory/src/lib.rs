@@ -50,9 +50,9 @@ pub use ratelimit::MemoryRateLimits;
 
 use async_trait::async_trait;
 use phaze_auth::{
-    Account, AccountRecord, AccountStore, Email, EmailIndex, MailError, Mailer, OutgoingMail,
-    SealedFields, StepLedger, StoreError as AuthStoreError, TokenHash, TokenPurpose, TokenRecord,
-    TokenStore, UserId,
+    Account, AccountRecord, AccountStore, Email, EmailIndex, HeldMail, MailError, Mailer,
+    OutgoingMail, SealedFields, StepLedger, StoreError as AuthStoreError, TokenHash, TokenPurpose,
+    TokenRecord, TokenStore, UserId,
 };
 use phaze_sessions::{Rotation, SessionKey, SessionStore, StoreError, StoredSession};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -390,6 +390,17 @@ impl Mailer for MemoryMailer {
         let before = sent.len();
         sent.retain(|m| m.to != *to);
         Ok(before - sent.len())
+    }
+
+    async fn held(&self, to: &Email) -> Result<Vec<HeldMail>, MailError> {
+        Ok(lock(&self.0)
+            .iter()
+            .filter(|m| m.to == *to)
+            .map(|m| HeldMail {
+                subject: m.subject.clone(),
+                waiting: true,
+            })
+            .collect())
     }
 }
 

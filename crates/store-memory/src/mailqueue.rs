@@ -29,6 +29,15 @@ impl MailQueue for MemoryMailQueue {
         Ok(lock(&self.0).waiting.len())
     }
 
+    async fn waiting_for(&self, to: &str) -> Result<Vec<QueuedMail>, QueueError> {
+        Ok(lock(&self.0)
+            .waiting
+            .values()
+            .filter(|m| m.mail.to.as_str() == to)
+            .cloned()
+            .collect())
+    }
+
     async fn push(&self, mail: &QueuedMail) -> Result<(), QueueError> {
         let mut t = lock(&self.0);
         if t.waiting.contains_key(&mail.id) {

@@ -128,6 +128,10 @@ impl<T: Mailer> Mailer for Counting<T> {
         self.calls.push("mailer.forget");
         self.inner.forget(to).await
     }
+    async fn held(&self, to: &Email) -> Result<Vec<phaze_auth::HeldMail>, MailError> {
+        self.calls.push("mailer.held");
+        self.inner.held(to).await
+    }
 }
 
 #[async_trait]

@@ -247,3 +247,52 @@ async fn forgetting_an_address_deletes_its_messages_but_not_one_being_delivered(
         assert_eq!(next.id, other.id, "{name}: the other address's stays");
     }
 }
+
+/// What the export lists: the messages to one address the queue still holds, waiting (one being
+/// delivered included) or dead, with their subjects; nobody else's, and nothing delivered.
+#[tokio::test]
+async fn held_mail_is_the_waiting_and_dead_messages_to_the_address_only() {
+    use phaze_auth::{HeldMail, Mailer};
+    for (name, queue, _dir) in queues() {
+        let mailer = phaze_mail::QueuedMailer::new(
+            queue.clone(),
+            Arc::new(t0),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        let her = Email::parse("user1@example.com").unwrap();
+        for n in [1, 2, 1, 1] {
+            mailer.send(&mail(n)).await.unwrap();
+        }
+        // One of hers is delivered, one fails for good, one waits (another address's message
+        // that comes out first stays held: it is not hers either way).
+        let mut hers = Vec::new();
+        while hers.len() < 2 {
+            let next = queue.claim(t0()).await.unwrap().unwrap();
+            if next.mail.to == her {
+                hers.push(next);
+            }
+        }
+        let (delivered, dead) = (hers.remove(0), hers.remove(0));
+        queue.delivered(&delivered.id).await.unwrap();
+        queue.dead(&dead).await.unwrap();
+        let mut held = mailer.held(&her).await.unwrap();
+        held.sort_by_key(|h| h.waiting);
+        let subject = "Message 1".to_owned();
+        assert_eq!(
+            held,
+            [
+                HeldMail {
+                    subject: subject.clone(),
+                    waiting: false
+                },
+                HeldMail {
+                    subject,
+                    waiting: true
+                },
+            ],
+            "{name}"
+        );
+        let nobody = Email::parse("user9@example.com").unwrap();
+        assert!(mailer.held(&nobody).await.unwrap().is_empty(), "{name}");
+    }
+}
