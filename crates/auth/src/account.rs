@@ -53,6 +53,12 @@ impl Email {
         &self.0
     }
 
+    /// An address that was an `Email` when it was sealed: the AEAD vouches for it, so it is not
+    /// normalised and checked again on every read.
+    pub(crate) fn from_sealed(address: String) -> Self {
+        Self(address)
+    }
+
     /// The part before `@`, used as the default display name.
     pub fn local_part(&self) -> &str {
         self.0.split('@').next().unwrap_or_default()
@@ -96,6 +102,11 @@ impl DisplayName {
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// A name that was a `DisplayName` when it was sealed (see [`Email::from_sealed`]).
+    pub(crate) fn from_sealed(name: String) -> Self {
+        Self(name)
     }
 }
 

@@ -15,8 +15,9 @@ use phaze_sessions::Sealer;
 use secrecy::{ExposeSecret, SecretBox};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 
 use crate::{Account, AccountStore, DisplayName, Email, StoreError, TwoFactor, UserId};
@@ -173,6 +174,14 @@ fn context(kind: &[u8], owner: &UserId) -> Vec<u8> {
     c
 }
 
+/// An address is bound to its account and to its index: a record refiled under another index
+/// does not open, so a lookup by one address can never yield the account of another.
+fn email_context(owner: &UserId, index: &EmailIndex) -> Vec<u8> {
+    let mut c = context(EMAIL_CONTEXT, owner);
+    c.extend_from_slice(&index.0);
+    c
+}
+
 /// Seals accounts into [`AccountRecord`]s and opens them again.
 #[derive(Clone, Debug)]
 pub struct AccountSealer {
@@ -196,29 +205,25 @@ impl AccountSealer {
 
     /// `email` as the account `owner` (or the account a registration will create) keeps it.
     pub fn seal_email(&self, owner: &UserId, email: &Email) -> SealedEmail {
+        let index = self.index(email);
         SealedEmail {
-            index: self.index(email),
+            index,
             sealed: self
                 .sealer
-                .seal_bound(&context(EMAIL_CONTEXT, owner), email.as_str().as_bytes()),
+                .seal_bound(&email_context(owner, &index), email.as_str().as_bytes()),
         }
     }
 
-    /// Opens an address sealed for `owner`, and checks that it has the stored index: an index
-    /// moved to another record, or a sealed address moved under another index, is refused.
+    /// Opens an address sealed for `owner` under the stored index: an index moved to another
+    /// record, or a sealed address moved under another index, does not open.
     pub fn open_email(&self, owner: &UserId, email: &SealedEmail) -> Result<Email, PiiError> {
         let bytes = self
             .sealer
-            .open_bound(&context(EMAIL_CONTEXT, owner), &email.sealed)
+            .open_bound(&email_context(owner, &email.index), &email.sealed)
             .map_err(|_| PiiError)?;
-        let opened = std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(Email::parse)
-            .ok_or(PiiError)?;
-        if self.index(&opened) != email.index {
-            return Err(PiiError);
-        }
-        Ok(opened)
+        String::from_utf8(bytes)
+            .map(Email::from_sealed)
+            .map_err(|_| PiiError)
     }
 
     /// The record of `account`, every field sealed afresh under the newest key.
@@ -247,10 +252,9 @@ impl AccountSealer {
             .sealer
             .open_bound(&context(NAME_CONTEXT, &record.id), &record.sealed_name)
             .map_err(|_| PiiError)?;
-        let display_name = std::str::from_utf8(&name)
-            .ok()
-            .and_then(|n| DisplayName::parse(n).ok())
-            .ok_or(PiiError)?;
+        let display_name = String::from_utf8(name)
+            .map(DisplayName::from_sealed)
+            .map_err(|_| PiiError)?;
         Ok(Account {
             id: record.id,
             email,
@@ -288,7 +292,7 @@ impl AccountSealer {
             None => None,
         };
         Ok(Some(SealedFields {
-            email: again(context(EMAIL_CONTEXT, &record.id), &old.email)?,
+            email: again(email_context(&record.id, &record.email.index), &old.email)?,
             name: again(context(NAME_CONTEXT, &record.id), &old.name)?,
             totp,
         }))
@@ -297,10 +301,23 @@ impl AccountSealer {
 
 /// An [`AccountStore`] seen through an [`AccountSealer`]: accounts in, accounts out, sealed in
 /// between. What [`crate::AuthService`] uses; tests and tools that seed a store use it too.
+///
+/// Every authenticated request reads its account, and opening two blobs costs microseconds: the
+/// accounts opened last are kept beside the record they came from, and a read whose record is
+/// byte for byte that one (the store still decides what is current) skips the opening.
 #[derive(Clone)]
 pub struct SealedAccounts {
     store: Arc<dyn AccountStore>,
     sealer: AccountSealer,
+    opened: Arc<Mutex<HashMap<UserId, (AccountRecord, Account)>>>,
+}
+
+/// Accounts kept opened; past this the memory is dropped and filled again.
+const OPENED_CAPACITY: usize = 10_000;
+
+/// The map's guard; a panic elsewhere cannot leave it half-written (every change is one call).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl fmt::Debug for SealedAccounts {
@@ -316,7 +333,28 @@ fn sealed_error(e: PiiError) -> StoreError {
 impl SealedAccounts {
     /// `store` through `sealer`.
     pub fn new(store: Arc<dyn AccountStore>, sealer: AccountSealer) -> Self {
-        Self { store, sealer }
+        Self {
+            store,
+            sealer,
+            opened: Arc::default(),
+        }
+    }
+
+    /// The account of `record`, from the memory of opened accounts when the record is the one
+    /// it was opened from.
+    fn open(&self, record: AccountRecord) -> Result<Account, StoreError> {
+        if let Some((seen, account)) = lock(&self.opened).get(&record.id) {
+            if *seen == record {
+                return Ok(account.clone());
+            }
+        }
+        let account = self.sealer.open(record.clone()).map_err(sealed_error)?;
+        let mut opened = lock(&self.opened);
+        if opened.len() >= OPENED_CAPACITY {
+            opened.clear();
+        }
+        opened.insert(record.id, (record, account.clone()));
+        Ok(account)
     }
 
     /// The sealer.
@@ -348,17 +386,13 @@ impl SealedAccounts {
     /// fails closed.
     pub async fn by_email(&self, email: &Email) -> Result<Option<Account>, StoreError> {
         let found = self.store.by_email(&self.sealer.index(email)).await?;
-        found
-            .map(|r| self.sealer.open(r).map_err(sealed_error))
-            .transpose()
+        found.map(|r| self.open(r)).transpose()
     }
 
     /// The account `id`.
     pub async fn by_id(&self, id: &UserId) -> Result<Option<Account>, StoreError> {
         let found = self.store.by_id(id).await?;
-        found
-            .map(|r| self.sealer.open(r).map_err(sealed_error))
-            .transpose()
+        found.map(|r| self.open(r)).transpose()
     }
 
     /// [`AccountStore::update`] of the sealed `account`.
