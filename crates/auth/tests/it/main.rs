@@ -1005,3 +1005,48 @@ async fn a_reset_request_does_the_same_work_before_answering_whatever_the_addres
         ]
     );
 }
+
+/// The memory of opened accounts never outlives the record: a change made through another
+/// process (another `SealedAccounts` on the same store) shows at the next read, and a record
+/// edited in the store fails closed even though its account was opened before.
+#[tokio::test]
+async fn remembered_accounts_follow_the_store() {
+    use phaze_auth::AccountStore;
+    let k = kit();
+    let ada = k.verified("ada@example.com").await;
+    let bob = k.verified("bob@example.com").await;
+    assert_eq!(
+        k.auth
+            .account(&ada)
+            .await
+            .unwrap()
+            .unwrap()
+            .display_name
+            .as_str(),
+        "ada"
+    );
+    let elsewhere = kit_on(k.store.clone(), CHEAP, keys());
+    elsewhere
+        .auth
+        .update_display_name(&ada, "Grace")
+        .await
+        .unwrap();
+    assert_eq!(
+        k.auth
+            .account(&ada)
+            .await
+            .unwrap()
+            .unwrap()
+            .display_name
+            .as_str(),
+        "Grace"
+    );
+    // Bob's sealed name put into Ada's record by someone with write access to the store.
+    let mut edited = k.store.by_id(&ada).await.unwrap().unwrap();
+    edited.sealed_name = k.store.by_id(&bob).await.unwrap().unwrap().sealed_name;
+    k.store.update(&edited).await.unwrap();
+    assert!(matches!(
+        k.auth.account(&ada).await,
+        Err(AuthError::Store(_))
+    ));
+}
