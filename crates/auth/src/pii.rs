@@ -2,8 +2,9 @@
 //! store, and the address is found through a keyed blind index.
 //!
 //! - The address and the name are sealed with the session keys ([`Sealer`], XChaCha20-Poly1305,
-//!   the rotatable key list), each bound to the account's id and to what it is: a blob copied
-//!   to another account, or from the name's place to the address's, does not open.
+//!   the rotatable key list), each bound to the account's id and to what it is, the address also
+//!   to its index: a blob copied to another account, from the name's place to the address's, or
+//!   a record filed under another address's index, does not open.
 //! - The lookup by address, and its uniqueness, go through [`EmailIndex`]: HMAC-SHA256 of the
 //!   normalised address under a key of its own ([`EmailIndexKey`]). A store holds no address,
 //!   and without the key a dump cannot even be tested against a list of guessed addresses.
@@ -95,7 +96,8 @@ impl fmt::Debug for SealedEmail {
 }
 
 /// An [`Account`] as an [`AccountStore`] keeps it: the address and the display name sealed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` leaves the password hash and the sealed bytes out, as [`Account`]'s does.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountRecord {
     /// Permanent id.
     pub id: UserId,
@@ -121,6 +123,22 @@ pub struct AccountRecord {
     /// See [`Account::two_factor`] (its secret is sealed already).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub two_factor: Option<TwoFactor>,
+}
+
+impl fmt::Debug for AccountRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountRecord")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("email_verified", &self.email_verified)
+            .field("password_hash", &"<redacted>")
+            .field("is_admin", &self.is_admin)
+            .field("locked", &self.locked)
+            .field("created_at", &self.created_at)
+            .field("password_changed_at", &self.password_changed_at)
+            .field("two_factor", &self.two_factor)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AccountRecord {
@@ -241,8 +259,26 @@ impl AccountSealer {
             locked: account.locked,
             created_at: account.created_at,
             password_changed_at: account.password_changed_at,
-            two_factor: account.two_factor.clone(),
+            two_factor: account.two_factor.clone().map(|mut t| {
+                // An account read before a rotation and written after it must not put the
+                // secret back under the old key.
+                if let Some(again) = self.current_totp(&account.id, &t.sealed_secret) {
+                    t.sealed_secret = again;
+                }
+                t
+            }),
         }
+    }
+
+    /// `sealed` (a TOTP secret of `owner`) sealed under the newest key, if it is under an older
+    /// one that still opens it.
+    fn current_totp(&self, owner: &UserId, sealed: &[u8]) -> Option<Vec<u8>> {
+        if self.sealer.is_current(sealed) {
+            return None;
+        }
+        let context = crate::two_factor::seal_context(owner);
+        let secret = self.sealer.open_bound(&context, sealed).ok()?;
+        Some(self.sealer.seal_bound(&context, &secret))
     }
 
     /// The account of `record`.
@@ -304,7 +340,9 @@ impl AccountSealer {
 ///
 /// Every authenticated request reads its account, and opening two blobs costs microseconds: the
 /// accounts opened last are kept beside the record they came from, and a read whose record is
-/// byte for byte that one (the store still decides what is current) skips the opening.
+/// byte for byte that one (the store still decides what is current) skips the opening. An
+/// account is forgotten when it is removed through this value or a lookup finds it gone, and
+/// the whole memory when it holds [`OPENED_CAPACITY`] accounts.
 #[derive(Clone)]
 pub struct SealedAccounts {
     store: Arc<dyn AccountStore>,
@@ -391,8 +429,13 @@ impl SealedAccounts {
 
     /// The account `id`.
     pub async fn by_id(&self, id: &UserId) -> Result<Option<Account>, StoreError> {
-        let found = self.store.by_id(id).await?;
-        found.map(|r| self.open(r)).transpose()
+        match self.store.by_id(id).await? {
+            Some(record) => self.open(record).map(Some),
+            None => {
+                lock(&self.opened).remove(id);
+                Ok(None)
+            }
+        }
     }
 
     /// [`AccountStore::update`] of the sealed `account`.
@@ -400,9 +443,11 @@ impl SealedAccounts {
         self.store.update(&self.sealer.seal(account)).await
     }
 
-    /// [`AccountStore::remove`].
+    /// [`AccountStore::remove`]; the opened account is forgotten too.
     pub async fn remove(&self, id: &UserId) -> Result<bool, StoreError> {
-        self.store.remove(id).await
+        let removed = self.store.remove(id).await;
+        lock(&self.opened).remove(id);
+        removed
     }
 }
 
@@ -436,20 +481,34 @@ impl SealedAccounts {
     /// Seals every account that a version of Phaze from before sealing stored in the clear, and
     /// gives each its index entry; returns how many. Safe to run in several processes at once
     /// (each account is sealed once), and cheap once done: the portal runs it at start.
+    ///
+    /// It goes on until the store holds no account in the clear, whatever other processes seal
+    /// meanwhile: a process that stopped early would serve while accounts are still unfindable.
+    /// An account whose address a sealed account has taken meanwhile (registered again during
+    /// the upgrade) is left in the clear and logged for an operator, not a reason to stop.
     pub async fn seal_clear(&self) -> Result<usize, StoreError> {
         let mut sealed = 0;
+        // Accounts this run is done with: sealed here or elsewhere, or left for an operator.
+        let mut done = std::collections::HashSet::new();
         loop {
-            let batch = self.store.clear(BATCH).await?;
-            let mut progress = false;
-            for account in &batch {
-                if self.store.seal_clear(&self.sealer.seal(account)).await? {
-                    sealed += 1;
-                    progress = true;
-                }
-            }
-            // A batch nobody could seal (another process did it meanwhile) ends it too.
-            if !progress {
+            let batch = self.store.clear(BATCH + done.len()).await?;
+            let todo: Vec<&Account> = batch.iter().filter(|a| !done.contains(&a.id)).collect();
+            if todo.is_empty() {
                 return Ok(sealed);
+            }
+            for account in todo {
+                done.insert(account.id);
+                match self.store.seal_clear(&self.sealer.seal(account)).await {
+                    Ok(true) => sealed += 1,
+                    // Sealed by another process meanwhile.
+                    Ok(false) => {}
+                    Err(StoreError::Duplicate) => tracing::error!(
+                        user = %account.id,
+                        "an account stored in the clear has the address of a sealed account; \
+                         left in the clear for an operator"
+                    ),
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
@@ -547,6 +606,21 @@ mod tests {
         );
         assert_eq!(record.email.index, s.index(&a.email));
         assert_eq!(s.open(record).ok(), Some(a));
+    }
+
+    #[test]
+    fn debug_shows_neither_the_password_hash_nor_sealed_bytes() {
+        let mut a = account("ada@example.com", "Ada");
+        a.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaGhhc2g".into();
+        let printed = format!("{:?}", sealer(&[[1; 32]]).seal(&a));
+        assert!(
+            !printed.contains("argon2id") && !printed.contains("aGFzaGhhc2g"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("<redacted>") && printed.contains("EmailIndex("),
+            "{printed}"
+        );
     }
 
     #[test]

@@ -407,3 +407,22 @@ async fn a_key_rotation_keeps_the_second_factor_working_without_the_old_key() {
         Err(AuthError::Store(_))
     ));
 }
+
+/// An account read before a rotation and written after it (a login's password rehash, a spent
+/// recovery code) does not put the TOTP secret back under the old key.
+#[tokio::test]
+async fn a_write_from_before_a_rotation_does_not_bring_the_old_key_back() {
+    let k = kit();
+    let (id, app, _) = enrolled(&k, "ada@example.com").await;
+    let (old, new) = ([4; 32], [9; 32]);
+    let rotating = kit_on(k.store.clone(), CHEAP, keys_sealing_with(&[new, old]));
+    let stale = rotating.accounts.by_id(&id).await.unwrap().unwrap();
+    let report = rotating.accounts.rotate().await.unwrap();
+    assert_eq!(report.resealed, 1);
+    rotating.accounts.update(&stale).await.unwrap();
+    let after = kit_on(k.store.clone(), CHEAP, keys_sealing_with(&[new]));
+    let at = t0() + Duration::minutes(10);
+    login(&after, "ada@example.com", Some(&code(&app, at)), at)
+        .await
+        .unwrap();
+}

@@ -374,3 +374,57 @@ pub(crate) async fn accounts_stored_in_the_clear_are_sealed_once_and_found_again
     .unwrap();
     assert!(sealed(Arc::new(raw)).seal_clear().await.is_err());
 }
+
+/// More accounts in the clear than one batch, two processes sealing them at once: each goes on
+/// until none is left (neither starts serving early), every account is sealed exactly once, and
+/// one whose address was registered again meanwhile is left in the clear without failing the
+/// start.
+pub(crate) async fn the_start_up_step_seals_every_batch_beside_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = FsAccounts::open(dir.path()).unwrap();
+    let accounts = dir.path().join("accounts");
+    let write_clear = |a: &phaze_auth::Account| {
+        fs::write(
+            accounts
+                .join("records")
+                .join(sha256_hex(a.id.to_string().as_bytes())),
+            serde_json::to_vec(a).unwrap(),
+        )
+        .unwrap();
+        fs::write(
+            accounts
+                .join("emails")
+                .join(sha256_hex(a.email.as_str().as_bytes())),
+            a.id.to_string(),
+        )
+        .unwrap();
+    };
+    let people: Vec<_> = (0..450)
+        .map(|n| account(&format!("p{n}@example.com")))
+        .collect();
+    for a in &people {
+        write_clear(a);
+    }
+    // Registered again, sealed, while its older account was still in the clear.
+    let twin = account("p7@example.com");
+    let one = sealed(Arc::new(raw));
+    fs::remove_file(accounts.join("emails").join(sha256_hex(b"p7@example.com"))).unwrap();
+    one.insert(&twin).await.unwrap();
+    let two = sealed(Arc::new(FsAccounts::open(dir.path()).unwrap()));
+    let (a, b) = tokio::join!(one.seal_clear(), two.seal_clear());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a + b,
+        449,
+        "every account but the twin's older one, once: {a} + {b}"
+    );
+    for p in people.iter().filter(|p| p.id != people[7].id) {
+        assert_eq!(two.by_email(&p.email).await.unwrap().as_ref(), Some(p));
+    }
+    assert_eq!(one.by_email(&twin.email).await.unwrap(), Some(twin));
+    assert_eq!(
+        one.seal_clear().await.unwrap(),
+        0,
+        "the older one stays for an operator"
+    );
+}

@@ -169,6 +169,7 @@ fn main() -> ExitCode {
                 purge_sweeps_old_temporary_files_only,
                 hand_edited_email_index_fails_closed,
                 accounts_stored_in_the_clear_are_sealed_once_and_found_again,
+                the_start_up_step_seals_every_batch_beside_another_process,
                 open_refuses_a_file_where_a_directory_belongs,
                 files_are_0600_and_directories_0700,
             },
