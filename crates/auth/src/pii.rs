@@ -342,7 +342,7 @@ impl AccountSealer {
 /// accounts opened last are kept beside the record they came from, and a read whose record is
 /// byte for byte that one (the store still decides what is current) skips the opening. An
 /// account is forgotten when it is removed through this value or a lookup finds it gone, and
-/// the whole memory when it holds [`OPENED_CAPACITY`] accounts.
+/// the whole memory when it holds 10,000 accounts.
 #[derive(Clone)]
 pub struct SealedAccounts {
     store: Arc<dyn AccountStore>,
