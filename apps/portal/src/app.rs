@@ -126,9 +126,13 @@ impl Application {
     /// Serves until the server stops, purging expired sessions and tokens every five minutes.
     pub async fn run(self) -> std::io::Result<()> {
         // A process started with a new first session key seals what older keys sealed, beside
-        // serving (`phaze-portal keys rotate` does the same in the foreground).
+        // serving (`phaze-portal keys rotate` does the same in the foreground). With one key
+        // there is nothing to do, and no reason to read every account at each start.
         let resealing = self.state.clone();
         let reseal = actix_web::rt::spawn(async move {
+            if !resealing.auth.accounts().sealer().rotating() {
+                return;
+            }
             match resealing.reseal_stored().await {
                 Ok(done) if done.unopened() > 0 => tracing::error!(
                     records = done.unopened(),

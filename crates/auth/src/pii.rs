@@ -221,6 +221,11 @@ impl AccountSealer {
         self.index.index(email)
     }
 
+    /// Whether a rotation can have anything to do: older keys are configured beside the newest.
+    pub fn rotating(&self) -> bool {
+        self.sealer.has_older_keys()
+    }
+
     /// `email` as the account `owner` (or the account a registration will create) keeps it.
     pub fn seal_email(&self, owner: &UserId, email: &Email) -> SealedEmail {
         let index = self.index(email);

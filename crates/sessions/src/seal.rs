@@ -102,6 +102,12 @@ impl Sealer {
         out
     }
 
+    /// Whether older keys are configured beside the newest: only then can anything stored be
+    /// sealed again (a blob under a key not in the list does not open at all).
+    pub fn has_older_keys(&self) -> bool {
+        self.keys.len() > 1
+    }
+
     /// Whether `sealed` was sealed under the newest key (the first of the list): what a key
     /// rotation re-seals is everything for which this is `false`.
     pub fn is_current(&self, sealed: &[u8]) -> bool {

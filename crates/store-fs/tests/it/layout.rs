@@ -300,6 +300,19 @@ pub(crate) async fn files_are_0600_and_directories_0700() {
     assert_eq!(seen.1, 10);
 }
 
+/// Writes `a` into `accounts` as a version from before sealing did: the account as JSON, and its
+/// index entry named by the SHA-256 of the address.
+fn write_clear(accounts: &std::path::Path, a: &phaze_auth::Account) {
+    let record = sha256_hex(a.id.to_string().as_bytes());
+    fs::write(
+        accounts.join("records").join(record),
+        serde_json::to_vec(a).unwrap(),
+    )
+    .unwrap();
+    let entry = sha256_hex(a.email.as_str().as_bytes());
+    fs::write(accounts.join("emails").join(entry), a.id.to_string()).unwrap();
+}
+
 /// Accounts a version from before sealing wrote in the clear (record and `sha256(address)`
 /// index entry) are sealed by the start-up step, once, even with two processes at it: found
 /// again by address afterwards, no file left holding an address or a name, and a marker that
@@ -316,20 +329,7 @@ pub(crate) async fn accounts_stored_in_the_clear_are_sealed_once_and_found_again
     });
     let accounts = dir.path().join("accounts");
     for a in [&ada, &bob] {
-        fs::write(
-            accounts
-                .join("records")
-                .join(sha256_hex(a.id.to_string().as_bytes())),
-            serde_json::to_vec(a).unwrap(),
-        )
-        .unwrap();
-        fs::write(
-            accounts
-                .join("emails")
-                .join(sha256_hex(a.email.as_str().as_bytes())),
-            a.id.to_string(),
-        )
-        .unwrap();
+        write_clear(&accounts, a);
     }
     let carol = account("carol@example.com");
     let one = sealed(Arc::new(raw));
@@ -383,27 +383,11 @@ pub(crate) async fn the_start_up_step_seals_every_batch_beside_another_process()
     let dir = tempfile::tempdir().unwrap();
     let raw = FsAccounts::open(dir.path()).unwrap();
     let accounts = dir.path().join("accounts");
-    let write_clear = |a: &phaze_auth::Account| {
-        fs::write(
-            accounts
-                .join("records")
-                .join(sha256_hex(a.id.to_string().as_bytes())),
-            serde_json::to_vec(a).unwrap(),
-        )
-        .unwrap();
-        fs::write(
-            accounts
-                .join("emails")
-                .join(sha256_hex(a.email.as_str().as_bytes())),
-            a.id.to_string(),
-        )
-        .unwrap();
-    };
     let people: Vec<_> = (0..450)
         .map(|n| account(&format!("p{n}@example.com")))
         .collect();
     for a in &people {
-        write_clear(a);
+        write_clear(&accounts, a);
     }
     // Registered again, sealed, while its older account was still in the clear.
     let twin = account("p7@example.com");
